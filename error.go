@@ -1,0 +1,60 @@
+package reservation
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Application error codes. Only service/ turns them into gRPC statuses.
+const (
+	EINVALID     = "invalid"     // the request is malformed; Fields says where
+	ENOTFOUND    = "not_found"   // no such reservation
+	ECONFLICT    = "conflict"    // the window overlaps existing reservations; Conflicts names them
+	ESTATE       = "state"       // the reservation is not in a state that allows the change
+	EABORTED     = "aborted"     // a concurrent writer got in the way; retrying may succeed
+	EUNAVAILABLE = "unavailable" // the database cannot be reached; retrying later may succeed
+	EINTERNAL    = "internal"
+)
+
+// Error is an application error: a code callers can branch on and a message for people.
+type Error struct {
+	Code      string
+	Message   string
+	Fields    Violations // EINVALID: each bad field
+	Conflicts []Conflict // ECONFLICT: each reservation in the way
+	Truncated bool       // ECONFLICT: there are more conflicts than listed
+	Err       error      // the cause, if any
+}
+
+// Conflict is an existing reservation that overlaps item Index of a Reserve call.
+type Conflict struct {
+	Index    int
+	Existing *Reservation
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Message + ": " + e.Err.Error()
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an Error with code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first Error in err's chain: "" for nil, EINTERNAL for an
+// error that is not an application error.
+func ErrorCode(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &e):
+		return e.Code
+	}
+	return EINTERNAL
+}

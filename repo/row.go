@@ -1,0 +1,136 @@
+package repo
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"reservation"
+)
+
+// columns are the reservations columns, in the order row scans them.
+const columns = "id, user_id, resource_id, status, start_at, end_at, note, created_at, updated_at, version"
+
+// row is a reservations row. Its JSON form is the snapshot stored with each change.
+type row struct {
+	ID         string    `db:"id" json:"id"`
+	UserID     string    `db:"user_id" json:"user_id"`
+	ResourceID string    `db:"resource_id" json:"resource_id"`
+	Status     int       `db:"status" json:"status"`
+	Start      time.Time `db:"start_at" json:"start"`
+	End        time.Time `db:"end_at" json:"end"`
+	Note       string    `db:"note" json:"note"`
+	CreatedAt  time.Time `db:"created_at" json:"created_at"`
+	UpdatedAt  time.Time `db:"updated_at" json:"updated_at"`
+	Version    int64     `db:"version" json:"version"`
+}
+
+func toRow(r *reservation.Reservation) row {
+	return row{r.ID, r.UserID, r.ResourceID, int(r.Status), r.Start, r.End, r.Note, r.CreatedAt, r.UpdatedAt, r.Version}
+}
+
+func (w *row) reservation() *reservation.Reservation {
+	return &reservation.Reservation{
+		ID: w.ID, UserID: w.UserID, ResourceID: w.ResourceID, Status: reservation.Status(w.Status),
+		Start: w.Start.UTC(), End: w.End.UTC(), Note: w.Note,
+		CreatedAt: w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(), Version: w.Version,
+	}
+}
+
+func (w *row) args() []any {
+	return []any{w.ID, w.UserID, w.ResourceID, w.Status, w.Start, w.End, w.Note, w.CreatedAt, w.UpdatedAt, w.Version}
+}
+
+// selectRows runs a query for reservations rows.
+func selectRows(ctx context.Context, q sqlx.QueryerContext, query string, args ...any) ([]*reservation.Reservation, error) {
+	var rows []row
+	if err := sqlx.SelectContext(ctx, q, &rows, query, args...); err != nil {
+		return nil, err
+	}
+	out := make([]*reservation.Reservation, len(rows))
+	for i := range rows {
+		out[i] = rows[i].reservation()
+	}
+	return out, nil
+}
+
+// getRow reads one reservation by id; suffix may add a locking clause.
+func getRow(ctx context.Context, q sqlx.QueryerContext, id, suffix string) (*reservation.Reservation, error) {
+	var w row
+	err := sqlx.GetContext(ctx, q, &w, "SELECT "+columns+" FROM reservations WHERE id = ?"+suffix, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, reservation.Errorf(reservation.ENOTFOUND, "reservation %q not found", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return w.reservation(), nil
+}
+
+// overlapping returns up to limit reservations of r's resource that overlap r's window. maxSpan
+// is the longest reservation the resource holds: nothing starting before Start-maxSpan can reach
+// Start, which keeps the index range short.
+func overlapping(ctx context.Context, q sqlx.QueryerContext, r *reservation.Reservation, maxSpan time.Duration, limit int) ([]*reservation.Reservation, error) {
+	from := r.Start.Add(-maxSpan)
+	return selectRows(ctx, q, "SELECT "+columns+" FROM reservations"+
+		" WHERE resource_id = ? AND start_at >= ? AND start_at < ? AND end_at > ?"+
+		" ORDER BY start_at, id LIMIT ?",
+		r.ResourceID, from, r.End, r.Start, limit)
+}
+
+// findQuery builds the query for a filter. Every value is a placeholder argument.
+func findQuery(f reservation.Filter) (string, []any) {
+	var where []string
+	var args []any
+	add := func(cond string, a ...any) {
+		where = append(where, cond)
+		args = append(args, a...)
+	}
+	if f.ResourceID != "" {
+		add("resource_id = ?", f.ResourceID)
+	}
+	if f.UserID != "" {
+		add("user_id = ?", f.UserID)
+	}
+	if f.Status != reservation.StatusUnknown {
+		add("status = ?", int(f.Status))
+	}
+	if !f.End.IsZero() {
+		add("start_at < ?", f.End)
+	}
+	if !f.Start.IsZero() {
+		add("end_at > ?", f.Start)
+	}
+	cmp, order := ">", "start_at, id"
+	if f.Desc {
+		cmp, order = "<", "start_at DESC, id DESC"
+	}
+	if c := f.After; c != nil {
+		add(fmt.Sprintf("(start_at %[1]s ? OR (start_at = ? AND id %[1]s ?))", cmp), c.Start, c.Start, c.ID)
+	}
+	query := "SELECT " + columns + " FROM reservations"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY " + order
+	if f.Limit > 0 {
+		query += " LIMIT ?"
+		args = append(args, f.Limit)
+	}
+	return query, args
+}
+
+// snapshot is the reservation as a change row stores it.
+func snapshot(r *reservation.Reservation) ([]byte, error) {
+	b, err := json.Marshal(toRow(r))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of reservation %s: %w", r.ID, err)
+	}
+	return b, nil
+}

@@ -1,0 +1,348 @@
+// Package repo stores reservations in MySQL. Every write runs in one transaction that locks the
+// resource's row, checks for overlaps, writes the reservation and records the change: the
+// transaction is what guarantees that no two reservations of a resource overlap.
+package repo
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+
+	"reservation"
+)
+
+// Options tune a Store; the zero value is usable.
+type Options struct {
+	// Locker queues the writers of a resource before they reach the database. Nil: no queue,
+	// the database alone serialises them.
+	Locker reservation.Locker
+	Logger *slog.Logger
+	// Now is the clock for created_at and updated_at; nil means time.Now.
+	Now func() time.Time
+	// MaxConflicts bounds how many conflicting reservations a rejected Reserve names (default 10).
+	MaxConflicts int
+	// Retries bounds how often a transaction is run again after a deadlock or lock wait timeout
+	// (default 5).
+	Retries int
+}
+
+// Store implements reservation.Service on MySQL.
+type Store struct {
+	db    *sqlx.DB
+	opts  Options
+	log   *slog.Logger
+	stats struct{ retries, lockDown, conflicts atomic.Int64 }
+}
+
+var _ reservation.Service = (*Store)(nil)
+
+// New returns a Store on db, whose schema Migrate has brought up to date.
+func New(db *sqlx.DB, opts Options) *Store {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxConflicts <= 0 {
+		opts.MaxConflicts = 10
+	}
+	if opts.Retries <= 0 {
+		opts.Retries = 5
+	}
+	return &Store{db: db, opts: opts, log: opts.Logger}
+}
+
+// Stats are counters since the Store was made.
+type Stats struct {
+	TxRetries       int64 // transactions run again after a deadlock or lock wait timeout
+	LockUnavailable int64 // writes that went ahead on the database guard alone, the Locker being down
+	Conflicts       int64 // Reserve calls rejected for overlap
+}
+
+// Stats returns the counters.
+func (s *Store) Stats() Stats {
+	return Stats{s.stats.retries.Load(), s.stats.lockDown.Load(), s.stats.conflicts.Load()}
+}
+
+func (s *Store) now() time.Time { return reservation.Truncate(s.opts.Now()) }
+
+// Reserve books rs all or none. Callers validate rs first; Reserve assigns ids, timestamps and
+// versions and returns the stored reservations in the order given.
+func (s *Store) Reserve(ctx context.Context, rs ...*reservation.Reservation) ([]*reservation.Reservation, error) {
+	if len(rs) == 0 {
+		return nil, reservation.Errorf(reservation.EINVALID, "no reservation to make")
+	}
+	now := s.now()
+	out := make([]*reservation.Reservation, len(rs))
+	keys := make([]string, 0, len(rs))
+	for i, r := range rs {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("new reservation id: %w", err)
+		}
+		c := *r
+		c.Normalize()
+		c.ID, c.CreatedAt, c.UpdatedAt, c.Version = id.String(), now, now, 1
+		out[i] = &c
+		keys = append(keys, c.ResourceID)
+	}
+	// One global order for every lock, in Redis and in MySQL, so writers never deadlock.
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+
+	err := s.write(ctx, keys, func(tx *sqlx.Tx) error {
+		resources, err := lockResources(ctx, tx, keys, now)
+		if err != nil {
+			return err
+		}
+		conflicts, truncated, err := s.conflicts(ctx, tx, out, resources)
+		if err != nil {
+			return err
+		}
+		if len(conflicts) > 0 {
+			s.stats.conflicts.Add(1)
+			return conflictError(out, conflicts, truncated)
+		}
+		changes := make([]change, len(out))
+		for i, r := range out {
+			res := resources[r.ResourceID]
+			res.version++
+			res.maxSpan = max(res.maxSpan, r.End.Sub(r.Start))
+			changes[i] = change{reservation.OpCreate, r, res.version}
+		}
+		if err := insertReservations(ctx, tx, out); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, resources, changes, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// conflicts finds, for each new reservation, the stored ones and the earlier new ones it
+// overlaps, up to MaxConflicts in all.
+func (s *Store) conflicts(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation, resources map[string]*resource) ([]reservation.Conflict, bool, error) {
+	var found []reservation.Conflict
+	limit := s.opts.MaxConflicts + 1 // one more, to know whether the list is complete
+	for i, r := range rs {
+		stored, err := overlapping(ctx, tx, r, resources[r.ResourceID].maxSpan, limit-len(found))
+		if err != nil {
+			return nil, false, err
+		}
+		for _, e := range stored {
+			found = append(found, reservation.Conflict{Index: i, Existing: e})
+		}
+		for _, e := range rs[:i] {
+			if len(found) < limit && r.Overlaps(e) {
+				found = append(found, reservation.Conflict{Index: i, Existing: e})
+			}
+		}
+		if len(found) >= limit {
+			return found[:s.opts.MaxConflicts], true, nil
+		}
+	}
+	return found, false, nil
+}
+
+func conflictError(rs []*reservation.Reservation, conflicts []reservation.Conflict, truncated bool) error {
+	c := conflicts[0]
+	msg := fmt.Sprintf("reservation of %s from %s to %s conflicts with reservation %s (%s to %s)",
+		rs[c.Index].ResourceID, reservation.FormatTime(rs[c.Index].Start), reservation.FormatTime(rs[c.Index].End),
+		c.Existing.ID, reservation.FormatTime(c.Existing.Start), reservation.FormatTime(c.Existing.End))
+	if n := len(conflicts); n > 1 || truncated {
+		more := fmt.Sprint(n - 1)
+		if truncated {
+			more += "+"
+		}
+		msg += " and " + more + " more"
+	}
+	return &reservation.Error{Code: reservation.ECONFLICT, Message: msg, Conflicts: conflicts, Truncated: truncated}
+}
+
+// Confirm turns a PENDING reservation into a CONFIRMED one. A CONFIRMED one is returned
+// unchanged; a BLOCKED one cannot be confirmed.
+func (s *Store) Confirm(ctx context.Context, ref reservation.Ref) (*reservation.Reservation, error) {
+	return s.modify(ctx, ref, func(r *reservation.Reservation) (reservation.Op, error) {
+		switch r.Status {
+		case reservation.StatusConfirmed:
+			return 0, nil
+		case reservation.StatusPending:
+			r.Status = reservation.StatusConfirmed
+			return reservation.OpUpdate, nil
+		}
+		return 0, reservation.Errorf(reservation.ESTATE, "reservation %s is %s: only PENDING reservations can be confirmed", r.ID, r.Status)
+	})
+}
+
+// Update replaces the note of a reservation.
+func (s *Store) Update(ctx context.Context, ref reservation.Ref, note string) (*reservation.Reservation, error) {
+	return s.modify(ctx, ref, func(r *reservation.Reservation) (reservation.Op, error) {
+		r.Note = note
+		return reservation.OpUpdate, nil
+	})
+}
+
+// Cancel removes a reservation and returns it as it was removed.
+func (s *Store) Cancel(ctx context.Context, ref reservation.Ref) (*reservation.Reservation, error) {
+	return s.modify(ctx, ref, func(*reservation.Reservation) (reservation.Op, error) {
+		return reservation.OpDelete, nil
+	})
+}
+
+// modify runs one change of a stored reservation. apply edits the reservation in place and
+// says which change it made; 0 means none, and nothing is written.
+func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(*reservation.Reservation) (reservation.Op, error)) (*reservation.Reservation, error) {
+	// A reservation never moves to another resource, so its resource can be read before locking.
+	current, err := s.Get(ctx, ref.ID)
+	if err != nil {
+		return nil, err
+	}
+	var out *reservation.Reservation
+	err = s.write(ctx, []string{current.ResourceID}, func(tx *sqlx.Tx) error {
+		now := s.now()
+		resources, err := lockResources(ctx, tx, []string{current.ResourceID}, now)
+		if err != nil {
+			return err
+		}
+		r, err := getRow(ctx, tx, ref.ID, " FOR UPDATE")
+		if err != nil {
+			return err
+		}
+		if ref.Version != 0 && ref.Version != r.Version {
+			return reservation.Errorf(reservation.EABORTED, "reservation %s is at version %d, not %d", r.ID, r.Version, ref.Version)
+		}
+		op, err := apply(r)
+		if err != nil || op == 0 {
+			out = r
+			return err
+		}
+		r.Version++
+		r.UpdatedAt = now
+		if op == reservation.OpDelete {
+			_, err = tx.ExecContext(ctx, "DELETE FROM reservations WHERE id = ?", r.ID)
+		} else {
+			_, err = tx.ExecContext(ctx, "UPDATE reservations SET status = ?, note = ?, updated_at = ?, version = ? WHERE id = ?",
+				int(r.Status), r.Note, r.UpdatedAt, r.Version, r.ID)
+		}
+		if err != nil {
+			return err
+		}
+		res := resources[r.ResourceID]
+		res.version++
+		out = r
+		return s.record(ctx, tx, resources, []change{{op, r, res.version}}, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Get returns a reservation by id.
+func (s *Store) Get(ctx context.Context, id string) (*reservation.Reservation, error) {
+	r, err := getRow(ctx, s.db, id, "")
+	if err != nil {
+		return nil, classify(err)
+	}
+	return r, nil
+}
+
+// Find returns the reservations the filter selects, in its order.
+func (s *Store) Find(ctx context.Context, f reservation.Filter) ([]*reservation.Reservation, error) {
+	query, args := findQuery(f)
+	rs, err := selectRows(ctx, s.db, query, args...)
+	if err != nil {
+		return nil, classify(fmt.Errorf("find reservations: %w", err))
+	}
+	return rs, nil
+}
+
+// resource is a locked resources row, as the transaction will leave it.
+type resource struct {
+	version int64
+	maxSpan time.Duration
+}
+
+// lockResources locks the rows of the resources ids (sorted), creating the missing ones.
+func lockResources(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time) (map[string]*resource, error) {
+	out := make(map[string]*resource, len(ids))
+	for _, id := range ids {
+		var v struct {
+			Version int64 `db:"version"`
+			MaxSpan int64 `db:"max_span_us"`
+		}
+		err := tx.GetContext(ctx, &v, "SELECT version, max_span_us FROM resources WHERE id = ? FOR UPDATE", id)
+		if isNoRows(err) {
+			// A concurrent first writer makes this fail with a duplicate key; the transaction is
+			// then run again and finds the row.
+			_, err = tx.ExecContext(ctx, "INSERT INTO resources (id, version, max_span_us, created_at) VALUES (?, 0, 0, ?)", id, now)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lock resource %q: %w", id, err)
+		}
+		out[id] = &resource{v.Version, time.Duration(v.MaxSpan) * time.Microsecond}
+	}
+	return out, nil
+}
+
+// change is one write to record in reservation_changes.
+type change struct {
+	op              reservation.Op
+	r               *reservation.Reservation
+	resourceVersion int64
+}
+
+// record saves the resources' new versions and the changes, in the write's transaction.
+func (s *Store) record(ctx context.Context, tx *sqlx.Tx, resources map[string]*resource, changes []change, now time.Time) error {
+	for _, id := range slices.Sorted(maps.Keys(resources)) {
+		res := resources[id]
+		if _, err := tx.ExecContext(ctx, "UPDATE resources SET version = ?, max_span_us = ? WHERE id = ?",
+			res.version, res.maxSpan.Microseconds(), id); err != nil {
+			return fmt.Errorf("update resource %q: %w", id, err)
+		}
+	}
+	query := "INSERT INTO reservation_changes (op, reservation_id, resource_id, resource_version, snapshot, created_at) VALUES "
+	args := make([]any, 0, 6*len(changes))
+	for i, c := range changes {
+		snap, err := snapshot(c.r)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			query += ", "
+		}
+		query += "(?, ?, ?, ?, ?, ?)"
+		args = append(args, int(c.op), c.r.ID, c.r.ResourceID, c.resourceVersion, snap, now)
+	}
+	if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+		return fmt.Errorf("record changes: %w", err)
+	}
+	return nil
+}
+
+func insertReservations(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation) error {
+	query := "INSERT INTO reservations (" + columns + ") VALUES "
+	args := make([]any, 0, 10*len(rs))
+	for i, r := range rs {
+		if i > 0 {
+			query += ", "
+		}
+		query += "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		w := toRow(r)
+		args = append(args, w.args()...)
+	}
+	if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+		return fmt.Errorf("insert reservations: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,126 @@
+package repo
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jmoiron/sqlx"
+
+	"reservation"
+)
+
+// MySQL error numbers the store handles.
+const (
+	errDupKey       = 1062 // a concurrent first writer created the same resource row
+	errLockWait     = 1205 // innodb_lock_wait_timeout passed
+	errDeadlock     = 1213
+	errQueryTimeout = 3024 // MySQL: max_execution_time passed
+)
+
+// write runs fn in a transaction while holding the Locker's locks on the resources keys.
+// When the Locker is unreachable the write goes ahead: the transaction is the guard.
+func (s *Store) write(ctx context.Context, keys []string, fn func(*sqlx.Tx) error) error {
+	if s.opts.Locker != nil {
+		unlock, err := s.opts.Locker.Lock(ctx, keys...)
+		switch {
+		case err == nil:
+			defer unlock(context.WithoutCancel(ctx))
+		case reservation.ErrorCode(err) == reservation.EUNAVAILABLE:
+			s.stats.lockDown.Add(1)
+			s.log.WarnContext(ctx, "lock unavailable, writing on the database guard alone", "resources", keys, "err", err)
+		default:
+			return err
+		}
+	}
+	return s.inTx(ctx, fn)
+}
+
+// inTx runs fn in a READ COMMITTED transaction, so that the overlap check, made after the
+// resource row is locked, sees every reservation committed before. A transaction that lost a
+// deadlock or waited too long for a lock is run again, a bounded number of times.
+func (s *Store) inTx(ctx context.Context, fn func(*sqlx.Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		err := s.tryTx(ctx, fn)
+		if err == nil || !retryable(err) {
+			return classify(err)
+		}
+		if attempt == s.opts.Retries {
+			return &reservation.Error{Code: reservation.EABORTED, Message: fmt.Sprintf("write gave up after %d attempts", attempt+1), Err: err}
+		}
+		s.stats.retries.Add(1)
+		s.log.DebugContext(ctx, "retrying transaction", "attempt", attempt+1, "err", err)
+		// A short random pause lets the transaction that won go first.
+		pause := time.Duration(1+rand.IntN(5<<attempt)) * time.Millisecond
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+	}
+}
+
+func (s *Store) tryTx(ctx context.Context, fn func(*sqlx.Tx) error) error {
+	tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func retryable(err error) bool {
+	var me *mysql.MySQLError
+	if !errors.As(err, &me) {
+		return false
+	}
+	switch me.Number {
+	case errDeadlock, errLockWait, errDupKey:
+		return true
+	}
+	return false
+}
+
+// classify turns what the driver said into an application error where it can: a server that
+// cannot be reached is EUNAVAILABLE. Application and context errors pass through.
+func classify(err error) error {
+	var me *mysql.MySQLError
+	var ae *reservation.Error
+	switch {
+	case err == nil, errors.As(err, &ae), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.As(err, &me):
+		if me.Number == errQueryTimeout {
+			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database timed out", Err: err}
+		}
+		return err // a server error that is ours to fix: internal
+	case unreachable(err):
+		return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database unavailable", Err: err}
+	}
+	return err
+}
+
+// unreachable reports whether err says the connection to the server failed: refused, reset,
+// timed out or lost mid-query.
+func unreachable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysql.ErrInvalidConn) ||
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }

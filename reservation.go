@@ -1,0 +1,256 @@
+// Package reservation holds the domain of the reservation service: what a reservation is, the
+// rules every reservation obeys, and the interfaces the other packages implement. It imports
+// nothing of the project.
+package reservation
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Status is where a reservation stands in its life.
+type Status int
+
+// The statuses, numbered as on the wire.
+const (
+	StatusUnknown   Status = 0 // in a filter: any status; in a new reservation: PENDING
+	StatusPending   Status = 1
+	StatusConfirmed Status = 2
+	StatusBlocked   Status = 3 // the owner of the resource took it out of service
+)
+
+// Valid reports whether s is one of the known statuses (Unknown included).
+func (s Status) Valid() bool { return s >= StatusUnknown && s <= StatusBlocked }
+
+func (s Status) String() string {
+	switch s {
+	case StatusUnknown:
+		return "UNKNOWN"
+	case StatusPending:
+		return "PENDING"
+	case StatusConfirmed:
+		return "CONFIRMED"
+	case StatusBlocked:
+		return "BLOCKED"
+	}
+	return fmt.Sprintf("Status(%d)", int(s))
+}
+
+// Limits of the values a reservation may hold.
+const (
+	MaxIDLen   = 64   // bytes, for user and resource ids
+	MaxNoteLen = 4096 // bytes
+)
+
+// Times are stored in UTC with microsecond precision, within what MySQL's DATETIME holds.
+var (
+	minTime = time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+)
+
+// Reservation is a booking of one resource for the half-open window [Start, End): a booking that
+// ends when another starts does not overlap it.
+type Reservation struct {
+	ID         string
+	UserID     string
+	ResourceID string
+	Status     Status
+	Start      time.Time
+	End        time.Time
+	Note       string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	Version    int64 // 1 when created, bumped by every write
+}
+
+// Overlaps reports whether r and o book the same resource at the same instant.
+func (r *Reservation) Overlaps(o *Reservation) bool {
+	return r.ResourceID == o.ResourceID && r.Start.Before(o.End) && o.Start.Before(r.End)
+}
+
+// Normalize puts the times in UTC at microsecond precision (what is stored) and turns an
+// Unknown status into Pending.
+func (r *Reservation) Normalize() {
+	r.Start = Truncate(r.Start)
+	r.End = Truncate(r.End)
+	if r.Status == StatusUnknown {
+		r.Status = StatusPending
+	}
+}
+
+// Validate checks a new reservation (after Normalize) and names every field that is wrong.
+func (r *Reservation) Validate() error {
+	var v Violations
+	v.ID("user_id", r.UserID)
+	v.ID("resource_id", r.ResourceID)
+	if !r.Status.Valid() {
+		v.Add("status", fmt.Sprintf("unknown status %d", int(r.Status)))
+	}
+	v.Time("start", r.Start, true)
+	v.Time("end", r.End, true)
+	if !r.Start.IsZero() && !r.End.IsZero() && !r.Start.Before(r.End) {
+		v.Add("end", fmt.Sprintf("must be after start (%s), got %s", FormatTime(r.Start), FormatTime(r.End)))
+	}
+	v.Note("note", r.Note)
+	return v.Err()
+}
+
+// Truncate converts t to UTC at microsecond precision, as it is stored.
+func Truncate(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+// FormatTime writes t as RFC 3339 with the microseconds that are stored.
+func FormatTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.999999Z07:00") }
+
+// Ref points at one reservation for a write. Version, when non-zero, is the version the caller
+// last saw: the write fails with EABORTED if the reservation has moved on since.
+type Ref struct {
+	ID      string
+	Version int64
+}
+
+// Filter selects the reservations that overlap [Start, End); a zero bound is unbounded and an
+// empty field matches everything. Results are ordered by (Start, ID), descending when Desc.
+type Filter struct {
+	ResourceID string
+	UserID     string
+	Status     Status // Unknown: any
+	Start      time.Time
+	End        time.Time
+	Desc       bool
+	After      *Cursor // keyset: continue after this position in the order
+	Limit      int     // at most this many; 0 means no limit
+}
+
+// Cursor is a position in a Filter's order.
+type Cursor struct {
+	Start time.Time
+	ID    string
+}
+
+// Validate checks a filter and names every field that is wrong.
+func (f *Filter) Validate() error {
+	var v Violations
+	if f.ResourceID != "" {
+		v.ID("resource_id", f.ResourceID)
+	}
+	if f.UserID != "" {
+		v.ID("user_id", f.UserID)
+	}
+	if !f.Status.Valid() {
+		v.Add("status", fmt.Sprintf("unknown status %d", int(f.Status)))
+	}
+	v.Time("start", f.Start, false)
+	v.Time("end", f.End, false)
+	if !f.Start.IsZero() && !f.End.IsZero() && !f.Start.Before(f.End) {
+		v.Add("end", fmt.Sprintf("must be after start (%s), got %s", FormatTime(f.Start), FormatTime(f.End)))
+	}
+	if f.Limit < 0 {
+		v.Add("limit", fmt.Sprintf("must not be negative, got %d", f.Limit))
+	}
+	return v.Err()
+}
+
+// Service is what the API offers; repo implements it on MySQL.
+type Service interface {
+	// Reserve books every reservation given, all or none. It fails with ECONFLICT, naming every
+	// existing reservation in the way, when a window overlaps another of the same resource.
+	Reserve(ctx context.Context, rs ...*Reservation) ([]*Reservation, error)
+	// Confirm turns a PENDING reservation into a CONFIRMED one; a CONFIRMED one comes back unchanged.
+	Confirm(ctx context.Context, ref Ref) (*Reservation, error)
+	// Update replaces the note.
+	Update(ctx context.Context, ref Ref, note string) (*Reservation, error)
+	// Cancel removes a reservation, freeing its window, and returns what was removed.
+	Cancel(ctx context.Context, ref Ref) (*Reservation, error)
+	// Get returns one reservation by id.
+	Get(ctx context.Context, id string) (*Reservation, error)
+	// Find returns the reservations the filter selects, in its order.
+	Find(ctx context.Context, f Filter) ([]*Reservation, error)
+}
+
+// Locker serialises the writers of a resource across replicas so that they queue outside the
+// database. It is an optimisation, not the guard: the database transaction is.
+type Locker interface {
+	// Lock takes the locks on keys, in the order given, waiting a bounded time. It fails with
+	// EABORTED when a lock stays taken past the wait bound.
+	Lock(ctx context.Context, keys ...string) (Unlock, error)
+}
+
+// Unlock releases what a Locker took.
+type Unlock func(ctx context.Context)
+
+// Violations collects the fields of a request that are wrong.
+type Violations []FieldViolation
+
+// Add records that field is wrong, and why.
+func (v *Violations) Add(field, why string) { *v = append(*v, FieldViolation{field, why}) }
+
+// ID checks a user or resource id: 1 to MaxIDLen bytes of printable UTF-8.
+func (v *Violations) ID(field, s string) {
+	switch {
+	case s == "":
+		v.Add(field, "is required")
+	case len(s) > MaxIDLen:
+		v.Add(field, fmt.Sprintf("must be at most %d bytes, got %d", MaxIDLen, len(s)))
+	case !utf8.ValidString(s):
+		v.Add(field, "must be valid UTF-8")
+	case strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
+		v.Add(field, fmt.Sprintf("must be printable, got %q", s))
+	}
+}
+
+// Note checks free text: at most MaxNoteLen bytes of UTF-8 without control characters other
+// than tab and line breaks.
+func (v *Violations) Note(field, s string) {
+	switch {
+	case len(s) > MaxNoteLen:
+		v.Add(field, fmt.Sprintf("must be at most %d bytes, got %d", MaxNoteLen, len(s)))
+	case !utf8.ValidString(s):
+		v.Add(field, "must be valid UTF-8")
+	case strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\r' && r != '\t' }) >= 0:
+		v.Add(field, "must not contain control characters")
+	}
+}
+
+// Time checks that t is within the range that can be stored; a zero t is an error only when
+// required.
+func (v *Violations) Time(field string, t time.Time, required bool) {
+	switch {
+	case t.IsZero():
+		if required {
+			v.Add(field, "is required")
+		}
+	case t.Before(minTime) || t.After(maxTime):
+		v.Add(field, fmt.Sprintf("must be between %s and %s, got %s", FormatTime(minTime), FormatTime(maxTime), FormatTime(t)))
+	}
+}
+
+// Err returns nil when nothing was recorded and an EINVALID error naming the fields otherwise.
+func (v Violations) Err() error {
+	if len(v) == 0 {
+		return nil
+	}
+	return &Error{Code: EINVALID, Message: v.String(), Fields: v}
+}
+
+func (v Violations) String() string {
+	parts := make([]string, len(v))
+	for i, f := range v {
+		parts[i] = f.Field + ": " + f.Description
+	}
+	return "invalid " + strings.Join(parts, "; ")
+}
+
+// FieldViolation says which field of a request is wrong, and why.
+type FieldViolation struct {
+	Field       string
+	Description string
+}

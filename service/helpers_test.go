@@ -1,0 +1,135 @@
+package service_test
+
+import (
+	"context"
+
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"reservation"
+	pb "reservation/proto/reservation/v1"
+	"reservation/repo"
+	"reservation/repo/repotest"
+	"reservation/service"
+)
+
+// quiet keeps expected warnings (a Redis that is down on purpose) out of the test output.
+var quiet = slog.New(slog.DiscardHandler)
+
+// replica is one service instance: its own pool, store, gRPC server and client.
+type replica struct {
+	client pb.ReservationServiceClient
+	store  *repo.Store
+}
+
+// startReplica serves a store on db through a real gRPC server on loopback.
+func startReplica(t *testing.T, db *sqlx.DB, locker reservation.Locker) *replica {
+	t.Helper()
+	store := repo.New(db, repo.Options{Locker: locker, Logger: quiet})
+	g := grpc.NewServer(grpc.ChainUnaryInterceptor(service.UnaryRecover(quiet)))
+	service.New(store, service.Options{Logger: quiet}).Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &replica{client: pb.NewReservationServiceClient(conn), store: store}
+}
+
+// newClient gives a test a fresh database and one replica in front of it.
+func newClient(t *testing.T) (pb.ReservationServiceClient, *sqlx.DB) {
+	t.Helper()
+	db, _ := repotest.NewDB(t)
+	return startReplica(t, db, nil).client, db
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// base is a fixed instant the tests book around.
+var base = time.Date(2030, 3, 1, 9, 0, 0, 0, time.UTC)
+
+func at(h float64) *timestamppb.Timestamp {
+	return timestamppb.New(base.Add(time.Duration(h * float64(time.Hour))))
+}
+
+func booking(resource string, from, to float64) *pb.Reservation {
+	return &pb.Reservation{UserId: "alice", ResourceId: resource, Start: at(from), End: at(to)}
+}
+
+func reserve(t *testing.T, c pb.ReservationServiceClient, r *pb.Reservation) *pb.Reservation {
+	t.Helper()
+	resp, err := c.Reserve(ctxFor(t), &pb.ReserveRequest{Reservation: r})
+	if err != nil {
+		t.Fatalf("Reserve(%v): %v", r, err)
+	}
+	return resp.GetReservation()
+}
+
+func wantCode(t *testing.T, err error, code codes.Code) *status.Status {
+	t.Helper()
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != code {
+		t.Fatalf("got error %v, want code %v", err, code)
+	}
+	return st
+}
+
+// badFields returns the fields a status's BadRequest names.
+func badFields(st *status.Status) []string {
+	var fields []string
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				fields = append(fields, v.GetField())
+			}
+		}
+	}
+	return fields
+}
+
+func conflictInfo(st *status.Status) *errdetails.ErrorInfo {
+	for _, d := range st.Details() {
+		if ei, ok := d.(*errdetails.ErrorInfo); ok {
+			return ei
+		}
+	}
+	return nil
+}
+
+func count(t *testing.T, db *sqlx.DB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.Get(&n, query, args...); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// overlaps counts pairs of stored reservations of one resource whose windows overlap.
+func overlaps(t *testing.T, db *sqlx.DB) int {
+	return count(t, db, `SELECT COUNT(*) FROM reservations a JOIN reservations b
+		ON a.resource_id = b.resource_id AND a.id < b.id AND a.start_at < b.end_at AND b.start_at < a.end_at`)
+}
+
+func protoEqual(a, b *pb.Reservation) bool { return proto.Equal(a, b) }

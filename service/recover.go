@@ -1,0 +1,35 @@
+package service
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// UnaryRecover turns a panic in a handler into INTERNAL and a log line, so one bad request
+// cannot take the replica down.
+func UnaryRecover(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer recovered(ctx, log, info.FullMethod, &err)
+		return handler(ctx, req)
+	}
+}
+
+// StreamRecover is UnaryRecover for streaming calls.
+func StreamRecover(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer recovered(ss.Context(), log, info.FullMethod, &err)
+		return handler(srv, ss)
+	}
+}
+
+func recovered(ctx context.Context, log *slog.Logger, method string, err *error) {
+	if p := recover(); p != nil {
+		log.ErrorContext(ctx, "panic in handler", "method", method, "panic", p, "stack", string(debug.Stack()))
+		*err = status.Error(codes.Internal, "internal error")
+	}
+}

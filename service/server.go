@@ -1,0 +1,232 @@
+// Package service is the gRPC face of the reservation service: each handler translates the
+// request, calls the reservation.Service, and translates the answer or the error back.
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"reservation"
+	pb "reservation/proto/reservation/v1"
+)
+
+// Options tune a Server; the zero value is usable.
+type Options struct {
+	// MaxDuration bounds the length of one reservation (default 366 days).
+	MaxDuration time.Duration
+	Logger      *slog.Logger
+}
+
+// Server implements the ReservationService gRPC API.
+type Server struct {
+	pb.UnimplementedReservationServiceServer // Listen, until the change feed lands
+	svc                                      reservation.Service
+	opts                                     Options
+	log                                      *slog.Logger
+}
+
+// New returns a Server that serves svc.
+func New(svc reservation.Service, opts Options) *Server {
+	if opts.MaxDuration <= 0 {
+		opts.MaxDuration = 366 * 24 * time.Hour
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Server{svc: svc, opts: opts, log: opts.Logger}
+}
+
+// Register adds the API to g.
+func (s *Server) Register(g grpc.ServiceRegistrar) { pb.RegisterReservationServiceServer(g, s) }
+
+const (
+	defaultPageSize = 20
+	maxPageSize     = 100
+	queryBatch      = 500 // rows Query reads from the database per round
+)
+
+func (s *Server) Reserve(ctx context.Context, req *pb.ReserveRequest) (*pb.ReserveResponse, error) {
+	r, err := s.reservation(req.GetReservation(), "reservation.")
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	out, err := s.svc.Reserve(ctx, r)
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	return &pb.ReserveResponse{Reservation: toProto(out[0])}, nil
+}
+
+// reservation translates and checks a new reservation; prefix is its path in the request.
+func (s *Server) reservation(in *pb.Reservation, prefix string) (*reservation.Reservation, error) {
+	var q request
+	if in == nil {
+		q.Add(prefix[:len(prefix)-1], "is required")
+		return nil, q.Err()
+	}
+	r := &reservation.Reservation{
+		UserID:     in.GetUserId(),
+		ResourceID: in.GetResourceId(),
+		Status:     reservation.Status(in.GetStatus()),
+		Start:      q.time(prefix+"start", in.GetStart()),
+		End:        q.time(prefix+"end", in.GetEnd()),
+		Note:       in.GetNote(),
+	}
+	r.Normalize()
+	q.merge(prefix, r.Validate())
+	if d := r.End.Sub(r.Start); d > s.opts.MaxDuration && !q.has(prefix+"start") && !q.has(prefix+"end") {
+		q.Add(prefix+"end", fmt.Sprintf("reservation lasts %s, longer than the %s allowed", d, s.opts.MaxDuration))
+	}
+	return r, q.Err()
+}
+
+func (s *Server) Confirm(ctx context.Context, req *pb.ConfirmRequest) (*pb.ConfirmResponse, error) {
+	var q request
+	ref := reservation.Ref{ID: q.id("id", req.GetId())}
+	if err := q.Err(); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	r, err := s.svc.Confirm(ctx, ref)
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	return &pb.ConfirmResponse{Reservation: toProto(r)}, nil
+}
+
+func (s *Server) Update(ctx context.Context, req *pb.UpdateRequest) (*pb.UpdateResponse, error) {
+	var q request
+	ref := reservation.Ref{ID: q.id("id", req.GetId())}
+	q.Note("note", req.GetNote())
+	if err := q.Err(); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	r, err := s.svc.Update(ctx, ref, req.GetNote())
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	return &pb.UpdateResponse{Reservation: toProto(r)}, nil
+}
+
+func (s *Server) Cancel(ctx context.Context, req *pb.CancelRequest) (*pb.CancelResponse, error) {
+	var q request
+	ref := reservation.Ref{ID: q.id("id", req.GetId())}
+	if err := q.Err(); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	r, err := s.svc.Cancel(ctx, ref)
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	return &pb.CancelResponse{Reservation: toProto(r)}, nil
+}
+
+func (s *Server) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, error) {
+	var q request
+	id := q.id("id", req.GetId())
+	if err := q.Err(); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	r, err := s.svc.Get(ctx, id)
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	return &pb.GetResponse{Reservation: toProto(r)}, nil
+}
+
+// Query streams every match, reading the database a batch at a time so that a slow reader
+// holds no database connection between batches.
+func (s *Server) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[pb.Reservation]) error {
+	ctx := stream.Context()
+	f, err := s.filter(req)
+	if err != nil {
+		return s.status(ctx, err)
+	}
+	f.Limit = queryBatch
+	for {
+		rs, err := s.svc.Find(ctx, f)
+		if err != nil {
+			return s.status(ctx, err)
+		}
+		for _, r := range rs {
+			if err := stream.Send(toProto(r)); err != nil {
+				return err
+			}
+		}
+		if len(rs) < f.Limit {
+			return nil
+		}
+		last := rs[len(rs)-1]
+		f.After = &reservation.Cursor{Start: last.Start, ID: last.ID}
+	}
+}
+
+func (s *Server) Filter(ctx context.Context, req *pb.FilterRequest) (*pb.FilterResponse, error) {
+	f, err := s.filter(req)
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	var q request
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		q.Add("page_size", fmt.Sprintf("must not be negative, got %d", size))
+	case size == 0:
+		size = defaultPageSize
+	case size > maxPageSize:
+		size = maxPageSize
+	}
+	if t := req.GetPageToken(); t != "" {
+		if f.After, _ = decodeToken(&f, t); f.After == nil {
+			q.Add("page_token", "is malformed or belongs to another filter: pass next_page_token unchanged, with the same filter")
+		}
+	}
+	if err := q.Err(); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	f.Limit = size + 1 // one more, to know whether another page follows
+	rs, err := s.svc.Find(ctx, f)
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	resp := &pb.FilterResponse{}
+	if len(rs) > size {
+		rs = rs[:size]
+		if resp.NextPageToken, err = encodeToken(&f, rs[size-1]); err != nil {
+			return nil, s.status(ctx, err)
+		}
+	}
+	resp.Reservations = make([]*pb.Reservation, len(rs))
+	for i, r := range rs {
+		resp.Reservations[i] = toProto(r)
+	}
+	return resp, nil
+}
+
+// filterRequest is what QueryRequest and FilterRequest share.
+type filterRequest interface {
+	GetResourceId() string
+	GetUserId() string
+	GetStatus() pb.ReservationStatus
+	GetStart() *timestamppb.Timestamp
+	GetEnd() *timestamppb.Timestamp
+	GetDesc() bool
+}
+
+func (s *Server) filter(req filterRequest) (reservation.Filter, error) {
+	var q request
+	f := reservation.Filter{
+		ResourceID: req.GetResourceId(),
+		UserID:     req.GetUserId(),
+		Status:     reservation.Status(req.GetStatus()),
+		Start:      q.time("start", req.GetStart()),
+		End:        q.time("end", req.GetEnd()),
+		Desc:       req.GetDesc(),
+	}
+	q.merge("", f.Validate())
+	return f, q.Err()
+}
