@@ -133,3 +133,11 @@ func overlaps(t *testing.T, db *sqlx.DB) int {
 }
 
 func protoEqual(a, b *pb.Reservation) bool { return proto.Equal(a, b) }
+
+func newDB(t *testing.T) *sqlx.DB {
+	db, _ := repotest.NewDB(t)
+	return db
+}
+
+// time2 is i half-hours.
+func time2(i int) time.Duration { return time.Duration(i) * 30 * time.Minute }
