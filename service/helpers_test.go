@@ -141,3 +141,13 @@ func newDB(t *testing.T) *sqlx.DB {
 
 // time2 is i half-hours.
 func time2(i int) time.Duration { return time.Duration(i) * 30 * time.Minute }
+
+// openLazily opens a pool without connecting, for a server that is not there.
+func openLazily(t *testing.T, dsn string) *sqlx.DB {
+	db, err := sqlx.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}

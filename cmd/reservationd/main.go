@@ -1,0 +1,220 @@
+// Command reservationd serves the reservation gRPC API.
+//
+//	reservationd [flags]          migrate the schema (unless --migrate=false) and serve
+//	reservationd migrate [flags]  migrate the schema and exit
+//
+// Every flag falls back to an environment variable, named in its help.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"reservation"
+	"reservation/lock"
+	"reservation/repo"
+	"reservation/service"
+)
+
+type config struct {
+	grpcAddr    string
+	mysqlDSN    string
+	redisAddr   string
+	lock        string
+	migrate     bool
+	maxDuration time.Duration
+	lockWait    time.Duration
+	lockTTL     time.Duration
+	drain       time.Duration
+	logLevel    string
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "reservationd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cmd := "serve"
+	if len(args) > 0 && args[0] == "migrate" {
+		cmd, args = "migrate", args[1:]
+	}
+	cfg, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if cfg.mysqlDSN == "" {
+		return errors.New("--mysql-dsn (RESERVATION_MYSQL_DSN) is required")
+	}
+	db, err := repo.Open(ctx, cfg.mysqlDSN)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if cmd == "migrate" || cfg.migrate {
+		if err := repo.Migrate(ctx, db.DB); err != nil {
+			return err
+		}
+		log.Info("schema up to date")
+	}
+	if cmd == "migrate" {
+		return nil
+	}
+	return serve(ctx, cfg, db, log)
+}
+
+func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error {
+	locker, closeLocker, err := newLocker(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeLocker()
+	store := repo.New(db, repo.Options{Locker: locker, Logger: log})
+
+	g := grpc.NewServer(grpc.ChainUnaryInterceptor(service.UnaryRecover(log)), grpc.ChainStreamInterceptor(service.StreamRecover(log)))
+	service.New(store, service.Options{MaxDuration: cfg.maxDuration, Logger: log}).Register(g)
+	healthSrv := health.NewServer()
+	healthpb.RegisterHealthServer(g, healthSrv)
+	reflection.Register(g)
+	go watchDatabase(ctx, db, healthSrv, log)
+
+	lis, err := net.Listen("tcp", cfg.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.grpcAddr, err)
+	}
+	log.Info("serving", "grpc_addr", lis.Addr().String(), "lock", cfg.lock)
+	served := make(chan error, 1)
+	go func() { served <- g.Serve(lis) }()
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("draining in-flight calls", "bound", cfg.drain)
+	healthSrv.Shutdown()
+	drained := make(chan struct{})
+	go func() { g.GracefulStop(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(cfg.drain):
+		log.Warn("drain bound reached, stopping")
+		g.Stop()
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func newLocker(cfg config) (reservation.Locker, func(), error) {
+	switch cfg.lock {
+	case "local":
+		return lock.NewLocal(cfg.lockWait), func() {}, nil
+	case "redis":
+		if cfg.redisAddr == "" {
+			return nil, nil, errors.New("--lock redis needs --redis-addr (RESERVATION_REDIS_ADDR)")
+		}
+		client := redis.NewClient(lock.ClientOptions(cfg.redisAddr))
+		l := lock.NewRedis(client, lock.RedisOptions{Prefix: "rsv:", TTL: cfg.lockTTL, Wait: cfg.lockWait})
+		return l, func() { client.Close() }, nil
+	}
+	return nil, nil, fmt.Errorf("--lock must be redis or local, got %q", cfg.lock)
+}
+
+// watchDatabase keeps the health service's answer in step with the database.
+func watchDatabase(ctx context.Context, db *sqlx.DB, h *health.Server, log *slog.Logger) {
+	serving := true
+	h.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := db.PingContext(pctx)
+		cancel()
+		if ok := err == nil; ok != serving && ctx.Err() == nil {
+			serving = ok
+			status := healthpb.HealthCheckResponse_SERVING
+			if !ok {
+				status = healthpb.HealthCheckResponse_NOT_SERVING
+			}
+			log.Warn("database health changed", "serving", ok, "err", err)
+			h.SetServingStatus("", status)
+		}
+	}
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("reservationd", flag.ContinueOnError)
+	fs.StringVar(&c.grpcAddr, "grpc-addr", env("RESERVATION_GRPC_ADDR", "127.0.0.1:50051"), "gRPC listen address (RESERVATION_GRPC_ADDR)")
+	fs.StringVar(&c.mysqlDSN, "mysql-dsn", env("RESERVATION_MYSQL_DSN", ""), "MySQL DSN, e.g. root@tcp(127.0.0.1:3306)/reservation (RESERVATION_MYSQL_DSN)")
+	fs.StringVar(&c.redisAddr, "redis-addr", env("RESERVATION_REDIS_ADDR", "127.0.0.1:6379"), "Redis address for --lock redis (RESERVATION_REDIS_ADDR)")
+	fs.StringVar(&c.lock, "lock", env("RESERVATION_LOCK", "redis"), "writer lock: redis (many replicas) or local (one replica) (RESERVATION_LOCK)")
+	fs.BoolVar(&c.migrate, "migrate", envBool("RESERVATION_MIGRATE", true), "apply schema migrations at start (RESERVATION_MIGRATE)")
+	fs.DurationVar(&c.maxDuration, "max-duration", envDuration("RESERVATION_MAX_DURATION", 366*24*time.Hour), "longest reservation allowed (RESERVATION_MAX_DURATION)")
+	fs.DurationVar(&c.lockWait, "lock-wait", envDuration("RESERVATION_LOCK_WAIT", 5*time.Second), "longest wait for a resource's lock before ABORTED (RESERVATION_LOCK_WAIT)")
+	fs.DurationVar(&c.lockTTL, "lock-ttl", envDuration("RESERVATION_LOCK_TTL", 30*time.Second), "Redis lock expiry (RESERVATION_LOCK_TTL)")
+	fs.DurationVar(&c.drain, "drain", envDuration("RESERVATION_DRAIN", 20*time.Second), "bound on draining in-flight calls at shutdown (RESERVATION_DRAIN)")
+	fs.StringVar(&c.logLevel, "log-level", env("RESERVATION_LOG_LEVEL", "info"), "debug, info, warn or error (RESERVATION_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return c, nil
+}
+
+func env(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}
+
+// envBool and envDuration fall back to def when the variable is unset or unreadable; a bad
+// value is then reported by the flag that reads it back.
+func envBool(key string, def bool) bool {
+	if b, err := strconv.ParseBool(os.Getenv(key)); err == nil {
+		return b
+	}
+	return def
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
+		return d
+	}
+	return def
+}

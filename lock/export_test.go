@@ -1,0 +1,4 @@
+package lock
+
+// LocalLen returns how many keys have a lock in l's map.
+func LocalLen(l *Local) int { return l.len() }

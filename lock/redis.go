@@ -1,0 +1,301 @@
+// Package lock implements reservation.Locker: Redis queues the writers of a resource across
+// replicas, Local does it within one process.
+//
+// A lock is an optimisation, not the guard: the database transaction is. So when Redis cannot
+// be reached, Lock fails fast with EUNAVAILABLE and the caller goes on without the lock; and a
+// lock that expired before its release is logged and counted, not reported as an error.
+//
+// Create the Redis client with small timeouts and no retries, as ClientOptions does: a slow or
+// dead Redis must cost a request a few hundred milliseconds at most, and a SET NX retried after
+// a network error may find the lock its first attempt took and wait on itself until the TTL.
+package lock
+
+import (
+	"context"
+	cryptorand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"reservation"
+)
+
+// ClientOptions returns the options recommended for the client of a Redis locker: timeouts of
+// 250ms, one dial attempt, no retries, and context deadlines honoured on every command.
+func ClientOptions(addr string) *redis.Options {
+	return &redis.Options{
+		Addr:                  addr,
+		DialTimeout:           250 * time.Millisecond,
+		DialerRetries:         1,
+		ReadTimeout:           250 * time.Millisecond,
+		WriteTimeout:          250 * time.Millisecond,
+		ContextTimeoutEnabled: true,
+		MaxRetries:            -1,
+		PoolSize:              64, // a lock call holds a connection for one round trip
+		PoolTimeout:           250 * time.Millisecond,
+	}
+}
+
+// RedisOptions configures a Redis locker; a zero field takes its default.
+type RedisOptions struct {
+	Prefix   string        // prepended to every key, e.g. "rsv:"
+	TTL      time.Duration // how long a lock lives if never released; well above the transaction time; default 30s
+	Wait     time.Duration // the longest one Lock call waits for taken locks; default 5s
+	Cooldown time.Duration // how long Lock fails fast after a Redis error; default 1s
+	Logger   *slog.Logger  // default slog.Default()
+}
+
+// Stats counts what a Redis locker did since it was created.
+type Stats struct {
+	Acquired    int64 // Lock calls that took all their keys
+	Busy        int64 // Lock calls that gave up at the wait bound
+	Lost        int64 // keys whose release found the lock expired or taken by another holder
+	Unavailable int64 // Lock calls and releases that failed on Redis, fast failures included
+}
+
+// ErrBreakerOpen is the cause of the EUNAVAILABLE errors Lock returns without asking Redis,
+// during the cooldown that follows a Redis error.
+var ErrBreakerOpen = errors.New("redis not tried during the cooldown after an error")
+
+// Redis is a Locker shared by every replica that uses the same Redis and prefix. Each key is a
+// Redis key set with NX and a TTL to a token of the Lock call, and is deleted only while it
+// still holds that token.
+type Redis struct {
+	client   redis.UniversalClient
+	prefix   string
+	ttl      time.Duration
+	wait     time.Duration
+	cooldown time.Duration
+	log      *slog.Logger
+
+	openUntil atomic.Int64 // the breaker: Unix nanoseconds until which Lock fails fast; 0 when closed
+
+	acquired, busy, lost, unavailable atomic.Int64
+}
+
+var _ reservation.Locker = (*Redis)(nil)
+
+// releaseTimeout bounds a release, which runs even when the caller's context has ended.
+const releaseTimeout = time.Second
+
+// compareAndDelete deletes KEYS[1] only if it still holds the token ARGV[1], and returns how
+// many keys it deleted.
+var compareAndDelete = redis.NewScript(`
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+	return redis.call("DEL", KEYS[1])
+end
+return 0
+`)
+
+// NewRedis returns a locker on client, which should be configured as ClientOptions recommends.
+func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
+	r := &Redis{
+		client:   client,
+		prefix:   opts.Prefix,
+		ttl:      orDefault(opts.TTL, 30*time.Second),
+		wait:     orDefault(opts.Wait, 5*time.Second),
+		cooldown: orDefault(opts.Cooldown, time.Second),
+		log:      opts.Logger,
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	return r
+}
+
+// Stats returns the counters of the locker.
+func (r *Redis) Stats() Stats {
+	return Stats{
+		Acquired:    r.acquired.Load(),
+		Busy:        r.busy.Load(),
+		Lost:        r.lost.Load(),
+		Unavailable: r.unavailable.Load(),
+	}
+}
+
+// Lock takes the locks on keys in the order given, retrying taken ones with a jittered backoff
+// until the wait bound or the end of ctx. It fails with EABORTED at the wait bound, with
+// EUNAVAILABLE when Redis cannot be reached, and with ctx's error when ctx ends; whatever it
+// took is released before it fails.
+func (r *Redis) Lock(ctx context.Context, keys ...string) (reservation.Unlock, error) {
+	keys = distinct(keys)
+	if len(keys) == 0 {
+		return func(context.Context) {}, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("lock %q: %w", keys[0], err)
+	}
+	if !r.allow() {
+		r.unavailable.Add(1)
+		return nil, unavailable(keys[0], ErrBreakerOpen)
+	}
+
+	token := newToken()
+	deadline := time.Now().Add(r.wait)
+	for i, key := range keys {
+		if uncertain, err := r.take(ctx, key, token, deadline); err != nil {
+			if uncertain {
+				// The SET may have taken the key: release it too, quietly, as Redis is
+				// likely unreachable.
+				r.releaseQuietly(ctx, keys[:i+1], token)
+			} else {
+				r.releaseAll(ctx, keys[:i], token)
+			}
+			return nil, err
+		}
+	}
+	r.acquired.Add(1)
+
+	var released atomic.Bool
+	return func(ctx context.Context) {
+		if released.CompareAndSwap(false, true) {
+			r.releaseAll(ctx, keys, token)
+		}
+	}, nil
+}
+
+// take takes the lock on one key, waiting for it until deadline. When it fails, uncertain
+// reports that its last SET failed in flight and may have taken the lock all the same.
+func (r *Redis) take(ctx context.Context, key, token string, deadline time.Time) (uncertain bool, err error) {
+	rkey := r.prefix + "lock:" + key
+	for attempt := 0; ; attempt++ {
+		ok, err := r.client.SetNX(ctx, rkey, token, r.ttl).Result()
+		switch {
+		case err != nil && ended(ctx) != nil:
+			return true, fmt.Errorf("lock %q: %w", key, ended(ctx))
+		case err != nil:
+			r.trip(err)
+			return true, unavailable(key, err)
+		}
+		r.reset()
+		if ok {
+			return false, nil
+		}
+
+		left := time.Until(deadline)
+		if left <= 0 {
+			r.busy.Add(1)
+			return false, busy(key, r.wait)
+		}
+		if err := sleep(ctx, min(backoff(attempt), left)); err != nil {
+			return false, fmt.Errorf("lock %q: %w", key, err)
+		}
+	}
+}
+
+// releaseAll releases keys, last first, logging and counting the locks it finds lost.
+func (r *Redis) releaseAll(ctx context.Context, keys []string, token string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	for i := len(keys) - 1; i >= 0; i-- {
+		rkey := r.prefix + "lock:" + keys[i]
+		n, err := compareAndDelete.Run(ctx, r.client, []string{rkey}, token).Int()
+		switch {
+		case err != nil:
+			r.trip(err)
+			r.log.WarnContext(ctx, "lock release failed; the lock expires at its TTL", "key", rkey, "ttl", r.ttl, "err", err)
+		case n == 0:
+			r.lost.Add(1)
+			r.log.WarnContext(ctx, "lock lost before its release: expired or taken by another holder", "key", rkey, "ttl", r.ttl)
+		}
+	}
+}
+
+// releaseQuietly releases keys, last first, ignoring errors: it cleans up after a failure,
+// when some of the keys were probably never set.
+func (r *Redis) releaseQuietly(ctx context.Context, keys []string, token string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	for i := len(keys) - 1; i >= 0; i-- {
+		_ = compareAndDelete.Run(ctx, r.client, []string{r.prefix + "lock:" + keys[i]}, token).Err()
+	}
+}
+
+// allow reports whether Lock may use Redis: the breaker is closed, or its cooldown is over and
+// this call is the one that tries Redis again while the others keep failing fast.
+func (r *Redis) allow() bool {
+	until := r.openUntil.Load()
+	if until == 0 {
+		return true
+	}
+	now := time.Now().UnixNano()
+	if now < until {
+		return false
+	}
+	return r.openUntil.CompareAndSwap(until, now+int64(r.cooldown))
+}
+
+// trip counts a Redis error and opens the breaker for a cooldown.
+func (r *Redis) trip(err error) {
+	r.unavailable.Add(1)
+	if r.openUntil.Swap(time.Now().Add(r.cooldown).UnixNano()) == 0 {
+		r.log.Warn("redis unavailable; locks fail fast", "cooldown", r.cooldown, "err", err)
+	}
+}
+
+// reset closes the breaker after Redis answered.
+func (r *Redis) reset() {
+	if r.openUntil.Load() != 0 && r.openUntil.Swap(0) != 0 {
+		r.log.Info("redis available again; locks resume")
+	}
+}
+
+func unavailable(key string, err error) *reservation.Error {
+	return &reservation.Error{
+		Code:    reservation.EUNAVAILABLE,
+		Message: fmt.Sprintf("lock %q: redis unavailable", key),
+		Err:     err,
+	}
+}
+
+// backoff returns a random pause in [1ms, min(2^attempt ms, 20ms)], so that waiters spread out.
+func backoff(attempt int) time.Duration {
+	ceil := 20 * time.Millisecond
+	if attempt < 5 {
+		ceil = min(ceil, time.Millisecond<<attempt)
+	}
+	return time.Millisecond + rand.N(ceil-time.Millisecond+1)
+}
+
+// ended returns ctx's error, or DeadlineExceeded once ctx's deadline has passed: a command
+// whose socket deadline is ctx's can fail before ctx's own timer fires.
+func ended(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// sleep pauses for d or until ctx ends, and then returns ctx's error.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func newToken() string {
+	b := make([]byte, 16)
+	_, _ = cryptorand.Read(b) // never fails: crypto/rand crashes the program instead
+	return hex.EncodeToString(b)
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}

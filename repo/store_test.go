@@ -1,0 +1,126 @@
+package repo_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"reservation"
+	"reservation/repo"
+	"reservation/repo/repotest"
+)
+
+var base = time.Date(2031, 5, 4, 0, 0, 0, 0, time.UTC)
+
+func window(resource string, fromH, toH int) *reservation.Reservation {
+	return &reservation.Reservation{UserID: "u", ResourceID: resource,
+		Start: base.Add(time.Duration(fromH) * time.Hour), End: base.Add(time.Duration(toH) * time.Hour)}
+}
+
+func count(t *testing.T, s interface{ Get(any, string, ...any) error }, query string) int {
+	t.Helper()
+	var n int
+	if err := s.Get(&n, query); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestReserveManyIsAllOrNothing(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	s := repo.New(db, repo.Options{})
+	ctx := context.Background()
+	existing, err := s.Reserve(ctx, window("room", 10, 12))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Item 1 hits the stored reservation, item 3 overlaps item 2 of the same call.
+	_, err = s.Reserve(ctx, window("parking", 0, 24), window("room", 11, 13), window("room", 20, 22), window("room", 21, 23))
+	var e *reservation.Error
+	if reservation.ErrorCode(err) != reservation.ECONFLICT || !errors.As(err, &e) {
+		t.Fatalf("got %v, want a conflict", err)
+	}
+	var got []string
+	for _, c := range e.Conflicts {
+		got = append(got, fmt.Sprintf("%d:%s", c.Index, reservation.FormatTime(c.Existing.Start)))
+	}
+	want := []string{"1:" + reservation.FormatTime(existing[0].Start), "3:2031-05-04T20:00:00Z"}
+	if !slices.Equal(got, want) {
+		t.Errorf("conflicts %v, want %v", got, want)
+	}
+	if n := count(t, db, "SELECT COUNT(*) FROM reservations"); n != 1 {
+		t.Errorf("%d rows after a rejected batch, want the 1 from before", n)
+	}
+	if n := count(t, db, "SELECT COUNT(*) FROM resources WHERE id = 'parking'"); n != 0 {
+		t.Errorf("a rejected batch left the resource row it created")
+	}
+
+	out, err := s.Reserve(ctx, window("parking", 0, 24), window("room", 12, 13), window("room", 8, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 3 || out[2].ResourceID != "room" || !out[2].End.Equal(existing[0].Start) {
+		t.Errorf("batch returned %v, want its items in the order given", out)
+	}
+	if n := count(t, db, "SELECT version FROM resources WHERE id = 'room'"); n != 3 {
+		t.Errorf("room at version %d, want 3 (one per reservation written)", n)
+	}
+}
+
+// The overlap check only scans back as far as the resource's longest reservation: a long
+// reservation stored long ago must still be found.
+func TestLongReservationStillConflicts(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	s := repo.New(db, repo.Options{})
+	ctx := context.Background()
+	for _, w := range []*reservation.Reservation{window("hall", 0, 1000), window("hall", 1000, 1001)} {
+		if _, err := s.Reserve(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := s.Reserve(ctx, window("hall", 999, 1000))
+	if reservation.ErrorCode(err) != reservation.ECONFLICT {
+		t.Fatalf("booking the last hour of a 1000-hour reservation: %v, want a conflict", err)
+	}
+}
+
+// Batches that cross the same resources in opposite orders take their locks in one order, so
+// they never deadlock each other into failure.
+func TestCrossingBatchesDoNotDeadlock(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	s := repo.New(db, repo.Options{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 4 {
+				h := (i*4 + j) * 2
+				a, b := window("a", h, h+1), window("b", h, h+1)
+				if i%2 == 1 {
+					a, b = b, a
+				}
+				if _, err := s.Reserve(context.Background(), a, b); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("batch failed: %v", err)
+	}
+	if n := count(t, db, "SELECT COUNT(*) FROM reservations"); n != 128 {
+		t.Errorf("%d rows, want 128", n)
+	}
+}

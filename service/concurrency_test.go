@@ -1,0 +1,187 @@
+package service_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"reservation"
+	"reservation/lock"
+	"reservation/lock/locktest"
+	pb "reservation/proto/reservation/v1"
+	"reservation/repo"
+	"reservation/repo/repotest"
+)
+
+// Many writers on three replicas book random windows of a few hot resources. Whatever the
+// lock does — work, be unreachable, or not exist — no two stored reservations may overlap, and
+// every acknowledged reservation must be stored.
+func TestNoOverlapAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	// Each replica has its own Redis client; prefix is the test's key space, shared by them.
+	lockers := map[string]func(t *testing.T, prefix string) reservation.Locker{
+		"redis": func(t *testing.T, prefix string) reservation.Locker {
+			return lock.NewRedis(locktest.Client(t), lock.RedisOptions{Prefix: prefix, Wait: 20 * time.Second, Logger: quiet})
+		},
+		"redis unreachable": func(t *testing.T, prefix string) reservation.Locker {
+			client := redis.NewClient(lock.ClientOptions(closedAddr(t)))
+			t.Cleanup(func() { client.Close() })
+			return lock.NewRedis(client, lock.RedisOptions{Prefix: prefix, Logger: quiet})
+		},
+		"database only": func(*testing.T, string) reservation.Locker { return nil },
+	}
+	for name, newLocker := range lockers {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			db, dsn := repotest.NewDB(t)
+			prefix := locktest.Prefix(t, locktest.Client(t))
+			var replicas []*replica
+			var stores []*repo.Store
+			for range 3 {
+				pool, err := repo.Open(context.Background(), dsn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { pool.Close() })
+				r := startReplica(t, pool, newLocker(t, prefix))
+				replicas = append(replicas, r)
+				stores = append(stores, r.store)
+			}
+
+			const writers, ops = 32, 25
+			var mu sync.Mutex
+			acked := map[string]bool{} // reservations acknowledged and not cancelled
+			codesSeen := map[codes.Code]int{}
+			var wg sync.WaitGroup
+			for w := range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rng := rand.New(rand.NewPCG(uint64(w), 7))
+					c := replicas[w%len(replicas)].client
+					var mine []string
+					for range ops {
+						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+						if len(mine) > 0 && rng.IntN(5) == 0 {
+							id := mine[0]
+							mine = mine[1:]
+							_, err := c.Cancel(ctx, &pb.CancelRequest{Id: id})
+							mu.Lock()
+							codesSeen[status.Code(err)]++
+							if err == nil {
+								delete(acked, id)
+							}
+							mu.Unlock()
+						} else {
+							from := float64(rng.IntN(96)) / 4
+							r := booking(fmt.Sprint("hot-", rng.IntN(3)), from, from+float64(1+rng.IntN(16))/4)
+							resp, err := c.Reserve(ctx, &pb.ReserveRequest{Reservation: r})
+							mu.Lock()
+							codesSeen[status.Code(err)]++
+							if err == nil {
+								acked[resp.GetReservation().GetId()] = true
+								mine = append(mine, resp.GetReservation().GetId())
+							}
+							mu.Unlock()
+						}
+						cancel()
+					}
+				}()
+			}
+			wg.Wait()
+
+			t.Logf("outcomes by code: %v", codesSeen)
+			for code, n := range codesSeen {
+				if code != codes.OK && code != codes.FailedPrecondition {
+					t.Errorf("%d calls failed with %v", n, code)
+				}
+			}
+			if codesSeen[codes.OK] == 0 || codesSeen[codes.FailedPrecondition] == 0 {
+				t.Errorf("outcomes %v: the workload should both succeed and conflict", codesSeen)
+			}
+			if n := overlaps(t, db); n != 0 {
+				t.Fatalf("%d pairs of stored reservations overlap", n)
+			}
+			var stored []string
+			if err := db.Select(&stored, "SELECT id FROM reservations"); err != nil {
+				t.Fatal(err)
+			}
+			if len(stored) != len(acked) {
+				t.Errorf("%d reservations stored, %d acknowledged and not cancelled", len(stored), len(acked))
+			}
+			for _, id := range stored {
+				if !acked[id] {
+					t.Errorf("stored reservation %s was never acknowledged", id)
+				}
+			}
+			// Every write recorded exactly one change, numbered in its resource's order.
+			if n := count(t, db, "SELECT COUNT(*) FROM resources r WHERE version <> (SELECT COUNT(*) FROM reservation_changes c WHERE c.resource_id = r.id)"); n != 0 {
+				t.Errorf("%d resources whose version differs from their number of changes", n)
+			}
+			if n := count(t, db, "SELECT COUNT(*) FROM (SELECT 1 FROM reservation_changes GROUP BY resource_id, resource_version HAVING COUNT(*) > 1) d"); n != 0 {
+				t.Errorf("%d resource versions recorded twice", n)
+			}
+			var lockDown int64
+			for _, s := range stores {
+				lockDown += s.Stats().LockUnavailable
+			}
+			if (name == "redis unreachable") != (lockDown > 0) {
+				t.Errorf("%d writes went ahead without the lock", lockDown)
+			}
+		})
+	}
+}
+
+// closedAddr is a loopback address where nothing listens.
+func closedAddr(t *testing.T) string {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	return addr
+}
+
+func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
+	t.Parallel()
+	db := openLazily(t, "root@tcp("+closedAddr(t)+")/nowhere?timeout=1s")
+	c := startReplica(t, db, nil).client
+	_, err := c.Reserve(ctxFor(t), &pb.ReserveRequest{Reservation: booking("r", 0, 1)})
+	wantCode(t, err, codes.Unavailable)
+	_, err = c.Get(ctxFor(t), &pb.GetRequest{Id: "01a204ab-6318-7baf-a7ed-a35f0ef10590"})
+	wantCode(t, err, codes.Unavailable)
+	_, err = c.Filter(ctxFor(t), &pb.FilterRequest{})
+	wantCode(t, err, codes.Unavailable)
+}
+
+// A writer that cannot get the resource's lock within the wait bound gets ABORTED, and nothing
+// is written.
+func TestLockWaitBoundIsAborted(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	locker := lock.NewLocal(200 * time.Millisecond)
+	c := startReplica(t, db, locker).client
+	unlock, err := locker.Lock(context.Background(), "busy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock(context.Background())
+	_, err = c.Reserve(ctxFor(t), &pb.ReserveRequest{Reservation: booking("busy", 0, 1)})
+	wantCode(t, err, codes.Aborted)
+	if n := count(t, db, "SELECT COUNT(*) FROM reservations"); n != 0 {
+		t.Errorf("%d rows written by an aborted call", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = c.Reserve(ctx, &pb.ReserveRequest{Reservation: booking("busy", 0, 1)})
+	wantCode(t, err, codes.DeadlineExceeded)
+}
