@@ -21,7 +21,9 @@ func window(resource string, fromH, toH int) *reservation.Reservation {
 		Start: base.Add(time.Duration(fromH) * time.Hour), End: base.Add(time.Duration(toH) * time.Hour)}
 }
 
-func count(t *testing.T, s interface{ Get(any, string, ...any) error }, query string) int {
+func count(t *testing.T, s interface {
+	Get(any, string, ...any) error
+}, query string) int {
 	t.Helper()
 	var n int
 	if err := s.Get(&n, query); err != nil {
