@@ -36,6 +36,10 @@ func TestNoOverlapAcrossReplicas(t *testing.T) {
 			t.Cleanup(func() { client.Close() })
 			return lock.NewRedis(client, lock.RedisOptions{Prefix: prefix, Logger: quiet})
 		},
+		// Locks that expire almost at once: holders run on without them.
+		"redis lock expiring mid-write": func(t *testing.T, prefix string) reservation.Locker {
+			return lock.NewRedis(locktest.Client(t), lock.RedisOptions{Prefix: prefix, TTL: time.Millisecond, Wait: 20 * time.Second, Logger: quiet})
+		},
 		"database only": func(*testing.T, string) reservation.Locker { return nil },
 	}
 	for name, newLocker := range lockers {
@@ -45,13 +49,18 @@ func TestNoOverlapAcrossReplicas(t *testing.T) {
 			prefix := locktest.Prefix(t, locktest.Client(t))
 			var replicas []*replica
 			var stores []*repo.Store
+			var redisLockers []*lock.Redis
 			for range 3 {
 				pool, err := repo.Open(context.Background(), dsn)
 				if err != nil {
 					t.Fatal(err)
 				}
 				t.Cleanup(func() { pool.Close() })
-				r := startReplica(t, pool, newLocker(t, prefix))
+				locker := newLocker(t, prefix)
+				if l, ok := locker.(*lock.Redis); ok {
+					redisLockers = append(redisLockers, l)
+				}
+				r := startReplica(t, pool, locker)
 				replicas = append(replicas, r)
 				stores = append(stores, r.store)
 			}
@@ -135,6 +144,13 @@ func TestNoOverlapAcrossReplicas(t *testing.T) {
 			}
 			if (name == "redis unreachable") != (lockDown > 0) {
 				t.Errorf("%d writes went ahead without the lock", lockDown)
+			}
+			var lost int64
+			for _, l := range redisLockers {
+				lost += l.Stats().Lost
+			}
+			if (name == "redis lock expiring mid-write") != (lost > 0) {
+				t.Errorf("%d locks expired before their release", lost)
 			}
 		})
 	}

@@ -118,7 +118,7 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("draining in-flight calls", "bound", cfg.drain)
+	log.Info("draining in-flight calls", "bound", cfg.drain.String())
 	healthSrv.Shutdown()
 	drained := make(chan struct{})
 	go func() { g.GracefulStop(); close(drained) }()
