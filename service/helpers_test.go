@@ -29,6 +29,7 @@ var quiet = slog.New(slog.DiscardHandler)
 
 // replica is one service instance: its own pool, store, gRPC server and client.
 type replica struct {
+	addr   string
 	client pb.ReservationServiceClient
 	store  *repo.Store
 }
@@ -37,7 +38,7 @@ type replica struct {
 func startReplica(t *testing.T, db *sqlx.DB, locker reservation.Locker) *replica {
 	t.Helper()
 	store := repo.New(db, repo.Options{Locker: locker, Logger: quiet})
-	g := grpc.NewServer(grpc.ChainUnaryInterceptor(service.UnaryRecover(quiet)))
+	g := grpc.NewServer(service.ServerOptions(quiet)...)
 	service.New(store, service.Options{Logger: quiet}).Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -50,7 +51,7 @@ func startReplica(t *testing.T, db *sqlx.DB, locker reservation.Locker) *replica
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &replica{client: pb.NewReservationServiceClient(conn), store: store}
+	return &replica{addr: lis.Addr().String(), client: pb.NewReservationServiceClient(conn), store: store}
 }
 
 // newClient gives a test a fresh database and one replica in front of it.

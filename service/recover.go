@@ -10,17 +10,17 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// UnaryRecover turns a panic in a handler into INTERNAL and a log line, so one bad request
+// unaryRecover turns a panic in a handler into INTERNAL and a log line, so one bad request
 // cannot take the replica down.
-func UnaryRecover(log *slog.Logger) grpc.UnaryServerInterceptor {
+func unaryRecover(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		defer recovered(ctx, log, info.FullMethod, &err)
 		return handler(ctx, req)
 	}
 }
 
-// StreamRecover is UnaryRecover for streaming calls.
-func StreamRecover(log *slog.Logger) grpc.StreamServerInterceptor {
+// streamRecover is unaryRecover for streaming calls.
+func streamRecover(log *slog.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 		defer recovered(ss.Context(), log, info.FullMethod, &err)
 		return handler(srv, ss)

@@ -27,11 +27,7 @@ func (s *Server) status(ctx context.Context, err error) error {
 	errors.As(err, &e)
 	switch reservation.ErrorCode(err) {
 	case reservation.EINVALID:
-		br := &errdetails.BadRequest{}
-		for _, f := range e.Fields {
-			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: f.Field, Description: f.Description})
-		}
-		return withDetails(codes.InvalidArgument, e.Message, br)
+		return badRequest(e.Message, e.Fields)
 	case reservation.ENOTFOUND:
 		return status.Error(codes.NotFound, e.Message)
 	case reservation.ECONFLICT:
@@ -52,6 +48,15 @@ func (s *Server) status(ctx context.Context, err error) error {
 	}
 	s.log.ErrorContext(ctx, "internal error", "err", err)
 	return status.Error(codes.Internal, "internal error")
+}
+
+// badRequest is INVALID_ARGUMENT with a google.rpc.BadRequest naming each bad field.
+func badRequest(msg string, v reservation.Violations) error {
+	br := &errdetails.BadRequest{}
+	for _, f := range v {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: f.Field, Description: f.Description})
+	}
+	return withDetails(codes.InvalidArgument, msg, br)
 }
 
 func withDetails(code codes.Code, msg string, details ...protoadapt.MessageV1) error {

@@ -98,7 +98,7 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	defer closeLocker()
 	store := repo.New(db, repo.Options{Locker: locker, Logger: log})
 
-	g := grpc.NewServer(grpc.ChainUnaryInterceptor(service.UnaryRecover(log)), grpc.ChainStreamInterceptor(service.StreamRecover(log)))
+	g := grpc.NewServer(service.ServerOptions(log)...)
 	service.New(store, service.Options{MaxDuration: cfg.maxDuration, Logger: log}).Register(g)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(g, healthSrv)
