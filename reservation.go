@@ -46,10 +46,11 @@ const (
 	MaxNoteLen = 4096 // bytes
 )
 
-// Times are stored in UTC with microsecond precision, within what MySQL's DATETIME holds.
-var (
-	minTime = time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+// Times are stored in UTC with microsecond precision, within what MySQL's DATETIME holds:
+// from the start of year 1000 to the end of year 9999, in Unix seconds.
+const (
+	minUnix = -30610224000 // 1000-01-01T00:00:00Z
+	endUnix = 253402300800 // 10000-01-01T00:00:00Z, excluded
 )
 
 // Reservation is a booking of one resource for the half-open window [Start, End): a booking that
@@ -228,8 +229,8 @@ func (v *Violations) Time(field string, t time.Time, required bool) {
 		if required {
 			v.Add(field, "is required")
 		}
-	case t.Before(minTime) || t.After(maxTime):
-		v.Add(field, fmt.Sprintf("must be between %s and %s, got %s", FormatTime(minTime), FormatTime(maxTime), FormatTime(t)))
+	case t.Unix() < minUnix || t.Unix() >= endUnix:
+		v.Add(field, fmt.Sprintf("must be in the years 1000 to 9999, got %s", FormatTime(t)))
 	}
 }
 

@@ -35,7 +35,7 @@ type replica struct {
 }
 
 // startReplica serves a store on db through a real gRPC server on loopback.
-func startReplica(t *testing.T, db *sqlx.DB, locker reservation.Locker) *replica {
+func startReplica(t testing.TB, db *sqlx.DB, locker reservation.Locker) *replica {
 	t.Helper()
 	store := repo.New(db, repo.Options{Locker: locker, Logger: quiet})
 	g := grpc.NewServer(service.ServerOptions(quiet)...)
@@ -59,6 +59,10 @@ func newClient(t *testing.T) (pb.ReservationServiceClient, *sqlx.DB) {
 	t.Helper()
 	db, _ := repotest.NewDB(t)
 	return startReplica(t, db, nil).client, db
+}
+
+func ctxWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
 }
 
 func ctxFor(t *testing.T) context.Context {
@@ -135,7 +139,7 @@ func overlaps(t *testing.T, db *sqlx.DB) int {
 
 func protoEqual(a, b *pb.Reservation) bool { return proto.Equal(a, b) }
 
-func newDB(t *testing.T) *sqlx.DB {
+func newDB(t testing.TB) *sqlx.DB {
 	db, _ := repotest.NewDB(t)
 	return db
 }

@@ -223,6 +223,10 @@ func TestFilterRejectsBadRequests(t *testing.T) {
 			t.Errorf("%s: bad fields %v, want [%s]", tc.name, badFields(st), tc.field)
 		}
 	}
+	_, err = c.Filter(ctxFor(t), &pb.FilterRequest{UserId: "\x00", PageSize: -5, PageToken: "x"})
+	if got := badFields(wantCode(t, err, codes.InvalidArgument)); !slices.Equal(got, []string{"user_id", "page_size", "page_token"}) {
+		t.Errorf("bad fields %v, want every one named at once", got)
+	}
 	stream, err := c.Query(ctxFor(t), &pb.QueryRequest{Start: at(2), End: at(1)})
 	if err == nil {
 		_, err = stream.Recv()

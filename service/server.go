@@ -142,8 +142,8 @@ func (s *Server) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, 
 // holds no database connection between batches.
 func (s *Server) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[pb.Reservation]) error {
 	ctx := stream.Context()
-	f, err := s.filter(req)
-	if err != nil {
+	f, q := s.filter(req)
+	if err := q.Err(); err != nil {
 		return s.status(ctx, err)
 	}
 	f.Limit = queryBatch
@@ -166,11 +166,7 @@ func (s *Server) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[p
 }
 
 func (s *Server) Filter(ctx context.Context, req *pb.FilterRequest) (*pb.FilterResponse, error) {
-	f, err := s.filter(req)
-	if err != nil {
-		return nil, s.status(ctx, err)
-	}
-	var q request
+	f, q := s.filter(req)
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0:
@@ -217,9 +213,9 @@ type filterRequest interface {
 	GetDesc() bool
 }
 
-func (s *Server) filter(req filterRequest) (reservation.Filter, error) {
-	var q request
-	f := reservation.Filter{
+// filter translates and checks the filter of a request; what is wrong is left in q.
+func (s *Server) filter(req filterRequest) (f reservation.Filter, q request) {
+	f = reservation.Filter{
 		ResourceID: req.GetResourceId(),
 		UserID:     req.GetUserId(),
 		Status:     reservation.Status(req.GetStatus()),
@@ -228,5 +224,5 @@ func (s *Server) filter(req filterRequest) (reservation.Filter, error) {
 		Desc:       req.GetDesc(),
 	}
 	q.merge("", f.Validate())
-	return f, q.Err()
+	return f, q
 }
