@@ -26,7 +26,8 @@ type Error struct {
 	Err       error      // the cause, if any
 }
 
-// Conflict is an existing reservation that overlaps item Index of a Reserve call.
+// Conflict is a reservation in the way of item Index of a Reserve call: a stored one, or an
+// earlier item of the same call.
 type Conflict struct {
 	Index    int
 	Existing *Reservation

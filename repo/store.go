@@ -108,7 +108,6 @@ func (s *Store) Reserve(ctx context.Context, rs ...*reservation.Reservation) ([]
 			return err
 		}
 		if len(conflicts) > 0 {
-			s.stats.conflicts.Add(1)
 			return conflictError(out, conflicts, truncated)
 		}
 		changes := make([]change, len(out))
@@ -124,6 +123,9 @@ func (s *Store) Reserve(ctx context.Context, rs ...*reservation.Reservation) ([]
 		return s.record(ctx, tx, resources, changes, now)
 	})
 	if err != nil {
+		if reservation.ErrorCode(err) == reservation.ECONFLICT {
+			s.stats.conflicts.Add(1)
+		}
 		return nil, err
 	}
 	return out, nil
