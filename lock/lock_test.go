@@ -280,19 +280,8 @@ func (d *countingDialer) dial(ctx context.Context, network, addr string) (net.Co
 	return dialer.DialContext(ctx, network, addr)
 }
 
-// deadAddr returns an address nothing listens on.
-func deadAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // frozenAddr returns the address of a server that accepts connections and never answers.
-func frozenAddr(t *testing.T) string {
+func frozenAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -324,9 +313,9 @@ func frozenAddr(t *testing.T) string {
 func TestRedisUnavailable(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		addr func(*testing.T) string
+		addr func(testing.TB) string
 	}{
-		{"closed port", deadAddr},
+		{"closed port", locktest.ClosedAddr},
 		{"frozen", frozenAddr},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

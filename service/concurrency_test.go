@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -32,7 +31,7 @@ func TestNoOverlapAcrossReplicas(t *testing.T) {
 			return lock.NewRedis(locktest.Client(t), lock.RedisOptions{Prefix: prefix, Wait: 20 * time.Second, Logger: quiet})
 		},
 		"redis unreachable": func(t *testing.T, prefix string) reservation.Locker {
-			client := redis.NewClient(lock.ClientOptions(closedAddr(t)))
+			client := redis.NewClient(lock.ClientOptions(locktest.ClosedAddr(t)))
 			t.Cleanup(func() { client.Close() })
 			return lock.NewRedis(client, lock.RedisOptions{Prefix: prefix, Logger: quiet})
 		},
@@ -156,20 +155,9 @@ func TestNoOverlapAcrossReplicas(t *testing.T) {
 	}
 }
 
-// closedAddr is a loopback address where nothing listens.
-func closedAddr(t *testing.T) string {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	return addr
-}
-
 func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
 	t.Parallel()
-	db := openLazily(t, "root@tcp("+closedAddr(t)+")/nowhere?timeout=1s")
+	db := openLazily(t, "root@tcp("+locktest.ClosedAddr(t)+")/nowhere?timeout=1s")
 	c := startReplica(t, db, nil).client
 	_, err := c.Reserve(ctxFor(t), &pb.ReserveRequest{Reservation: booking("r", 0, 1)})
 	wantCode(t, err, codes.Unavailable)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -58,4 +59,16 @@ func Prefix(t testing.TB, client redis.UniversalClient) string {
 		}
 	})
 	return prefix
+}
+
+// ClosedAddr returns a loopback address where nothing listens: a Redis (or MySQL) that is down.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	return addr
 }
