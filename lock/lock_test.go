@@ -122,16 +122,7 @@ func TestRedisBusy(t *testing.T) {
 	waiter := newRedis(t, client, prefix, lock.RedisOptions{Wait: wait})
 
 	unlock := mustLock(t, holder, "k")
-	start := time.Now()
-	_, err := waiter.Lock(t.Context(), "k")
-	elapsed := time.Since(start)
-	wantCode(t, err, reservation.EABORTED)
-	if !strings.Contains(err.Error(), `"k"`) || !strings.Contains(err.Error(), wait.String()) {
-		t.Errorf("error %q does not name the key and the wait", err)
-	}
-	if elapsed < wait || elapsed > 2*time.Second {
-		t.Errorf("gave up after %s, want %s", elapsed, wait)
-	}
+	wantBusy(t, waiter, wait)
 	if got := waiter.Stats().Busy; got != 1 {
 		t.Errorf("Busy = %d, want 1", got)
 	}
@@ -404,17 +395,7 @@ func TestLocalBusy(t *testing.T) {
 	const wait = 100 * time.Millisecond
 	l := lock.NewLocal(wait)
 	unlock := mustLock(t, l, "k")
-
-	start := time.Now()
-	_, err := l.Lock(t.Context(), "k")
-	elapsed := time.Since(start)
-	wantCode(t, err, reservation.EABORTED)
-	if !strings.Contains(err.Error(), `"k"`) || !strings.Contains(err.Error(), wait.String()) {
-		t.Errorf("error %q does not name the key and the wait", err)
-	}
-	if elapsed < wait || elapsed > 2*time.Second {
-		t.Errorf("gave up after %s, want %s", elapsed, wait)
-	}
+	wantBusy(t, l, wait)
 	if n := lock.LocalLen(l); n != 1 {
 		t.Errorf("%d keys in the map while k is held, want 1", n)
 	}
@@ -464,5 +445,21 @@ func TestLocalMultiKeyPartialFailure(t *testing.T) {
 	mustLock(t, l, "a", "b", "a", "c")(t.Context())
 	if n := lock.LocalLen(l); n != 0 {
 		t.Errorf("%d keys left in the map, want 0", n)
+	}
+}
+
+// wantBusy checks that l, whose wait bound is wait, gives up on the held key "k" with EABORTED
+// after that bound, naming the key and the wait.
+func wantBusy(t *testing.T, l reservation.Locker, wait time.Duration) {
+	t.Helper()
+	start := time.Now()
+	_, err := l.Lock(t.Context(), "k")
+	elapsed := time.Since(start)
+	wantCode(t, err, reservation.EABORTED)
+	if !strings.Contains(err.Error(), `"k"`) || !strings.Contains(err.Error(), wait.String()) {
+		t.Errorf("error %q does not name the key and the wait", err)
+	}
+	if elapsed < wait || elapsed > 2*time.Second {
+		t.Errorf("gave up after %s, want %s", elapsed, wait)
 	}
 }

@@ -65,12 +65,16 @@ func getRow(ctx context.Context, q sqlx.QueryerContext, id, suffix string) (*res
 	var w row
 	err := sqlx.GetContext(ctx, q, &w, "SELECT "+columns+" FROM reservations WHERE id = ?"+suffix, id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, reservation.Errorf(reservation.ENOTFOUND, "reservation %q not found", id)
+		return nil, notFound(id)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return w.reservation(), nil
+}
+
+func notFound(id string) error {
+	return reservation.Errorf(reservation.ENOTFOUND, "reservation %q not found", id)
 }
 
 // overlapping returns up to limit reservations of r's resource that overlap r's window. maxSpan

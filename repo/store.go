@@ -205,14 +205,18 @@ func (s *Store) Cancel(ctx context.Context, ref reservation.Ref) (*reservation.R
 // says which change it made; 0 means none, and nothing is written.
 func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(*reservation.Reservation) (reservation.Op, error)) (*reservation.Reservation, error) {
 	// A reservation never moves to another resource, so its resource can be read before locking.
-	current, err := s.Get(ctx, ref.ID)
+	var resourceID string
+	err := s.db.GetContext(ctx, &resourceID, "SELECT resource_id FROM reservations WHERE id = ?", ref.ID)
+	if isNoRows(err) {
+		return nil, notFound(ref.ID)
+	}
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	var out *reservation.Reservation
-	err = s.write(ctx, []string{current.ResourceID}, func(tx *sqlx.Tx) error {
+	err = s.write(ctx, []string{resourceID}, func(tx *sqlx.Tx) error {
 		now := s.now()
-		resources, err := lockResources(ctx, tx, []string{current.ResourceID}, now)
+		resources, err := lockResources(ctx, tx, []string{resourceID}, now)
 		if err != nil {
 			return err
 		}
