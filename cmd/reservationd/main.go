@@ -15,7 +15,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -174,47 +174,42 @@ func watchDatabase(ctx context.Context, db *sqlx.DB, h *health.Server, log *slog
 	}
 }
 
+// parseFlags reads the flags; a flag not on the command line falls back to its environment
+// variable, RESERVATION_ and its name in capitals (--lock-wait: RESERVATION_LOCK_WAIT).
 func parseFlags(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("reservationd", flag.ContinueOnError)
-	fs.StringVar(&c.grpcAddr, "grpc-addr", env("RESERVATION_GRPC_ADDR", "127.0.0.1:50051"), "gRPC listen address (RESERVATION_GRPC_ADDR)")
-	fs.StringVar(&c.mysqlDSN, "mysql-dsn", env("RESERVATION_MYSQL_DSN", ""), "MySQL DSN, e.g. root@tcp(127.0.0.1:3306)/reservation (RESERVATION_MYSQL_DSN)")
-	fs.StringVar(&c.redisAddr, "redis-addr", env("RESERVATION_REDIS_ADDR", "127.0.0.1:6379"), "Redis address for --lock redis (RESERVATION_REDIS_ADDR)")
-	fs.StringVar(&c.lock, "lock", env("RESERVATION_LOCK", "redis"), "writer lock: redis (many replicas) or local (one replica) (RESERVATION_LOCK)")
-	fs.BoolVar(&c.migrate, "migrate", envBool("RESERVATION_MIGRATE", true), "apply schema migrations at start (RESERVATION_MIGRATE)")
-	fs.DurationVar(&c.maxDuration, "max-duration", envDuration("RESERVATION_MAX_DURATION", 366*24*time.Hour), "longest reservation allowed (RESERVATION_MAX_DURATION)")
-	fs.DurationVar(&c.lockWait, "lock-wait", envDuration("RESERVATION_LOCK_WAIT", 5*time.Second), "longest wait for a resource's lock before ABORTED (RESERVATION_LOCK_WAIT)")
-	fs.DurationVar(&c.lockTTL, "lock-ttl", envDuration("RESERVATION_LOCK_TTL", 30*time.Second), "Redis lock expiry (RESERVATION_LOCK_TTL)")
-	fs.DurationVar(&c.drain, "drain", envDuration("RESERVATION_DRAIN", 20*time.Second), "bound on draining in-flight calls at shutdown (RESERVATION_DRAIN)")
-	fs.StringVar(&c.logLevel, "log-level", env("RESERVATION_LOG_LEVEL", "info"), "debug, info, warn or error (RESERVATION_LOG_LEVEL)")
+	fs.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address")
+	fs.StringVar(&c.mysqlDSN, "mysql-dsn", "", "MySQL DSN, e.g. root@tcp(127.0.0.1:3306)/reservation")
+	fs.StringVar(&c.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis address for --lock redis")
+	fs.StringVar(&c.lock, "lock", "redis", "writer lock: redis (many replicas) or local (one replica)")
+	fs.BoolVar(&c.migrate, "migrate", true, "apply schema migrations at start")
+	fs.DurationVar(&c.maxDuration, "max-duration", 366*24*time.Hour, "longest reservation allowed")
+	fs.DurationVar(&c.lockWait, "lock-wait", 5*time.Second, "longest wait for a resource's lock before ABORTED")
+	fs.DurationVar(&c.lockTTL, "lock-ttl", 30*time.Second, "Redis lock expiry")
+	fs.DurationVar(&c.drain, "drain", 20*time.Second, "bound on draining in-flight calls at shutdown")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (" + envName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	return c, nil
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		v, ok := os.LookupEnv(envName(f.Name))
+		if ok && !given[f.Name] && err == nil {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
+			}
+		}
+	})
+	return c, err
 }
 
-func env(key, def string) string {
-	if v, ok := os.LookupEnv(key); ok {
-		return v
-	}
-	return def
-}
-
-// envBool and envDuration fall back to def when the variable is unset or unreadable; a bad
-// value is then reported by the flag that reads it back.
-func envBool(key string, def bool) bool {
-	if b, err := strconv.ParseBool(os.Getenv(key)); err == nil {
-		return b
-	}
-	return def
-}
-
-func envDuration(key string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
-		return d
-	}
-	return def
+func envName(flag string) string {
+	return "RESERVATION_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }

@@ -148,4 +148,8 @@ func TestFlagsFallBackToEnvironment(t *testing.T) {
 	if _, err := parseFlags([]string{"stray"}); err == nil {
 		t.Error("a stray argument was accepted")
 	}
+	t.Setenv("RESERVATION_DRAIN", "soon")
+	if _, err := parseFlags(nil); err == nil || !strings.Contains(err.Error(), "RESERVATION_DRAIN") {
+		t.Errorf("a bad RESERVATION_DRAIN gave %v, want an error naming it", err)
+	}
 }
