@@ -1,7 +1,5 @@
 package reservation
 
-import "time"
-
 // Op is the kind of write a change records.
 type Op int
 
@@ -11,11 +9,3 @@ const (
 	OpUpdate Op = 2 // confirm or note
 	OpDelete Op = 3 // cancel
 )
-
-// Change is one committed write, as the change feed delivers it.
-type Change struct {
-	Seq         uint64 // gapless and increasing in commit order, assigned after commit
-	Op          Op
-	Reservation *Reservation // the row as of the change; for OpDelete the row as removed
-	CommittedAt time.Time
-}
