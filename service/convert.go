@@ -1,6 +1,7 @@
 package service
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -47,11 +48,8 @@ func (q *request) id(field, s string) string {
 // merge adds the violations of a domain check, naming fields under prefix, except for fields
 // already reported while translating.
 func (q *request) merge(prefix string, err error) {
-	if err == nil {
-		return
-	}
-	e, ok := err.(*reservation.Error)
-	if !ok {
+	var e *reservation.Error
+	if !errors.As(err, &e) {
 		return
 	}
 	for _, v := range e.Fields {
