@@ -7,12 +7,14 @@ import (
 
 // Application error codes. Only service/ turns them into gRPC statuses.
 const (
-	EINVALID     = "invalid"     // the request is malformed; Fields says where
-	ENOTFOUND    = "not_found"   // no such reservation
-	ECONFLICT    = "conflict"    // the window overlaps existing reservations; Conflicts names them
-	ESTATE       = "state"       // the reservation is not in a state that allows the change
-	EABORTED     = "aborted"     // a concurrent writer got in the way; retrying may succeed
-	EUNAVAILABLE = "unavailable" // the database cannot be reached; retrying later may succeed
+	EINVALID     = "invalid"      // the request is malformed; Fields says where
+	ENOTFOUND    = "not_found"    // no such reservation
+	ECONFLICT    = "conflict"     // the window overlaps existing reservations; Conflicts names them
+	ESTATE       = "state"        // the reservation is not in a state that allows the change
+	EABORTED     = "aborted"      // a concurrent writer got in the way; retrying may succeed
+	EUNAVAILABLE = "unavailable"  // the database cannot be reached; retrying later may succeed
+	EOUTOFRANGE  = "out_of_range" // a feed position that is no longer, or not yet, in the feed
+	EEXHAUSTED   = "exhausted"    // a listener fell too far behind; it may resume from its position
 	EINTERNAL    = "internal"
 )
 

@@ -31,6 +31,9 @@ type Options struct {
 	// Retries bounds how often a transaction is run again after a deadlock or lock wait timeout
 	// (default 5).
 	Retries int
+	// Committed, when set, is called after each write commits, so that the change feed can
+	// sequence the new change at once rather than at its next poll. It must not block.
+	Committed func()
 }
 
 // Store implements reservation.Service on MySQL.

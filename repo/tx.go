@@ -41,7 +41,13 @@ func (s *Store) write(ctx context.Context, keys []string, fn func(*sqlx.Tx) erro
 			return err
 		}
 	}
-	return s.inTx(ctx, fn)
+	if err := s.inTx(ctx, fn); err != nil {
+		return err
+	}
+	if s.opts.Committed != nil {
+		s.opts.Committed()
+	}
+	return nil
 }
 
 // inTx runs fn in a READ COMMITTED transaction, so that the overlap check, made after the

@@ -87,3 +87,12 @@ func toProto(r *reservation.Reservation) *pb.Reservation {
 		Version:    r.Version,
 	}
 }
+
+func toListenResponse(c *reservation.Change) *pb.ListenResponse {
+	return &pb.ListenResponse{
+		Seq:         c.Seq,
+		Op:          pb.ReservationUpdateType(c.Op),
+		Reservation: toProto(c.Reservation),
+		CommittedAt: timestamppb.New(c.CommittedAt),
+	}
+}

@@ -6,9 +6,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"reservation"
@@ -19,12 +23,14 @@ import (
 type Options struct {
 	// MaxDuration bounds the length of one reservation (default 366 days).
 	MaxDuration time.Duration
-	Logger      *slog.Logger
+	// Feed serves Listen; without one, Listen answers UNIMPLEMENTED.
+	Feed   reservation.Feed
+	Logger *slog.Logger
 }
 
 // Server implements the ReservationService gRPC API.
 type Server struct {
-	pb.UnimplementedReservationServiceServer // Listen, until the change feed lands
+	pb.UnimplementedReservationServiceServer
 	svc                                      reservation.Service
 	opts                                     Options
 	log                                      *slog.Logger
@@ -201,6 +207,42 @@ func (s *Server) Filter(ctx context.Context, req *pb.FilterRequest) (*pb.FilterR
 		resp.Reservations[i] = toProto(r)
 	}
 	return resp, nil
+}
+
+// AfterSeqHeader is the Listen response header carrying the seq the stream starts after:
+// a listener that reads the reservations once it has the header, then applies the stream,
+// misses nothing in between.
+const AfterSeqHeader = "reservation-after-seq"
+
+// Listen streams committed changes in seq order, resuming after after_seq when given.
+func (s *Server) Listen(req *pb.ListenRequest, stream grpc.ServerStreamingServer[pb.ListenResponse]) error {
+	ctx := stream.Context()
+	if s.opts.Feed == nil {
+		return status.Error(codes.Unimplemented, "the change feed is not enabled on this server")
+	}
+	f := reservation.ChangeFilter{ResourceID: req.GetResourceId(), After: req.AfterSeq}
+	if err := f.Validate(); err != nil {
+		return s.status(ctx, err)
+	}
+	sub, err := s.opts.Feed.Subscribe(ctx, f)
+	if err != nil {
+		return s.status(ctx, err)
+	}
+	defer sub.Close()
+	if err := stream.SendHeader(metadata.Pairs(AfterSeqHeader, strconv.FormatUint(sub.After(), 10))); err != nil {
+		return err
+	}
+	for {
+		cs, err := sub.Next(ctx)
+		if err != nil {
+			return s.status(ctx, err)
+		}
+		for _, c := range cs {
+			if err := stream.Send(toListenResponse(c)); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // filterRequest is what QueryRequest and FilterRequest share.

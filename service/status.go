@@ -36,6 +36,10 @@ func (s *Server) status(ctx context.Context, err error) error {
 		return status.Error(codes.FailedPrecondition, e.Message)
 	case reservation.EABORTED:
 		return status.Error(codes.Aborted, e.Message)
+	case reservation.EOUTOFRANGE:
+		return status.Error(codes.OutOfRange, e.Message)
+	case reservation.EEXHAUSTED:
+		return status.Error(codes.ResourceExhausted, e.Message)
 	case reservation.EUNAVAILABLE:
 		s.log.WarnContext(ctx, "unavailable", "err", err)
 		return status.Error(codes.Unavailable, e.Message)

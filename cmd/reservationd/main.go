@@ -28,6 +28,7 @@ import (
 
 	"reservation"
 	"reservation/lock"
+	"reservation/queue"
 	"reservation/repo"
 	"reservation/service"
 )
@@ -43,6 +44,9 @@ type config struct {
 	lockTTL     time.Duration
 	drain       time.Duration
 	logLevel    string
+	feedPoll    time.Duration
+	feedBuffer  int
+	retention   time.Duration
 }
 
 func main() {
@@ -96,10 +100,18 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 		return err
 	}
 	defer closeLocker()
-	store := repo.New(db, repo.Options{Locker: locker, Logger: log})
+	feed := queue.New(repo.NewChanges(db), repo.NewLeader(db), queue.Options{
+		PollInterval: cfg.feedPoll, StampInterval: cfg.feedPoll, Buffer: cfg.feedBuffer,
+		Retention: cfg.retention, Logger: log,
+	})
+	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
+	feedDone := make(chan struct{})
+	go func() { feed.Run(feedCtx); close(feedDone) }()
+	defer func() { stopFeed(); <-feedDone }()
+	store := repo.New(db, repo.Options{Locker: locker, Logger: log, Committed: feed.Nudge})
 
 	g := grpc.NewServer(service.ServerOptions(log)...)
-	service.New(store, service.Options{MaxDuration: cfg.maxDuration, Logger: log}).Register(g)
+	service.New(store, service.Options{MaxDuration: cfg.maxDuration, Feed: feed, Logger: log}).Register(g)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(g, healthSrv)
 	reflection.Register(g)
@@ -120,6 +132,10 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	}
 	log.Info("draining in-flight calls", "bound", cfg.drain.String())
 	healthSrv.Shutdown()
+	// Listen streams never end by themselves: stopping the feed ends them, each with the seq
+	// to resume after, before the drain waits for the other calls.
+	stopFeed()
+	<-feedDone
 	drained := make(chan struct{})
 	go func() { g.GracefulStop(); close(drained) }()
 	select {
@@ -189,6 +205,9 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.lockTTL, "lock-ttl", 30*time.Second, "Redis lock expiry")
 	fs.DurationVar(&c.drain, "drain", 20*time.Second, "bound on draining in-flight calls at shutdown")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&c.feedPoll, "feed-poll", 20*time.Millisecond, "how often the change feed looks for new changes")
+	fs.IntVar(&c.feedBuffer, "feed-buffer", 4096, "changes kept in memory; a listener further behind is cut off with RESOURCE_EXHAUSTED")
+	fs.DurationVar(&c.retention, "feed-retention", 7*24*time.Hour, "how long changes are kept for listeners that resume")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (" + envName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {
 		return c, err

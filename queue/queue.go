@@ -1,0 +1,184 @@
+// Package queue turns the rows of reservation_changes into the ordered, resumable feed that
+// Listen subscribers tail.
+//
+// Writers insert their change rows without a seq, in their own transaction. One replica, the
+// leader, elected through the database, gives committed rows the next seqs in the order it
+// sees them commit (sequencer.go). Every replica polls for newly sequenced rows, keeps the
+// newest in a ring, and wakes its subscribers, who each read from the ring at their own pace,
+// or from the database while they replay older changes (feed.go).
+package queue
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"reservation"
+)
+
+// Log is the stored change feed: repo.Changes.
+type Log interface {
+	// Read returns up to limit changes with after < seq <= through, in seq order; resourceID,
+	// when not empty, keeps only that resource's.
+	Read(ctx context.Context, after, through uint64, resourceID string, limit int) ([]*reservation.Change, error)
+	// Bounds returns the oldest and newest seq stored; 0, 0 when none is.
+	Bounds(ctx context.Context) (first, last uint64, err error)
+}
+
+// Leader sequences the stored changes while it leads: repo.Leader.
+type Leader interface {
+	// Elect waits up to wait for leadership and reports whether it was won.
+	Elect(ctx context.Context, wait time.Duration) (bool, error)
+	// Stamp gives the next seqs to up to limit committed changes that have none.
+	Stamp(ctx context.Context, limit int) (int, error)
+	// Prune deletes up to limit of the oldest changes committed before before.
+	Prune(ctx context.Context, before time.Time, limit int) (int, error)
+	// Resign gives leadership up.
+	Resign()
+}
+
+// Options tune a Queue; the zero value is usable.
+type Options struct {
+	// PollInterval is how often a replica looks for newly sequenced changes when nothing
+	// told it of one (default 20ms).
+	PollInterval time.Duration
+	// StampInterval is how often the leader looks for changes to sequence when no local
+	// writer told it of one (default 20ms).
+	StampInterval time.Duration
+	// Buffer is how many recent changes a replica keeps in memory (default 4096). A live
+	// subscriber that falls further behind is cut off with EEXHAUSTED.
+	Buffer int
+	// Retention is how long changes are kept for subscribers that resume (default 7 days).
+	Retention time.Duration
+	// PruneInterval is how often the leader deletes changes older than Retention (default 1m).
+	PruneInterval time.Duration
+	// Follow, when true, keeps this replica out of the leader election: it serves subscribers
+	// but never sequences.
+	Follow bool
+	Logger *slog.Logger
+	// Now is the clock pruning reads; nil means time.Now.
+	Now func() time.Time
+}
+
+const (
+	stampBatch  = 1000 // changes one stamp transaction sequences at most
+	pollBatch   = 1000 // changes one poll reads at most
+	replayBatch = 500  // changes a replaying subscriber reads from the database at once
+	ringBatch   = 1024 // ring entries a subscriber looks at in one Next
+	pruneBatch  = 1000 // changes one prune statement deletes at most
+	electWait   = time.Second
+)
+
+// Queue is one replica's part of the change feed: a candidate sequencer, a poller, and the
+// subscriptions it serves.
+type Queue struct {
+	log    Log
+	leader Leader
+	opts   Options
+	slog   *slog.Logger
+
+	stampNudge chan struct{}
+	pollNudge  chan struct{}
+
+	mu     sync.Mutex
+	ring   []*reservation.Change // ring[seq % len(ring)]
+	head   uint64                // newest seq in the ring
+	held   int                   // how many seqs up to head the ring holds
+	wake   chan struct{}         // closed when head moves or the queue stops
+	closed bool
+
+	leading                           atomic.Bool
+	stamped, pruned, cutOff, subCount atomic.Int64
+}
+
+var _ reservation.Feed = (*Queue)(nil)
+
+// New returns a Queue over the stored feed log, sequenced by leader while it leads.
+func New(log Log, leader Leader, opts Options) *Queue {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 20 * time.Millisecond
+	}
+	if opts.StampInterval <= 0 {
+		opts.StampInterval = 20 * time.Millisecond
+	}
+	if opts.Buffer <= 0 {
+		opts.Buffer = 4096
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = 7 * 24 * time.Hour
+	}
+	if opts.PruneInterval <= 0 {
+		opts.PruneInterval = time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Queue{
+		log: log, leader: leader, opts: opts, slog: opts.Logger,
+		stampNudge: make(chan struct{}, 1),
+		pollNudge:  make(chan struct{}, 1),
+		ring:       make([]*reservation.Change, opts.Buffer),
+		wake:       make(chan struct{}),
+	}
+}
+
+// Run sequences (while this replica leads) and polls until ctx ends. Subscriptions fail with
+// EUNAVAILABLE once it has returned.
+func (q *Queue) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	if !q.opts.Follow {
+		wg.Go(func() { q.sequence(ctx) })
+	}
+	q.poll(ctx)
+	wg.Wait()
+	q.mu.Lock()
+	q.closed = true
+	close(q.wake)
+	q.mu.Unlock()
+}
+
+// Nudge tells the queue a change was just committed, so the leader sequences it now rather
+// than at its next look. It never blocks.
+func (q *Queue) Nudge() { nudge(q.stampNudge) }
+
+func nudge(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Stats describe the queue now.
+type Stats struct {
+	Leading     bool   // this replica sequences the feed
+	Head        uint64 // the newest seq this replica has read
+	Stamped     int64  // changes this replica sequenced
+	Pruned      int64  // changes this replica deleted past the retention
+	Subscribers int64  // open subscriptions
+	CutOff      int64  // subscriptions ended for falling too far behind
+}
+
+// Stats returns the queue's figures.
+func (q *Queue) Stats() Stats {
+	q.mu.Lock()
+	head := q.head
+	q.mu.Unlock()
+	return Stats{q.leading.Load(), head, q.stamped.Load(), q.pruned.Load(), q.subCount.Load(), q.cutOff.Load()}
+}
+
+// sleep waits d or until ctx ends, and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,84 @@
+package queue
+
+import (
+	"context"
+	"time"
+)
+
+// sequence competes for leadership until ctx ends, and sequences while it leads.
+func (q *Queue) sequence(ctx context.Context) {
+	backoff := q.opts.StampInterval
+	for ctx.Err() == nil {
+		won, err := q.leader.Elect(ctx, electWait)
+		if err != nil {
+			if ctx.Err() == nil {
+				q.slog.WarnContext(ctx, "change feed election failed", "err", err)
+			}
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		if !won {
+			continue
+		}
+		backoff = q.opts.StampInterval
+		q.leading.Store(true)
+		q.slog.InfoContext(ctx, "leading the change feed")
+		err = q.lead(ctx)
+		q.leader.Resign()
+		q.leading.Store(false)
+		if ctx.Err() == nil {
+			q.slog.WarnContext(ctx, "gave up leading the change feed", "err", err)
+			sleep(ctx, backoff)
+		}
+	}
+}
+
+// lead stamps committed changes as they come until ctx ends or the database fails. Pruning
+// runs beside it, so deleting a backlog of old changes never delays new ones.
+func (q *Queue) lead(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go q.pruneEvery(ctx)
+	stamp := time.NewTicker(q.opts.StampInterval)
+	defer stamp.Stop()
+	for {
+		n, err := q.leader.Stamp(ctx, stampBatch)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			q.stamped.Add(int64(n))
+			nudge(q.pollNudge)
+			if n == stampBatch {
+				continue // more are waiting
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-q.stampNudge:
+		case <-stamp.C:
+		}
+	}
+}
+
+// pruneEvery deletes the changes older than the retention now and every PruneInterval.
+func (q *Queue) pruneEvery(ctx context.Context) {
+	for {
+		before := q.opts.Now().Add(-q.opts.Retention)
+		for {
+			n, err := q.leader.Prune(ctx, before, pruneBatch)
+			q.pruned.Add(int64(n))
+			if err != nil && ctx.Err() == nil {
+				q.slog.WarnContext(ctx, "pruning the change feed failed", "err", err)
+			}
+			if err != nil || n < pruneBatch {
+				break
+			}
+		}
+		if !sleep(ctx, q.opts.PruneInterval) {
+			return
+		}
+	}
+}

@@ -1,0 +1,212 @@
+package repo
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"reservation"
+)
+
+// Changes reads the sequenced rows of reservation_changes: the stored change feed.
+type Changes struct {
+	db *sqlx.DB
+}
+
+// NewChanges returns the change feed stored in db.
+func NewChanges(db *sqlx.DB) *Changes { return &Changes{db: db} }
+
+// changeRow is a sequenced reservation_changes row.
+type changeRow struct {
+	Seq         uint64    `db:"seq"`
+	Op          int       `db:"op"`
+	Snapshot    []byte    `db:"snapshot"`
+	CommittedAt time.Time `db:"committed_at"`
+}
+
+// Read returns up to limit changes with after < seq <= through, in seq order; resourceID, when
+// not empty, keeps only that resource's.
+func (c *Changes) Read(ctx context.Context, after, through uint64, resourceID string, limit int) ([]*reservation.Change, error) {
+	query := "SELECT seq, op, snapshot, committed_at FROM reservation_changes WHERE seq > ? AND seq <= ?"
+	args := []any{after, min(through, math.MaxInt64)}
+	if resourceID != "" {
+		query += " AND resource_id = ?"
+		args = append(args, resourceID)
+	}
+	query += " ORDER BY seq LIMIT ?"
+	args = append(args, limit)
+	var rows []changeRow
+	if err := c.db.SelectContext(ctx, &rows, query, args...); err != nil {
+		return nil, classify(fmt.Errorf("read changes after seq %d: %w", after, err))
+	}
+	out := make([]*reservation.Change, len(rows))
+	for i, r := range rows {
+		var w row
+		if err := json.Unmarshal(r.Snapshot, &w); err != nil {
+			return nil, fmt.Errorf("change %d: decode snapshot: %w", r.Seq, err)
+		}
+		out[i] = &reservation.Change{Seq: r.Seq, Op: reservation.Op(r.Op), Reservation: w.reservation(), CommittedAt: r.CommittedAt.UTC()}
+	}
+	return out, nil
+}
+
+// Bounds returns the oldest and the newest seq still stored; 0, 0 when none is.
+func (c *Changes) Bounds(ctx context.Context) (first, last uint64, err error) {
+	var b struct {
+		First sql.NullInt64 `db:"first"`
+		Last  sql.NullInt64 `db:"last"`
+	}
+	if err := c.db.GetContext(ctx, &b, "SELECT MIN(seq) AS first, MAX(seq) AS last FROM reservation_changes"); err != nil {
+		return 0, 0, classify(fmt.Errorf("read change feed bounds: %w", err))
+	}
+	return uint64(b.First.Int64), uint64(b.Last.Int64), nil
+}
+
+// Leader gives changes their seq. Replicas elect one leader through a MySQL named lock, held
+// by one dedicated connection; the leader stamps through that connection only, so a leader
+// whose connection died stamps nothing. A stale leader is harmless anyway: seq is UNIQUE and
+// a stamp only takes rows that still have none.
+type Leader struct {
+	db   *sqlx.DB
+	conn *sqlx.Conn // holds the lock while leading
+}
+
+// NewLeader returns a candidate for leadership over the feed stored in db.
+func NewLeader(db *sqlx.DB) *Leader { return &Leader{db: db} }
+
+// lockName is per database, so that databases sharing a server each get their own leader.
+const lockName = "CONCAT('reservation.seq.', MD5(DATABASE()))"
+
+// Elect waits up to wait for leadership and reports whether it was won. Once won, it holds
+// until Resign or until its connection is lost.
+func (l *Leader) Elect(ctx context.Context, wait time.Duration) (bool, error) {
+	if l.conn != nil {
+		return true, nil
+	}
+	conn, err := l.db.Connx(ctx)
+	if err != nil {
+		return false, classify(fmt.Errorf("elect feed leader: %w", err))
+	}
+	var got sql.NullInt64
+	err = conn.QueryRowContext(ctx, "SELECT GET_LOCK("+lockName+", ?)", max(1, int(wait.Seconds()))).Scan(&got)
+	if err != nil || got.Int64 != 1 {
+		conn.Close()
+		return false, classify(err)
+	}
+	l.conn = conn
+	return true, nil
+}
+
+// Resign gives leadership up.
+func (l *Leader) Resign() {
+	if l.conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := l.conn.ExecContext(ctx, "DO RELEASE_LOCK("+lockName+")"); err != nil {
+		// Closing the connection for good releases the lock too.
+		l.conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	l.conn.Close()
+	l.conn = nil
+}
+
+var errNotLeader = errors.New("not the feed leader")
+
+// Stamp gives the next seqs to up to limit committed changes that have none, in the order of
+// their ids, in one transaction, and returns how many it stamped. Ids are allocated at insert,
+// not at commit, so an uncommitted change with a smaller id may commit later: it is not
+// visible yet, and gets a later seq when it is. Changes of one resource are written one after
+// another under its row lock, so for them id order is commit order.
+func (l *Leader) Stamp(ctx context.Context, limit int) (int, error) {
+	if l.conn == nil {
+		return 0, errNotLeader
+	}
+	tx, err := l.conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return 0, classify(fmt.Errorf("stamp changes: %w", err))
+	}
+	defer tx.Rollback()
+	var last sql.NullInt64
+	if err := tx.QueryRowContext(ctx, "SELECT MAX(seq) FROM reservation_changes").Scan(&last); err != nil {
+		return 0, classify(fmt.Errorf("stamp changes: newest seq: %w", err))
+	}
+	rows, err := tx.QueryContext(ctx, "SELECT id FROM reservation_changes WHERE seq IS NULL ORDER BY id LIMIT ?", limit)
+	if err != nil {
+		return 0, classify(fmt.Errorf("stamp changes: unstamped rows: %w", err))
+	}
+	var ids []any
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, classify(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, classify(err)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	var set strings.Builder
+	args := make([]any, 0, 3*len(ids))
+	set.WriteString("UPDATE reservation_changes SET seq = CASE id")
+	for i, id := range ids {
+		set.WriteString(" WHEN ? THEN ?")
+		args = append(args, id, uint64(last.Int64)+uint64(i)+1)
+	}
+	set.WriteString(" END, committed_at = UTC_TIMESTAMP(6) WHERE seq IS NULL AND id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")")
+	args = append(args, ids...)
+	res, err := tx.ExecContext(ctx, set.String(), args...)
+	if err != nil {
+		return 0, classify(fmt.Errorf("stamp changes: %w", err))
+	}
+	if n, err := res.RowsAffected(); err != nil || n != int64(len(ids)) {
+		return 0, fmt.Errorf("stamp changes: %d of %d rows stamped, another leader is at work: %w", n, len(ids), errNotLeader)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, classify(fmt.Errorf("stamp changes: commit: %w", err))
+	}
+	return len(ids), nil
+}
+
+// Prune deletes up to limit of the oldest changes committed before before, and returns how
+// many. It deletes only from the oldest end, so what remains is always an unbroken run of
+// seqs, and it always keeps the newest change, whose seq the next one continues from. It runs
+// on the pool, beside stamping; a second pruner would only delete the same old rows.
+func (l *Leader) Prune(ctx context.Context, before time.Time, limit int) (int, error) {
+	var oldest []struct {
+		Seq         uint64    `db:"seq"`
+		CommittedAt time.Time `db:"committed_at"`
+	}
+	err := l.db.SelectContext(ctx, &oldest,
+		"SELECT seq, committed_at FROM reservation_changes WHERE seq IS NOT NULL ORDER BY seq LIMIT ?", limit+1)
+	if err != nil {
+		return 0, classify(fmt.Errorf("prune changes: %w", err))
+	}
+	// The row after the limit is read only to be kept: it proves the last one deleted is not the newest.
+	n := 0
+	for n < len(oldest)-1 && n < limit && oldest[n].CommittedAt.Before(before) {
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	res, err := l.db.ExecContext(ctx, "DELETE FROM reservation_changes WHERE seq <= ?", oldest[n-1].Seq)
+	if err != nil {
+		return 0, classify(fmt.Errorf("prune changes up to seq %d: %w", oldest[n-1].Seq, err))
+	}
+	deleted, _ := res.RowsAffected()
+	return int(deleted), nil
+}
