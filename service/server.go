@@ -31,9 +31,9 @@ type Options struct {
 // Server implements the ReservationService gRPC API.
 type Server struct {
 	pb.UnimplementedReservationServiceServer
-	svc                                      reservation.Service
-	opts                                     Options
-	log                                      *slog.Logger
+	svc  reservation.Service
+	opts Options
+	log  *slog.Logger
 }
 
 // New returns a Server that serves svc.
