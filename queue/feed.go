@@ -130,7 +130,8 @@ func (q *Queue) Subscribe(ctx context.Context, f reservation.ChangeFilter) (rese
 }
 
 // subscription is one subscriber's position. It replays from the database until it reaches
-// the ring, then reads the ring; it is live from then on, and cut off if it falls out of it.
+// the ring, then reads the ring. Between taking changes from the ring and asking for more it
+// is live, and cut off if the ring moved past it meanwhile: it was too slow to keep up.
 type subscription struct {
 	q          *Queue
 	resourceID string
@@ -176,7 +177,9 @@ func (s *subscription) Next(ctx context.Context) ([]*reservation.Change, error) 
 				return cs, nil
 			}
 		default:
-			s.live = s.live || s.cursor == head // not while waiting for a head behind its start
+			// A subscriber waiting here is keeping pace: should a burst larger than the ring
+			// come while it waits, it catches up from the database instead of being cut off.
+			s.live = false
 			q.mu.Unlock()
 			select {
 			case <-ctx.Done():

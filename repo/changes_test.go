@@ -1,0 +1,132 @@
+package repo_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"reservation"
+	"reservation/repo"
+	"reservation/repo/repotest"
+)
+
+func TestOneLeaderAtATime(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	other, _ := repotest.NewDB(t)
+	ctx := context.Background()
+	a, b, c := repo.NewLeader(db), repo.NewLeader(db), repo.NewLeader(other)
+	defer a.Resign()
+	defer b.Resign()
+	defer c.Resign()
+	if won, err := a.Elect(ctx, time.Second); !won || err != nil {
+		t.Fatalf("first candidate: won %v, %v", won, err)
+	}
+	if won, err := b.Elect(ctx, time.Second); won || err != nil {
+		t.Fatalf("second candidate while the first leads: won %v, %v", won, err)
+	}
+	if won, err := c.Elect(ctx, time.Second); !won || err != nil {
+		t.Fatalf("candidate of another database: won %v, %v", won, err)
+	}
+	if _, err := b.Stamp(ctx, 10); err == nil {
+		t.Fatal("a candidate that did not win stamped")
+	}
+	a.Resign()
+	if won, err := b.Elect(ctx, time.Second); !won || err != nil {
+		t.Fatalf("second candidate after the first resigned: won %v, %v", won, err)
+	}
+}
+
+// TestTwoStampersNeverRepeatOrSkip: two leaders stamping at once, while writers commit, leave
+// every change with exactly one seq, and the seqs without a gap.
+func TestTwoStampersNeverRepeatOrSkip(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	store := repo.New(db, repo.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stampers sync.WaitGroup
+	var races atomic.Int64
+	for range 2 {
+		l := repo.NewLeader(db)
+		if err := l.Usurp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer l.Resign()
+		stampers.Go(func() {
+			for ctx.Err() == nil {
+				if _, err := l.Stamp(ctx, 7); err != nil && ctx.Err() == nil {
+					races.Add(1) // the other stamper took a row first, or a seq
+				}
+			}
+		})
+	}
+	var writers sync.WaitGroup
+	for w := range 8 {
+		writers.Go(func() {
+			for i := range 25 {
+				if _, err := store.Reserve(ctx, window(fmt.Sprintf("room-%d", w), i, i+1)); err != nil {
+					t.Errorf("reserve: %v", err)
+					return
+				}
+			}
+		})
+	}
+	writers.Wait()
+	deadline := time.Now().Add(20 * time.Second)
+	for count(t, db, "SELECT COUNT(*) FROM reservation_changes WHERE seq IS NULL") > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	stampers.Wait()
+	if n := count(t, db, "SELECT COUNT(*) FROM reservation_changes WHERE seq IS NULL"); n != 0 {
+		t.Fatalf("%d changes left without a seq", n)
+	}
+	t.Logf("stamps that lost a race and rolled back: %d", races.Load())
+	total := count(t, db, "SELECT COUNT(*) FROM reservation_changes")
+	if total != 200 {
+		t.Fatalf("%d changes stored, want 200", total)
+	}
+	if got := count(t, db, "SELECT COUNT(DISTINCT seq) FROM reservation_changes WHERE seq BETWEEN 1 AND 200"); got != total {
+		t.Fatalf("seqs 1 to %d cover %d changes, want all", total, got)
+	}
+	// Within a resource the seqs follow the writes: its versions increase with seq.
+	if n := count(t, db, `SELECT COUNT(*) FROM reservation_changes a JOIN reservation_changes b
+		ON a.resource_id = b.resource_id AND a.seq < b.seq AND a.resource_version >= b.resource_version`); n != 0 {
+		t.Fatalf("%d pairs of changes of one resource are sequenced against their write order", n)
+	}
+}
+
+func TestReadDecodesSnapshots(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	ctx := context.Background()
+	store := repo.New(db, repo.Options{})
+	made, err := store.Reserve(ctx, window("r", 0, 1), window("s", 0, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := repo.NewLeader(db)
+	defer l.Resign()
+	if won, err := l.Elect(ctx, time.Second); !won || err != nil {
+		t.Fatalf("elect: %v %v", won, err)
+	}
+	if n, err := l.Stamp(ctx, 100); n != 2 || err != nil {
+		t.Fatalf("stamped %d: %v", n, err)
+	}
+	changes := repo.NewChanges(db)
+	first, last, err := changes.Bounds(ctx)
+	if first != 1 || last != 2 || err != nil {
+		t.Fatalf("bounds %d..%d, %v; want 1..2", first, last, err)
+	}
+	got, err := changes.Read(ctx, 0, 2, "s", 10)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("read of s: %v, %v", got, err)
+	}
+	if c := got[0]; c.Seq != 2 || c.Op != reservation.OpCreate || *c.Reservation != *made[1] {
+		t.Fatalf("read seq %d %s %+v, want seq 2 CREATE %+v", c.Seq, c.Op, *c.Reservation, *made[1])
+	}
+}
