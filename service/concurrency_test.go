@@ -21,8 +21,9 @@ import (
 )
 
 // Many writers on three replicas book random windows of a few hot resources. Whatever the
-// lock does — work, be unreachable, or not exist — no two stored reservations may overlap, and
-// every acknowledged reservation must be stored.
+// lock does — work, be unreachable, or not exist — no two stored reservations may overlap,
+// every acknowledged reservation must be stored, and a listener on each replica receives
+// exactly the stored changes, in seq order.
 func TestNoOverlapAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	// Each replica has its own Redis client; prefix is the test's key space, shared by them.
@@ -62,6 +63,11 @@ func TestNoOverlapAcrossReplicas(t *testing.T) {
 				r := startReplica(t, pool, locker)
 				replicas = append(replicas, r)
 				stores = append(stores, r.store)
+			}
+
+			listeners := make([]*collector, len(replicas))
+			for i, r := range replicas {
+				listeners[i] = collect(t, r.client)
 			}
 
 			const writers, ops = 32, 25
@@ -130,6 +136,25 @@ func TestNoOverlapAcrossReplicas(t *testing.T) {
 					t.Errorf("stored reservation %s was never acknowledged", id)
 				}
 			}
+			var feed []struct {
+				Seq uint64 `db:"seq"`
+				ID  string `db:"reservation_id"`
+				Op  int    `db:"op"`
+			}
+			total := count(t, db, "SELECT COUNT(*) FROM reservation_changes")
+			for i, l := range listeners {
+				got := l.wait(t, total)
+				if feed == nil {
+					if err := db.Select(&feed, "SELECT seq, reservation_id, op FROM reservation_changes ORDER BY seq"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for j, m := range got {
+					if f := feed[j]; m.Seq != uint64(j+1) || f.Seq != m.Seq || f.ID != m.Reservation.Id || f.Op != int(m.Op) {
+						t.Fatalf("listener on replica %d, change %d: seq %d %v %s; stored: seq %d op %d %s", i, j, m.Seq, m.Op, m.Reservation.Id, f.Seq, f.Op, f.ID)
+					}
+				}
+			}
 			// Every write recorded exactly one change, numbered in its resource's order.
 			if n := count(t, db, "SELECT COUNT(*) FROM resources r WHERE version <> (SELECT COUNT(*) FROM reservation_changes c WHERE c.resource_id = r.id)"); n != 0 {
 				t.Errorf("%d resources whose version differs from their number of changes", n)
@@ -188,4 +213,64 @@ func TestLockWaitBoundIsAborted(t *testing.T) {
 	defer cancel()
 	_, err = c.Reserve(ctx, &pb.ReserveRequest{Reservation: booking("busy", 0, 1)})
 	wantCode(t, err, codes.DeadlineExceeded)
+}
+
+// collector gathers what a Listen stream delivers, from the start of the feed.
+type collector struct {
+	mu   sync.Mutex
+	got  []*pb.ListenResponse
+	err  error
+	more chan struct{}
+}
+
+func collect(t *testing.T, c pb.ReservationServiceClient) *collector {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stream, err := c.Listen(ctx, &pb.ListenRequest{AfterSeq: new(uint64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &collector{more: make(chan struct{}, 1)}
+	go func() {
+		for {
+			m, err := stream.Recv()
+			l.mu.Lock()
+			l.got, l.err = append(l.got, m), err
+			l.mu.Unlock()
+			select {
+			case l.more <- struct{}{}:
+			default:
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return l
+}
+
+// wait returns the first n changes once they have come, failing the test if the stream
+// ends or they take too long.
+func (l *collector) wait(t *testing.T, n int) []*pb.ListenResponse {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		l.mu.Lock()
+		got, err := l.got, l.err
+		l.mu.Unlock()
+		switch {
+		case err != nil:
+			t.Fatalf("listener ended after %d changes: %v", len(got)-1, err)
+		case len(got) >= n:
+			if len(got) > n {
+				t.Fatalf("listener got %d changes, %d stored", len(got), n)
+			}
+			return got
+		}
+		select {
+		case <-l.more:
+		case <-timeout:
+			t.Fatalf("listener got %d of %d changes", len(got), n)
+		}
+	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"reservation"
 	pb "reservation/proto/reservation/v1"
+	"reservation/queue"
 	"reservation/repo"
 	"reservation/repo/repotest"
 	"reservation/service"
@@ -32,18 +33,30 @@ type replica struct {
 	addr   string
 	client pb.ReservationServiceClient
 	store  *repo.Store
+	feed   *queue.Queue
 }
 
-// startReplica serves a store on db through a real gRPC server on loopback.
+// startReplica serves a store and its change feed on db through a real gRPC server on
+// loopback.
 func startReplica(t testing.TB, db *sqlx.DB, locker reservation.Locker) *replica {
+	return startReplicaWith(t, db, locker, queue.Options{})
+}
+
+func startReplicaWith(t testing.TB, db *sqlx.DB, locker reservation.Locker, feedOpts queue.Options) *replica {
 	t.Helper()
-	store := repo.New(db, repo.Options{Locker: locker, Logger: quiet})
-	g := grpc.NewServer(service.ServerOptions(quiet)...)
-	service.New(store, service.Options{Logger: quiet}).Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	feedOpts.Logger = quiet
+	if feedOpts.PollInterval == 0 {
+		feedOpts.PollInterval, feedOpts.StampInterval = 5*time.Millisecond, 5*time.Millisecond
 	}
+	feed := queue.New(repo.NewChanges(db), repo.NewLeader(db), feedOpts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { feed.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	store := repo.New(db, repo.Options{Locker: locker, Logger: quiet, Committed: feed.Nudge})
+	g := grpc.NewServer(service.ServerOptions(quiet)...)
+	service.New(store, service.Options{Feed: feed, Logger: quiet}).Register(g)
+	lis := listenLoopback(t)
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -51,7 +64,7 @@ func startReplica(t testing.TB, db *sqlx.DB, locker reservation.Locker) *replica
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &replica{addr: lis.Addr().String(), client: pb.NewReservationServiceClient(conn), store: store}
+	return &replica{addr: lis.Addr().String(), client: pb.NewReservationServiceClient(conn), store: store, feed: feed}
 }
 
 // newClient gives a test a fresh database and one replica in front of it.
@@ -155,4 +168,24 @@ func openLazily(t *testing.T, dsn string) *sqlx.DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+func listenLoopback(t testing.TB) net.Listener {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lis
+}
+
+func waitUntil(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

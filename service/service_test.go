@@ -273,13 +273,3 @@ func TestGet(t *testing.T) {
 	_, err = c.Get(ctxFor(t), &pb.GetRequest{})
 	wantCode(t, err, codes.InvalidArgument)
 }
-
-func TestListenIsUnimplemented(t *testing.T) {
-	t.Parallel()
-	c, _ := newClient(t)
-	s, err := c.Listen(ctxFor(t), &pb.ListenRequest{})
-	if err == nil {
-		_, err = s.Recv()
-	}
-	wantCode(t, err, codes.Unimplemented)
-}
