@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"reservation/lock/locktest"
@@ -81,6 +83,18 @@ func TestBinaryServesAndDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A listener open at shutdown is ended with UNAVAILABLE and does not hold up the drain.
+	feed, err := c.Listen(ctx, &pb.ListenRequest{AfterSeq: new(uint64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []pb.ReservationUpdateType{pb.ReservationUpdateType_RESERVATION_UPDATE_TYPE_CREATE, pb.ReservationUpdateType_RESERVATION_UPDATE_TYPE_UPDATE} {
+		m, err := feed.Recv()
+		if err != nil || m.GetOp() != op || m.GetReservation().GetId() != r.GetReservation().GetId() {
+			t.Fatalf("Listen: %v, %v; want %v of %s", m, err, op, r.GetReservation().GetId())
+		}
+	}
+
 	services := listServices(t, ctx, conn)
 	for _, want := range []string{"reservation.v1.ReservationService", "grpc.health.v1.Health"} {
 		if !strings.Contains(services, want) {
@@ -98,6 +112,9 @@ func TestBinaryServesAndDrains(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("still running 30s after SIGTERM\n%s", logs.String())
+	}
+	if _, err := feed.Recv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("Listen at shutdown ended with %v, want UNAVAILABLE", err)
 	}
 	if !strings.Contains(logs.String(), `"msg":"stopped"`) || strings.Contains(logs.String(), "drain bound reached") {
 		t.Errorf("logs do not show a clean stop:\n%s", logs.String())
