@@ -23,6 +23,10 @@ func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
 	}
 	cfg.ParseTime = true
 	cfg.Loc = time.UTC
+	// Arguments are escaped by the driver, so each statement is one round trip instead of
+	// three (prepare, execute, close). The connection's character set is utf8mb4, for which
+	// the driver's escaping is exact.
+	cfg.InterpolateParams = true
 	if cfg.Params == nil {
 		cfg.Params = map[string]string{}
 	}
