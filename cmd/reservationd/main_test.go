@@ -29,48 +29,12 @@ import (
 // the API with health and reflection, and drains on SIGTERM.
 func TestBinaryServesAndDrains(t *testing.T) {
 	_, dsn := repotest.NewDB(t)
-	bin := filepath.Join(t.TempDir(), "reservationd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	addr := freeAddr(t)
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "RESERVATION_GRPC_ADDR="+addr, "RESERVATION_MYSQL_DSN="+dsn,
-		"RESERVATION_REDIS_ADDR="+locktest.Addr(), "RESERVATION_LOCK=redis")
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-		}
-	})
-
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	d := startDaemon(t, "RESERVATION_MYSQL_DSN="+dsn, "RESERVATION_REDIS_ADDR="+locktest.Addr(), "RESERVATION_LOCK=redis")
+	cmd, logs, exited := d.cmd, d.logs, d.exited
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	health := healthpb.NewHealthClient(conn)
-	for {
-		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
-		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			break
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("reservationd exited: %v\n%s", err, logs.String())
-		case <-ctx.Done():
-			t.Fatalf("reservationd never became healthy: %v\n%s", err, logs.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	conn := d.dial(t)
+	d.waitServing(t, ctx, conn)
 
 	c := pb.NewReservationServiceClient(conn)
 	start := time.Date(2032, 1, 1, 10, 0, 0, 0, time.UTC)
@@ -121,6 +85,67 @@ func TestBinaryServesAndDrains(t *testing.T) {
 	}
 }
 
+// daemon is a reservationd process started by a test.
+type daemon struct {
+	addr   string
+	cmd    *exec.Cmd
+	logs   *bytes.Buffer
+	exited chan error
+}
+
+// startDaemon builds reservationd and starts it on a free port with env added to the
+// test's environment. The process is killed when the test ends, if it is still running.
+func startDaemon(t testing.TB, env ...string) *daemon {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "reservationd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	d := &daemon{addr: freeAddr(t), logs: &bytes.Buffer{}, exited: make(chan error, 1)}
+	d.cmd = exec.Command(bin)
+	d.cmd.Env = append(append(os.Environ(), "RESERVATION_GRPC_ADDR="+d.addr), env...)
+	d.cmd.Stderr = d.logs
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.exited <- d.cmd.Wait() }()
+	t.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			d.cmd.Process.Kill()
+		}
+	})
+	return d
+}
+
+func (d *daemon) dial(t testing.TB) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// waitServing waits for the daemon's health service to answer SERVING.
+func (d *daemon) waitServing(t testing.TB, ctx context.Context, conn *grpc.ClientConn) {
+	t.Helper()
+	health := healthpb.NewHealthClient(conn)
+	for {
+		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		select {
+		case err := <-d.exited:
+			t.Fatalf("reservationd exited: %v\n%s", err, d.logs.String())
+		case <-ctx.Done():
+			t.Fatalf("reservationd never became healthy: %v\n%s", err, d.logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 func listServices(t *testing.T, ctx context.Context, conn *grpc.ClientConn) string {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the stream, which would otherwise hold up the drain
@@ -142,7 +167,7 @@ func listServices(t *testing.T, ctx context.Context, conn *grpc.ClientConn) stri
 	return strings.Join(names, " ")
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
