@@ -66,6 +66,14 @@ type Reservation struct {
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	Version    int64 // 1 when created, bumped by every write
+	// ExpiresAt is set on a hold: a PENDING reservation that lapses at this instant unless
+	// confirmed first. From then on it blocks nothing, whether or not it was removed yet.
+	ExpiresAt time.Time
+}
+
+// Expired reports whether r is a hold that has lapsed at now.
+func (r *Reservation) Expired(now time.Time) bool {
+	return !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt)
 }
 
 // Overlaps reports whether r and o book the same resource at the same instant.
@@ -162,9 +170,9 @@ func (f *Filter) Validate() error {
 
 // Service is what the API offers; repo implements it on MySQL.
 type Service interface {
-	// Reserve books every reservation given, all or none. It fails with ECONFLICT, naming every
-	// existing reservation in the way, when a window overlaps another of the same resource.
-	Reserve(ctx context.Context, rs ...*Reservation) ([]*Reservation, error)
+	// Reserve makes the booking's reservations, all or none. It fails with ECONFLICT, naming
+	// every existing reservation in the way, when a window overlaps another of the same resource.
+	Reserve(ctx context.Context, b Booking) ([]*Reservation, error)
 	// Confirm turns a PENDING reservation into a CONFIRMED one; a CONFIRMED one comes back unchanged.
 	Confirm(ctx context.Context, ref Ref) (*Reservation, error)
 	// Update replaces the note.
@@ -173,8 +181,10 @@ type Service interface {
 	Cancel(ctx context.Context, ref Ref) (*Reservation, error)
 	// Get returns one reservation by id.
 	Get(ctx context.Context, id string) (*Reservation, error)
-	// Find returns the reservations the filter selects, in its order.
+	// Find returns the reservations the filter selects, in its order. Lapsed holds are left out.
 	Find(ctx context.Context, f Filter) ([]*Reservation, error)
+	// FreeSlots returns the free windows of a resource, in order.
+	FreeSlots(ctx context.Context, q SlotQuery) ([]Window, error)
 }
 
 // Locker serialises the writers of a resource across replicas so that they queue outside the

@@ -57,7 +57,7 @@ var base = time.Date(2031, 1, 6, 8, 0, 0, 0, time.UTC)
 func book(t *testing.T, r *replica, resource string, i int) *reservation.Reservation {
 	t.Helper()
 	start := base.Add(time.Duration(i) * time.Hour)
-	out, err := r.store.Reserve(ctxFor(t), &reservation.Reservation{UserID: "u", ResourceID: resource, Start: start, End: start.Add(time.Hour)})
+	out, err := r.store.Reserve(ctxFor(t), reservation.Book(&reservation.Reservation{UserID: "u", ResourceID: resource, Start: start, End: start.Add(time.Hour)}))
 	if err != nil {
 		t.Fatalf("reserve %s hour %d: %v", resource, i, err)
 	}
@@ -266,7 +266,7 @@ func TestReplicasSeeOneSequence(t *testing.T) {
 			for i := range 15 {
 				start := base.Add(time.Duration(rand.IntN(48)) * time.Hour)
 				res := fmt.Sprintf("room-%d", rand.IntN(4))
-				out, err := r.store.Reserve(ctx, &reservation.Reservation{UserID: "u", ResourceID: res, Start: start, End: start.Add(time.Hour)})
+				out, err := r.store.Reserve(ctx, reservation.Book(&reservation.Reservation{UserID: "u", ResourceID: res, Start: start, End: start.Add(time.Hour)}))
 				if reservation.ErrorCode(err) == reservation.ECONFLICT {
 					continue
 				}
@@ -397,7 +397,7 @@ func TestReplayLongerThanTheBuffer(t *testing.T) {
 		start := base.Add(time.Duration(i) * time.Hour)
 		batch[i] = &reservation.Reservation{UserID: "u", ResourceID: fmt.Sprintf("r%d", i%3), Start: start, End: start.Add(time.Hour)}
 	}
-	if _, err := r.store.Reserve(ctxFor(t), batch...); err != nil {
+	if _, err := r.store.Reserve(ctxFor(t), reservation.Book(batch...)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "all changes sequenced", func() bool { return r.queue.Stats().Head == 700 })

@@ -68,7 +68,7 @@ func TestTwoStampersNeverRepeatOrSkip(t *testing.T) {
 	for w := range 8 {
 		writers.Go(func() {
 			for i := range 25 {
-				if _, err := store.Reserve(ctx, window(fmt.Sprintf("room-%d", w), i, i+1)); err != nil {
+				if _, err := store.Reserve(ctx, reservation.Book(window(fmt.Sprintf("room-%d", w), i, i+1))); err != nil {
 					t.Errorf("reserve: %v", err)
 					return
 				}
@@ -105,7 +105,7 @@ func TestReadDecodesSnapshots(t *testing.T) {
 	db, _ := repotest.NewDB(t)
 	ctx := context.Background()
 	store := repo.New(db, repo.Options{})
-	made, err := store.Reserve(ctx, window("r", 0, 1), window("s", 0, 1))
+	made, err := store.Reserve(ctx, reservation.Book(window("r", 0, 1), window("s", 0, 1)))
 	if err != nil {
 		t.Fatal(err)
 	}

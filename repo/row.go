@@ -15,37 +15,49 @@ import (
 )
 
 // columns are the reservations columns, in the order row scans them.
-const columns = "id, user_id, resource_id, status, start_at, end_at, note, created_at, updated_at, version"
+const columns = "id, user_id, resource_id, status, start_at, end_at, note, created_at, updated_at, version, expires_at"
 
 // row is a reservations row. Its JSON form is the snapshot stored with each change.
 type row struct {
-	ID         string    `db:"id" json:"id"`
-	UserID     string    `db:"user_id" json:"user_id"`
-	ResourceID string    `db:"resource_id" json:"resource_id"`
-	Status     int       `db:"status" json:"status"`
-	Start      time.Time `db:"start_at" json:"start"`
-	End        time.Time `db:"end_at" json:"end"`
-	Note       string    `db:"note" json:"note"`
-	CreatedAt  time.Time `db:"created_at" json:"created_at"`
-	UpdatedAt  time.Time `db:"updated_at" json:"updated_at"`
-	Version    int64     `db:"version" json:"version"`
+	ID         string     `db:"id" json:"id"`
+	UserID     string     `db:"user_id" json:"user_id"`
+	ResourceID string     `db:"resource_id" json:"resource_id"`
+	Status     int        `db:"status" json:"status"`
+	Start      time.Time  `db:"start_at" json:"start"`
+	End        time.Time  `db:"end_at" json:"end"`
+	Note       string     `db:"note" json:"note"`
+	CreatedAt  time.Time  `db:"created_at" json:"created_at"`
+	UpdatedAt  time.Time  `db:"updated_at" json:"updated_at"`
+	Version    int64      `db:"version" json:"version"`
+	ExpiresAt  *time.Time `db:"expires_at" json:"expires_at,omitempty"`
 }
 
 func toRow(r *reservation.Reservation) row {
-	return row{r.ID, r.UserID, r.ResourceID, int(r.Status), r.Start, r.End, r.Note, r.CreatedAt, r.UpdatedAt, r.Version}
+	w := row{r.ID, r.UserID, r.ResourceID, int(r.Status), r.Start, r.End, r.Note, r.CreatedAt, r.UpdatedAt, r.Version, nil}
+	if !r.ExpiresAt.IsZero() {
+		w.ExpiresAt = &r.ExpiresAt
+	}
+	return w
 }
 
 func (w *row) reservation() *reservation.Reservation {
-	return &reservation.Reservation{
+	r := &reservation.Reservation{
 		ID: w.ID, UserID: w.UserID, ResourceID: w.ResourceID, Status: reservation.Status(w.Status),
 		Start: w.Start.UTC(), End: w.End.UTC(), Note: w.Note,
 		CreatedAt: w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(), Version: w.Version,
 	}
+	if w.ExpiresAt != nil {
+		r.ExpiresAt = w.ExpiresAt.UTC()
+	}
+	return r
 }
 
 func (w *row) args() []any {
-	return []any{w.ID, w.UserID, w.ResourceID, w.Status, w.Start, w.End, w.Note, w.CreatedAt, w.UpdatedAt, w.Version}
+	return []any{w.ID, w.UserID, w.ResourceID, w.Status, w.Start, w.End, w.Note, w.CreatedAt, w.UpdatedAt, w.Version, w.ExpiresAt}
 }
+
+// live is the condition that leaves out holds lapsed at its argument.
+const live = "(expires_at IS NULL OR expires_at > ?)"
 
 // selectRows runs a query for reservations rows.
 func selectRows(ctx context.Context, q sqlx.QueryerContext, query string, args ...any) ([]*reservation.Reservation, error) {
@@ -77,21 +89,22 @@ func notFound(id string) error {
 	return reservation.Errorf(reservation.ENOTFOUND, "reservation %q not found", id)
 }
 
-// overlapping returns up to limit reservations of r's resource that overlap r's window. maxSpan
-// is the longest reservation the resource holds: nothing starting before Start-maxSpan can reach
-// Start, which keeps the index range short.
-func overlapping(ctx context.Context, q sqlx.QueryerContext, r *reservation.Reservation, maxSpan time.Duration, limit int) ([]*reservation.Reservation, error) {
+// overlapping returns up to limit reservations of r's resource that overlap r's window at
+// now: holds lapsed by then block nothing. maxSpan is the longest reservation the resource
+// holds: nothing starting before Start-maxSpan can reach Start, which keeps the index range short.
+func overlapping(ctx context.Context, q sqlx.QueryerContext, r *reservation.Reservation, maxSpan time.Duration, now time.Time, limit int) ([]*reservation.Reservation, error) {
 	from := r.Start.Add(-maxSpan)
 	return selectRows(ctx, q, "SELECT "+columns+" FROM reservations"+
-		" WHERE resource_id = ? AND start_at >= ? AND start_at < ? AND end_at > ?"+
+		" WHERE resource_id = ? AND start_at >= ? AND start_at < ? AND end_at > ? AND "+live+
 		" ORDER BY start_at, id LIMIT ?",
-		r.ResourceID, from, r.End, r.Start, limit)
+		r.ResourceID, from, r.End, r.Start, now, limit)
 }
 
-// findQuery builds the query for a filter. Every value is a placeholder argument.
-func findQuery(f reservation.Filter) (string, []any) {
-	var where []string
-	var args []any
+// findQuery builds the query for a filter, leaving out holds lapsed at now. Every value is a
+// placeholder argument.
+func findQuery(f reservation.Filter, now time.Time) (string, []any) {
+	where := []string{live}
+	args := []any{now}
 	add := func(cond string, a ...any) {
 		where = append(where, cond)
 		args = append(args, a...)
@@ -118,10 +131,7 @@ func findQuery(f reservation.Filter) (string, []any) {
 	if c := f.After; c != nil {
 		add(fmt.Sprintf("(start_at %[1]s ? OR (start_at = ? AND id %[1]s ?))", cmp), c.Start, c.Start, c.ID)
 	}
-	query := "SELECT " + columns + " FROM reservations"
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
+	query := "SELECT " + columns + " FROM reservations WHERE " + strings.Join(where, " AND ")
 	query += " ORDER BY " + order
 	if f.Limit > 0 {
 		query += " LIMIT ?"

@@ -5,6 +5,7 @@ package repo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -31,6 +32,9 @@ type Options struct {
 	// Retries bounds how often a transaction is run again after a deadlock or lock wait timeout
 	// (default 5).
 	Retries int
+	// RequestRetention is how long the outcome of a call with a request id is kept for its
+	// retries (default 24h).
+	RequestRetention time.Duration
 	// Committed, when set, is called after each write commits, so that the change feed can
 	// sequence the new change at once rather than at its next poll. It must not block.
 	Committed func()
@@ -60,6 +64,9 @@ func New(db *sqlx.DB, opts Options) *Store {
 	if opts.Retries <= 0 {
 		opts.Retries = 5
 	}
+	if opts.RequestRetention <= 0 {
+		opts.RequestRetention = 24 * time.Hour
+	}
 	return &Store{db: db, opts: opts, log: opts.Logger}
 }
 
@@ -77,23 +84,27 @@ func (s *Store) Stats() Stats {
 
 func (s *Store) now() time.Time { return reservation.Truncate(s.opts.Now()) }
 
-// Reserve books rs all or none. Callers validate rs first; Reserve assigns ids, timestamps and
-// versions and returns the stored reservations in the order given.
-func (s *Store) Reserve(ctx context.Context, rs ...*reservation.Reservation) ([]*reservation.Reservation, error) {
-	if len(rs) == 0 {
+// Reserve makes the booking's reservations all or none. Callers validate them first; Reserve
+// assigns ids, timestamps, versions and hold expiries, and returns the stored reservations in
+// the order given. A booking with a request id that was seen before gets that call's outcome.
+func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservation.Reservation, error) {
+	if len(b.Reservations) == 0 {
 		return nil, reservation.Errorf(reservation.EINVALID, "no reservation to make")
 	}
 	now := s.now()
-	out := make([]*reservation.Reservation, len(rs))
-	keys := make([]string, 0, len(rs))
-	for i, r := range rs {
+	out := make([]*reservation.Reservation, len(b.Reservations))
+	keys := make([]string, 0, len(out))
+	for i, r := range b.Reservations {
 		id, err := uuid.NewV7()
 		if err != nil {
 			return nil, fmt.Errorf("new reservation id: %w", err)
 		}
 		c := *r
 		c.Normalize()
-		c.ID, c.CreatedAt, c.UpdatedAt, c.Version = id.String(), now, now, 1
+		c.ID, c.CreatedAt, c.UpdatedAt, c.Version, c.ExpiresAt = id.String(), now, now, 1, time.Time{}
+		if b.Hold > 0 {
+			c.ExpiresAt = reservation.Truncate(now.Add(b.Hold))
+		}
 		out[i] = &c
 		keys = append(keys, c.ResourceID)
 	}
@@ -101,12 +112,30 @@ func (s *Store) Reserve(ctx context.Context, rs ...*reservation.Reservation) ([]
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 
+	var req *request
+	if b.RequestID != "" {
+		made := reservation.Booking{Reservations: out, Hold: b.Hold} // normalized
+		req = &request{id: b.RequestID, fingerprint: made.Fingerprint()}
+		// A retry of a call that is done needs no lock.
+		if done, err := s.lookup(ctx, s.db, req, now); err != nil {
+			return nil, err
+		} else if done {
+			return req.result()
+		}
+	}
 	err := s.write(ctx, keys, func(tx *sqlx.Tx) error {
 		resources, err := lockResources(ctx, tx, keys, now)
 		if err != nil {
 			return err
 		}
-		conflicts, truncated, err := s.conflicts(ctx, tx, out, resources)
+		if req != nil {
+			// Under the locks, a concurrent call with the same request id has either
+			// committed its outcome or not started.
+			if done, err := s.lookup(ctx, tx, req, now); done || err != nil {
+				return err
+			}
+		}
+		conflicts, truncated, err := s.conflicts(ctx, tx, out, resources, now)
 		if err != nil {
 			return err
 		}
@@ -123,24 +152,40 @@ func (s *Store) Reserve(ctx context.Context, rs ...*reservation.Reservation) ([]
 		if err := insertReservations(ctx, tx, out); err != nil {
 			return err
 		}
+		if req != nil {
+			if err := saveOutcome(ctx, tx, req, outcome{Reservations: out}, now); err != nil {
+				return err
+			}
+		}
 		return s.record(ctx, tx, resources, changes, now)
 	})
-	if err != nil {
-		if reservation.ErrorCode(err) == reservation.ECONFLICT {
-			s.stats.conflicts.Add(1)
+	if reservation.ErrorCode(err) == reservation.ECONFLICT {
+		s.stats.conflicts.Add(1)
+		if req != nil && req.out == nil {
+			// The same call again must meet the same conflict, even once the way is clear.
+			var e *reservation.Error
+			errors.As(err, &e)
+			if serr := saveOutcome(ctx, s.db, req, outcome{Conflict: e}, now); serr != nil && !isDupKey(serr) {
+				s.log.WarnContext(ctx, "saving the outcome of a request failed", "request_id", req.id, "err", serr)
+			}
 		}
+	}
+	if err != nil {
 		return nil, err
+	}
+	if req != nil && req.out != nil {
+		return req.result()
 	}
 	return out, nil
 }
 
 // conflicts finds, for each new reservation, the stored ones and the earlier new ones it
 // overlaps, up to MaxConflicts in all.
-func (s *Store) conflicts(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation, resources map[string]*resource) ([]reservation.Conflict, bool, error) {
+func (s *Store) conflicts(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation, resources map[string]*resource, now time.Time) ([]reservation.Conflict, bool, error) {
 	var found []reservation.Conflict
 	limit := s.opts.MaxConflicts + 1 // one more, to know whether the list is complete
 	for i, r := range rs {
-		stored, err := overlapping(ctx, tx, r, resources[r.ResourceID].maxSpan, limit-len(found))
+		stored, err := overlapping(ctx, tx, r, resources[r.ResourceID].maxSpan, now, limit-len(found))
 		if err != nil {
 			return nil, false, err
 		}
@@ -174,39 +219,48 @@ func conflictError(rs []*reservation.Reservation, conflicts []reservation.Confli
 	return &reservation.Error{Code: reservation.ECONFLICT, Message: msg, Conflicts: conflicts, Truncated: truncated}
 }
 
-// Confirm turns a PENDING reservation into a CONFIRMED one. A CONFIRMED one is returned
-// unchanged; a BLOCKED one cannot be confirmed.
+// Confirm turns a PENDING reservation into a CONFIRMED one; a hold stops expiring. A
+// CONFIRMED one is returned unchanged; a BLOCKED one, or a lapsed hold, cannot be confirmed.
 func (s *Store) Confirm(ctx context.Context, ref reservation.Ref) (*reservation.Reservation, error) {
-	return s.modify(ctx, ref, func(r *reservation.Reservation) (reservation.Op, error) {
-		switch r.Status {
-		case reservation.StatusConfirmed:
+	return s.modify(ctx, ref, func(r *reservation.Reservation, now time.Time) (reservation.Op, error) {
+		switch {
+		case r.Expired(now):
+			return 0, lapsed(r)
+		case r.Status == reservation.StatusConfirmed:
 			return 0, nil
-		case reservation.StatusPending:
-			r.Status = reservation.StatusConfirmed
+		case r.Status == reservation.StatusPending:
+			r.Status, r.ExpiresAt = reservation.StatusConfirmed, time.Time{}
 			return reservation.OpUpdate, nil
 		}
 		return 0, reservation.Errorf(reservation.ESTATE, "reservation %s is %s: only PENDING reservations can be confirmed", r.ID, r.Status)
 	})
 }
 
-// Update replaces the note of a reservation.
+// Update replaces the note of a reservation that is not a lapsed hold.
 func (s *Store) Update(ctx context.Context, ref reservation.Ref, note string) (*reservation.Reservation, error) {
-	return s.modify(ctx, ref, func(r *reservation.Reservation) (reservation.Op, error) {
+	return s.modify(ctx, ref, func(r *reservation.Reservation, now time.Time) (reservation.Op, error) {
+		if r.Expired(now) {
+			return 0, lapsed(r)
+		}
 		r.Note = note
 		return reservation.OpUpdate, nil
 	})
 }
 
+func lapsed(r *reservation.Reservation) error {
+	return reservation.Errorf(reservation.ESTATE, "hold %s expired at %s", r.ID, reservation.FormatTime(r.ExpiresAt))
+}
+
 // Cancel removes a reservation and returns it as it was removed.
 func (s *Store) Cancel(ctx context.Context, ref reservation.Ref) (*reservation.Reservation, error) {
-	return s.modify(ctx, ref, func(*reservation.Reservation) (reservation.Op, error) {
+	return s.modify(ctx, ref, func(*reservation.Reservation, time.Time) (reservation.Op, error) {
 		return reservation.OpDelete, nil
 	})
 }
 
 // modify runs one change of a stored reservation. apply edits the reservation in place and
 // says which change it made; 0 means none, and nothing is written.
-func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(*reservation.Reservation) (reservation.Op, error)) (*reservation.Reservation, error) {
+func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(r *reservation.Reservation, now time.Time) (reservation.Op, error)) (*reservation.Reservation, error) {
 	// A reservation never moves to another resource, so its resource can be read before locking.
 	var resourceID string
 	err := s.db.GetContext(ctx, &resourceID, "SELECT resource_id FROM reservations WHERE id = ?", ref.ID)
@@ -230,7 +284,7 @@ func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(*res
 		if ref.Version != 0 && ref.Version != r.Version {
 			return reservation.Errorf(reservation.EABORTED, "reservation %s is at version %d, not %d", r.ID, r.Version, ref.Version)
 		}
-		op, err := apply(r)
+		op, err := apply(r, now)
 		if err != nil || op == 0 {
 			out = r
 			return err
@@ -240,8 +294,9 @@ func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(*res
 		if op == reservation.OpDelete {
 			_, err = tx.ExecContext(ctx, "DELETE FROM reservations WHERE id = ?", r.ID)
 		} else {
-			_, err = tx.ExecContext(ctx, "UPDATE reservations SET status = ?, note = ?, updated_at = ?, version = ? WHERE id = ?",
-				int(r.Status), r.Note, r.UpdatedAt, r.Version, r.ID)
+			w := toRow(r)
+			_, err = tx.ExecContext(ctx, "UPDATE reservations SET status = ?, note = ?, updated_at = ?, version = ?, expires_at = ? WHERE id = ?",
+				w.Status, w.Note, w.UpdatedAt, w.Version, w.ExpiresAt, w.ID)
 		}
 		if err != nil {
 			return err
@@ -266,14 +321,23 @@ func (s *Store) Get(ctx context.Context, id string) (*reservation.Reservation, e
 	return r, nil
 }
 
-// Find returns the reservations the filter selects, in its order.
+// Find returns the reservations the filter selects, in its order, leaving out lapsed holds.
 func (s *Store) Find(ctx context.Context, f reservation.Filter) ([]*reservation.Reservation, error) {
-	query, args := findQuery(f)
+	query, args := findQuery(f, s.now())
 	rs, err := selectRows(ctx, s.db, query, args...)
 	if err != nil {
 		return nil, classify(fmt.Errorf("find reservations: %w", err))
 	}
 	return rs, nil
+}
+
+// FreeSlots returns the free windows of a resource; lapsed holds count as free.
+func (s *Store) FreeSlots(ctx context.Context, q reservation.SlotQuery) ([]reservation.Window, error) {
+	busy, err := s.Find(ctx, reservation.Filter{ResourceID: q.ResourceID, Start: q.Start, End: q.End})
+	if err != nil {
+		return nil, err
+	}
+	return reservation.FreeWindows(q, busy), nil
 }
 
 // resource is a locked resources row, as the transaction will leave it.
@@ -341,12 +405,12 @@ func (s *Store) record(ctx context.Context, tx *sqlx.Tx, resources map[string]*r
 
 func insertReservations(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation) error {
 	query := "INSERT INTO reservations (" + columns + ") VALUES "
-	args := make([]any, 0, 10*len(rs))
+	args := make([]any, 0, 11*len(rs))
 	for i, r := range rs {
 		if i > 0 {
 			query += ", "
 		}
-		query += "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		query += "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 		w := toRow(r)
 		args = append(args, w.args()...)
 	}

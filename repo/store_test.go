@@ -37,13 +37,13 @@ func TestReserveManyIsAllOrNothing(t *testing.T) {
 	db, _ := repotest.NewDB(t)
 	s := repo.New(db, repo.Options{})
 	ctx := context.Background()
-	existing, err := s.Reserve(ctx, window("room", 10, 12))
+	existing, err := s.Reserve(ctx, reservation.Book(window("room", 10, 12)))
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// Item 1 hits the stored reservation, item 3 overlaps item 2 of the same call.
-	_, err = s.Reserve(ctx, window("parking", 0, 24), window("room", 11, 13), window("room", 20, 22), window("room", 21, 23))
+	_, err = s.Reserve(ctx, reservation.Book(window("parking", 0, 24), window("room", 11, 13), window("room", 20, 22), window("room", 21, 23)))
 	var e *reservation.Error
 	if reservation.ErrorCode(err) != reservation.ECONFLICT || !errors.As(err, &e) {
 		t.Fatalf("got %v, want a conflict", err)
@@ -63,7 +63,7 @@ func TestReserveManyIsAllOrNothing(t *testing.T) {
 		t.Errorf("a rejected batch left the resource row it created")
 	}
 
-	out, err := s.Reserve(ctx, window("parking", 0, 24), window("room", 12, 13), window("room", 8, 10))
+	out, err := s.Reserve(ctx, reservation.Book(window("parking", 0, 24), window("room", 12, 13), window("room", 8, 10)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,11 +83,11 @@ func TestLongReservationStillConflicts(t *testing.T) {
 	s := repo.New(db, repo.Options{})
 	ctx := context.Background()
 	for _, w := range []*reservation.Reservation{window("hall", 0, 1000), window("hall", 1000, 1001)} {
-		if _, err := s.Reserve(ctx, w); err != nil {
+		if _, err := s.Reserve(ctx, reservation.Book(w)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err := s.Reserve(ctx, window("hall", 999, 1000))
+	_, err := s.Reserve(ctx, reservation.Book(window("hall", 999, 1000)))
 	if reservation.ErrorCode(err) != reservation.ECONFLICT {
 		t.Fatalf("booking the last hour of a 1000-hour reservation: %v, want a conflict", err)
 	}
@@ -111,7 +111,7 @@ func TestCrossingBatchesDoNotDeadlock(t *testing.T) {
 				if i%2 == 1 {
 					a, b = b, a
 				}
-				if _, err := s.Reserve(context.Background(), a, b); err != nil {
+				if _, err := s.Reserve(context.Background(), reservation.Book(a, b)); err != nil {
 					errs <- err
 				}
 			}

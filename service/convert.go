@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"reservation"
@@ -29,6 +30,33 @@ func (q *request) time(field string, ts *timestamppb.Timestamp) time.Time {
 		return time.Time{}
 	}
 	return reservation.Truncate(ts.AsTime())
+}
+
+// duration converts a duration; nil gives 0.
+func (q *request) duration(field string, d *durationpb.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	if err := d.CheckValid(); err != nil {
+		q.Add(field, fmt.Sprintf("invalid duration (seconds %d, nanos %d)", d.GetSeconds(), d.GetNanos()))
+		return 0
+	}
+	return d.AsDuration()
+}
+
+// refRequest is what the requests that change one reservation share.
+type refRequest interface {
+	GetId() string
+	GetExpectedVersion() int64
+}
+
+// ref translates the reservation a write is for, and the version it expects, if any.
+func (q *request) ref(req refRequest) reservation.Ref {
+	v := req.GetExpectedVersion()
+	if v < 0 {
+		q.Add("expected_version", fmt.Sprintf("must not be negative, got %d", v))
+	}
+	return reservation.Ref{ID: q.id("id", req.GetId()), Version: v}
 }
 
 // id parses a reservation id, a UUID, into its canonical form.
@@ -85,7 +113,15 @@ func toProto(r *reservation.Reservation) *pb.Reservation {
 		CreatedAt:  timestamppb.New(r.CreatedAt),
 		UpdatedAt:  timestamppb.New(r.UpdatedAt),
 		Version:    r.Version,
+		ExpiresAt:  timestampOrNil(r.ExpiresAt),
 	}
+}
+
+func timestampOrNil(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }
 
 func toListenResponse(c *reservation.Change) *pb.ListenResponse {

@@ -147,7 +147,7 @@ func TestQueryStreamsMoreThanOneBatch(t *testing.T) {
 	for i := range 1203 {
 		batch = append(batch, &reservation.Reservation{UserID: "u", ResourceID: "long", Start: base.Add(time2(i)), End: base.Add(time2(i + 1))})
 	}
-	if _, err := rep.store.Reserve(context.Background(), batch...); err != nil {
+	if _, err := rep.store.Reserve(context.Background(), reservation.Book(batch...)); err != nil {
 		t.Fatal(err)
 	}
 	ids := queryAll(t, rep.client, &pb.QueryRequest{ResourceId: "long", Desc: true})

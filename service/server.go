@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"reservation"
@@ -23,6 +24,12 @@ import (
 type Options struct {
 	// MaxDuration bounds the length of one reservation (default 366 days).
 	MaxDuration time.Duration
+	// MinHold and MaxHold bound a hold (default 1s and 24h).
+	MinHold, MaxHold time.Duration
+	// MaxBatch bounds the reservations of one ReserveBatch (default 100).
+	MaxBatch int
+	// MaxFreeWindow bounds the window of a FreeSlots query (default 366 days).
+	MaxFreeWindow time.Duration
 	// Feed serves Listen; without one, Listen answers UNIMPLEMENTED.
 	Feed   reservation.Feed
 	Logger *slog.Logger
@@ -41,6 +48,18 @@ func New(svc reservation.Service, opts Options) *Server {
 	if opts.MaxDuration <= 0 {
 		opts.MaxDuration = 366 * 24 * time.Hour
 	}
+	if opts.MinHold <= 0 {
+		opts.MinHold = time.Second
+	}
+	if opts.MaxHold <= 0 {
+		opts.MaxHold = 24 * time.Hour
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 100
+	}
+	if opts.MaxFreeWindow <= 0 {
+		opts.MaxFreeWindow = 366 * 24 * time.Hour
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -57,23 +76,70 @@ const (
 )
 
 func (s *Server) Reserve(ctx context.Context, req *pb.ReserveRequest) (*pb.ReserveResponse, error) {
-	r, err := s.reservation(req.GetReservation(), "reservation.")
-	if err != nil {
+	var q request
+	r := s.reservation(&q, req.GetReservation(), "reservation.")
+	b := s.booking(&q, []*reservation.Reservation{r}, req)
+	if err := q.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
-	out, err := s.svc.Reserve(ctx, r)
+	out, err := s.svc.Reserve(ctx, b)
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
 	return &pb.ReserveResponse{Reservation: toProto(out[0])}, nil
 }
 
-// reservation translates and checks a new reservation; prefix is its path in the request.
-func (s *Server) reservation(in *pb.Reservation, prefix string) (*reservation.Reservation, error) {
+// ReserveBatch makes all the reservations asked for, or none.
+func (s *Server) ReserveBatch(ctx context.Context, req *pb.ReserveBatchRequest) (*pb.ReserveBatchResponse, error) {
 	var q request
+	in := req.GetReservations()
+	switch n := len(in); {
+	case n == 0:
+		q.Add("reservations", "at least one is required")
+	case n > s.opts.MaxBatch:
+		q.Add("reservations", fmt.Sprintf("at most %d in one batch, got %d", s.opts.MaxBatch, n))
+		in = nil // not worth checking each
+	}
+	rs := make([]*reservation.Reservation, len(in))
+	for i, r := range in {
+		rs[i] = s.reservation(&q, r, fmt.Sprintf("reservations[%d].", i))
+	}
+	b := s.booking(&q, rs, req)
+	if err := q.Err(); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	out, err := s.svc.Reserve(ctx, b)
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	resp := &pb.ReserveBatchResponse{Reservations: make([]*pb.Reservation, len(out))}
+	for i, r := range out {
+		resp.Reservations[i] = toProto(r)
+	}
+	return resp, nil
+}
+
+// bookingRequest is what ReserveRequest and ReserveBatchRequest share.
+type bookingRequest interface {
+	GetRequestId() string
+	GetHold() *durationpb.Duration
+}
+
+// booking translates and checks the request id and hold of a Reserve call.
+func (s *Server) booking(q *request, rs []*reservation.Reservation, req bookingRequest) reservation.Booking {
+	b := reservation.Booking{Reservations: rs, RequestID: req.GetRequestId(), Hold: q.duration("hold", req.GetHold())}
+	q.merge("", b.Validate(s.opts.MinHold, s.opts.MaxHold))
+	if req.GetHold() != nil && b.Hold == 0 && !q.has("hold") {
+		q.Add("hold", fmt.Sprintf("must be between %s and %s, got 0s", s.opts.MinHold, s.opts.MaxHold))
+	}
+	return b
+}
+
+// reservation translates and checks a new reservation; prefix is its path in the request.
+func (s *Server) reservation(q *request, in *pb.Reservation, prefix string) *reservation.Reservation {
 	if in == nil {
 		q.Add(prefix[:len(prefix)-1], "is required")
-		return nil, q.Err()
+		return nil
 	}
 	r := &reservation.Reservation{
 		UserID:     in.GetUserId(),
@@ -88,12 +154,12 @@ func (s *Server) reservation(in *pb.Reservation, prefix string) (*reservation.Re
 	if d := r.End.Sub(r.Start); d > s.opts.MaxDuration && !q.has(prefix+"start") && !q.has(prefix+"end") {
 		q.Add(prefix+"end", fmt.Sprintf("reservation lasts %s, longer than the %s allowed", d, s.opts.MaxDuration))
 	}
-	return r, q.Err()
+	return r
 }
 
 func (s *Server) Confirm(ctx context.Context, req *pb.ConfirmRequest) (*pb.ConfirmResponse, error) {
 	var q request
-	ref := reservation.Ref{ID: q.id("id", req.GetId())}
+	ref := q.ref(req)
 	if err := q.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
@@ -106,7 +172,7 @@ func (s *Server) Confirm(ctx context.Context, req *pb.ConfirmRequest) (*pb.Confi
 
 func (s *Server) Update(ctx context.Context, req *pb.UpdateRequest) (*pb.UpdateResponse, error) {
 	var q request
-	ref := reservation.Ref{ID: q.id("id", req.GetId())}
+	ref := q.ref(req)
 	q.Note("note", req.GetNote())
 	if err := q.Err(); err != nil {
 		return nil, s.status(ctx, err)
@@ -120,7 +186,7 @@ func (s *Server) Update(ctx context.Context, req *pb.UpdateRequest) (*pb.UpdateR
 
 func (s *Server) Cancel(ctx context.Context, req *pb.CancelRequest) (*pb.CancelResponse, error) {
 	var q request
-	ref := reservation.Ref{ID: q.id("id", req.GetId())}
+	ref := q.ref(req)
 	if err := q.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
@@ -205,6 +271,33 @@ func (s *Server) Filter(ctx context.Context, req *pb.FilterRequest) (*pb.FilterR
 	resp.Reservations = make([]*pb.Reservation, len(rs))
 	for i, r := range rs {
 		resp.Reservations[i] = toProto(r)
+	}
+	return resp, nil
+}
+
+// FreeSlots answers when a resource is free inside a window.
+func (s *Server) FreeSlots(ctx context.Context, req *pb.FreeSlotsRequest) (*pb.FreeSlotsResponse, error) {
+	var q request
+	sq := reservation.SlotQuery{
+		ResourceID:  req.GetResourceId(),
+		Start:       q.time("start", req.GetStart()),
+		End:         q.time("end", req.GetEnd()),
+		MinDuration: q.duration("min_duration", req.GetMinDuration()),
+	}
+	q.merge("", sq.Validate())
+	if d := sq.End.Sub(sq.Start); d > s.opts.MaxFreeWindow && !q.has("start") && !q.has("end") {
+		q.Add("end", fmt.Sprintf("window lasts %s, longer than the %s allowed", d, s.opts.MaxFreeWindow))
+	}
+	if err := q.Err(); err != nil {
+		return nil, s.status(ctx, err)
+	}
+	free, err := s.svc.FreeSlots(ctx, sq)
+	if err != nil {
+		return nil, s.status(ctx, err)
+	}
+	resp := &pb.FreeSlotsResponse{Free: make([]*pb.TimeWindow, len(free))}
+	for i, w := range free {
+		resp.Free[i] = &pb.TimeWindow{Start: timestamppb.New(w.Start), End: timestamppb.New(w.End)}
 	}
 	return resp, nil
 }

@@ -47,6 +47,12 @@ type config struct {
 	feedPoll    time.Duration
 	feedBuffer  int
 	retention   time.Duration
+	holdMin     time.Duration
+	holdMax     time.Duration
+	batchMax    int
+	freeMax     time.Duration
+	requestTTL  time.Duration
+	reapEvery   time.Duration
 }
 
 func main() {
@@ -108,10 +114,14 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	feedDone := make(chan struct{})
 	go func() { feed.Run(feedCtx); close(feedDone) }()
 	defer func() { stopFeed(); <-feedDone }()
-	store := repo.New(db, repo.Options{Locker: locker, Logger: log, Committed: feed.Nudge})
+	store := repo.New(db, repo.Options{Locker: locker, Logger: log, Committed: feed.Nudge, RequestRetention: cfg.requestTTL})
+	go store.RunReaper(ctx, cfg.reapEvery)
 
 	g := grpc.NewServer(service.ServerOptions(log)...)
-	service.New(store, service.Options{MaxDuration: cfg.maxDuration, Feed: feed, Logger: log}).Register(g)
+	service.New(store, service.Options{
+		MaxDuration: cfg.maxDuration, MinHold: cfg.holdMin, MaxHold: cfg.holdMax, MaxBatch: cfg.batchMax,
+		MaxFreeWindow: cfg.freeMax, Feed: feed, Logger: log,
+	}).Register(g)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(g, healthSrv)
 	reflection.Register(g)
@@ -208,6 +218,12 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.feedPoll, "feed-poll", 20*time.Millisecond, "how often the change feed looks for new changes")
 	fs.IntVar(&c.feedBuffer, "feed-buffer", 4096, "changes kept in memory; a listener further behind is cut off with RESOURCE_EXHAUSTED")
 	fs.DurationVar(&c.retention, "feed-retention", 7*24*time.Hour, "how long changes are kept for listeners that resume")
+	fs.DurationVar(&c.holdMin, "hold-min", time.Second, "shortest hold allowed")
+	fs.DurationVar(&c.holdMax, "hold-max", 24*time.Hour, "longest hold allowed")
+	fs.IntVar(&c.batchMax, "batch-max", 100, "most reservations in one ReserveBatch")
+	fs.DurationVar(&c.freeMax, "free-window-max", 366*24*time.Hour, "longest window a FreeSlots query may ask about")
+	fs.DurationVar(&c.requestTTL, "request-retention", 24*time.Hour, "how long the outcome of a call with a request_id is kept for retries")
+	fs.DurationVar(&c.reapEvery, "reap-interval", time.Second, "how often lapsed holds are removed")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (" + envName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {
 		return c, err

@@ -11,6 +11,7 @@ package reservationv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -130,16 +131,18 @@ func (ReservationUpdateType) EnumDescriptor() ([]byte, []int) {
 
 // A booking of one resource for the half-open window [start, end).
 type Reservation struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Status        ReservationStatus      `protobuf:"varint,3,opt,name=status,proto3,enum=reservation.v1.ReservationStatus" json:"status,omitempty"`
-	ResourceId    string                 `protobuf:"bytes,4,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
-	Start         *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=start,proto3" json:"start,omitempty"`
-	End           *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=end,proto3" json:"end,omitempty"`
-	Note          string                 `protobuf:"bytes,7,opt,name=note,proto3" json:"note,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	UserId     string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Status     ReservationStatus      `protobuf:"varint,3,opt,name=status,proto3,enum=reservation.v1.ReservationStatus" json:"status,omitempty"`
+	ResourceId string                 `protobuf:"bytes,4,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	Start      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=start,proto3" json:"start,omitempty"`
+	End        *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=end,proto3" json:"end,omitempty"`
+	Note       string                 `protobuf:"bytes,7,opt,name=note,proto3" json:"note,omitempty"`
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Set on a hold: the PENDING reservation lapses at this instant unless confirmed before.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	Version       int64                  `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -238,6 +241,13 @@ func (x *Reservation) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Reservation) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 func (x *Reservation) GetVersion() int64 {
 	if x != nil {
 		return x.Version
@@ -246,8 +256,13 @@ func (x *Reservation) GetVersion() int64 {
 }
 
 type ReserveRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reservation   *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Reservation *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	// At most 64 bytes. A retry with the same id and the same parameters returns the first
+	// call's outcome without writing again; the same id with other parameters is INVALID_ARGUMENT.
+	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// When set, the reservation is a PENDING hold that expires after this long unless confirmed.
+	Hold          *durationpb.Duration `protobuf:"bytes,3,opt,name=hold,proto3" json:"hold,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -285,6 +300,20 @@ func (*ReserveRequest) Descriptor() ([]byte, []int) {
 func (x *ReserveRequest) GetReservation() *Reservation {
 	if x != nil {
 		return x.Reservation
+	}
+	return nil
+}
+
+func (x *ReserveRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ReserveRequest) GetHold() *durationpb.Duration {
+	if x != nil {
+		return x.Hold
 	}
 	return nil
 }
@@ -334,10 +363,12 @@ func (x *ReserveResponse) GetReservation() *Reservation {
 }
 
 type ConfirmRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// When not zero, the change is made only if the reservation is at this version: ABORTED otherwise.
+	ExpectedVersion int64 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ConfirmRequest) Reset() {
@@ -375,6 +406,13 @@ func (x *ConfirmRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *ConfirmRequest) GetExpectedVersion() int64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
 }
 
 type ConfirmResponse struct {
@@ -422,11 +460,12 @@ func (x *ConfirmResponse) GetReservation() *Reservation {
 }
 
 type UpdateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Note          string                 `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Note            string                 `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	ExpectedVersion int64                  `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *UpdateRequest) Reset() {
@@ -471,6 +510,13 @@ func (x *UpdateRequest) GetNote() string {
 		return x.Note
 	}
 	return ""
+}
+
+func (x *UpdateRequest) GetExpectedVersion() int64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
 }
 
 type UpdateResponse struct {
@@ -518,10 +564,11 @@ func (x *UpdateResponse) GetReservation() *Reservation {
 }
 
 type CancelRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ExpectedVersion int64                  `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CancelRequest) Reset() {
@@ -559,6 +606,13 @@ func (x *CancelRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *CancelRequest) GetExpectedVersion() int64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
 }
 
 type CancelResponse struct {
@@ -931,6 +985,277 @@ func (x *FilterResponse) GetNextPageToken() string {
 	return ""
 }
 
+// Reservations made all or none, across resources and windows.
+type ReserveBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reservations  []*Reservation         `protobuf:"bytes,1,rep,name=reservations,proto3" json:"reservations,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Hold          *durationpb.Duration   `protobuf:"bytes,3,opt,name=hold,proto3" json:"hold,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveBatchRequest) Reset() {
+	*x = ReserveBatchRequest{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveBatchRequest) ProtoMessage() {}
+
+func (x *ReserveBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveBatchRequest.ProtoReflect.Descriptor instead.
+func (*ReserveBatchRequest) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ReserveBatchRequest) GetReservations() []*Reservation {
+	if x != nil {
+		return x.Reservations
+	}
+	return nil
+}
+
+func (x *ReserveBatchRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ReserveBatchRequest) GetHold() *durationpb.Duration {
+	if x != nil {
+		return x.Hold
+	}
+	return nil
+}
+
+type ReserveBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reservations  []*Reservation         `protobuf:"bytes,1,rep,name=reservations,proto3" json:"reservations,omitempty"` // in the order requested
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveBatchResponse) Reset() {
+	*x = ReserveBatchResponse{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveBatchResponse) ProtoMessage() {}
+
+func (x *ReserveBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveBatchResponse.ProtoReflect.Descriptor instead.
+func (*ReserveBatchResponse) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ReserveBatchResponse) GetReservations() []*Reservation {
+	if x != nil {
+		return x.Reservations
+	}
+	return nil
+}
+
+// A half-open window [start, end).
+type TimeWindow struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Start         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	End           *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimeWindow) Reset() {
+	*x = TimeWindow{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimeWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimeWindow) ProtoMessage() {}
+
+func (x *TimeWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimeWindow.ProtoReflect.Descriptor instead.
+func (*TimeWindow) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TimeWindow) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *TimeWindow) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+// The free windows of a resource inside [start, end), each at least min_duration long.
+type FreeSlotsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ResourceId    string                 `protobuf:"bytes,1,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	Start         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	End           *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	MinDuration   *durationpb.Duration   `protobuf:"bytes,4,opt,name=min_duration,json=minDuration,proto3" json:"min_duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreeSlotsRequest) Reset() {
+	*x = FreeSlotsRequest{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreeSlotsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreeSlotsRequest) ProtoMessage() {}
+
+func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreeSlotsRequest.ProtoReflect.Descriptor instead.
+func (*FreeSlotsRequest) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *FreeSlotsRequest) GetResourceId() string {
+	if x != nil {
+		return x.ResourceId
+	}
+	return ""
+}
+
+func (x *FreeSlotsRequest) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *FreeSlotsRequest) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *FreeSlotsRequest) GetMinDuration() *durationpb.Duration {
+	if x != nil {
+		return x.MinDuration
+	}
+	return nil
+}
+
+type FreeSlotsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Free          []*TimeWindow          `protobuf:"bytes,1,rep,name=free,proto3" json:"free,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreeSlotsResponse) Reset() {
+	*x = FreeSlotsResponse{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreeSlotsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreeSlotsResponse) ProtoMessage() {}
+
+func (x *FreeSlotsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreeSlotsResponse.ProtoReflect.Descriptor instead.
+func (*FreeSlotsResponse) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *FreeSlotsResponse) GetFree() []*TimeWindow {
+	if x != nil {
+		return x.Free
+	}
+	return nil
+}
+
 type ListenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ResourceId    string                 `protobuf:"bytes,1,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
@@ -941,7 +1266,7 @@ type ListenRequest struct {
 
 func (x *ListenRequest) Reset() {
 	*x = ListenRequest{}
-	mi := &file_reservation_v1_reservation_proto_msgTypes[14]
+	mi := &file_reservation_v1_reservation_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1278,7 @@ func (x *ListenRequest) String() string {
 func (*ListenRequest) ProtoMessage() {}
 
 func (x *ListenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_reservation_v1_reservation_proto_msgTypes[14]
+	mi := &file_reservation_v1_reservation_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1291,7 @@ func (x *ListenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListenRequest.ProtoReflect.Descriptor instead.
 func (*ListenRequest) Descriptor() ([]byte, []int) {
-	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{14}
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListenRequest) GetResourceId() string {
@@ -995,7 +1320,7 @@ type ListenResponse struct {
 
 func (x *ListenResponse) Reset() {
 	*x = ListenResponse{}
-	mi := &file_reservation_v1_reservation_proto_msgTypes[15]
+	mi := &file_reservation_v1_reservation_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +1332,7 @@ func (x *ListenResponse) String() string {
 func (*ListenResponse) ProtoMessage() {}
 
 func (x *ListenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_reservation_v1_reservation_proto_msgTypes[15]
+	mi := &file_reservation_v1_reservation_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +1345,7 @@ func (x *ListenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListenResponse.ProtoReflect.Descriptor instead.
 func (*ListenResponse) Descriptor() ([]byte, []int) {
-	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{15}
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListenResponse) GetSeq() uint64 {
@@ -1055,7 +1380,7 @@ var File_reservation_v1_reservation_proto protoreflect.FileDescriptor
 
 const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\n" +
-	" reservation/v1/reservation.proto\x12\x0ereservation.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x03\n" +
+	" reservation/v1/reservation.proto\x12\x0ereservation.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x03\n" +
 	"\vReservation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x129\n" +
@@ -1068,24 +1393,32 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x18\n" +
-	"\aversion\x18\v \x01(\x03R\aversionJ\x04\b\n" +
-	"\x10\v\"O\n" +
+	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x18\n" +
+	"\aversion\x18\v \x01(\x03R\aversion\"\x9d\x01\n" +
 	"\x0eReserveRequest\x12=\n" +
-	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"P\n" +
+	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12-\n" +
+	"\x04hold\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04hold\"P\n" +
 	"\x0fReserveResponse\x12=\n" +
-	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\" \n" +
+	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"K\n" +
 	"\x0eConfirmRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"P\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
+	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\"P\n" +
 	"\x0fConfirmResponse\x12=\n" +
-	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"3\n" +
+	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"^\n" +
 	"\rUpdateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04note\x18\x02 \x01(\tR\x04note\"O\n" +
+	"\x04note\x18\x02 \x01(\tR\x04note\x12)\n" +
+	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\"O\n" +
 	"\x0eUpdateResponse\x12=\n" +
-	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"\x1f\n" +
+	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"J\n" +
 	"\rCancelRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"O\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
+	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\"O\n" +
 	"\x0eCancelResponse\x12=\n" +
 	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"\x1c\n" +
 	"\n" +
@@ -1114,7 +1447,26 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"page_token\x18\b \x01(\tR\tpageToken\"y\n" +
 	"\x0eFilterResponse\x12?\n" +
 	"\freservations\x18\x01 \x03(\v2\x1b.reservation.v1.ReservationR\freservations\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"`\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa4\x01\n" +
+	"\x13ReserveBatchRequest\x12?\n" +
+	"\freservations\x18\x01 \x03(\v2\x1b.reservation.v1.ReservationR\freservations\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12-\n" +
+	"\x04hold\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04hold\"W\n" +
+	"\x14ReserveBatchResponse\x12?\n" +
+	"\freservations\x18\x01 \x03(\v2\x1b.reservation.v1.ReservationR\freservations\"l\n" +
+	"\n" +
+	"TimeWindow\x120\n" +
+	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\"\xd1\x01\n" +
+	"\x10FreeSlotsRequest\x12\x1f\n" +
+	"\vresource_id\x18\x01 \x01(\tR\n" +
+	"resourceId\x120\n" +
+	"\x05start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12<\n" +
+	"\fmin_duration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\vminDuration\"C\n" +
+	"\x11FreeSlotsResponse\x12.\n" +
+	"\x04free\x18\x01 \x03(\v2\x1a.reservation.v1.TimeWindowR\x04free\"`\n" +
 	"\rListenRequest\x12\x1f\n" +
 	"\vresource_id\x18\x01 \x01(\tR\n" +
 	"resourceId\x12 \n" +
@@ -1135,7 +1487,7 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x1fRESERVATION_UPDATE_TYPE_UNKNOWN\x10\x00\x12\"\n" +
 	"\x1eRESERVATION_UPDATE_TYPE_CREATE\x10\x01\x12\"\n" +
 	"\x1eRESERVATION_UPDATE_TYPE_UPDATE\x10\x02\x12\"\n" +
-	"\x1eRESERVATION_UPDATE_TYPE_DELETE\x10\x032\xd8\x04\n" +
+	"\x1eRESERVATION_UPDATE_TYPE_DELETE\x10\x032\x85\x06\n" +
 	"\x12ReservationService\x12J\n" +
 	"\aReserve\x12\x1e.reservation.v1.ReserveRequest\x1a\x1f.reservation.v1.ReserveResponse\x12J\n" +
 	"\aConfirm\x12\x1e.reservation.v1.ConfirmRequest\x1a\x1f.reservation.v1.ConfirmResponse\x12G\n" +
@@ -1144,7 +1496,9 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x03Get\x12\x1a.reservation.v1.GetRequest\x1a\x1b.reservation.v1.GetResponse\x12D\n" +
 	"\x05Query\x12\x1c.reservation.v1.QueryRequest\x1a\x1b.reservation.v1.Reservation0\x01\x12G\n" +
 	"\x06Filter\x12\x1d.reservation.v1.FilterRequest\x1a\x1e.reservation.v1.FilterResponse\x12I\n" +
-	"\x06Listen\x12\x1d.reservation.v1.ListenRequest\x1a\x1e.reservation.v1.ListenResponse0\x01B0Z.reservation/proto/reservation/v1;reservationv1b\x06proto3"
+	"\x06Listen\x12\x1d.reservation.v1.ListenRequest\x1a\x1e.reservation.v1.ListenResponse0\x01\x12Y\n" +
+	"\fReserveBatch\x12#.reservation.v1.ReserveBatchRequest\x1a$.reservation.v1.ReserveBatchResponse\x12P\n" +
+	"\tFreeSlots\x12 .reservation.v1.FreeSlotsRequest\x1a!.reservation.v1.FreeSlotsResponseB0Z.reservation/proto/reservation/v1;reservationv1b\x06proto3"
 
 var (
 	file_reservation_v1_reservation_proto_rawDescOnce sync.Once
@@ -1159,7 +1513,7 @@ func file_reservation_v1_reservation_proto_rawDescGZIP() []byte {
 }
 
 var file_reservation_v1_reservation_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_reservation_v1_reservation_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_reservation_v1_reservation_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_reservation_v1_reservation_proto_goTypes = []any{
 	(ReservationStatus)(0),        // 0: reservation.v1.ReservationStatus
 	(ReservationUpdateType)(0),    // 1: reservation.v1.ReservationUpdateType
@@ -1177,53 +1531,74 @@ var file_reservation_v1_reservation_proto_goTypes = []any{
 	(*QueryRequest)(nil),          // 13: reservation.v1.QueryRequest
 	(*FilterRequest)(nil),         // 14: reservation.v1.FilterRequest
 	(*FilterResponse)(nil),        // 15: reservation.v1.FilterResponse
-	(*ListenRequest)(nil),         // 16: reservation.v1.ListenRequest
-	(*ListenResponse)(nil),        // 17: reservation.v1.ListenResponse
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*ReserveBatchRequest)(nil),   // 16: reservation.v1.ReserveBatchRequest
+	(*ReserveBatchResponse)(nil),  // 17: reservation.v1.ReserveBatchResponse
+	(*TimeWindow)(nil),            // 18: reservation.v1.TimeWindow
+	(*FreeSlotsRequest)(nil),      // 19: reservation.v1.FreeSlotsRequest
+	(*FreeSlotsResponse)(nil),     // 20: reservation.v1.FreeSlotsResponse
+	(*ListenRequest)(nil),         // 21: reservation.v1.ListenRequest
+	(*ListenResponse)(nil),        // 22: reservation.v1.ListenResponse
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
 }
 var file_reservation_v1_reservation_proto_depIdxs = []int32{
 	0,  // 0: reservation.v1.Reservation.status:type_name -> reservation.v1.ReservationStatus
-	18, // 1: reservation.v1.Reservation.start:type_name -> google.protobuf.Timestamp
-	18, // 2: reservation.v1.Reservation.end:type_name -> google.protobuf.Timestamp
-	18, // 3: reservation.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
-	18, // 4: reservation.v1.Reservation.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 5: reservation.v1.ReserveRequest.reservation:type_name -> reservation.v1.Reservation
-	2,  // 6: reservation.v1.ReserveResponse.reservation:type_name -> reservation.v1.Reservation
-	2,  // 7: reservation.v1.ConfirmResponse.reservation:type_name -> reservation.v1.Reservation
-	2,  // 8: reservation.v1.UpdateResponse.reservation:type_name -> reservation.v1.Reservation
-	2,  // 9: reservation.v1.CancelResponse.reservation:type_name -> reservation.v1.Reservation
-	2,  // 10: reservation.v1.GetResponse.reservation:type_name -> reservation.v1.Reservation
-	0,  // 11: reservation.v1.QueryRequest.status:type_name -> reservation.v1.ReservationStatus
-	18, // 12: reservation.v1.QueryRequest.start:type_name -> google.protobuf.Timestamp
-	18, // 13: reservation.v1.QueryRequest.end:type_name -> google.protobuf.Timestamp
-	0,  // 14: reservation.v1.FilterRequest.status:type_name -> reservation.v1.ReservationStatus
-	18, // 15: reservation.v1.FilterRequest.start:type_name -> google.protobuf.Timestamp
-	18, // 16: reservation.v1.FilterRequest.end:type_name -> google.protobuf.Timestamp
-	2,  // 17: reservation.v1.FilterResponse.reservations:type_name -> reservation.v1.Reservation
-	1,  // 18: reservation.v1.ListenResponse.op:type_name -> reservation.v1.ReservationUpdateType
-	2,  // 19: reservation.v1.ListenResponse.reservation:type_name -> reservation.v1.Reservation
-	18, // 20: reservation.v1.ListenResponse.committed_at:type_name -> google.protobuf.Timestamp
-	3,  // 21: reservation.v1.ReservationService.Reserve:input_type -> reservation.v1.ReserveRequest
-	5,  // 22: reservation.v1.ReservationService.Confirm:input_type -> reservation.v1.ConfirmRequest
-	7,  // 23: reservation.v1.ReservationService.Update:input_type -> reservation.v1.UpdateRequest
-	9,  // 24: reservation.v1.ReservationService.Cancel:input_type -> reservation.v1.CancelRequest
-	11, // 25: reservation.v1.ReservationService.Get:input_type -> reservation.v1.GetRequest
-	13, // 26: reservation.v1.ReservationService.Query:input_type -> reservation.v1.QueryRequest
-	14, // 27: reservation.v1.ReservationService.Filter:input_type -> reservation.v1.FilterRequest
-	16, // 28: reservation.v1.ReservationService.Listen:input_type -> reservation.v1.ListenRequest
-	4,  // 29: reservation.v1.ReservationService.Reserve:output_type -> reservation.v1.ReserveResponse
-	6,  // 30: reservation.v1.ReservationService.Confirm:output_type -> reservation.v1.ConfirmResponse
-	8,  // 31: reservation.v1.ReservationService.Update:output_type -> reservation.v1.UpdateResponse
-	10, // 32: reservation.v1.ReservationService.Cancel:output_type -> reservation.v1.CancelResponse
-	12, // 33: reservation.v1.ReservationService.Get:output_type -> reservation.v1.GetResponse
-	2,  // 34: reservation.v1.ReservationService.Query:output_type -> reservation.v1.Reservation
-	15, // 35: reservation.v1.ReservationService.Filter:output_type -> reservation.v1.FilterResponse
-	17, // 36: reservation.v1.ReservationService.Listen:output_type -> reservation.v1.ListenResponse
-	29, // [29:37] is the sub-list for method output_type
-	21, // [21:29] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	23, // 1: reservation.v1.Reservation.start:type_name -> google.protobuf.Timestamp
+	23, // 2: reservation.v1.Reservation.end:type_name -> google.protobuf.Timestamp
+	23, // 3: reservation.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
+	23, // 4: reservation.v1.Reservation.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 5: reservation.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	2,  // 6: reservation.v1.ReserveRequest.reservation:type_name -> reservation.v1.Reservation
+	24, // 7: reservation.v1.ReserveRequest.hold:type_name -> google.protobuf.Duration
+	2,  // 8: reservation.v1.ReserveResponse.reservation:type_name -> reservation.v1.Reservation
+	2,  // 9: reservation.v1.ConfirmResponse.reservation:type_name -> reservation.v1.Reservation
+	2,  // 10: reservation.v1.UpdateResponse.reservation:type_name -> reservation.v1.Reservation
+	2,  // 11: reservation.v1.CancelResponse.reservation:type_name -> reservation.v1.Reservation
+	2,  // 12: reservation.v1.GetResponse.reservation:type_name -> reservation.v1.Reservation
+	0,  // 13: reservation.v1.QueryRequest.status:type_name -> reservation.v1.ReservationStatus
+	23, // 14: reservation.v1.QueryRequest.start:type_name -> google.protobuf.Timestamp
+	23, // 15: reservation.v1.QueryRequest.end:type_name -> google.protobuf.Timestamp
+	0,  // 16: reservation.v1.FilterRequest.status:type_name -> reservation.v1.ReservationStatus
+	23, // 17: reservation.v1.FilterRequest.start:type_name -> google.protobuf.Timestamp
+	23, // 18: reservation.v1.FilterRequest.end:type_name -> google.protobuf.Timestamp
+	2,  // 19: reservation.v1.FilterResponse.reservations:type_name -> reservation.v1.Reservation
+	2,  // 20: reservation.v1.ReserveBatchRequest.reservations:type_name -> reservation.v1.Reservation
+	24, // 21: reservation.v1.ReserveBatchRequest.hold:type_name -> google.protobuf.Duration
+	2,  // 22: reservation.v1.ReserveBatchResponse.reservations:type_name -> reservation.v1.Reservation
+	23, // 23: reservation.v1.TimeWindow.start:type_name -> google.protobuf.Timestamp
+	23, // 24: reservation.v1.TimeWindow.end:type_name -> google.protobuf.Timestamp
+	23, // 25: reservation.v1.FreeSlotsRequest.start:type_name -> google.protobuf.Timestamp
+	23, // 26: reservation.v1.FreeSlotsRequest.end:type_name -> google.protobuf.Timestamp
+	24, // 27: reservation.v1.FreeSlotsRequest.min_duration:type_name -> google.protobuf.Duration
+	18, // 28: reservation.v1.FreeSlotsResponse.free:type_name -> reservation.v1.TimeWindow
+	1,  // 29: reservation.v1.ListenResponse.op:type_name -> reservation.v1.ReservationUpdateType
+	2,  // 30: reservation.v1.ListenResponse.reservation:type_name -> reservation.v1.Reservation
+	23, // 31: reservation.v1.ListenResponse.committed_at:type_name -> google.protobuf.Timestamp
+	3,  // 32: reservation.v1.ReservationService.Reserve:input_type -> reservation.v1.ReserveRequest
+	5,  // 33: reservation.v1.ReservationService.Confirm:input_type -> reservation.v1.ConfirmRequest
+	7,  // 34: reservation.v1.ReservationService.Update:input_type -> reservation.v1.UpdateRequest
+	9,  // 35: reservation.v1.ReservationService.Cancel:input_type -> reservation.v1.CancelRequest
+	11, // 36: reservation.v1.ReservationService.Get:input_type -> reservation.v1.GetRequest
+	13, // 37: reservation.v1.ReservationService.Query:input_type -> reservation.v1.QueryRequest
+	14, // 38: reservation.v1.ReservationService.Filter:input_type -> reservation.v1.FilterRequest
+	21, // 39: reservation.v1.ReservationService.Listen:input_type -> reservation.v1.ListenRequest
+	16, // 40: reservation.v1.ReservationService.ReserveBatch:input_type -> reservation.v1.ReserveBatchRequest
+	19, // 41: reservation.v1.ReservationService.FreeSlots:input_type -> reservation.v1.FreeSlotsRequest
+	4,  // 42: reservation.v1.ReservationService.Reserve:output_type -> reservation.v1.ReserveResponse
+	6,  // 43: reservation.v1.ReservationService.Confirm:output_type -> reservation.v1.ConfirmResponse
+	8,  // 44: reservation.v1.ReservationService.Update:output_type -> reservation.v1.UpdateResponse
+	10, // 45: reservation.v1.ReservationService.Cancel:output_type -> reservation.v1.CancelResponse
+	12, // 46: reservation.v1.ReservationService.Get:output_type -> reservation.v1.GetResponse
+	2,  // 47: reservation.v1.ReservationService.Query:output_type -> reservation.v1.Reservation
+	15, // 48: reservation.v1.ReservationService.Filter:output_type -> reservation.v1.FilterResponse
+	22, // 49: reservation.v1.ReservationService.Listen:output_type -> reservation.v1.ListenResponse
+	17, // 50: reservation.v1.ReservationService.ReserveBatch:output_type -> reservation.v1.ReserveBatchResponse
+	20, // 51: reservation.v1.ReservationService.FreeSlots:output_type -> reservation.v1.FreeSlotsResponse
+	42, // [42:52] is the sub-list for method output_type
+	32, // [32:42] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_reservation_v1_reservation_proto_init() }
@@ -1231,14 +1606,14 @@ func file_reservation_v1_reservation_proto_init() {
 	if File_reservation_v1_reservation_proto != nil {
 		return
 	}
-	file_reservation_v1_reservation_proto_msgTypes[14].OneofWrappers = []any{}
+	file_reservation_v1_reservation_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reservation_v1_reservation_proto_rawDesc), len(file_reservation_v1_reservation_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

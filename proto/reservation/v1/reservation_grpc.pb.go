@@ -21,14 +21,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ReservationService_Reserve_FullMethodName = "/reservation.v1.ReservationService/Reserve"
-	ReservationService_Confirm_FullMethodName = "/reservation.v1.ReservationService/Confirm"
-	ReservationService_Update_FullMethodName  = "/reservation.v1.ReservationService/Update"
-	ReservationService_Cancel_FullMethodName  = "/reservation.v1.ReservationService/Cancel"
-	ReservationService_Get_FullMethodName     = "/reservation.v1.ReservationService/Get"
-	ReservationService_Query_FullMethodName   = "/reservation.v1.ReservationService/Query"
-	ReservationService_Filter_FullMethodName  = "/reservation.v1.ReservationService/Filter"
-	ReservationService_Listen_FullMethodName  = "/reservation.v1.ReservationService/Listen"
+	ReservationService_Reserve_FullMethodName      = "/reservation.v1.ReservationService/Reserve"
+	ReservationService_Confirm_FullMethodName      = "/reservation.v1.ReservationService/Confirm"
+	ReservationService_Update_FullMethodName       = "/reservation.v1.ReservationService/Update"
+	ReservationService_Cancel_FullMethodName       = "/reservation.v1.ReservationService/Cancel"
+	ReservationService_Get_FullMethodName          = "/reservation.v1.ReservationService/Get"
+	ReservationService_Query_FullMethodName        = "/reservation.v1.ReservationService/Query"
+	ReservationService_Filter_FullMethodName       = "/reservation.v1.ReservationService/Filter"
+	ReservationService_Listen_FullMethodName       = "/reservation.v1.ReservationService/Listen"
+	ReservationService_ReserveBatch_FullMethodName = "/reservation.v1.ReservationService/ReserveBatch"
+	ReservationService_FreeSlots_FullMethodName    = "/reservation.v1.ReservationService/FreeSlots"
 )
 
 // ReservationServiceClient is the client API for ReservationService service.
@@ -43,6 +45,8 @@ type ReservationServiceClient interface {
 	Query(ctx context.Context, in *QueryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Reservation], error)
 	Filter(ctx context.Context, in *FilterRequest, opts ...grpc.CallOption) (*FilterResponse, error)
 	Listen(ctx context.Context, in *ListenRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ListenResponse], error)
+	ReserveBatch(ctx context.Context, in *ReserveBatchRequest, opts ...grpc.CallOption) (*ReserveBatchResponse, error)
+	FreeSlots(ctx context.Context, in *FreeSlotsRequest, opts ...grpc.CallOption) (*FreeSlotsResponse, error)
 }
 
 type reservationServiceClient struct {
@@ -151,6 +155,26 @@ func (c *reservationServiceClient) Listen(ctx context.Context, in *ListenRequest
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ReservationService_ListenClient = grpc.ServerStreamingClient[ListenResponse]
 
+func (c *reservationServiceClient) ReserveBatch(ctx context.Context, in *ReserveBatchRequest, opts ...grpc.CallOption) (*ReserveBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReserveBatchResponse)
+	err := c.cc.Invoke(ctx, ReservationService_ReserveBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reservationServiceClient) FreeSlots(ctx context.Context, in *FreeSlotsRequest, opts ...grpc.CallOption) (*FreeSlotsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FreeSlotsResponse)
+	err := c.cc.Invoke(ctx, ReservationService_FreeSlots_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReservationServiceServer is the server API for ReservationService service.
 // All implementations must embed UnimplementedReservationServiceServer
 // for forward compatibility.
@@ -163,6 +187,8 @@ type ReservationServiceServer interface {
 	Query(*QueryRequest, grpc.ServerStreamingServer[Reservation]) error
 	Filter(context.Context, *FilterRequest) (*FilterResponse, error)
 	Listen(*ListenRequest, grpc.ServerStreamingServer[ListenResponse]) error
+	ReserveBatch(context.Context, *ReserveBatchRequest) (*ReserveBatchResponse, error)
+	FreeSlots(context.Context, *FreeSlotsRequest) (*FreeSlotsResponse, error)
 	mustEmbedUnimplementedReservationServiceServer()
 }
 
@@ -196,6 +222,12 @@ func (UnimplementedReservationServiceServer) Filter(context.Context, *FilterRequ
 }
 func (UnimplementedReservationServiceServer) Listen(*ListenRequest, grpc.ServerStreamingServer[ListenResponse]) error {
 	return status.Error(codes.Unimplemented, "method Listen not implemented")
+}
+func (UnimplementedReservationServiceServer) ReserveBatch(context.Context, *ReserveBatchRequest) (*ReserveBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReserveBatch not implemented")
+}
+func (UnimplementedReservationServiceServer) FreeSlots(context.Context, *FreeSlotsRequest) (*FreeSlotsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FreeSlots not implemented")
 }
 func (UnimplementedReservationServiceServer) mustEmbedUnimplementedReservationServiceServer() {}
 func (UnimplementedReservationServiceServer) testEmbeddedByValue()                            {}
@@ -348,6 +380,42 @@ func _ReservationService_Listen_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ReservationService_ListenServer = grpc.ServerStreamingServer[ListenResponse]
 
+func _ReservationService_ReserveBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReserveBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReservationServiceServer).ReserveBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReservationService_ReserveBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReservationServiceServer).ReserveBatch(ctx, req.(*ReserveBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReservationService_FreeSlots_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FreeSlotsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReservationServiceServer).FreeSlots(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReservationService_FreeSlots_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReservationServiceServer).FreeSlots(ctx, req.(*FreeSlotsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReservationService_ServiceDesc is the grpc.ServiceDesc for ReservationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -378,6 +446,14 @@ var ReservationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Filter",
 			Handler:    _ReservationService_Filter_Handler,
+		},
+		{
+			MethodName: "ReserveBatch",
+			Handler:    _ReservationService_ReserveBatch_Handler,
+		},
+		{
+			MethodName: "FreeSlots",
+			Handler:    _ReservationService_FreeSlots_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
