@@ -242,7 +242,24 @@ func parseFlags(args []string) (config, error) {
 			}
 		}
 	})
-	return c, err
+	if err != nil {
+		return c, err
+	}
+	for name, v := range map[string]int64{
+		"max-duration": int64(c.maxDuration), "lock-wait": int64(c.lockWait), "lock-ttl": int64(c.lockTTL),
+		"drain": int64(c.drain), "feed-poll": int64(c.feedPoll), "feed-buffer": int64(c.feedBuffer),
+		"feed-retention": int64(c.retention), "hold-min": int64(c.holdMin), "hold-max": int64(c.holdMax),
+		"batch-max": int64(c.batchMax), "free-window-max": int64(c.freeMax),
+		"request-retention": int64(c.requestTTL), "reap-interval": int64(c.reapEvery),
+	} {
+		if v <= 0 {
+			return c, fmt.Errorf("--%s (%s) must be positive, got %s", name, envName(name), fs.Lookup(name).Value)
+		}
+	}
+	if c.holdMin > c.holdMax {
+		return c, fmt.Errorf("--hold-min %s is longer than --hold-max %s", c.holdMin, c.holdMax)
+	}
+	return c, nil
 }
 
 func envName(flag string) string {

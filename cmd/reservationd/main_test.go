@@ -190,6 +190,12 @@ func TestFlagsFallBackToEnvironment(t *testing.T) {
 	if _, err := parseFlags([]string{"stray"}); err == nil {
 		t.Error("a stray argument was accepted")
 	}
+	if _, err := parseFlags([]string{"--reap-interval", "0s"}); err == nil || !strings.Contains(err.Error(), "reap-interval") {
+		t.Errorf("a zero --reap-interval gave %v, want an error naming it", err)
+	}
+	if _, err := parseFlags([]string{"--hold-min", "2h", "--hold-max", "1h"}); err == nil {
+		t.Error("--hold-min above --hold-max was accepted")
+	}
 	t.Setenv("RESERVATION_DRAIN", "soon")
 	if _, err := parseFlags(nil); err == nil || !strings.Contains(err.Error(), "RESERVATION_DRAIN") {
 		t.Errorf("a bad RESERVATION_DRAIN gave %v, want an error naming it", err)
