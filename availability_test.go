@@ -1,0 +1,110 @@
+package reservation_test
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"reservation"
+)
+
+// TestFreeWindowsAgainstBruteForce compares reservation.FreeWindows with a minute-by-minute scan on random
+// layouts: reservations that overlap each other (as lapsed holds can), touch, or stick out of
+// the window.
+func TestFreeWindowsAgainstBruteForce(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	minute := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+	rng := rand.New(rand.NewPCG(1, 2))
+	for trial := range 2000 {
+		from, to := rng.IntN(100), 100+rng.IntN(200)
+		q := reservation.SlotQuery{ResourceID: "r", Start: minute(from), End: minute(to), MinDuration: time.Duration(rng.IntN(20)) * time.Minute}
+		var busy []*reservation.Reservation
+		taken := make([]bool, 400)
+		for range rng.IntN(15) {
+			s := rng.IntN(350)
+			e := s + 1 + rng.IntN(40)
+			busy = append(busy, &reservation.Reservation{Start: minute(s), End: minute(e)})
+			for m := s; m < e; m++ {
+				taken[m] = true
+			}
+		}
+		slices.SortFunc(busy, func(a, b *reservation.Reservation) int { return a.Start.Compare(b.Start) })
+
+		var want []reservation.Window
+		for m := from; m < to; {
+			if taken[m] {
+				m++
+				continue
+			}
+			end := m
+			for end < to && !taken[end] {
+				end++
+			}
+			if w := (reservation.Window{minute(m), minute(end)}); w.End.Sub(w.Start) >= q.MinDuration {
+				want = append(want, w)
+			}
+			m = end
+		}
+		if got := reservation.FreeWindows(q, busy); !slices.Equal(got, want) {
+			t.Fatalf("trial %d: window %d-%d, min %s, busy %v:\ngot  %v\nwant %v", trial, from, to, q.MinDuration, spans(busy, t0), got, want)
+		}
+	}
+}
+
+func spans(rs []*reservation.Reservation, t0 time.Time) [][2]int {
+	var out [][2]int
+	for _, r := range rs {
+		out = append(out, [2]int{int(r.Start.Sub(t0).Minutes()), int(r.End.Sub(t0).Minutes())})
+	}
+	return out
+}
+
+func TestSlotQueryValidate(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		q    reservation.SlotQuery
+		want []string
+	}{
+		{reservation.SlotQuery{ResourceID: "r", Start: t0, End: t0.Add(time.Hour)}, nil},
+		{reservation.SlotQuery{}, []string{"end", "resource_id", "start"}},
+		{reservation.SlotQuery{ResourceID: "r", Start: t0, End: t0, MinDuration: -time.Second}, []string{"end", "min_duration"}},
+	} {
+		if got := fields(tc.q.Validate()); !slices.Equal(got, tc.want) {
+			t.Errorf("%+v: fields %v, want %v", tc.q, got, tc.want)
+		}
+	}
+}
+
+func TestBookingFingerprintAndBounds(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := func(note string) *reservation.Reservation {
+		return &reservation.Reservation{UserID: "u", ResourceID: "r", Status: reservation.StatusPending, Start: t0, End: t0.Add(time.Hour), Note: note}
+	}
+	a := reservation.Booking{Reservations: []*reservation.Reservation{r("x")}, RequestID: "k"}
+	same := reservation.Booking{Reservations: []*reservation.Reservation{r("x")}, RequestID: "other id, same parameters"}
+	for name, other := range map[string]reservation.Booking{
+		"note":  {Reservations: []*reservation.Reservation{r("y")}},
+		"hold":  {Reservations: []*reservation.Reservation{r("x")}, Hold: time.Minute},
+		"count": {Reservations: []*reservation.Reservation{r("x"), r("x")}},
+		// Lengths are part of the encoding: moving a byte from one string to the next differs.
+		"split": {Reservations: []*reservation.Reservation{{UserID: "uu", ResourceID: "", Status: reservation.StatusPending, Start: t0, End: t0.Add(time.Hour), Note: "x"}}},
+	} {
+		if a.Fingerprint() == other.Fingerprint() {
+			t.Errorf("a booking with another %s has the same fingerprint", name)
+		}
+	}
+	if a.Fingerprint() != same.Fingerprint() {
+		t.Error("the request id changed the fingerprint")
+	}
+	for hold, ok := range map[time.Duration]bool{0: true, time.Second: true, 24 * time.Hour: true, time.Millisecond: false, 25 * time.Hour: false, -time.Second: false} {
+		b := reservation.Booking{Hold: hold}
+		if err := b.Validate(time.Second, 24*time.Hour); (err == nil) != ok {
+			t.Errorf("hold %s: %v", hold, err)
+		}
+	}
+	long := reservation.Booking{RequestID: string(make([]byte, 65))}
+	if got := fields(long.Validate(time.Second, time.Hour)); !slices.Equal(got, []string{"request_id"}) {
+		t.Errorf("65-byte request id: fields %v", got)
+	}
+}
