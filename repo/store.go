@@ -101,10 +101,7 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 		}
 		c := *r
 		c.Normalize()
-		c.ID, c.CreatedAt, c.UpdatedAt, c.Version, c.ExpiresAt = id.String(), now, now, 1, time.Time{}
-		if b.Hold > 0 {
-			c.ExpiresAt = reservation.Truncate(now.Add(b.Hold))
-		}
+		c.ID, c.Version = id.String(), 1
 		out[i] = &c
 		keys = append(keys, c.ResourceID)
 	}
@@ -124,6 +121,15 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 		}
 	}
 	err := s.write(ctx, keys, func(tx *sqlx.Tx) error {
+		// The time is read once the locks are held: a hold that lapsed while this call waited
+		// for them no longer blocks it.
+		now := s.now()
+		for _, r := range out {
+			r.CreatedAt, r.UpdatedAt, r.ExpiresAt = now, now, time.Time{}
+			if b.Hold > 0 {
+				r.ExpiresAt = reservation.Truncate(now.Add(b.Hold))
+			}
+		}
 		resources, err := lockResources(ctx, tx, keys, now)
 		if err != nil {
 			return err
