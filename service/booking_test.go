@@ -116,6 +116,12 @@ func TestBookingBadInput(t *testing.T) {
 			_, err := c.Reserve(ctxFor(t), &pb.ReserveRequest{Reservation: booking("r", 0, 1), Hold: &durationpb.Duration{Seconds: 5, Nanos: -1}})
 			return err
 		}, "hold"},
+		{"blocked hold", func() error {
+			b := booking("r", 0, 1)
+			b.Status = pb.ReservationStatus_RESERVATION_STATUS_BLOCKED
+			_, err := c.Reserve(ctxFor(t), &pb.ReserveRequest{Reservation: b, Hold: durationpb.New(time.Minute)})
+			return err
+		}, "reservation.status"},
 		{"long request id", func() error {
 			_, err := c.Reserve(ctxFor(t), &pb.ReserveRequest{Reservation: booking("r", 0, 1), RequestId: strings.Repeat("k", 65)})
 			return err

@@ -77,7 +77,7 @@ const (
 
 func (s *Server) Reserve(ctx context.Context, req *pb.ReserveRequest) (*pb.ReserveResponse, error) {
 	var q request
-	r := s.reservation(&q, req.GetReservation(), "reservation.")
+	r := s.reservation(&q, req.GetReservation(), "reservation.", req.GetHold() != nil)
 	b := s.booking(&q, []*reservation.Reservation{r}, req)
 	if err := q.Err(); err != nil {
 		return nil, s.status(ctx, err)
@@ -102,7 +102,7 @@ func (s *Server) ReserveBatch(ctx context.Context, req *pb.ReserveBatchRequest) 
 	}
 	rs := make([]*reservation.Reservation, len(in))
 	for i, r := range in {
-		rs[i] = s.reservation(&q, r, fmt.Sprintf("reservations[%d].", i))
+		rs[i] = s.reservation(&q, r, fmt.Sprintf("reservations[%d].", i), req.GetHold() != nil)
 	}
 	b := s.booking(&q, rs, req)
 	if err := q.Err(); err != nil {
@@ -135,8 +135,9 @@ func (s *Server) booking(q *request, rs []*reservation.Reservation, req bookingR
 	return b
 }
 
-// reservation translates and checks a new reservation; prefix is its path in the request.
-func (s *Server) reservation(q *request, in *pb.Reservation, prefix string) *reservation.Reservation {
+// reservation translates and checks a new reservation; prefix is its path in the request, and
+// hold says whether it is asked for as a hold.
+func (s *Server) reservation(q *request, in *pb.Reservation, prefix string, hold bool) *reservation.Reservation {
 	if in == nil {
 		q.Add(prefix[:len(prefix)-1], "is required")
 		return nil
@@ -151,6 +152,9 @@ func (s *Server) reservation(q *request, in *pb.Reservation, prefix string) *res
 	}
 	r.Normalize()
 	q.merge(prefix, r.Validate())
+	if hold && r.Status != reservation.StatusPending && !q.has(prefix+"status") {
+		q.Add(prefix+"status", fmt.Sprintf("a hold is PENDING until confirmed, got %s", r.Status))
+	}
 	if d := r.End.Sub(r.Start); d > s.opts.MaxDuration && !q.has(prefix+"start") && !q.has(prefix+"end") {
 		q.Add(prefix+"end", fmt.Sprintf("reservation lasts %s, longer than the %s allowed", d, s.opts.MaxDuration))
 	}
