@@ -22,11 +22,7 @@ type SlotQuery struct {
 func (q *SlotQuery) Validate() error {
 	var v Violations
 	v.ID("resource_id", q.ResourceID)
-	v.Time("start", q.Start, true)
-	v.Time("end", q.End, true)
-	if !q.Start.IsZero() && !q.End.IsZero() && !q.Start.Before(q.End) {
-		v.Add("end", fmt.Sprintf("must be after start (%s), got %s", FormatTime(q.Start), FormatTime(q.End)))
-	}
+	v.Window(q.Start, q.End, true)
 	if q.MinDuration < 0 {
 		v.Add("min_duration", fmt.Sprintf("must not be negative, got %s", q.MinDuration))
 	}

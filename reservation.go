@@ -99,11 +99,7 @@ func (r *Reservation) Validate() error {
 	if !r.Status.Valid() {
 		v.Add("status", fmt.Sprintf("unknown status %d", int(r.Status)))
 	}
-	v.Time("start", r.Start, true)
-	v.Time("end", r.End, true)
-	if !r.Start.IsZero() && !r.End.IsZero() && !r.Start.Before(r.End) {
-		v.Add("end", fmt.Sprintf("must be after start (%s), got %s", FormatTime(r.Start), FormatTime(r.End)))
-	}
+	v.Window(r.Start, r.End, true)
 	v.Note("note", r.Note)
 	return v.Err()
 }
@@ -157,11 +153,7 @@ func (f *Filter) Validate() error {
 	if !f.Status.Valid() {
 		v.Add("status", fmt.Sprintf("unknown status %d", int(f.Status)))
 	}
-	v.Time("start", f.Start, false)
-	v.Time("end", f.End, false)
-	if !f.Start.IsZero() && !f.End.IsZero() && !f.Start.Before(f.End) {
-		v.Add("end", fmt.Sprintf("must be after start (%s), got %s", FormatTime(f.Start), FormatTime(f.End)))
-	}
+	v.Window(f.Start, f.End, false)
 	if f.Limit < 0 {
 		v.Add("limit", fmt.Sprintf("must not be negative, got %d", f.Limit))
 	}
@@ -241,6 +233,16 @@ func (v *Violations) Time(field string, t time.Time, required bool) {
 		}
 	case t.Unix() < minUnix || t.Unix() >= endUnix:
 		v.Add(field, fmt.Sprintf("must be in the years 1000 to 9999, got %s", FormatTime(t)))
+	}
+}
+
+// Window checks the times of a window [start, end) as fields "start" and "end": each storable,
+// present when required, and start before end when both are given.
+func (v *Violations) Window(start, end time.Time, required bool) {
+	v.Time("start", start, required)
+	v.Time("end", end, required)
+	if !start.IsZero() && !end.IsZero() && !start.Before(end) {
+		v.Add("end", fmt.Sprintf("must be after start (%s), got %s", FormatTime(start), FormatTime(end)))
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"reservation"
 	"reservation/repo"
 	"reservation/repo/repotest"
@@ -31,14 +33,19 @@ func (c *clock) Set(t time.Time) {
 	c.mu.Unlock()
 }
 
+// clockedStore is a store on a fresh database whose clock the test sets.
+func clockedStore(t *testing.T) (*sqlx.DB, *repo.Store, *clock) {
+	db, _ := repotest.NewDB(t)
+	clk := &clock{now: time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)}
+	return db, repo.New(db, repo.Options{Now: clk.Now}), clk
+}
+
 // TestHoldLapsesAtItsExpiry: a hold blocks until the instant it expires, not a microsecond
 // longer, and from then on it is free whether or not the reaper has run.
 func TestHoldLapsesAtItsExpiry(t *testing.T) {
 	t.Parallel()
-	db, _ := repotest.NewDB(t)
-	t0 := time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
-	clk := &clock{now: t0}
-	s := repo.New(db, repo.Options{Now: clk.Now})
+	db, s, clk := clockedStore(t)
+	t0 := clk.Now()
 	ctx := context.Background()
 
 	held, err := s.Reserve(ctx, reservation.Booking{Reservations: []*reservation.Reservation{window("room", 0, 2)}, Hold: 10 * time.Minute})
@@ -99,10 +106,8 @@ func TestHoldLapsesAtItsExpiry(t *testing.T) {
 
 func TestConfirmedHoldStopsExpiring(t *testing.T) {
 	t.Parallel()
-	db, _ := repotest.NewDB(t)
-	t0 := time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
-	clk := &clock{now: t0}
-	s := repo.New(db, repo.Options{Now: clk.Now})
+	_, s, clk := clockedStore(t)
+	t0 := clk.Now()
 	ctx := context.Background()
 	held, err := s.Reserve(ctx, reservation.Booking{Reservations: []*reservation.Reservation{window("room", 0, 2)}, Hold: time.Minute})
 	if err != nil {
@@ -125,10 +130,7 @@ func TestConfirmedHoldStopsExpiring(t *testing.T) {
 // resource; the free windows must be what a minute-by-minute scan finds.
 func TestFreeSlotsAgainstBruteForce(t *testing.T) {
 	t.Parallel()
-	db, _ := repotest.NewDB(t)
-	t0 := time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC)
-	clk := &clock{now: t0}
-	s := repo.New(db, repo.Options{Now: clk.Now})
+	_, s, clk := clockedStore(t)
 	ctx := context.Background()
 	minute := func(m int) time.Time { return base.Add(time.Duration(m) * time.Minute) }
 	rng := rand.New(rand.NewPCG(3, 4))
