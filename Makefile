@@ -12,7 +12,7 @@ SERVICES_ENV = svc_env=$$(bash scripts/services.sh) && eval "$$svc_env"
 
 GO ?= go
 
-.PHONY: run test build lint proto services services-stop
+.PHONY: run test chaos build lint proto services services-stop
 
 ## run: start the server locally against MySQL/Redis from scripts/services.sh
 run:
@@ -22,6 +22,10 @@ run:
 # -race needs cgo, so force it on in case the environment turned it off.
 test:
 	$(SERVICES_ENV) && $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
+
+## chaos: the fault-injection suite, three rounds of every fault (make test runs one)
+chaos:
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -v -run TestChaos ./chaos -args -rounds 3
 
 ## build: binaries of ./cmd/... into bin/
 build:

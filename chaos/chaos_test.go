@@ -1,0 +1,319 @@
+package chaos
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+)
+
+var (
+	rounds  = flag.Int("rounds", 1, "rounds of faults; each round injects every fault once")
+	writers = flag.Int("writers", 12, "concurrent writers")
+)
+
+// fault breaks something and mends it; it returns what it did, for the report.
+type fault struct {
+	name string
+	run  func(ctx context.Context, c *Cluster) (string, error)
+}
+
+const (
+	lockTTL = time.Second
+	settle  = 1500 * time.Millisecond // between faults
+)
+
+var faults = []fault{
+	{"Redis SIGKILL, restart after 1.5s", func(ctx context.Context, c *Cluster) (string, error) {
+		c.Redis.Kill()
+		time.Sleep(1500 * time.Millisecond)
+		if err := c.Redis.Restart(); err != nil {
+			return "", err
+		}
+		return "restarted empty", WaitTCP(ctx, c.Redis.Addr)
+	}},
+	{"Redis SIGSTOP 2.5s (lock TTL 1s)", func(ctx context.Context, c *Cluster) (string, error) {
+		c.Redis.Signal(syscall.SIGSTOP)
+		time.Sleep(2500 * time.Millisecond)
+		return "resumed", c.Redis.Signal(syscall.SIGCONT)
+	}},
+	{"replica SIGKILL mid-load, restart after 1s", func(ctx context.Context, c *Cluster) (string, error) {
+		leader, _ := c.Leader(ctx)
+		victim := (leader + 1) % len(c.Replicas) // not the leader: that is the next fault
+		return killReplica(ctx, c, victim)
+	}},
+	{"feed leader's replica SIGKILL, restart after 1s", func(ctx context.Context, c *Cluster) (string, error) {
+		leader, err := c.Leader(ctx)
+		if err != nil || leader < 0 {
+			return "", fmt.Errorf("no feed leader found: %v", err)
+		}
+		return killReplica(ctx, c, leader)
+	}},
+	{"KILL of the service's MySQL connections", func(ctx context.Context, c *Cluster) (string, error) {
+		n, err := c.KillConnections(ctx)
+		return fmt.Sprintf("%d connections killed", n), err
+	}},
+	{"proxy adds 300ms per chunk to MySQL for 3s", func(ctx context.Context, c *Cluster) (string, error) {
+		for _, r := range c.Replicas {
+			r.Proxy.SetLatency(300 * time.Millisecond)
+		}
+		time.Sleep(3 * time.Second)
+		for _, r := range c.Replicas {
+			r.Proxy.SetLatency(0)
+		}
+		return "latency removed", nil
+	}},
+	{"proxy cuts every MySQL connection", func(ctx context.Context, c *Cluster) (string, error) {
+		n := 0
+		for _, r := range c.Replicas {
+			n += r.Proxy.Cut()
+		}
+		return fmt.Sprintf("%d connections cut", n), nil
+	}},
+}
+
+func killReplica(ctx context.Context, c *Cluster, i int) (string, error) {
+	r := c.Replicas[i]
+	r.Kill()
+	time.Sleep(time.Second)
+	if err := r.Restart(); err != nil {
+		return "", err
+	}
+	return r.Name + " restarted", r.WaitServing(ctx)
+}
+
+// TestChaos runs writers and listeners against three replicas while every fault above is
+// injected, then checks the promise: no overlap, no acknowledged write lost, no change
+// lost, repeated or out of order. `make chaos` runs more rounds.
+func TestChaos(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
+	defer cancel()
+	c, err := NewCluster(ctx, Options{Dir: t.TempDir(), Replicas: 3, LockTTL: lockTTL})
+	t.Cleanup(c.Close)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	h := newHistory()
+	load, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for i := range *writers {
+		wg.Go(func() { Writer(load, i, c.Replicas, h, 3) })
+	}
+	listenCtx, stopListeners := context.WithCancel(ctx)
+	defer stopListeners()
+	listeners := make([]*Listener, 3)
+	var lwg sync.WaitGroup
+	for i := range listeners {
+		listeners[i] = NewListener()
+		lwg.Go(func() { listeners[i].Run(listenCtx, c.Replicas, uint64(i)) })
+	}
+
+	type injected struct {
+		name, what string
+		start, end time.Time
+	}
+	var done []injected
+	time.Sleep(2 * time.Second) // load before the first fault
+	for range *rounds {
+		for _, f := range faults {
+			start := time.Now()
+			what, err := f.run(ctx, c)
+			if err != nil {
+				t.Fatalf("%s: %v", f.name, err)
+			}
+			done = append(done, injected{f.name, what, start, time.Now()})
+			time.Sleep(settle) // let it recover under load
+		}
+	}
+	stopLoad()
+	wg.Wait()
+
+	// Every change must reach every listener; wait for it, bounded.
+	db := c.Admin
+	var stamped, unstamped, maxSeq int64
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(seq), COUNT(*) - COUNT(seq), COALESCE(MAX(seq), 0) FROM chaos.reservation_changes").Scan(&stamped, &unstamped, &maxSeq); err != nil {
+			t.Fatal(err)
+		}
+		caughtUp := unstamped == 0
+		for _, l := range listeners {
+			caughtUp = caughtUp && l.Last() >= uint64(maxSeq)
+		}
+		if caughtUp || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stopListeners()
+	lwg.Wait()
+
+	// The checks.
+	report := &table{}
+	count := func(q string, args ...any) int {
+		var n int
+		if err := db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return n
+	}
+	report.must("overlapping pairs of reservations", count(`SELECT COUNT(*) FROM chaos.reservations a JOIN chaos.reservations b
+		ON a.resource_id = b.resource_id AND a.id < b.id AND a.start_at < b.end_at AND b.start_at < a.end_at`))
+
+	stored := map[string]string{} // note (request id) -> reservation id
+	rows, err := db.QueryContext(ctx, "SELECT note, id FROM chaos.reservations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var note, id string
+		if err := rows.Scan(&note, &id); err != nil {
+			t.Fatal(err)
+		}
+		stored[note] = id
+	}
+	rows.Close()
+	var lost, resurrected, phantom int
+	storedIDs := map[string]bool{}
+	for _, id := range stored {
+		storedIDs[id] = true
+	}
+	for _, id := range h.Acked {
+		if !h.Cancelled[id] && !storedIDs[id] {
+			lost++
+		}
+	}
+	for id := range h.Cancelled {
+		if storedIDs[id] {
+			resurrected++
+		}
+	}
+	for req, id := range stored {
+		if acked, ok := h.Acked[req]; (ok && acked != id) || (!ok && !h.Unknown[req]) {
+			phantom++
+		}
+	}
+	report.must("acknowledged reservations missing", lost)
+	report.must("acknowledged cancels still stored", resurrected)
+	report.must("stored reservations no call made or might have made", phantom)
+	report.must("changes left without a seq", int(unstamped))
+	report.must("seqs missing from the stored feed (1..max)", int(maxSeq-stamped))
+
+	var feed []struct {
+		seq uint64
+		id  string
+		op  int
+	}
+	rows, err = db.QueryContext(ctx, "SELECT seq, reservation_id, op FROM chaos.reservation_changes ORDER BY seq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var f struct {
+			seq uint64
+			id  string
+			op  int
+		}
+		if err := rows.Scan(&f.seq, &f.id, &f.op); err != nil {
+			t.Fatal(err)
+		}
+		feed = append(feed, f)
+	}
+	rows.Close()
+	for i, l := range listeners {
+		got, ends := l.Got()
+		var missing, repeated, disordered, wrong int
+		seen := map[uint64]bool{}
+		for j, m := range got {
+			switch {
+			case seen[m.GetSeq()]:
+				repeated++
+			case j > 0 && m.GetSeq() < got[j-1].GetSeq():
+				disordered++
+			}
+			seen[m.GetSeq()] = true
+			if k := int(m.GetSeq()) - 1; k < 0 || k >= len(feed) || feed[k].id != m.GetReservation().GetId() || feed[k].op != int(m.GetOp()) {
+				wrong++
+			}
+		}
+		for _, f := range feed {
+			if !seen[f.seq] {
+				missing++
+			}
+		}
+		name := fmt.Sprintf("listener %d", i)
+		report.must(name+": changes missing", missing)
+		report.must(name+": changes repeated", repeated)
+		report.must(name+": changes out of order", disordered)
+		report.must(name+": changes unlike the stored one", wrong)
+		report.info(name+": streams ended by", fmt.Sprint(ends))
+	}
+
+	for _, r := range c.Replicas {
+		if !r.Running() || strings.Contains(r.Log(), "panic") {
+			report.must(r.Name+" crashed or panicked", 1)
+		}
+	}
+	report.info("changes in the feed", fmt.Sprint(len(feed)))
+	report.info("reservations acknowledged / cancelled / of unknown outcome", fmt.Sprintf("%d / %d / %d", len(h.Acked), len(h.Cancelled), len(h.Unknown)))
+	methods := make([]string, 0, len(h.Codes))
+	for m := range h.Codes {
+		methods = append(methods, m)
+	}
+	sort.Strings(methods)
+	for _, m := range methods {
+		report.info("calls of "+m+" by code", codeString(h.Codes[m]))
+	}
+	for _, f := range done {
+		failed, stall := h.During(f.start, f.end.Add(settle))
+		_, after := h.During(f.end, f.end.Add(settle))
+		report.info("fault: "+f.name, fmt.Sprintf("%s; lasted %s; %d calls failed; longest pause in successes %s, %s of it after the fault ended",
+			f.what, f.end.Sub(f.start).Round(time.Millisecond), failed, stall.Round(time.Millisecond), after.Round(time.Millisecond)))
+	}
+	t.Log("\n" + report.String())
+	if report.failed {
+		t.Fatal("a must-be-zero figure is not zero")
+	}
+}
+
+func codeString(m map[codes.Code]int) string {
+	var parts []string
+	for code, n := range m {
+		parts = append(parts, fmt.Sprintf("%s %d", code, n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
+// table is the report the suite prints.
+type table struct {
+	rows   [][3]string
+	failed bool
+}
+
+func (t *table) must(name string, n int) {
+	verdict := "ok"
+	if n != 0 {
+		verdict, t.failed = "FAIL", true
+	}
+	t.rows = append(t.rows, [3]string{name, fmt.Sprint(n), verdict})
+}
+
+func (t *table) info(name, v string) { t.rows = append(t.rows, [3]string{name, v, ""}) }
+
+func (t *table) String() string {
+	var b strings.Builder
+	b.WriteString("| check | figure | must be 0 |\n| --- | --- | --- |\n")
+	for _, r := range t.rows {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", r[0], r[1], r[2])
+	}
+	return b.String()
+}

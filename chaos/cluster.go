@@ -1,0 +1,196 @@
+package chaos
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	pb "reservation/proto/reservation/v1"
+)
+
+// Replica is one reservationd process, reaching MySQL through its own proxy.
+type Replica struct {
+	*Proc
+	Addr   string
+	Proxy  *Proxy
+	Client pb.ReservationServiceClient
+	conn   *grpc.ClientConn
+}
+
+// Cluster is what the suite runs and breaks: MariaDB, Redis, and the replicas.
+type Cluster struct {
+	MySQL    *Server
+	Redis    *Server
+	Replicas []*Replica
+	Admin    *sql.DB // root on the MariaDB, not through any proxy
+	Database string
+}
+
+// Options shape a cluster.
+type Options struct {
+	Dir      string // for data, logs and the binary
+	Replicas int
+	LockTTL  time.Duration
+}
+
+// NewCluster builds reservationd and starts everything. Close stops it all.
+func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
+	c := &Cluster{Database: "chaos"}
+	var err error
+	if c.MySQL, err = startIn(ctx, opts.Dir, "mysql", StartMariaDB); err != nil {
+		return c, err
+	}
+	mysqlAddr := c.MySQL.Addr
+	if c.Redis, err = startIn(ctx, opts.Dir, "redis", StartRedis); err != nil {
+		return c, err
+	}
+	if c.Admin, err = sql.Open("mysql", "root@tcp("+mysqlAddr+")/"); err != nil {
+		return c, err
+	}
+	if _, err := c.Admin.ExecContext(ctx, "CREATE DATABASE "+c.Database); err != nil {
+		return c, err
+	}
+	bin := filepath.Join(opts.Dir, "reservationd")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "reservation/cmd/reservationd")
+	if out, err := build.CombinedOutput(); err != nil {
+		return c, fmt.Errorf("build reservationd: %w\n%s", err, out)
+	}
+	for i := range opts.Replicas {
+		proxy, err := NewProxy(mysqlAddr)
+		if err != nil {
+			return c, err
+		}
+		port, err := FreePort()
+		if err != nil {
+			return c, err
+		}
+		r := &Replica{Addr: "127.0.0.1:" + strconv.Itoa(port), Proxy: proxy}
+		env := []string{
+			"RESERVATION_GRPC_ADDR=" + r.Addr,
+			"RESERVATION_MYSQL_DSN=root@tcp(" + proxy.Addr() + ")/" + c.Database + "?timeout=2s&readTimeout=10s&writeTimeout=10s",
+			"RESERVATION_REDIS_ADDR=" + c.Redis.Addr,
+			"RESERVATION_LOCK=redis",
+			"RESERVATION_LOCK_TTL=" + opts.LockTTL.String(),
+			"RESERVATION_DRAIN=2s",
+			"RESERVATION_LOG_LEVEL=warn",
+		}
+		name := fmt.Sprintf("replica-%d", i)
+		if r.Proc, err = Start(name, bin, filepath.Join(opts.Dir, name+".log"), env); err != nil {
+			return c, err
+		}
+		if r.conn, err = grpc.NewClient(r.Addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			return c, err
+		}
+		r.Client = pb.NewReservationServiceClient(r.conn)
+		c.Replicas = append(c.Replicas, r)
+		if err := r.WaitServing(ctx); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// Server is a started MariaDB or Redis and its address.
+type Server struct {
+	*Proc
+	Addr string
+}
+
+func startIn(ctx context.Context, dir, name string, start func(context.Context, string) (*Proc, string, error)) (*Server, error) {
+	p, addr, err := start(ctx, filepath.Join(dir, name))
+	if err != nil {
+		return nil, err
+	}
+	return &Server{p, addr}, nil
+}
+
+// WaitServing waits until the replica's health service answers SERVING.
+func (r *Replica) WaitServing(ctx context.Context) error {
+	h := healthpb.NewHealthClient(r.conn)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := h.Check(cctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return nil
+		}
+		if !r.Running() {
+			return fmt.Errorf("%s exited:\n%s", r.Name, r.Log())
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s never served: %v\n%s", r.Name, err, r.Log())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Leader returns the replica whose connection holds the change feed's election lock, or -1.
+func (c *Cluster) Leader(ctx context.Context) (int, error) {
+	var host sql.NullString
+	err := c.Admin.QueryRowContext(ctx, `SELECT HOST FROM information_schema.PROCESSLIST
+		WHERE ID = IS_USED_LOCK(CONCAT('reservation.seq.', MD5(?)))`, c.Database).Scan(&host)
+	if err == sql.ErrNoRows {
+		return -1, nil
+	}
+	if err != nil {
+		return -1, err
+	}
+	for i, r := range c.Replicas {
+		if r.Proxy.Upstream(host.String) {
+			return i, nil
+		}
+	}
+	return -1, fmt.Errorf("the lock holder's address %q is behind no replica's proxy", host.String)
+}
+
+// KillConnections kills every MySQL connection of the service's database and returns how many.
+func (c *Cluster) KillConnections(ctx context.Context) (int, error) {
+	rows, err := c.Admin.QueryContext(ctx, "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ?", c.Database)
+	if err != nil {
+		return 0, err
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	n := 0
+	for _, id := range ids {
+		if _, err := c.Admin.ExecContext(ctx, "KILL "+strconv.FormatInt(id, 10)); err == nil {
+			n++ // a connection that ended meanwhile is not an error
+		}
+	}
+	return n, nil
+}
+
+// Close stops every process and proxy.
+func (c *Cluster) Close() {
+	for _, r := range c.Replicas {
+		r.conn.Close()
+		r.Kill()
+		r.Proxy.Close()
+	}
+	if c.Admin != nil {
+		c.Admin.Close()
+	}
+	if c.Redis != nil {
+		c.Redis.Kill()
+	}
+	if c.MySQL != nil {
+		c.MySQL.Kill()
+	}
+}
