@@ -12,7 +12,7 @@ SERVICES_ENV = svc_env=$$(bash scripts/services.sh) && eval "$$svc_env"
 
 GO ?= go
 
-.PHONY: run test chaos build lint proto services services-stop
+.PHONY: run test fuzz chaos build lint proto services services-stop
 
 ## run: start the server locally against MySQL/Redis from scripts/services.sh
 run:
@@ -22,6 +22,15 @@ run:
 # -race needs cgo, so force it on in case the environment turned it off.
 test:
 	$(SERVICES_ENV) && $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+## fuzz: run each fuzz target for FUZZTIME (the seeds under testdata/fuzz also run in every go test)
+FUZZTIME ?= 30s
+FUZZ_TARGETS = FuzzPageToken FuzzTimestamp FuzzReserve
+fuzz:
+	for target in $(FUZZ_TARGETS); do \
+	  $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./service/ || exit 1; \
+	done
 
 ## chaos: the fault-injection suite, three rounds of every fault (make test runs one)
 chaos:
