@@ -62,12 +62,19 @@ func startReplicaWith(t testing.TB, db *sqlx.DB, locker reservation.Locker, feed
 	lis := listenLoopback(t)
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn := dial(t, lis.Addr().String())
+	return &replica{addr: lis.Addr().String(), client: pb.NewReservationServiceClient(conn), store: store, feed: feed}
+}
+
+// dial connects a client to addr for the rest of the test.
+func dial(t testing.TB, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &replica{addr: lis.Addr().String(), client: pb.NewReservationServiceClient(conn), store: store, feed: feed}
+	return conn
 }
 
 // newClient gives a test a fresh database and one replica in front of it.
