@@ -31,7 +31,14 @@ type Change struct {
 // ChangeFilter selects the changes a listener receives.
 type ChangeFilter struct {
 	ResourceID string  // only this resource's changes; "" for all
+	UserID     string  // only the changes of this user's reservations; "" for all
 	After      *uint64 // start after this seq; nil for the changes committed from now on
+}
+
+// Selects reports whether the filter lets c through.
+func (f *ChangeFilter) Selects(c *Change) bool {
+	return (f.ResourceID == "" || c.Reservation.ResourceID == f.ResourceID) &&
+		(f.UserID == "" || c.Reservation.UserID == f.UserID)
 }
 
 // Validate checks a change filter and names every field that is wrong.

@@ -15,6 +15,7 @@ const (
 	EUNAVAILABLE = "unavailable"  // the database cannot be reached; retrying later may succeed
 	EOUTOFRANGE  = "out_of_range" // a feed position that is no longer, or not yet, in the feed
 	EEXHAUSTED   = "exhausted"    // a listener fell too far behind; it may resume from its position
+	EPERMISSION  = "permission"   // the caller may not do this (auth on)
 	EINTERNAL    = "internal"
 )
 

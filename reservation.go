@@ -116,10 +116,12 @@ func Truncate(t time.Time) time.Time {
 func FormatTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.999999Z07:00") }
 
 // Ref points at one reservation for a write. Version, when non-zero, is the version the caller
-// last saw: the write fails with EABORTED if the reservation has moved on since.
+// last saw: the write fails with EABORTED if the reservation has moved on since. Owner, when
+// set, is the only user whose reservation may be found: another's is ENOTFOUND.
 type Ref struct {
 	ID      string
 	Version int64
+	Owner   string
 }
 
 // Filter selects the reservations that overlap [Start, End); a zero bound is unbounded and an

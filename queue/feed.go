@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"math"
+	"slices"
 	"time"
 
 	"reservation"
@@ -126,18 +127,18 @@ func (q *Queue) Subscribe(ctx context.Context, f reservation.ChangeFilter) (rese
 		}
 	}
 	q.subCount.Add(1)
-	return &subscription{q: q, resourceID: f.ResourceID, cursor: after}, nil
+	return &subscription{q: q, filter: f, cursor: after}, nil
 }
 
 // subscription is one subscriber's position. It replays from the database until it reaches
 // the ring, then reads the ring. Between taking changes from the ring and asking for more it
 // is live, and cut off if the ring moved past it meanwhile: it was too slow to keep up.
 type subscription struct {
-	q          *Queue
-	resourceID string
-	cursor     uint64 // every change up to here was delivered or filtered out
-	live       bool
-	closed     bool
+	q      *Queue
+	filter reservation.ChangeFilter
+	cursor uint64 // every change up to here was delivered or filtered out
+	live   bool
+	closed bool
 }
 
 func (s *subscription) After() uint64 { return s.cursor }
@@ -196,8 +197,7 @@ func (s *subscription) fromRing(head uint64) []*reservation.Change {
 	var out []*reservation.Change
 	end := min(head, s.cursor+ringBatch)
 	for seq := s.cursor + 1; seq <= end; seq++ {
-		c := s.q.ring[seq%uint64(len(s.q.ring))]
-		if s.resourceID == "" || c.Reservation.ResourceID == s.resourceID {
+		if c := s.q.ring[seq%uint64(len(s.q.ring))]; s.filter.Selects(c) {
 			out = append(out, c)
 		}
 	}
@@ -207,7 +207,7 @@ func (s *subscription) fromRing(head uint64) []*reservation.Change {
 
 // replay reads the selected changes after the cursor, up to through, from the database.
 func (s *subscription) replay(ctx context.Context, through uint64) ([]*reservation.Change, error) {
-	cs, err := s.q.log.Read(ctx, s.cursor, through, s.resourceID, replayBatch)
+	cs, err := s.q.log.Read(ctx, s.cursor, through, s.filter.ResourceID, replayBatch)
 	if err != nil {
 		return nil, err
 	}
@@ -227,5 +227,5 @@ func (s *subscription) replay(ctx context.Context, through uint64) ([]*reservati
 	} else {
 		s.cursor = through
 	}
-	return cs, nil
+	return slices.DeleteFunc(cs, func(c *reservation.Change) bool { return !s.filter.Selects(c) }), nil
 }

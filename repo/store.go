@@ -267,15 +267,19 @@ func (s *Store) Cancel(ctx context.Context, ref reservation.Ref) (*reservation.R
 // modify runs one change of a stored reservation. apply edits the reservation in place and
 // says which change it made; 0 means none, and nothing is written.
 func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(r *reservation.Reservation, now time.Time) (reservation.Op, error)) (*reservation.Reservation, error) {
-	// A reservation never moves to another resource, so its resource can be read before locking.
-	var resourceID string
-	err := s.db.GetContext(ctx, &resourceID, "SELECT resource_id FROM reservations WHERE id = ?", ref.ID)
-	if isNoRows(err) {
+	// A reservation never moves to another resource or user, so both can be read before locking.
+	var owner struct {
+		ResourceID string `db:"resource_id"`
+		UserID     string `db:"user_id"`
+	}
+	err := s.db.GetContext(ctx, &owner, "SELECT resource_id, user_id FROM reservations WHERE id = ?", ref.ID)
+	if isNoRows(err) || (err == nil && ref.Owner != "" && owner.UserID != ref.Owner) {
 		return nil, notFound(ref.ID)
 	}
 	if err != nil {
 		return nil, classify(err)
 	}
+	resourceID := owner.ResourceID
 	var out *reservation.Reservation
 	err = s.write(ctx, []string{resourceID}, func(tx *sqlx.Tx) error {
 		now := s.now()

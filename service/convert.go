@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -50,13 +51,14 @@ type refRequest interface {
 	GetExpectedVersion() int64
 }
 
-// ref translates the reservation a write is for, and the version it expects, if any.
-func (q *request) ref(req refRequest) reservation.Ref {
+// ref translates the reservation a write is for, the version it expects, if any, and whose
+// it must be.
+func (q *request) ref(ctx context.Context, req refRequest) reservation.Ref {
 	v := req.GetExpectedVersion()
 	if v < 0 {
 		q.Add("expected_version", fmt.Sprintf("must not be negative, got %d", v))
 	}
-	return reservation.Ref{ID: q.id("id", req.GetId()), Version: v}
+	return reservation.Ref{ID: q.id("id", req.GetId()), Version: v, Owner: owner(ctx)}
 }
 
 // id parses a reservation id, a UUID, into its canonical form.

@@ -76,9 +76,12 @@ const (
 )
 
 func (s *Server) Reserve(ctx context.Context, req *pb.ReserveRequest) (*pb.ReserveResponse, error) {
+	if err := claim(ctx, req.GetReservation()); err != nil {
+		return nil, s.status(ctx, err)
+	}
 	var q request
 	r := s.reservation(&q, req.GetReservation(), "reservation.", req.GetHold() != nil)
-	b := s.booking(&q, []*reservation.Reservation{r}, req)
+	b := s.booking(ctx, &q, []*reservation.Reservation{r}, req)
 	if err := q.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
@@ -102,9 +105,12 @@ func (s *Server) ReserveBatch(ctx context.Context, req *pb.ReserveBatchRequest) 
 	}
 	rs := make([]*reservation.Reservation, len(in))
 	for i, r := range in {
+		if err := claim(ctx, r); err != nil {
+			return nil, s.status(ctx, err)
+		}
 		rs[i] = s.reservation(&q, r, fmt.Sprintf("reservations[%d].", i), req.GetHold() != nil)
 	}
-	b := s.booking(&q, rs, req)
+	b := s.booking(ctx, &q, rs, req)
 	if err := q.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
@@ -126,12 +132,13 @@ type bookingRequest interface {
 }
 
 // booking translates and checks the request id and hold of a Reserve call.
-func (s *Server) booking(q *request, rs []*reservation.Reservation, req bookingRequest) reservation.Booking {
+func (s *Server) booking(ctx context.Context, q *request, rs []*reservation.Reservation, req bookingRequest) reservation.Booking {
 	b := reservation.Booking{Reservations: rs, RequestID: req.GetRequestId(), Hold: q.duration("hold", req.GetHold())}
 	q.merge("", b.Validate(s.opts.MinHold, s.opts.MaxHold))
 	if req.GetHold() != nil && b.Hold == 0 && !q.has("hold") {
 		q.Add("hold", fmt.Sprintf("must be between %s and %s, got 0s", s.opts.MinHold, s.opts.MaxHold))
 	}
+	b.RequestID = scope(ctx, b.RequestID)
 	return b
 }
 
@@ -163,7 +170,7 @@ func (s *Server) reservation(q *request, in *pb.Reservation, prefix string, hold
 
 func (s *Server) Confirm(ctx context.Context, req *pb.ConfirmRequest) (*pb.ConfirmResponse, error) {
 	var q request
-	ref := q.ref(req)
+	ref := q.ref(ctx, req)
 	if err := q.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
@@ -176,7 +183,7 @@ func (s *Server) Confirm(ctx context.Context, req *pb.ConfirmRequest) (*pb.Confi
 
 func (s *Server) Update(ctx context.Context, req *pb.UpdateRequest) (*pb.UpdateResponse, error) {
 	var q request
-	ref := q.ref(req)
+	ref := q.ref(ctx, req)
 	q.Note("note", req.GetNote())
 	if err := q.Err(); err != nil {
 		return nil, s.status(ctx, err)
@@ -190,7 +197,7 @@ func (s *Server) Update(ctx context.Context, req *pb.UpdateRequest) (*pb.UpdateR
 
 func (s *Server) Cancel(ctx context.Context, req *pb.CancelRequest) (*pb.CancelResponse, error) {
 	var q request
-	ref := q.ref(req)
+	ref := q.ref(ctx, req)
 	if err := q.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
@@ -208,6 +215,9 @@ func (s *Server) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, 
 		return nil, s.status(ctx, err)
 	}
 	r, err := s.svc.Get(ctx, id)
+	if o := owner(ctx); err == nil && o != "" && r.UserID != o {
+		err = reservation.Errorf(reservation.ENOTFOUND, "reservation %q not found", id)
+	}
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
@@ -220,6 +230,9 @@ func (s *Server) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[p
 	ctx := stream.Context()
 	f, q := s.filter(req)
 	if err := q.Err(); err != nil {
+		return s.status(ctx, err)
+	}
+	if err := restrict(ctx, &f); err != nil {
 		return s.status(ctx, err)
 	}
 	f.Limit = queryBatch
@@ -243,6 +256,9 @@ func (s *Server) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[p
 
 func (s *Server) Filter(ctx context.Context, req *pb.FilterRequest) (*pb.FilterResponse, error) {
 	f, q := s.filter(req)
+	if err := restrict(ctx, &f); err != nil {
+		return nil, s.status(ctx, err)
+	}
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0:
@@ -317,7 +333,7 @@ func (s *Server) Listen(req *pb.ListenRequest, stream grpc.ServerStreamingServer
 	if s.opts.Feed == nil {
 		return status.Error(codes.Unimplemented, "the change feed is not enabled on this server")
 	}
-	f := reservation.ChangeFilter{ResourceID: req.GetResourceId(), After: req.AfterSeq}
+	f := reservation.ChangeFilter{ResourceID: req.GetResourceId(), UserID: owner(ctx), After: req.AfterSeq}
 	if err := f.Validate(); err != nil {
 		return s.status(ctx, err)
 	}

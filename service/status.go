@@ -36,6 +36,8 @@ func (s *Server) status(ctx context.Context, err error) error {
 		return status.Error(codes.FailedPrecondition, e.Message)
 	case reservation.EABORTED:
 		return status.Error(codes.Aborted, e.Message)
+	case reservation.EPERMISSION:
+		return status.Error(codes.PermissionDenied, e.Message)
 	case reservation.EOUTOFRANGE:
 		return status.Error(codes.OutOfRange, e.Message)
 	case reservation.EEXHAUSTED:

@@ -9,6 +9,7 @@
 package reservationv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -1380,7 +1381,7 @@ var File_reservation_v1_reservation_proto protoreflect.FileDescriptor
 
 const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\n" +
-	" reservation/v1/reservation.proto\x12\x0ereservation.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x03\n" +
+	" reservation/v1/reservation.proto\x12\x0ereservation.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x03\n" +
 	"\vReservation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x129\n" +
@@ -1487,18 +1488,18 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x1fRESERVATION_UPDATE_TYPE_UNKNOWN\x10\x00\x12\"\n" +
 	"\x1eRESERVATION_UPDATE_TYPE_CREATE\x10\x01\x12\"\n" +
 	"\x1eRESERVATION_UPDATE_TYPE_UPDATE\x10\x02\x12\"\n" +
-	"\x1eRESERVATION_UPDATE_TYPE_DELETE\x10\x032\x85\x06\n" +
-	"\x12ReservationService\x12J\n" +
-	"\aReserve\x12\x1e.reservation.v1.ReserveRequest\x1a\x1f.reservation.v1.ReserveResponse\x12J\n" +
-	"\aConfirm\x12\x1e.reservation.v1.ConfirmRequest\x1a\x1f.reservation.v1.ConfirmResponse\x12G\n" +
-	"\x06Update\x12\x1d.reservation.v1.UpdateRequest\x1a\x1e.reservation.v1.UpdateResponse\x12G\n" +
-	"\x06Cancel\x12\x1d.reservation.v1.CancelRequest\x1a\x1e.reservation.v1.CancelResponse\x12>\n" +
-	"\x03Get\x12\x1a.reservation.v1.GetRequest\x1a\x1b.reservation.v1.GetResponse\x12D\n" +
-	"\x05Query\x12\x1c.reservation.v1.QueryRequest\x1a\x1b.reservation.v1.Reservation0\x01\x12G\n" +
-	"\x06Filter\x12\x1d.reservation.v1.FilterRequest\x1a\x1e.reservation.v1.FilterResponse\x12I\n" +
-	"\x06Listen\x12\x1d.reservation.v1.ListenRequest\x1a\x1e.reservation.v1.ListenResponse0\x01\x12Y\n" +
-	"\fReserveBatch\x12#.reservation.v1.ReserveBatchRequest\x1a$.reservation.v1.ReserveBatchResponse\x12P\n" +
-	"\tFreeSlots\x12 .reservation.v1.FreeSlotsRequest\x1a!.reservation.v1.FreeSlotsResponseB0Z.reservation/proto/reservation/v1;reservationv1b\x06proto3"
+	"\x1eRESERVATION_UPDATE_TYPE_DELETE\x10\x032\xc8\b\n" +
+	"\x12ReservationService\x12g\n" +
+	"\aReserve\x12\x1e.reservation.v1.ReserveRequest\x1a\x1f.reservation.v1.ReserveResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/reservations\x12t\n" +
+	"\aConfirm\x12\x1e.reservation.v1.ConfirmRequest\x1a\x1f.reservation.v1.ConfirmResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/reservations/{id}:confirm\x12i\n" +
+	"\x06Update\x12\x1d.reservation.v1.UpdateRequest\x1a\x1e.reservation.v1.UpdateResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*2\x15/v1/reservations/{id}\x12f\n" +
+	"\x06Cancel\x12\x1d.reservation.v1.CancelRequest\x1a\x1e.reservation.v1.CancelResponse\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/reservations/{id}\x12]\n" +
+	"\x03Get\x12\x1a.reservation.v1.GetRequest\x1a\x1b.reservation.v1.GetResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/reservations/{id}\x12d\n" +
+	"\x05Query\x12\x1c.reservation.v1.QueryRequest\x1a\x1b.reservation.v1.Reservation\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/reservations:query0\x01\x12a\n" +
+	"\x06Filter\x12\x1d.reservation.v1.FilterRequest\x1a\x1e.reservation.v1.FilterResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/reservations\x12^\n" +
+	"\x06Listen\x12\x1d.reservation.v1.ListenRequest\x1a\x1e.reservation.v1.ListenResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/changes0\x01\x12|\n" +
+	"\fReserveBatch\x12#.reservation.v1.ReserveBatchRequest\x1a$.reservation.v1.ReserveBatchResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/reservations:batch\x12z\n" +
+	"\tFreeSlots\x12 .reservation.v1.FreeSlotsRequest\x1a!.reservation.v1.FreeSlotsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/resources/{resource_id}/freeB0Z.reservation/proto/reservation/v1;reservationv1b\x06proto3"
 
 var (
 	file_reservation_v1_reservation_proto_rawDescOnce sync.Once

@@ -36,6 +36,9 @@ const (
 // ReservationServiceClient is the client API for ReservationService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Every RPC is also served as JSON over HTTP (the gateway on --http-addr); streams come as
+// newline-delimited JSON.
 type ReservationServiceClient interface {
 	Reserve(ctx context.Context, in *ReserveRequest, opts ...grpc.CallOption) (*ReserveResponse, error)
 	Confirm(ctx context.Context, in *ConfirmRequest, opts ...grpc.CallOption) (*ConfirmResponse, error)
@@ -178,6 +181,9 @@ func (c *reservationServiceClient) FreeSlots(ctx context.Context, in *FreeSlotsR
 // ReservationServiceServer is the server API for ReservationService service.
 // All implementations must embed UnimplementedReservationServiceServer
 // for forward compatibility.
+//
+// Every RPC is also served as JSON over HTTP (the gateway on --http-addr); streams come as
+// newline-delimited JSON.
 type ReservationServiceServer interface {
 	Reserve(context.Context, *ReserveRequest) (*ReserveResponse, error)
 	Confirm(context.Context, *ConfirmRequest) (*ConfirmResponse, error)

@@ -1,0 +1,62 @@
+// Package gateway is the service's HTTP face: every RPC as JSON (grpc-gateway, streams as
+// newline-delimited JSON), the OpenAPI document, health and readiness, and the metrics.
+package gateway
+
+import (
+	"context"
+	_ "embed"
+	"net/http"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+
+	pb "reservation/proto/reservation/v1"
+)
+
+//go:embed reservation.swagger.json
+var openAPI []byte
+
+// Options say what the HTTP port serves besides the API.
+type Options struct {
+	// Conn reaches the gRPC service the JSON API translates to.
+	Conn *grpc.ClientConn
+	// Metrics serves /metrics; nil leaves it out.
+	Metrics http.Handler
+	// Ready reports whether the service can serve (MySQL answers); /readyz says so.
+	Ready func(ctx context.Context) error
+}
+
+// New returns the HTTP handler:
+//
+//	/v1/...        the JSON API (see the google.api.http options in the proto)
+//	/openapi.json  its OpenAPI v2 document
+//	/healthz       200 while the process runs
+//	/readyz        200 while the database answers, 503 otherwise
+//	/metrics       Prometheus metrics
+func New(ctx context.Context, opts Options) (http.Handler, error) {
+	api := runtime.NewServeMux()
+	if err := pb.RegisterReservationServiceHandler(ctx, api, opts.Conn); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", api)
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openAPI)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := opts.Ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	if opts.Metrics != nil {
+		mux.Handle("GET /metrics", opts.Metrics)
+	}
+	return mux, nil
+}
