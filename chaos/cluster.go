@@ -72,9 +72,14 @@ func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
 		if err != nil {
 			return c, err
 		}
+		httpPort, err := FreePort()
+		if err != nil {
+			return c, err
+		}
 		r := &Replica{Addr: "127.0.0.1:" + strconv.Itoa(port), Proxy: proxy}
 		env := []string{
 			"RESERVATION_GRPC_ADDR=" + r.Addr,
+			"RESERVATION_HTTP_ADDR=127.0.0.1:" + strconv.Itoa(httpPort),
 			"RESERVATION_MYSQL_DSN=root@tcp(" + proxy.Addr() + ")/" + c.Database + "?timeout=2s&readTimeout=10s&writeTimeout=10s",
 			"RESERVATION_REDIS_ADDR=" + c.Redis.Addr,
 			"RESERVATION_LOCK=redis",

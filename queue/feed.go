@@ -98,6 +98,7 @@ func (q *Queue) read(ctx context.Context) (int, error) {
 		q.head = c.Seq
 		q.held = min(q.held+1, len(q.ring))
 	}
+	q.lag.Store(int64(q.opts.Now().Sub(cs[len(cs)-1].CommittedAt)))
 	q.broadcast()
 	return len(cs), nil
 }

@@ -91,6 +91,7 @@ type Queue struct {
 
 	leading                           atomic.Bool
 	stamped, pruned, cutOff, subCount atomic.Int64
+	lag                               atomic.Int64 // nanoseconds: see Stats.Lag
 }
 
 var _ reservation.Feed = (*Queue)(nil)
@@ -161,6 +162,9 @@ type Stats struct {
 	Pruned      int64  // changes this replica deleted past the retention
 	Subscribers int64  // open subscriptions
 	CutOff      int64  // subscriptions ended for falling too far behind
+	// Lag is how old the newest change was when this replica read it: the time from its
+	// commit stamp to its reaching the ring.
+	Lag time.Duration
 }
 
 // Stats returns the queue's figures.
@@ -168,7 +172,7 @@ func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	head := q.head
 	q.mu.Unlock()
-	return Stats{q.leading.Load(), head, q.stamped.Load(), q.pruned.Load(), q.subCount.Load(), q.cutOff.Load()}
+	return Stats{q.leading.Load(), head, q.stamped.Load(), q.pruned.Load(), q.subCount.Load(), q.cutOff.Load(), time.Duration(q.lag.Load())}
 }
 
 // sleep waits d or until ctx ends, and reports whether ctx is still live.

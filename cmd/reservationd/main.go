@@ -8,11 +8,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -22,37 +25,52 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/test/bufconn"
 
 	"reservation"
+	"reservation/auth"
+	"reservation/gateway"
 	"reservation/lock"
+	"reservation/metrics"
 	"reservation/queue"
 	"reservation/repo"
 	"reservation/service"
 )
 
 type config struct {
-	grpcAddr    string
-	mysqlDSN    string
-	redisAddr   string
-	lock        string
-	migrate     bool
-	maxDuration time.Duration
-	lockWait    time.Duration
-	lockTTL     time.Duration
-	drain       time.Duration
-	logLevel    string
-	feedPoll    time.Duration
-	feedBuffer  int
-	retention   time.Duration
-	holdMin     time.Duration
-	holdMax     time.Duration
-	batchMax    int
-	freeMax     time.Duration
-	requestTTL  time.Duration
-	reapEvery   time.Duration
+	grpcAddr        string
+	mysqlDSN        string
+	redisAddr       string
+	lock            string
+	migrate         bool
+	maxDuration     time.Duration
+	lockWait        time.Duration
+	lockTTL         time.Duration
+	drain           time.Duration
+	logLevel        string
+	feedPoll        time.Duration
+	feedBuffer      int
+	retention       time.Duration
+	holdMin         time.Duration
+	holdMax         time.Duration
+	batchMax        int
+	freeMax         time.Duration
+	requestTTL      time.Duration
+	reapEvery       time.Duration
+	httpAddr        string
+	tlsCert         string
+	tlsKey          string
+	tlsClientCA     string
+	authFile        string
+	maxMsgSize      int
+	maxStreams      int
+	defaultDeadline time.Duration
 }
 
 func main() {
@@ -106,6 +124,7 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 		return err
 	}
 	defer closeLocker()
+	m := metrics.New()
 	feed := queue.New(repo.NewChanges(db), repo.NewLeader(db), queue.Options{
 		PollInterval: cfg.feedPoll, StampInterval: cfg.feedPoll, Buffer: cfg.feedBuffer,
 		Retention: cfg.retention, Logger: log,
@@ -114,26 +133,69 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	feedDone := make(chan struct{})
 	go func() { feed.Run(feedCtx); close(feedDone) }()
 	defer func() { stopFeed(); <-feedDone }()
-	store := repo.New(db, repo.Options{Locker: locker, Logger: log, Committed: feed.Nudge, RequestRetention: cfg.requestTTL})
+	store := repo.New(db, repo.Options{Locker: m.Locker(locker), Logger: log, Committed: feed.Nudge, RequestRetention: cfg.requestTTL})
 	go store.RunReaper(ctx, cfg.reapEvery)
+	export(m, store, feed, locker, db)
 
-	g := grpc.NewServer(service.ServerOptions(log)...)
-	service.New(store, service.Options{
+	opts, err := serverOptions(cfg, m, log)
+	if err != nil {
+		return err
+	}
+	creds, err := serverTLS(cfg)
+	if err != nil {
+		return err
+	}
+	api := service.New(store, service.Options{
 		MaxDuration: cfg.maxDuration, MinHold: cfg.holdMin, MaxHold: cfg.holdMax, MaxBatch: cfg.batchMax,
 		MaxFreeWindow: cfg.freeMax, Feed: feed, Logger: log,
-	}).Register(g)
+	})
+	g := grpc.NewServer(append(opts, grpc.Creds(credentialsFor(creds)))...)
+	api.Register(g)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(g, healthSrv)
 	reflection.Register(g)
 	go watchDatabase(ctx, db, healthSrv, log)
 
+	// The HTTP gateway reaches the API through an in-memory connection to a second gRPC server
+	// with the same interceptors: it needs no port, and no client certificate of its own.
+	inner := grpc.NewServer(opts...)
+	api.Register(inner)
+	mem := bufconn.Listen(1 << 20)
+	go inner.Serve(mem)
+	defer inner.Stop()
+	conn, err := grpc.NewClient("passthrough:///gateway", grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return mem.DialContext(ctx) }),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.maxMsgSize)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	handler, err := gateway.New(ctx, gateway.Options{Conn: conn, Metrics: m.Handler(), Ready: db.PingContext})
+	if err != nil {
+		return err
+	}
+	web := &http.Server{Handler: handler, TLSConfig: creds, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+
 	lis, err := net.Listen("tcp", cfg.grpcAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.grpcAddr, err)
 	}
-	log.Info("serving", "grpc_addr", lis.Addr().String(), "lock", cfg.lock)
-	served := make(chan error, 1)
+	httpLis, err := net.Listen("tcp", cfg.httpAddr)
+	if err != nil {
+		lis.Close()
+		return fmt.Errorf("listen on %s: %w", cfg.httpAddr, err)
+	}
+	log.Info("serving", "grpc_addr", lis.Addr().String(), "http_addr", httpLis.Addr().String(), "lock", cfg.lock,
+		"tls", creds != nil, "client_certs", cfg.tlsClientCA != "", "auth", cfg.authFile != "")
+	served := make(chan error, 2)
 	go func() { served <- g.Serve(lis) }()
+	go func() {
+		if creds != nil {
+			served <- web.ServeTLS(httpLis, "", "")
+		} else {
+			served <- web.Serve(httpLis)
+		}
+	}()
 
 	select {
 	case err := <-served:
@@ -146,16 +208,100 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	// to resume after, before the drain waits for the other calls.
 	stopFeed()
 	<-feedDone
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.drain)
+	defer cancel()
 	drained := make(chan struct{})
-	go func() { g.GracefulStop(); close(drained) }()
+	go func() { g.GracefulStop(); web.Shutdown(drainCtx); inner.GracefulStop(); close(drained) }()
 	select {
 	case <-drained:
-	case <-time.After(cfg.drain):
+	case <-drainCtx.Done():
 		log.Warn("drain bound reached, stopping")
 		g.Stop()
+		inner.Stop()
+		web.Close()
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// serverOptions are what both gRPC servers share: limits, metrics, auth, and the service's
+// own codec checks and panic recovery.
+func serverOptions(cfg config, m *metrics.Metrics, log *slog.Logger) ([]grpc.ServerOption, error) {
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.maxMsgSize),
+		grpc.MaxSendMsgSize(cfg.maxMsgSize),
+		grpc.MaxConcurrentStreams(uint32(cfg.maxStreams)),
+		// Clients may ping every 10s, even without calls; a peer that stops answering pings is
+		// dropped, which ends a Listen stream whose client went away without closing it.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+	}
+	opts = append(opts, m.ServerOptions()...)
+	if cfg.authFile != "" {
+		a, err := auth.Load(cfg.authFile)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, a.ServerOptions()...)
+	}
+	opts = append(opts, grpc.ChainUnaryInterceptor(service.DefaultDeadline(cfg.defaultDeadline)))
+	return append(opts, service.ServerOptions(log)...), nil
+}
+
+// serverTLS is the TLS configuration of both ports, or nil without --tls-cert.
+func serverTLS(cfg config) (*tls.Config, error) {
+	if cfg.tlsCert == "" && cfg.tlsKey == "" {
+		if cfg.tlsClientCA != "" {
+			return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+		}
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	if cfg.tlsClientCA != "" {
+		pem, err := os.ReadFile(cfg.tlsClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-client-ca %s holds no PEM certificate", cfg.tlsClientCA)
+		}
+		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return c, nil
+}
+
+func credentialsFor(c *tls.Config) credentials.TransportCredentials {
+	if c == nil {
+		return insecure.NewCredentials()
+	}
+	return credentials.NewTLS(c)
+}
+
+// export makes the figures the store, feed, lock and pool keep into metrics.
+func export(m *metrics.Metrics, store *repo.Store, feed *queue.Queue, locker reservation.Locker, db *sqlx.DB) {
+	m.Counter("conflicts_total", "Reserve calls refused for overlap.", func() float64 { return float64(store.Stats().Conflicts) })
+	m.Counter("tx_retries_total", "Transactions run again after a deadlock or lock wait timeout.", func() float64 { return float64(store.Stats().TxRetries) })
+	m.Counter("lock_bypassed_total", "Writes that went ahead on the database guard alone, the lock service being down.", func() float64 { return float64(store.Stats().LockUnavailable) })
+	m.Gauge("feed_subscribers", "Open Listen subscriptions.", func() float64 { return float64(feed.Stats().Subscribers) })
+	m.Gauge("feed_head_seq", "Newest change seq this replica has read.", func() float64 { return float64(feed.Stats().Head) })
+	m.Gauge("feed_lag_seconds", "Age of the newest change when this replica read it.", func() float64 { return feed.Stats().Lag.Seconds() })
+	m.Gauge("feed_leader", "1 while this replica sequences the change feed.", func() float64 {
+		if feed.Stats().Leading {
+			return 1
+		}
+		return 0
+	})
+	m.Counter("feed_cut_off_total", "Listeners cut off for falling too far behind.", func() float64 { return float64(feed.Stats().CutOff) })
+	if r, ok := locker.(*lock.Redis); ok {
+		m.Counter("lock_lost_total", "Redis locks found expired at release.", func() float64 { return float64(r.Stats().Lost) })
+		m.Counter("lock_unavailable_total", "Lock attempts that found Redis unreachable.", func() float64 { return float64(r.Stats().Unavailable) })
+	}
+	m.DB("mysql", db.DB)
 }
 
 func newLocker(cfg config) (reservation.Locker, func(), error) {
@@ -224,6 +370,14 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.freeMax, "free-window-max", 366*24*time.Hour, "longest window a FreeSlots query may ask about")
 	fs.DurationVar(&c.requestTTL, "request-retention", 24*time.Hour, "how long the outcome of a call with a request_id is kept for retries")
 	fs.DurationVar(&c.reapEvery, "reap-interval", time.Second, "how often lapsed holds are removed")
+	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address: JSON API, /metrics, /healthz, /readyz, /openapi.json")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate: serve gRPC and HTTP over TLS")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&c.tlsClientCA, "tls-client-ca", "", "PEM CA certificates: require client certificates they signed")
+	fs.StringVar(&c.authFile, "auth-file", "", "JSON token file: turns bearer-token auth on (see package auth)")
+	fs.IntVar(&c.maxMsgSize, "max-msg-size", 4<<20, "largest gRPC message received or sent, in bytes")
+	fs.IntVar(&c.maxStreams, "max-streams", 1000, "most concurrent calls on one client connection")
+	fs.DurationVar(&c.defaultDeadline, "default-deadline", 30*time.Second, "deadline of a unary call that comes without one")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (" + envName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -251,6 +405,7 @@ func parseFlags(args []string) (config, error) {
 		"feed-retention": int64(c.retention), "hold-min": int64(c.holdMin), "hold-max": int64(c.holdMax),
 		"batch-max": int64(c.batchMax), "free-window-max": int64(c.freeMax),
 		"request-retention": int64(c.requestTTL), "reap-interval": int64(c.reapEvery),
+		"max-msg-size": int64(c.maxMsgSize), "max-streams": int64(c.maxStreams), "default-deadline": int64(c.defaultDeadline),
 	} {
 		if v <= 0 {
 			return c, fmt.Errorf("--%s (%s) must be positive, got %s", name, envName(name), fs.Lookup(name).Value)

@@ -87,7 +87,8 @@ func TestBinaryServesAndDrains(t *testing.T) {
 
 // daemon is a reservationd process started by a test.
 type daemon struct {
-	addr   string
+	addr   string // gRPC
+	http   string
 	cmd    *exec.Cmd
 	logs   *bytes.Buffer
 	exited chan error
@@ -101,9 +102,9 @@ func startDaemon(t testing.TB, env ...string) *daemon {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	d := &daemon{addr: freeAddr(t), logs: &bytes.Buffer{}, exited: make(chan error, 1)}
+	d := &daemon{addr: freeAddr(t), http: freeAddr(t), logs: &bytes.Buffer{}, exited: make(chan error, 1)}
 	d.cmd = exec.Command(bin)
-	d.cmd.Env = append(append(os.Environ(), "RESERVATION_GRPC_ADDR="+d.addr), env...)
+	d.cmd.Env = append(append(os.Environ(), "RESERVATION_GRPC_ADDR="+d.addr, "RESERVATION_HTTP_ADDR="+d.http), env...)
 	d.cmd.Stderr = d.logs
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
