@@ -12,5 +12,5 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/reservationd ./cmd
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/reservationd /reservationd
 USER nonroot
-EXPOSE 50051
+EXPOSE 50051 8080
 ENTRYPOINT ["/reservationd"]
