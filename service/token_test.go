@@ -1,10 +1,12 @@
 package service
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc"
 
 	"reservation"
 )
@@ -32,5 +34,21 @@ func TestPageTokenRoundTrip(t *testing.T) {
 	}
 	if _, err := encodeToken(f, &reservation.Reservation{ID: "not-a-uuid"}); err == nil {
 		t.Error("a token was made for an id that is not a UUID")
+	}
+}
+
+func TestDefaultDeadline(t *testing.T) {
+	var got time.Time
+	h := func(ctx context.Context, _ any) (any, error) { got, _ = ctx.Deadline(); return nil, nil }
+	intercept := DefaultDeadline(time.Minute)
+	intercept(context.Background(), nil, &grpc.UnaryServerInfo{}, h)
+	if d := time.Until(got); d < 59*time.Second || d > time.Minute {
+		t.Errorf("a call without a deadline got one %s away, want 1m", d)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	intercept(ctx, nil, &grpc.UnaryServerInfo{}, h)
+	if d := time.Until(got); d > time.Second {
+		t.Errorf("the caller's deadline was replaced by one %s away", d)
 	}
 }

@@ -47,6 +47,12 @@ func TestBinaryServesAndDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A message past --max-msg-size (4 MiB) is refused before it is read.
+	big := &pb.ReserveRequest{Reservation: &pb.Reservation{Note: strings.Repeat("n", 5<<20)}}
+	if _, err := c.Reserve(ctx, big, grpc.MaxCallSendMsgSize(8<<20)); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a 5 MiB request: %v, want RESOURCE_EXHAUSTED", err)
+	}
+
 	// A listener open at shutdown is ended with UNAVAILABLE and does not hold up the drain.
 	feed, err := c.Listen(ctx, &pb.ListenRequest{AfterSeq: new(uint64)})
 	if err != nil {

@@ -164,3 +164,35 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("get after cancel: exit %d: %s", code, errs)
 	}
 }
+
+func TestTimes(t *testing.T) {
+	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	c := &cli{now: now}
+	for in, want := range map[string]time.Time{
+		"now": now, "+1h": now.Add(time.Hour), "-30m": now.Add(-30 * time.Minute),
+		"2030-03-01T14:00:00Z": time.Date(2030, 3, 1, 14, 0, 0, 0, time.UTC), "2030-03-01T15:00:00+01:00": time.Date(2030, 3, 1, 14, 0, 0, 0, time.UTC),
+	} {
+		if got, err := c.parseTime("start", in); err != nil || !got.Equal(want) {
+			t.Errorf("%q: %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"tomorrow", "+1x", "2030-03-01"} {
+		if _, err := c.parseTime("start", bad); err == nil {
+			t.Errorf("%q was accepted", bad)
+		}
+	}
+	r, err := c.window("room", "+1h", "", 2*time.Hour)
+	if err != nil || !r.Start.AsTime().Equal(now.Add(time.Hour)) || !r.End.AsTime().Equal(now.Add(3*time.Hour)) {
+		t.Errorf("--start +1h --for 2h: %v, %v", r, err)
+	}
+	if _, err := c.window("room", "+1h", "+2h", time.Hour); err == nil {
+		t.Error("--end and --for together were accepted")
+	}
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"--addr", "127.0.0.1:1", "reserve", "--start", "soon"}, &out, &errOut); code != exitUsage {
+		t.Errorf("a bad time: exit %d, want %d", code, exitUsage)
+	}
+	if code := run(context.Background(), []string{"--addr", "127.0.0.1:1", "--timeout", "1s", "get", "01a204ab-6318-7baf-a7ed-a35f0ef10590"}, &out, &errOut); code != exitUnavailable {
+		t.Errorf("no server: exit %d, want %d: %s", code, exitUnavailable, errOut.String())
+	}
+}
