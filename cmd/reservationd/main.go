@@ -350,34 +350,7 @@ func watchDatabase(ctx context.Context, db *sqlx.DB, h *health.Server, log *slog
 // variable, RESERVATION_ and its name in capitals (--lock-wait: RESERVATION_LOCK_WAIT).
 func parseFlags(args []string) (config, error) {
 	var c config
-	fs := flag.NewFlagSet("reservationd", flag.ContinueOnError)
-	fs.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address")
-	fs.StringVar(&c.mysqlDSN, "mysql-dsn", "", "MySQL DSN, e.g. root@tcp(127.0.0.1:3306)/reservation")
-	fs.StringVar(&c.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis address for --lock redis")
-	fs.StringVar(&c.lock, "lock", "redis", "writer lock: redis (many replicas) or local (one replica)")
-	fs.BoolVar(&c.migrate, "migrate", true, "apply schema migrations at start")
-	fs.DurationVar(&c.maxDuration, "max-duration", 366*24*time.Hour, "longest reservation allowed")
-	fs.DurationVar(&c.lockWait, "lock-wait", 5*time.Second, "longest wait for a resource's lock before ABORTED")
-	fs.DurationVar(&c.lockTTL, "lock-ttl", 30*time.Second, "Redis lock expiry")
-	fs.DurationVar(&c.drain, "drain", 20*time.Second, "bound on draining in-flight calls at shutdown")
-	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.DurationVar(&c.feedPoll, "feed-poll", 20*time.Millisecond, "how often the change feed looks for new changes")
-	fs.IntVar(&c.feedBuffer, "feed-buffer", 4096, "changes kept in memory; a listener further behind is cut off with RESOURCE_EXHAUSTED")
-	fs.DurationVar(&c.retention, "feed-retention", 7*24*time.Hour, "how long changes are kept for listeners that resume")
-	fs.DurationVar(&c.holdMin, "hold-min", time.Second, "shortest hold allowed")
-	fs.DurationVar(&c.holdMax, "hold-max", 24*time.Hour, "longest hold allowed")
-	fs.IntVar(&c.batchMax, "batch-max", 100, "most reservations in one ReserveBatch")
-	fs.DurationVar(&c.freeMax, "free-window-max", 366*24*time.Hour, "longest window a FreeSlots query may ask about")
-	fs.DurationVar(&c.requestTTL, "request-retention", 24*time.Hour, "how long the outcome of a call with a request_id is kept for retries")
-	fs.DurationVar(&c.reapEvery, "reap-interval", time.Second, "how often lapsed holds are removed")
-	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address: JSON API, /metrics, /healthz, /readyz, /openapi.json")
-	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate: serve gRPC and HTTP over TLS")
-	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
-	fs.StringVar(&c.tlsClientCA, "tls-client-ca", "", "PEM CA certificates: require client certificates they signed")
-	fs.StringVar(&c.authFile, "auth-file", "", "JSON token file: turns bearer-token auth on (see package auth)")
-	fs.IntVar(&c.maxMsgSize, "max-msg-size", 4<<20, "largest gRPC message received or sent, in bytes")
-	fs.IntVar(&c.maxStreams, "max-streams", 1000, "most concurrent calls on one client connection")
-	fs.DurationVar(&c.defaultDeadline, "default-deadline", 30*time.Second, "deadline of a unary call that comes without one")
+	fs := flags(&c)
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (" + envName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -415,6 +388,39 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("--hold-min %s is longer than --hold-max %s", c.holdMin, c.holdMax)
 	}
 	return c, nil
+}
+
+// flags declares the flags, each filling a field of c.
+func flags(c *config) *flag.FlagSet {
+	fs := flag.NewFlagSet("reservationd", flag.ContinueOnError)
+	fs.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address")
+	fs.StringVar(&c.mysqlDSN, "mysql-dsn", "", "MySQL DSN, e.g. root@tcp(127.0.0.1:3306)/reservation")
+	fs.StringVar(&c.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis address for --lock redis")
+	fs.StringVar(&c.lock, "lock", "redis", "writer lock: redis (many replicas) or local (one replica)")
+	fs.BoolVar(&c.migrate, "migrate", true, "apply schema migrations at start")
+	fs.DurationVar(&c.maxDuration, "max-duration", 366*24*time.Hour, "longest reservation allowed")
+	fs.DurationVar(&c.lockWait, "lock-wait", 5*time.Second, "longest wait for a resource's lock before ABORTED")
+	fs.DurationVar(&c.lockTTL, "lock-ttl", 30*time.Second, "Redis lock expiry")
+	fs.DurationVar(&c.drain, "drain", 20*time.Second, "bound on draining in-flight calls at shutdown")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&c.feedPoll, "feed-poll", 20*time.Millisecond, "how often the change feed looks for new changes")
+	fs.IntVar(&c.feedBuffer, "feed-buffer", 4096, "changes kept in memory; a listener further behind is cut off with RESOURCE_EXHAUSTED")
+	fs.DurationVar(&c.retention, "feed-retention", 7*24*time.Hour, "how long changes are kept for listeners that resume")
+	fs.DurationVar(&c.holdMin, "hold-min", time.Second, "shortest hold allowed")
+	fs.DurationVar(&c.holdMax, "hold-max", 24*time.Hour, "longest hold allowed")
+	fs.IntVar(&c.batchMax, "batch-max", 100, "most reservations in one ReserveBatch")
+	fs.DurationVar(&c.freeMax, "free-window-max", 366*24*time.Hour, "longest window a FreeSlots query may ask about")
+	fs.DurationVar(&c.requestTTL, "request-retention", 24*time.Hour, "how long the outcome of a call with a request_id is kept for retries")
+	fs.DurationVar(&c.reapEvery, "reap-interval", time.Second, "how often lapsed holds are removed")
+	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address: JSON API, /metrics, /healthz, /readyz, /openapi.json")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate: serve gRPC and HTTP over TLS")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&c.tlsClientCA, "tls-client-ca", "", "PEM CA certificates: require client certificates they signed")
+	fs.StringVar(&c.authFile, "auth-file", "", "JSON token file: turns bearer-token auth on (see package auth)")
+	fs.IntVar(&c.maxMsgSize, "max-msg-size", 4<<20, "largest gRPC message received or sent, in bytes")
+	fs.IntVar(&c.maxStreams, "max-streams", 1000, "most concurrent calls on one client connection")
+	fs.DurationVar(&c.defaultDeadline, "default-deadline", 30*time.Second, "deadline of a unary call that comes without one")
+	return fs
 }
 
 func envName(flag string) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"net"
 	"os"
 	"os/exec"
@@ -207,4 +208,18 @@ func TestFlagsFallBackToEnvironment(t *testing.T) {
 	if _, err := parseFlags(nil); err == nil || !strings.Contains(err.Error(), "RESERVATION_DRAIN") {
 		t.Errorf("a bad RESERVATION_DRAIN gave %v, want an error naming it", err)
 	}
+}
+
+// TestREADMEListsEveryFlag keeps the configuration reference complete.
+func TestREADMEListsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c config
+	flags(&c).VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(string(readme), "`--"+f.Name+"`") || !strings.Contains(string(readme), envName(f.Name)) {
+			t.Errorf("README's configuration table lacks --%s (%s)", f.Name, envName(f.Name))
+		}
+	})
 }
