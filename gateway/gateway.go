@@ -10,8 +10,11 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	pb "reservation/proto/reservation/v1"
+	"reservation/web"
 )
 
 //go:embed reservation.swagger.json
@@ -29,18 +32,24 @@ type Options struct {
 
 // New returns the HTTP handler:
 //
+//	/              the timeline page (package web)
 //	/v1/...        the JSON API (see the google.api.http options in the proto)
 //	/openapi.json  its OpenAPI v2 document
 //	/healthz       200 while the process runs
 //	/readyz        200 while the database answers, 503 otherwise
 //	/metrics       Prometheus metrics
 func New(ctx context.Context, opts Options) (http.Handler, error) {
-	api := runtime.NewServeMux()
+	api := runtime.NewServeMux(runtime.WithForwardResponseOption(startStream),
+		// Field names as the proto spells them (resource_id), the same in requests and answers.
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{UseProtoNames: true}}))
 	if err := pb.RegisterReservationServiceHandler(ctx, api, opts.Conn); err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", api)
+	page := web.Handler()
+	mux.Handle("GET /{$}", page)
+	mux.Handle("GET /assets/", page)
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openAPI)
@@ -59,4 +68,18 @@ func New(ctx context.Context, opts Options) (http.Handler, error) {
 		mux.Handle("GET /metrics", opts.Metrics)
 	}
 	return mux, nil
+}
+
+// startStream sends a stream's headers as soon as the stream starts instead of with its first
+// message: a Listen from now on may stay quiet for long, and its reservation-after-seq header
+// (Grpc-Metadata-Reservation-After-Seq) is what a client needs before reading the state.
+// A stream refused before it started (trailers only: no header) is left alone, so that its
+// error still becomes the HTTP status.
+func startStream(ctx context.Context, w http.ResponseWriter, m proto.Message) error {
+	if md, ok := runtime.ServerMetadataFromContext(ctx); m == nil && ok && len(md.HeaderMD) > 0 { // once, before a stream's first message
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		return http.NewResponseController(w).Flush()
+	}
+	return nil
 }

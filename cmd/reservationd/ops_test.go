@@ -119,7 +119,7 @@ func TestHTTPGateway(t *testing.T) {
 	if code, b = httpJSON(t, c, "GET", base+"/v1/reservations/"+id, nil); code != 200 || field(t, b, "reservation", "version") != "3" {
 		t.Fatalf("Get: %d %s", code, b)
 	}
-	if code, b = httpJSON(t, c, "GET", base+"/v1/reservations?resource_id=room-1&page_size=2", nil); code != 200 || len(field(t, b, "reservations").([]any)) != 2 || field(t, b, "next_page_token") == "" {
+	if code, b = httpJSON(t, c, "GET", base+"/v1/reservations?resource_id=room-1&page_size=2", nil); code != 200 || len(field(t, b, "reservations").([]any)) != 2 || field(t, b, "next_page_token") == nil || field(t, b, "reservations").([]any)[0].(jsonObject)["resource_id"] != "room-1" {
 		t.Fatalf("Filter: %d %s", code, b)
 	}
 	if code, b = httpJSON(t, c, "GET", base+"/v1/reservations:query?resource_id=room-1", nil); code != 200 || strings.Count(string(b), "\n") != 3 {
@@ -156,6 +156,10 @@ func TestHTTPGateway(t *testing.T) {
 		t.Fatalf("live change is %v, want the DELETE", op)
 	}
 	resp.Body.Close()
+	// A stream refused at once keeps its HTTP status.
+	if code, b = httpJSON(t, c, "GET", base+"/v1/changes?after_seq=999", nil); code != 400 || !strings.Contains(string(b), "ahead of the newest change") {
+		t.Fatalf("Listen after a seq not yet assigned: %d %s; want 400 (OUT_OF_RANGE)", code, b)
+	}
 
 	if code, b = httpJSON(t, c, "GET", base+"/openapi.json", nil); code != 200 || field(t, b, "paths", "/v1/reservations") == nil {
 		t.Fatalf("openapi.json: %d %.200s", code, b)

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/chromedp"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"reservation/auth"
+	pb "reservation/proto/reservation/v1"
+	"reservation/repo/repotest"
+)
+
+var screenshot = flag.String("screenshot", "", "where TestTimelinePage saves its screenshot of the week view (default: a temporary file)")
+
+// browser starts headless Chromium (Debian's, in UTC) for the test.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := "/usr/bin/chromium"
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("%s: %v (apt-get install chromium; .ci/run does)", path, err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true),
+		chromedp.WindowSize(1400, 800), chromedp.Env("TZ=UTC"), chromedp.UserDataDir(t.TempDir()))
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(cancel)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancelTimeout)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// within polls the page until cond (a JavaScript expression) is true, failing after d.
+func within(t *testing.T, page context.Context, d time.Duration, what, cond string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		ok, err := chromedp.Run(page, chromedp.Evaluate[bool](cond))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if ok {
+			return time.Since(start)
+		}
+		if time.Since(start) > d {
+			state, err := chromedp.Run(page, chromedp.Evaluate[string](`JSON.stringify({conn: document.getElementById('conn').textContent,
+				message: document.getElementById('message').textContent, bars: document.querySelectorAll('.bar').length,
+				rows: [...document.querySelectorAll('.row')].map(r => r.dataset.resource), url: location.href})`))
+			t.Fatalf("%s: not within %s; the page: %s %v", what, d, state, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// drag presses the mouse on resource's row at from, moves to to, and releases.
+func drag(t *testing.T, page context.Context, resource string, from, to time.Time, weekStart time.Time) {
+	t.Helper()
+	js := fmt.Sprintf(`(() => { const r = document.querySelector('.row[data-resource=%q] .track').getBoundingClientRect(); return {X: r.x, Y: r.y, W: r.width, H: r.height}; })()`, resource)
+	box, err := chromedp.Run(page, chromedp.Evaluate[struct{ X, Y, W, H float64 }](js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := func(at time.Time) float64 { return box.X + box.W*at.Sub(weekStart).Hours()/(7*24) }
+	y := box.Y + box.H/2
+	held := func(p *input.DispatchMouseEventParams) { p.Buttons = 1 }
+	err = chromedp.Do(page,
+		chromedp.MouseEvent(chromedp.MousePressed, x(from), y, chromedp.ButtonLeft, held, chromedp.ClickCount(1)),
+		chromedp.MouseEvent(chromedp.MouseMoved, (x(from)+x(to))/2, y, chromedp.ButtonLeft, held),
+		chromedp.MouseEvent(chromedp.MouseMoved, x(to), y, chromedp.ButtonLeft, held),
+		chromedp.MouseEvent(chromedp.MouseReleased, x(to), y, chromedp.ButtonLeft, chromedp.ClickCount(1)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTimelinePage drives the timeline in headless Chromium against a real reservationd:
+// existing bookings are drawn, gRPC writes appear and disappear live, dragging reserves, a
+// conflict is explained, and the details dialog confirms.
+func TestTimelinePage(t *testing.T) {
+	_, dsn := repotest.NewDB(t)
+	d := startDaemon(t, "RESERVATION_MYSQL_DSN="+dsn, "RESERVATION_LOCK=local")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	d.waitServing(t, ctx, d.dial(t))
+	c := pb.NewReservationServiceClient(d.dial(t))
+	week := time.Date(2030, 3, 4, 0, 0, 0, 0, time.UTC) // a Monday
+	book := func(user, resource string, from, to time.Duration, note string) *pb.Reservation {
+		t.Helper()
+		resp, err := c.Reserve(ctx, &pb.ReserveRequest{Reservation: &pb.Reservation{UserId: user, ResourceId: resource, Note: note,
+			Start: timestamppb.New(week.Add(from)), End: timestamppb.New(week.Add(to))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Reservation
+	}
+	alice := book("alice", "room-1", 9*time.Hour, 12*time.Hour, "board meeting")
+	book("bob", "room-2", 24*time.Hour+10*time.Hour, 24*time.Hour+14*time.Hour, "")
+	blocked, err := c.Reserve(ctx, &pb.ReserveRequest{Reservation: &pb.Reservation{UserId: "facilities", ResourceId: "room-3", Note: "repairs",
+		Status: pb.ReservationStatus_RESERVATION_STATUS_BLOCKED, Start: timestamppb.New(week.Add(4 * 24 * time.Hour)), End: timestamppb.New(week.Add(5 * 24 * time.Hour))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	page := browser(t)
+	url := "http://" + d.http + "/?view=week&start=2030-03-04&resources=room-1,room-2,room-3"
+	if err := chromedp.Do(page, chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, 10*time.Second, "existing reservations drawn", `document.querySelectorAll('.bar').length === 3 && document.getElementById('conn').textContent === 'live'`)
+	within(t, page, time.Second, "bars are buttons with their booking", fmt.Sprintf(
+		`(() => { const b = document.querySelector('.bar[data-id=%q]'); return b.tagName === 'BUTTON' && b.textContent.includes('alice') && b.classList.contains('PENDING'); })()`, alice.Id))
+	within(t, page, time.Second, "blocked drawn as blocked", fmt.Sprintf(`document.querySelector('.bar[data-id=%q]').classList.contains('BLOCKED')`, blocked.Reservation.Id))
+
+	// Live: a reservation made through gRPC appears within a second; its cancel removes it.
+	live := book("carol", "room-2", 2*24*time.Hour+9*time.Hour, 2*24*time.Hour+11*time.Hour, "live")
+	took := within(t, page, time.Second, "a gRPC reservation appears", fmt.Sprintf(`!!document.querySelector('.bar[data-id=%q]')`, live.Id))
+	t.Logf("a reservation made through gRPC appeared on the page after %s", took)
+	if _, err := c.Cancel(ctx, &pb.CancelRequest{Id: live.Id}); err != nil {
+		t.Fatal(err)
+	}
+	took = within(t, page, time.Second, "a cancelled reservation disappears", fmt.Sprintf(`!document.querySelector('.bar[data-id=%q]')`, live.Id))
+	t.Logf("a cancel through gRPC removed the bar after %s", took)
+
+	// Drag across empty time on room-3 to reserve Thursday 10:00-12:00.
+	drag(t, page, "room-3", week.Add(3*24*time.Hour+10*time.Hour), week.Add(3*24*time.Hour+12*time.Hour), week)
+	within(t, page, 2*time.Second, "the new-reservation dialog opens", `document.getElementById('new').open`)
+	if err := chromedp.Do(page, chromedp.SetValue(chromedp.ID("new-user"), "dana"), chromedp.SetValue(chromedp.ID("new-note"), "interviews"),
+		chromedp.Click(chromedp.ID("new-submit"))); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, 3*time.Second, "the dragged reservation is drawn", `[...document.querySelectorAll('.row[data-resource="room-3"] .bar')].some(b => b.textContent.includes('dana'))`)
+	got, err := c.Filter(ctx, &pb.FilterRequest{ResourceId: "room-3", UserId: "dana"})
+	if err != nil || len(got.Reservations) != 1 {
+		t.Fatalf("the dragged reservation through gRPC: %v, %v", got, err)
+	}
+	dr := got.Reservations[0]
+	if s, e := dr.Start.AsTime().Sub(week), dr.End.AsTime().Sub(week); s != 3*24*time.Hour+10*time.Hour || e != 3*24*time.Hour+12*time.Hour || dr.Note != "interviews" {
+		t.Errorf("dragged reservation spans %s to %s after the week's start, note %q; want Thursday 10:00-12:00", s, e, dr.Note)
+	}
+
+	// A drag from free time into alice's meeting is refused, in words naming it.
+	drag(t, page, "room-1", week.Add(13*time.Hour), week.Add(11*time.Hour), week)
+	within(t, page, 2*time.Second, "the dialog opens", `document.getElementById('new').open`)
+	if err := chromedp.Do(page, chromedp.SetValue(chromedp.ID("new-user"), "erin"), chromedp.Click(chromedp.ID("new-submit"))); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, 3*time.Second, "the conflict is explained", `(() => { const m = document.getElementById('message'); return !m.hidden && m.textContent.includes('already booked') && m.textContent.includes("alice's booking"); })()`)
+	message, _ := chromedp.Run(page, chromedp.Text(chromedp.ID("message")))
+	t.Logf("conflict message: %s", message)
+
+	// Click alice's bar, confirm it from the details dialog.
+	if err := chromedp.Do(page, chromedp.Click(chromedp.CSS(fmt.Sprintf(`.bar[data-id=%q]`, alice.Id)))); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, 2*time.Second, "details show the reservation", fmt.Sprintf(`document.getElementById('details').open && document.getElementById('details-list').textContent.includes(%q)`, alice.Id))
+	if err := chromedp.Do(page, chromedp.Click(chromedp.ID("details-confirm"))); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, 3*time.Second, "the bar turns confirmed", fmt.Sprintf(`document.querySelector('.bar[data-id=%q]').classList.contains('CONFIRMED')`, alice.Id))
+	if r, err := c.Get(ctx, &pb.GetRequest{Id: alice.Id}); err != nil || r.Reservation.Status != pb.ReservationStatus_RESERVATION_STATUS_CONFIRMED {
+		t.Fatalf("confirmed from the page, through gRPC: %v, %v", r, err)
+	}
+
+	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`document.getElementById('message').hidden = true`)); err != nil {
+		t.Fatal(err)
+	}
+	png, err := chromedp.Run(page, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := *screenshot
+	if out == "" {
+		out = t.TempDir() + "/timeline-week.png"
+	}
+	if err := os.WriteFile(out, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if len(png) < 1000 {
+		t.Fatalf("screenshot of %d bytes", len(png))
+	}
+	t.Logf("screenshot of the week view: %s (%d bytes)", out, len(png))
+}
+
+// TestTimelinePageSignsInAndScales: with auth on, the page asks for a token and draws only
+// what it may see; 50 resources over a week are drawn whole; bars work from the keyboard.
+func TestTimelinePageSignsInAndScales(t *testing.T) {
+	_, dsn := repotest.NewDB(t)
+	file := t.TempDir() + "/tokens.json"
+	os.WriteFile(file, []byte(fmt.Sprintf(`{"tokens": [{"sha256": %q, "user": "alice", "role": "user"}, {"sha256": %q, "user": "desk", "role": "admin"}]}`,
+		auth.Hash("alice-secret"), auth.Hash("desk-secret"))), 0o600)
+	d := startDaemon(t, "RESERVATION_MYSQL_DSN="+dsn, "RESERVATION_LOCK=local", "RESERVATION_AUTH_FILE="+file)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	d.waitServing(t, ctx, d.dial(t))
+	c := pb.NewReservationServiceClient(d.dial(t))
+	admin := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer desk-secret")
+	week := time.Date(2030, 3, 4, 0, 0, 0, 0, time.UTC)
+	// 50 resources, 10 bookings each over the week; every third is alice's.
+	aliceCount := 0
+	for r := range 50 {
+		var batch []*pb.Reservation
+		for i := range 10 {
+			user := "bob"
+			if (r*10+i)%3 == 0 {
+				user = "alice"
+				aliceCount++
+			}
+			start := week.Add(time.Duration(i*16) * time.Hour)
+			batch = append(batch, &pb.Reservation{UserId: user, ResourceId: fmt.Sprintf("room-%02d", r),
+				Start: timestamppb.New(start), End: timestamppb.New(start.Add(3 * time.Hour))})
+		}
+		if _, err := c.ReserveBatch(admin, &pb.ReserveBatchRequest{Reservations: batch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	page := browser(t)
+	if err := chromedp.Do(page, chromedp.Navigate("http://"+d.http+"/?view=week&start=2030-03-04")); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, 5*time.Second, "the page asks for a token", `document.getElementById('login').open`)
+	if err := chromedp.Do(page, chromedp.SetValue(chromedp.ID("login-token"), "alice-secret"), chromedp.KeyEvent("\r")); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, 10*time.Second, "alice's bookings, and only hers", fmt.Sprintf(
+		`document.querySelectorAll('.bar').length === %d && [...document.querySelectorAll('.bar')].every(b => b.textContent.startsWith('alice'))`, aliceCount))
+
+	// As the desk (admin): all 500 bars over 50 rows.
+	if err := chromedp.Do(page, chromedp.Navigate("http://"+d.http+"/?view=week&start=2030-03-04")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`sessionStorage.setItem('token', 'desk-secret'); location.reload(); true`)); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, 10*time.Second, "50 resources and 500 bookings drawn", `document.querySelectorAll('.row').length === 50 && document.querySelectorAll('.bar').length === 500`)
+	ms, err := chromedp.Run(page, chromedp.Evaluate[float64](`(() => { const t = performance.now(); draw(); return performance.now() - t; })()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("one full redraw of 50 resources × 500 bookings took %.1f ms in headless Chromium", ms)
+
+	// The keyboard reaches a bar and opens it.
+	if err := chromedp.Do(page, chromedp.Focus(chromedp.CSS(".bar")), chromedp.KeyEvent("\r")); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, 2*time.Second, "Enter on a focused bar opens its details", `document.getElementById('details').open`)
+}

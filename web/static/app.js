@@ -1,0 +1,364 @@
+// The timeline: reads the window with Query, then follows the change feed (Listen over the
+// gateway's newline-delimited JSON) and redraws as changes come. State lives in the URL
+// (view, start, resources) so that a view can be bookmarked.
+"use strict";
+
+const HOUR = 3600e3, DAY = 24 * HOUR;
+const $ = (id) => document.getElementById(id);
+const state = {
+  view: "week", start: null, filter: "",
+  reservations: new Map(), // id -> reservation, as the API spells it
+  known: new Set(),        // every resource seen
+  seq: null,               // newest change applied
+  token: sessionStorage.getItem("token") || "",
+  user: localStorage.getItem("user") || "",
+};
+
+// ---- time ----
+function startOfDay(t) { const d = new Date(t); d.setHours(0, 0, 0, 0); return d; }
+function startOfWeek(t) { const d = startOfDay(t); d.setDate(d.getDate() - ((d.getDay() + 6) % 7)); return d; }
+function span() { return state.view === "day" ? DAY : 7 * DAY; }
+function windowEnd() { const d = new Date(state.start); d.setDate(d.getDate() + (state.view === "day" ? 1 : 7)); return d; }
+// One formatter for all: making one per call costs more than drawing the bar.
+const dateTime = new Intl.DateTimeFormat([], { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+function fmt(t) { return dateTime.format(new Date(t)); }
+function localInput(t) { const d = new Date(t); d.setMinutes(d.getMinutes() - d.getTimezoneOffset()); return d.toISOString().slice(0, 16); }
+function ymd(d) { return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`; }
+
+// ---- URL ----
+function readURL() {
+  const p = new URLSearchParams(location.search);
+  state.view = p.get("view") === "day" ? "day" : "week";
+  const s = p.get("start") ? new Date(p.get("start") + "T00:00:00") : new Date();
+  state.start = state.view === "day" ? startOfDay(s) : startOfWeek(s);
+  state.filter = p.get("resources") || "";
+  $("view").value = state.view;
+  $("filter").value = state.filter;
+}
+function writeURL() {
+  const p = new URLSearchParams({ view: state.view, start: ymd(state.start) });
+  if (state.filter) p.set("resources", state.filter);
+  history.replaceState(null, "", "?" + p);
+}
+
+// ---- API ----
+async function api(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.token) headers.Authorization = "Bearer " + state.token;
+  const resp = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
+  if (resp.status === 401) { await signIn(); return api(method, path, body); }
+  const data = await resp.json().catch(() => ({}));
+  if (!resp.ok) throw apiError(data, resp.status);
+  return data;
+}
+function apiError(data, httpStatus) {
+  const e = new Error(data.message || `HTTP ${httpStatus}`);
+  e.details = data.details || [];
+  return e;
+}
+// lines reads a newline-delimited JSON response, calling fn for each object.
+async function lines(resp, fn) {
+  const reader = resp.body.getReader(), dec = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += dec.decode(value, { stream: true });
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, i).trim();
+      buf = buf.slice(i + 1);
+      if (line) fn(JSON.parse(line));
+    }
+  }
+}
+function signIn() {
+  return new Promise((resolve) => {
+    const d = $("login");
+    d.onclose = () => { state.token = $("login-token").value.trim(); sessionStorage.setItem("token", state.token); resolve(); };
+    d.showModal();
+  });
+}
+
+// ---- words people understand ----
+function explain(err) {
+  for (const d of err.details || []) {
+    const md = d.metadata || {};
+    if (d.reason === "RESERVATION_CONFLICT") {
+      const n = Number(md.conflict_count || 0), parts = [];
+      for (let i = 0; i < n; i++) {
+        const r = state.reservations.get(md[`conflict_${i}_id`]);
+        parts.push(`${r ? r.user_id + "'s booking" : "booking " + md[`conflict_${i}_id`]} from ${fmt(md[`conflict_${i}_start`])} to ${fmt(md[`conflict_${i}_end`])}`);
+      }
+      return `That time is already booked: it overlaps ${parts.join(" and ")}.`;
+    }
+    if ((d["@type"] || "").endsWith("BadRequest")) {
+      return "Please check: " + (d.field_violations || d.fieldViolations || []).map((v) => `${v.field.replace(/^reservation\./, "")} ${v.description}`).join("; ") + ".";
+    }
+  }
+  if (/version/.test(err.message)) return "Someone else changed this booking meanwhile: " + err.message + ". Look again and retry.";
+  if (/expired/.test(err.message)) return "This hold has lapsed: " + err.message + ".";
+  return err.message;
+}
+function say(text) { const m = $("message"); m.textContent = text; m.hidden = !text; }
+
+// ---- data ----
+function put(r) {
+  if (!r || !r.id) return;
+  const old = state.reservations.get(r.id);
+  if (old && Number(old.version) > Number(r.version)) return;
+  state.reservations.set(r.id, r);
+  state.known.add(r.resource_id);
+}
+async function load() {
+  const q = new URLSearchParams({ start: state.start.toISOString(), end: windowEnd().toISOString() });
+  const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
+  const resp = await fetch("/v1/reservations:query?" + q, { headers });
+  if (resp.status === 401) { await signIn(); return load(); }
+  if (!resp.ok) throw apiError(await resp.json().catch(() => ({})), resp.status);
+  const fresh = new Map();
+  await lines(resp, (m) => { if (m.result) fresh.set(m.result.id, m.result); if (m.error) throw apiError(m.error, 500); });
+  for (const [id, r] of state.reservations) if (!fresh.has(id) && overlapsWindow(r)) state.reservations.delete(id);
+  fresh.forEach(put);
+  draw();
+}
+function overlapsWindow(r) { return new Date(r.start) < windowEnd() && new Date(r.end) > state.start; }
+
+// follow tails the change feed for ever, resuming after the last seq it applied.
+async function follow() {
+  let backoff = 500;
+  for (;;) {
+    try {
+      const q = state.seq === null ? "" : "?after_seq=" + state.seq;
+      const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
+      const resp = await fetch("/v1/changes" + q, { headers });
+      if (resp.status === 401) { await signIn(); continue; }
+      if (!resp.ok) {
+        const e = await resp.json().catch(() => ({}));
+        if (e.code === 11) { state.seq = null; continue; } // OUT_OF_RANGE: start over from now
+        throw new Error(e.message || "HTTP " + resp.status);
+      }
+      if (state.seq === null) {
+        state.seq = Number(resp.headers.get("Grpc-Metadata-Reservation-After-Seq") || 0);
+        await load(); // read the state once the stream has a position: nothing falls between
+      }
+      conn("live", "live");
+      backoff = 500;
+      await lines(resp, (m) => {
+        if (m.error) throw new Error(m.error.message);
+        const c = m.result;
+        if (c.op === "RESERVATION_UPDATE_TYPE_DELETE") state.reservations.delete(c.reservation.id);
+        else put(c.reservation);
+        state.seq = Number(c.seq);
+        drawSoon();
+      });
+    } catch (e) {
+      console.warn("change feed:", e);
+    }
+    conn("down", "disconnected — reconnecting…");
+    await new Promise((r) => setTimeout(r, backoff));
+    backoff = Math.min(backoff * 2, 10000);
+  }
+}
+function conn(cls, text) { const c = $("conn"); c.className = "conn " + cls; c.textContent = text; }
+
+// ---- drawing ----
+let pending = false;
+function drawSoon() { if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; draw(); }); } }
+function resources() {
+  const f = state.filter.trim();
+  if (f.includes(",")) return f.split(",").map((s) => s.trim()).filter(Boolean);
+  const all = [...state.known].sort();
+  return f ? all.filter((r) => r.toLowerCase().includes(f.toLowerCase())) : all;
+}
+function pct(t) { return ((new Date(t) - state.start) / span()) * 100; }
+function draw() {
+  const t0 = state.start, list = resources();
+  $("range").textContent = state.view === "day" ? t0.toLocaleDateString([], { dateStyle: "full" })
+    : `${t0.toLocaleDateString([], { dateStyle: "medium" })} – ${new Date(windowEnd() - 1).toLocaleDateString([], { dateStyle: "medium" })}`;
+  $("resource-list").replaceChildren(...[...state.known].sort().map((r) => new Option(r)));
+  // scale
+  const ticks = document.createElement("div");
+  ticks.className = "ticks";
+  const step = state.view === "day" ? 2 * HOUR : DAY;
+  for (let t = +t0; t < +windowEnd(); t += step) {
+    const tick = document.createElement("div");
+    tick.className = "tick";
+    tick.style.left = pct(t) + "%";
+    tick.textContent = state.view === "day" ? new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+      : new Date(t).toLocaleDateString([], { weekday: "short", day: "numeric" });
+    ticks.append(tick);
+  }
+  $("scale").replaceChildren(document.createElement("div"), ticks);
+  const grid = `repeating-linear-gradient(90deg, var(--line) 0 1px, transparent 1px ${100 / (span() / step)}%)`;
+  const now = Date.now();
+  $("rows").replaceChildren(...list.map((res) => row(res, grid, now)));
+  $("empty").hidden = list.length > 0;
+}
+function row(res, grid, now) {
+  const row = document.createElement("div");
+  row.className = "row";
+  row.dataset.resource = res;
+  const label = document.createElement("div");
+  label.className = "label";
+  const name = document.createElement("span");
+  name.textContent = res;
+  name.title = res;
+  const add = document.createElement("button");
+  add.type = "button";
+  add.textContent = "+";
+  add.setAttribute("aria-label", "New reservation of " + res);
+  add.onclick = () => { const s = new Date(Math.max(now, +state.start)); s.setMinutes(0, 0, 0); s.setHours(s.getHours() + 1); openNew(res, s, new Date(+s + HOUR)); };
+  label.append(name, add);
+  const track = document.createElement("div");
+  track.className = "track";
+  track.style.setProperty("--grid", grid);
+  for (const r of state.reservations.values()) {
+    if (r.resource_id !== res || !overlapsWindow(r)) continue;
+    if (r.expires_at && new Date(r.expires_at) <= now) continue; // a lapsed hold blocks nothing
+    track.append(bar(r, now));
+  }
+  if (now >= +state.start && now < +windowEnd()) {
+    const line = document.createElement("div");
+    line.className = "now";
+    line.style.left = pct(now) + "%";
+    track.append(line);
+  }
+  dragToReserve(track, res);
+  row.append(label, track);
+  return row;
+}
+function bar(r, now) {
+  const b = document.createElement("button");
+  b.type = "button";
+  const status = (r.status || "RESERVATION_STATUS_PENDING").replace("RESERVATION_STATUS_", "");
+  b.className = "bar " + status + (r.expires_at ? " hold" : "");
+  b.dataset.id = r.id;
+  const left = Math.max(0, pct(r.start)), right = Math.min(100, pct(r.end));
+  b.style.left = left + "%";
+  b.style.width = (right - left) + "%";
+  let text = `${r.user_id}${r.note ? " · " + r.note : ""}`;
+  if (r.expires_at) text += ` · hold, ${Math.max(0, Math.ceil((new Date(r.expires_at) - now) / 60000))} min left`;
+  b.textContent = text;
+  b.title = `${status.toLowerCase()} · ${fmt(r.start)} – ${fmt(r.end)} · ${text}`;
+  b.setAttribute("aria-label", `${r.resource_id}, ${status.toLowerCase()}, ${fmt(r.start)} to ${fmt(r.end)}, ${text}`);
+  b.onclick = (e) => { e.stopPropagation(); openDetails(r.id); };
+  b.onpointerdown = (e) => e.stopPropagation();
+  return b;
+}
+
+// ---- acting ----
+function dragToReserve(track, res) {
+  let from = null, sel = null;
+  const at = (e) => {
+    const box = track.getBoundingClientRect();
+    const t = +state.start + ((e.clientX - box.left) / box.width) * span();
+    const snap = 15 * 60e3;
+    return new Date(Math.round(t / snap) * snap);
+  };
+  track.onpointerdown = (e) => {
+    if (e.button !== 0) return;
+    from = at(e);
+    track.setPointerCapture(e.pointerId);
+    sel = document.createElement("div");
+    sel.className = "selection";
+    track.append(sel);
+  };
+  track.onpointermove = (e) => {
+    if (!from) return;
+    const to = at(e), a = Math.min(from, to), b = Math.max(from, to);
+    sel.style.left = pct(a) + "%";
+    sel.style.width = (pct(b) - pct(a)) + "%";
+  };
+  track.onpointerup = (e) => {
+    if (!from) return;
+    const to = at(e), a = new Date(Math.min(from, to)), b = new Date(Math.max(from, to));
+    from = null;
+    sel.remove();
+    if (b - a >= 15 * 60e3) openNew(res, a, b);
+  };
+}
+function openNew(res, start, end) {
+  $("new-what").textContent = res;
+  $("new").dataset.resource = res;
+  $("new-start").value = localInput(start);
+  $("new-end").value = localInput(end);
+  $("new-user").value = state.user;
+  $("new-note").value = "";
+  $("new").showModal();
+  $("new-user").focus();
+}
+async function submitNew() {
+  const res = $("new").dataset.resource;
+  const body = { reservation: {
+    resource_id: res, user_id: $("new-user").value.trim(), note: $("new-note").value,
+    start: new Date($("new-start").value).toISOString(), end: new Date($("new-end").value).toISOString(),
+  }, request_id: crypto.randomUUID() };
+  state.user = body.reservation.user_id;
+  localStorage.setItem("user", state.user);
+  try {
+    const out = await api("POST", "/v1/reservations", body);
+    put(out.reservation);
+    say("");
+    draw();
+  } catch (e) { say(explain(e)); }
+}
+function openDetails(id) {
+  const r = state.reservations.get(id);
+  if (!r) return;
+  const dl = $("details-list");
+  dl.replaceChildren();
+  const status = (r.status || "").replace("RESERVATION_STATUS_", "");
+  for (const [k, v] of [["Id", r.id], ["Resource", r.resource_id], ["User", r.user_id], ["Status", status],
+    ["From", fmt(r.start)], ["To", fmt(r.end)], ["Hold until", r.expires_at ? fmt(r.expires_at) : "—"], ["Version", r.version]]) {
+    const dt = document.createElement("dt"), dd = document.createElement("dd");
+    dt.textContent = k; dd.textContent = v;
+    dl.append(dt, dd);
+  }
+  $("details-note").value = r.note || "";
+  $("details-confirm").hidden = status !== "PENDING";
+  $("details").dataset.id = id;
+  $("details").showModal();
+}
+async function act(fn) {
+  const r = state.reservations.get($("details").dataset.id);
+  try {
+    const out = await fn(r);
+    if (out && out.reservation) put(out.reservation);
+    $("details").close();
+    say("");
+    draw();
+  } catch (e) { say(explain(e)); $("details").close(); }
+}
+
+// ---- wiring ----
+function move(dir) {
+  const d = new Date(state.start);
+  d.setDate(d.getDate() + dir * (state.view === "day" ? 1 : 7));
+  state.start = d;
+  changed();
+}
+function changed() { writeURL(); draw(); load().catch((e) => say(explain(e))); }
+$("prev").onclick = () => move(-1);
+$("next").onclick = () => move(1);
+$("today").onclick = () => { state.start = state.view === "day" ? startOfDay(new Date()) : startOfWeek(new Date()); changed(); };
+$("view").onchange = () => { state.view = $("view").value; state.start = state.view === "day" ? startOfDay(state.start) : startOfWeek(state.start); changed(); };
+$("filter").oninput = () => { state.filter = $("filter").value; writeURL(); draw(); };
+$("new-form").onsubmit = (e) => { if (e.submitter && e.submitter.value === "default") submitNew(); };
+$("details-confirm").onclick = () => act((r) => api("POST", `/v1/reservations/${r.id}:confirm`, { expected_version: r.version }));
+$("details-save").onclick = () => act((r) => api("PATCH", `/v1/reservations/${r.id}`, { note: $("details-note").value, expected_version: r.version }));
+$("details-cancel").onclick = () => act(async (r) => {
+  await api("DELETE", `/v1/reservations/${r.id}?expected_version=${r.version}`);
+  state.reservations.delete(r.id);
+});
+document.addEventListener("keydown", (e) => {
+  if (e.target.closest("input, textarea, select, dialog")) return;
+  if (e.key === "ArrowLeft") move(-1);
+  if (e.key === "ArrowRight") move(1);
+});
+setInterval(drawSoon, 30e3); // the now line and the holds' time left
+
+readURL();
+resources().forEach((r) => state.known.add(r));
+draw();
+follow();
