@@ -6,6 +6,7 @@ import (
 	"context"
 	_ "embed"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -28,6 +29,8 @@ type Options struct {
 	Metrics http.Handler
 	// Ready reports whether the service can serve (MySQL answers); /readyz says so.
 	Ready func(ctx context.Context) error
+	// Profile serves Go's profiles under /debug/pprof/.
+	Profile bool
 }
 
 // New returns the HTTP handler:
@@ -66,6 +69,11 @@ func New(ctx context.Context, opts Options) (http.Handler, error) {
 	})
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
+	}
+	if opts.Profile {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux, nil
 }

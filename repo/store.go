@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,9 @@ type Options struct {
 	// RequestRetention is how long the outcome of a call with a request id is kept for its
 	// retries (default 24h).
 	RequestRetention time.Duration
+	// GroupCommit is the most Reserve calls written in one transaction (default 64; 1 writes
+	// each call on its own). Calls with a request id are written on their own.
+	GroupCommit int
 	// Committed, when set, is called after each write commits, so that the change feed can
 	// sequence the new change at once rather than at its next poll. It must not block.
 	Committed func()
@@ -42,10 +46,11 @@ type Options struct {
 
 // Store implements reservation.Service on MySQL.
 type Store struct {
-	db    *sqlx.DB
-	opts  Options
-	log   *slog.Logger
-	stats struct{ retries, lockDown, conflicts atomic.Int64 }
+	db     *sqlx.DB
+	opts   Options
+	log    *slog.Logger
+	stats  struct{ retries, lockDown, conflicts atomic.Int64 }
+	groups grouper
 }
 
 var _ reservation.Service = (*Store)(nil)
@@ -66,6 +71,9 @@ func New(db *sqlx.DB, opts Options) *Store {
 	}
 	if opts.RequestRetention <= 0 {
 		opts.RequestRetention = 24 * time.Hour
+	}
+	if opts.GroupCommit <= 0 {
+		opts.GroupCommit = 64
 	}
 	return &Store{db: db, opts: opts, log: opts.Logger}
 }
@@ -109,6 +117,12 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 
+	if b.RequestID == "" && s.opts.GroupCommit > 1 {
+		if err := s.reserveGrouped(ctx, out, b.Hold, keys); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
 	var req *request
 	if b.RequestID != "" {
 		made := reservation.Booking{Reservations: out, Hold: b.Hold} // normalized
@@ -387,12 +401,22 @@ type change struct {
 
 // record saves the resources' new versions and the changes, in the write's transaction.
 func (s *Store) record(ctx context.Context, tx *sqlx.Tx, resources map[string]*resource, changes []change, now time.Time) error {
-	for _, id := range slices.Sorted(maps.Keys(resources)) {
+	// One statement for every resource: a CASE per column, by id.
+	ids := slices.Sorted(maps.Keys(resources))
+	var version, span strings.Builder
+	var vargs, sargs, idArgs []any
+	for _, id := range ids {
 		res := resources[id]
-		if _, err := tx.ExecContext(ctx, "UPDATE resources SET version = ?, max_span_us = ? WHERE id = ?",
-			res.version, res.maxSpan.Microseconds(), id); err != nil {
-			return fmt.Errorf("update resource %q: %w", id, err)
-		}
+		version.WriteString(" WHEN ? THEN ?")
+		span.WriteString(" WHEN ? THEN ?")
+		vargs = append(vargs, id, res.version)
+		sargs = append(sargs, id, res.maxSpan.Microseconds())
+		idArgs = append(idArgs, id)
+	}
+	update := "UPDATE resources SET version = CASE id" + version.String() + " END, max_span_us = CASE id" + span.String() +
+		" END WHERE id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")"
+	if _, err := tx.ExecContext(ctx, update, append(append(vargs, sargs...), idArgs...)...); err != nil {
+		return fmt.Errorf("update %d resources: %w", len(ids), err)
 	}
 	query := "INSERT INTO reservation_changes (op, reservation_id, resource_id, resource_version, snapshot, created_at) VALUES "
 	args := make([]any, 0, 6*len(changes))

@@ -29,25 +29,40 @@ const (
 // write runs fn in a transaction while holding the Locker's locks on the resources keys.
 // When the Locker is unreachable the write goes ahead: the transaction is the guard.
 func (s *Store) write(ctx context.Context, keys []string, fn func(*sqlx.Tx) error) error {
-	if s.opts.Locker != nil {
-		unlock, err := s.opts.Locker.Lock(ctx, keys...)
-		switch {
-		case err == nil:
-			defer unlock(context.WithoutCancel(ctx))
-		case reservation.ErrorCode(err) == reservation.EUNAVAILABLE:
-			s.stats.lockDown.Add(1)
-			s.log.WarnContext(ctx, "lock unavailable, writing on the database guard alone", "resources", keys, "err", err)
-		default:
-			return err
-		}
+	release, err := s.lock(ctx, keys)
+	if err != nil {
+		return err
 	}
+	defer release()
 	if err := s.inTx(ctx, fn); err != nil {
 		return err
 	}
+	s.committed()
+	return nil
+}
+
+// lock takes the Locker's locks on keys and returns what releases them. A Locker that is
+// unreachable is counted and logged, and the write goes ahead on the database guard alone.
+func (s *Store) lock(ctx context.Context, keys []string) (func(), error) {
+	if s.opts.Locker == nil {
+		return func() {}, nil
+	}
+	unlock, err := s.opts.Locker.Lock(ctx, keys...)
+	switch {
+	case err == nil:
+		return func() { unlock(context.WithoutCancel(ctx)) }, nil
+	case reservation.ErrorCode(err) == reservation.EUNAVAILABLE:
+		s.stats.lockDown.Add(1)
+		s.log.WarnContext(ctx, "lock unavailable, writing on the database guard alone", "resources", keys, "err", err)
+		return func() {}, nil
+	}
+	return nil, err
+}
+
+func (s *Store) committed() {
 	if s.opts.Committed != nil {
 		s.opts.Committed()
 	}
-	return nil
 }
 
 // inTx runs fn in a READ COMMITTED transaction, so that the overlap check, made after the

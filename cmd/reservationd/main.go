@@ -71,6 +71,8 @@ type config struct {
 	maxMsgSize      int
 	maxStreams      int
 	defaultDeadline time.Duration
+	pprof           bool
+	groupCommit     int
 }
 
 func main() {
@@ -133,7 +135,7 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	feedDone := make(chan struct{})
 	go func() { feed.Run(feedCtx); close(feedDone) }()
 	defer func() { stopFeed(); <-feedDone }()
-	store := repo.New(db, repo.Options{Locker: m.Locker(locker), Logger: log, Committed: feed.Nudge, RequestRetention: cfg.requestTTL})
+	store := repo.New(db, repo.Options{Locker: m.Locker(locker), Logger: log, Committed: feed.Nudge, RequestRetention: cfg.requestTTL, GroupCommit: cfg.groupCommit})
 	go store.RunReaper(ctx, cfg.reapEvery)
 	export(m, store, feed, locker, db)
 
@@ -170,7 +172,7 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 		return err
 	}
 	defer conn.Close()
-	handler, err := gateway.New(ctx, gateway.Options{Conn: conn, Metrics: m.Handler(), Ready: db.PingContext})
+	handler, err := gateway.New(ctx, gateway.Options{Conn: conn, Metrics: m.Handler(), Ready: db.PingContext, Profile: cfg.pprof})
 	if err != nil {
 		return err
 	}
@@ -378,7 +380,7 @@ func parseFlags(args []string) (config, error) {
 		"feed-retention": int64(c.retention), "hold-min": int64(c.holdMin), "hold-max": int64(c.holdMax),
 		"batch-max": int64(c.batchMax), "free-window-max": int64(c.freeMax),
 		"request-retention": int64(c.requestTTL), "reap-interval": int64(c.reapEvery),
-		"max-msg-size": int64(c.maxMsgSize), "max-streams": int64(c.maxStreams), "default-deadline": int64(c.defaultDeadline),
+		"max-msg-size": int64(c.maxMsgSize), "group-commit": int64(c.groupCommit), "max-streams": int64(c.maxStreams), "default-deadline": int64(c.defaultDeadline),
 	} {
 		if v <= 0 {
 			return c, fmt.Errorf("--%s (%s) must be positive, got %s", name, envName(name), fs.Lookup(name).Value)
@@ -420,6 +422,8 @@ func flags(c *config) *flag.FlagSet {
 	fs.IntVar(&c.maxMsgSize, "max-msg-size", 4<<20, "largest gRPC message received or sent, in bytes")
 	fs.IntVar(&c.maxStreams, "max-streams", 1000, "most concurrent calls on one client connection")
 	fs.DurationVar(&c.defaultDeadline, "default-deadline", 30*time.Second, "deadline of a unary call that comes without one")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's profiles under /debug/pprof/ on the HTTP port")
+	fs.IntVar(&c.groupCommit, "group-commit", 64, "most concurrent Reserve calls written in one transaction (1: each on its own)")
 	return fs
 }
 

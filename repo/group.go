@@ -1,0 +1,255 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"reservation"
+)
+
+// Group commit: concurrent Reserve calls that each hold their own resource locks are written
+// together, in one transaction, one multi-row insert and one commit (one log flush) for all.
+// Each call still gets its own outcome: a call whose window is taken gets its conflict, and
+// the others in the group are written. The calls take turns leading: the first to find no
+// group being written writes the queue, and hands the lead to the next waiting call.
+
+// errNothingToWrite ends a group's transaction whose calls were all refused.
+var errNothingToWrite = errors.New("nothing to write")
+
+// job is one Reserve call waiting to be written with others.
+type job struct {
+	rs      []*reservation.Reservation
+	hold    time.Duration
+	err     error
+	done    chan struct{} // closed once the job's outcome is known
+	lead    chan struct{} // closed when the job is to write the queue
+	leading bool          // lead was closed; under grouper.mu
+}
+
+type grouper struct {
+	mu      sync.Mutex
+	queue   []*job
+	leaders int // calls writing the queue now
+}
+
+// groupWriters is how many groups are written at once: while one waits for its commit to
+// reach the disk, the next runs its statements.
+const groupWriters = 2
+
+// reserveGrouped makes rs (a booking without a request id) in the next group.
+func (s *Store) reserveGrouped(ctx context.Context, rs []*reservation.Reservation, hold time.Duration, keys []string) error {
+	release, err := s.lock(ctx, keys)
+	if err != nil {
+		return err
+	}
+	defer release()
+	j := &job{rs: rs, hold: hold, done: make(chan struct{}), lead: make(chan struct{})}
+	g := &s.groups
+	g.mu.Lock()
+	g.queue = append(g.queue, j)
+	if g.leaders == groupWriters {
+		g.mu.Unlock()
+		select {
+		case <-j.done:
+		case <-j.lead:
+		}
+		g.mu.Lock()
+		leading := j.leading
+		g.mu.Unlock()
+		if !leading {
+			return j.err
+		}
+	} else {
+		g.leaders++
+		g.mu.Unlock()
+	}
+	// Leading: write groups from the queue until ours is written, then pass the lead on.
+	for {
+		g.mu.Lock()
+		n := min(len(g.queue), s.opts.GroupCommit)
+		batch := slices.Clone(g.queue[:n])
+		g.queue = slices.Delete(g.queue, 0, n)
+		g.mu.Unlock()
+		if len(batch) > 0 {
+			s.commitGroup(context.WithoutCancel(ctx), batch)
+		} else {
+			<-j.done // ours is in the other leader's group
+		}
+		select {
+		case <-j.done:
+			g.mu.Lock()
+			if i := slices.IndexFunc(g.queue, func(w *job) bool { return !w.leading }); i >= 0 {
+				g.queue[i].leading = true
+				close(g.queue[i].lead)
+			} else {
+				g.leaders--
+			}
+			g.mu.Unlock()
+			return j.err
+		default:
+		}
+	}
+}
+
+// commitGroup writes the jobs' reservations in one transaction and sets each job's outcome.
+func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var keys []string
+	for _, j := range jobs {
+		for _, r := range j.rs {
+			keys = append(keys, r.ResourceID)
+		}
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	wrote := false
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		now := s.now()
+		resources, err := lockResourcesAll(ctx, tx, keys, now)
+		if err != nil {
+			return err
+		}
+		var all []*reservation.Reservation
+		for _, j := range jobs {
+			all = append(all, j.rs...)
+		}
+		stored, err := overlappingAll(ctx, tx, all, resources, now, s.opts.MaxConflicts+1)
+		if err != nil {
+			return err
+		}
+		taken := map[string][]*reservation.Reservation{} // written earlier in this group, by resource
+		var rows []*reservation.Reservation
+		var changes []change
+		for _, j := range jobs {
+			j.err = nil
+			for _, r := range j.rs {
+				r.CreatedAt, r.UpdatedAt, r.ExpiresAt = now, now, time.Time{}
+				if j.hold > 0 {
+					r.ExpiresAt = reservation.Truncate(now.Add(j.hold))
+				}
+			}
+			// In the way: stored reservations, earlier items of the call, and reservations
+			// written earlier in this group.
+			var conflicts []reservation.Conflict
+			for i, r := range j.rs {
+				in := append(slices.Clone(stored[r]), j.rs[:i]...)
+				in = append(in, taken[r.ResourceID]...)
+				for _, e := range in {
+					if r.Overlaps(e) {
+						conflicts = append(conflicts, reservation.Conflict{Index: i, Existing: e})
+					}
+				}
+			}
+			truncated := len(conflicts) > s.opts.MaxConflicts
+			if truncated {
+				conflicts = conflicts[:s.opts.MaxConflicts]
+			}
+			if len(conflicts) > 0 {
+				j.err = conflictError(j.rs, conflicts, truncated)
+				continue
+			}
+			for _, r := range j.rs {
+				res := resources[r.ResourceID]
+				res.version++
+				res.maxSpan = max(res.maxSpan, r.End.Sub(r.Start))
+				changes = append(changes, change{reservation.OpCreate, r, res.version})
+				taken[r.ResourceID] = append(taken[r.ResourceID], r)
+			}
+			rows = append(rows, j.rs...)
+		}
+		wrote = len(rows) > 0
+		if !wrote {
+			return errNothingToWrite // roll back the resource rows made for the rejected
+		}
+		if err := insertReservations(ctx, tx, rows); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, resources, changes, now)
+	})
+	if err == errNothingToWrite {
+		err = nil
+	}
+	for _, j := range jobs {
+		if err != nil {
+			j.err = err
+		}
+		if reservation.ErrorCode(j.err) == reservation.ECONFLICT {
+			s.stats.conflicts.Add(1)
+		}
+		close(j.done)
+	}
+	if err == nil && wrote {
+		s.committed()
+	}
+}
+
+// lockResourcesAll locks the rows of the resources ids with one statement, creating the
+// missing ones with another. InnoDB locks them in primary-key order, the same global order
+// as everywhere else, so groups never deadlock each other.
+func lockResourcesAll(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time) (map[string]*resource, error) {
+	query, args, err := sqlx.In("SELECT id, version, max_span_us FROM resources WHERE id IN (?) ORDER BY id FOR UPDATE", ids)
+	if err != nil {
+		return nil, err
+	}
+	var rows []struct {
+		ID      string `db:"id"`
+		Version int64  `db:"version"`
+		MaxSpan int64  `db:"max_span_us"`
+	}
+	if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
+		return nil, fmt.Errorf("lock %d resources: %w", len(ids), err)
+	}
+	out := make(map[string]*resource, len(ids))
+	for _, r := range rows {
+		out[r.ID] = &resource{r.Version, time.Duration(r.MaxSpan) * time.Microsecond}
+	}
+	var missing []any
+	for _, id := range ids {
+		if out[id] == nil {
+			missing = append(missing, id, now)
+			out[id] = &resource{}
+		}
+	}
+	if len(missing) > 0 {
+		// A concurrent first writer makes this fail with a duplicate key; the group is then
+		// run again and finds the row.
+		values := strings.Repeat("(?, 0, 0, ?), ", len(missing)/2)
+		if _, err := tx.ExecContext(ctx, "INSERT INTO resources (id, version, max_span_us, created_at) VALUES "+values[:len(values)-2], missing...); err != nil {
+			return nil, fmt.Errorf("create resources: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// overlappingAll finds, in one statement, up to limit stored reservations that overlap each
+// of rs at now (lapsed holds left out), as overlapping does for one.
+func overlappingAll(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation, resources map[string]*resource, now time.Time, limit int) (map[*reservation.Reservation][]*reservation.Reservation, error) {
+	parts := make([]string, len(rs))
+	args := make([]any, 0, 7*len(rs))
+	for i, r := range rs {
+		parts[i] = "(SELECT ? AS item, " + columns + " FROM reservations" +
+			" WHERE resource_id = ? AND start_at >= ? AND start_at < ? AND end_at > ? AND " + live +
+			" ORDER BY start_at, id LIMIT ?)"
+		args = append(args, i, r.ResourceID, r.Start.Add(-resources[r.ResourceID].maxSpan), r.End, r.Start, now, limit)
+	}
+	var found []struct {
+		Item int `db:"item"`
+		row
+	}
+	if err := tx.SelectContext(ctx, &found, strings.Join(parts, " UNION ALL "), args...); err != nil {
+		return nil, fmt.Errorf("overlap check of %d reservations: %w", len(rs), err)
+	}
+	out := make(map[*reservation.Reservation][]*reservation.Reservation, len(found))
+	for _, f := range found {
+		out[rs[f.Item]] = append(out[rs[f.Item]], f.row.reservation())
+	}
+	return out, nil
+}
