@@ -121,16 +121,22 @@ func runWorkload(ctx context.Context, t target, cfg config) result {
 		start := year.Add(time.Duration(rng.IntN(365*24*60)) * time.Minute)
 		return prefix + fmt.Sprint(rng.IntN(cfg.resources)), start, start.Add(time.Duration(60+rng.IntN(121)) * time.Minute)
 	}
+	var stored []string // read: the ids of the pre-filled reservations, for Get
 	if cfg.workload == "read" {
 		fmt.Fprintf(os.Stderr, "rsvbench: storing %d reservations first...\n", cfg.prefill)
 		var wg sync.WaitGroup
+		var mu sync.Mutex
 		per := cfg.prefill / cfg.clients
 		for c := range cfg.clients {
 			wg.Go(func() {
 				rng := rand.New(rand.NewPCG(cfg.seed, uint64(1000+c)))
 				for range per {
 					r, s, e := window(rng)
-					t.reserve(ctx, r, s, e)
+					if id, out, _ := t.reserve(ctx, r, s, e); out == ok {
+						mu.Lock()
+						stored = append(stored, id)
+						mu.Unlock()
+					}
 				}
 			})
 		}
@@ -169,7 +175,10 @@ func runWorkload(ctx context.Context, t target, cfg config) result {
 						mine = append(mine, id)
 					}
 				} else {
-					if len(mine) > 0 {
+					switch {
+					case cfg.workload == "read" && len(stored) > 0:
+						id = stored[rng.IntN(len(stored))]
+					case len(mine) > 0:
 						id = mine[rng.IntN(len(mine))]
 					}
 					var supported bool
