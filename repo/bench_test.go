@@ -15,10 +15,13 @@ import (
 // resources that already hold 1,000 reservations each: the overlap check's index range is
 // what it reads. Parallel, so that group commit has company.
 func BenchmarkReserveStore(b *testing.B) {
-	for _, group := range []int{1, 64} {
-		b.Run(fmt.Sprintf("group-commit-%d", group), func(b *testing.B) {
+	for _, v := range []struct {
+		group    int
+		precheck bool
+	}{{1, false}, {64, false}, {64, true}} {
+		b.Run(fmt.Sprintf("group-commit-%d/precheck-%v", v.group, v.precheck), func(b *testing.B) {
 			db, _ := repotest.NewDB(b)
-			s := repo.New(db, repo.Options{GroupCommit: group})
+			s := repo.New(db, repo.Options{GroupCommit: v.group, Precheck: v.precheck})
 			ctx := context.Background()
 			base := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
 			var batch []*reservation.Reservation

@@ -36,9 +36,11 @@ type Options struct {
 	// RequestRetention is how long the outcome of a call with a request id is kept for its
 	// retries (default 24h).
 	RequestRetention time.Duration
-	// NoPrecheck turns off the lock-free look for a committed conflict before a Reserve
-	// takes its locks.
-	NoPrecheck bool
+	// Precheck looks, without locking, for a committed reservation in the way before a
+	// Reserve takes its locks, and refuses at once if there is one. It shortens the queue on
+	// hot resources with many refusals, and costs one more query on every Reserve: about 50%
+	// more time per Reserve through the store when nothing conflicts (BenchmarkReserveStore).
+	Precheck bool
 	// GroupCommit is the most Reserve calls written in one transaction (default 64; 1 writes
 	// each call on its own). Calls with a request id are written on their own.
 	GroupCommit int
@@ -120,7 +122,7 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 
-	if b.RequestID == "" && !s.opts.NoPrecheck {
+	if b.RequestID == "" && s.opts.Precheck {
 		// A window already taken by a committed reservation is refused before any lock is
 		// taken: that answer is as true as one given under the lock, and it keeps the queue
 		// for a hot resource short. (With a request id, the call's stored outcome comes first.)
@@ -255,7 +257,9 @@ func hasStored(cs []reservation.Conflict, rs []*reservation.Reservation) bool {
 }
 
 // prefixed qualifies each of a comma-separated list of columns with prefix.
-func prefixed(prefix, cols string) string { return prefix + strings.ReplaceAll(cols, ", ", ", "+prefix) }
+func prefixed(prefix, cols string) string {
+	return prefix + strings.ReplaceAll(cols, ", ", ", "+prefix)
+}
 
 // conflicts finds, for each new reservation, the stored ones and the earlier new ones it
 // overlaps, up to MaxConflicts in all.

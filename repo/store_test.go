@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"reservation"
+	"reservation/lock"
 	"reservation/repo"
 	"reservation/repo/repotest"
 )
@@ -124,5 +125,37 @@ func TestCrossingBatchesDoNotDeadlock(t *testing.T) {
 	}
 	if n := count(t, db, "SELECT COUNT(*) FROM reservations"); n != 128 {
 		t.Errorf("%d rows, want 128", n)
+	}
+}
+
+// TestPrecheckRefusesWithoutWaiting: with Precheck, a window taken by a committed reservation
+// is refused at once, even while another writer holds the resource's lock.
+func TestPrecheckRefusesWithoutWaiting(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	locker := lock.NewLocal(30 * time.Second)
+	s := repo.New(db, repo.Options{Locker: locker, Precheck: true})
+	ctx := context.Background()
+	made, err := s.Reserve(ctx, reservation.Book(window("room", 10, 12)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := locker.Lock(ctx, "room")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock(ctx)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = s.Reserve(wctx, reservation.Book(window("room", 11, 13), window("room", 12, 14)))
+	var e *reservation.Error
+	if !errors.As(err, &e) || e.Code != reservation.ECONFLICT || len(e.Conflicts) != 2 || e.Conflicts[0].Existing.ID != made[0].ID || e.Conflicts[1].Index != 1 {
+		t.Fatalf("got %v, want at once a conflict naming the stored reservation and the call's own first item", err)
+	}
+	// A free window still waits for the lock, as it must.
+	qctx, qcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer qcancel()
+	if _, err := s.Reserve(qctx, reservation.Book(window("room", 20, 21))); err == nil {
+		t.Fatal("a free window was written while another writer held the lock")
 	}
 }

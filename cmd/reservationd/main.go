@@ -73,6 +73,7 @@ type config struct {
 	defaultDeadline time.Duration
 	pprof           bool
 	groupCommit     int
+	precheck        bool
 }
 
 func main() {
@@ -135,7 +136,7 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	feedDone := make(chan struct{})
 	go func() { feed.Run(feedCtx); close(feedDone) }()
 	defer func() { stopFeed(); <-feedDone }()
-	store := repo.New(db, repo.Options{Locker: m.Locker(locker), Logger: log, Committed: feed.Nudge, RequestRetention: cfg.requestTTL, GroupCommit: cfg.groupCommit})
+	store := repo.New(db, repo.Options{Locker: m.Locker(locker), Logger: log, Committed: feed.Nudge, RequestRetention: cfg.requestTTL, GroupCommit: cfg.groupCommit, Precheck: cfg.precheck})
 	go store.RunReaper(ctx, cfg.reapEvery)
 	export(m, store, feed, locker, db)
 
@@ -424,6 +425,7 @@ func flags(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.defaultDeadline, "default-deadline", 30*time.Second, "deadline of a unary call that comes without one")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's profiles under /debug/pprof/ on the HTTP port")
 	fs.IntVar(&c.groupCommit, "group-commit", 64, "most concurrent Reserve calls written in one transaction (1: each on its own)")
+	fs.BoolVar(&c.precheck, "precheck", false, "refuse a window taken by a committed reservation before taking any lock (helps hot resources, costs a query per Reserve)")
 	return fs
 }
 
