@@ -254,13 +254,16 @@ func unavailable(key string, err error) *reservation.Error {
 	}
 }
 
-// backoff returns a random pause in [1ms, min(2^attempt ms, 20ms)], so that waiters spread out.
+// backoff returns a random pause in [200µs, min(200µs·2^attempt, 4ms)], so that waiters spread
+// out without leaving a freed lock idle for long: on one hot resource, pauses of up to 20ms
+// left rsvbench's hot workload at 200 ok/s with a p99 of 323ms.
 func backoff(attempt int) time.Duration {
-	ceil := 20 * time.Millisecond
+	const floor = 200 * time.Microsecond
+	ceil := 4 * time.Millisecond
 	if attempt < 5 {
-		ceil = min(ceil, time.Millisecond<<attempt)
+		ceil = min(ceil, floor<<attempt)
 	}
-	return time.Millisecond + rand.N(ceil-time.Millisecond+1)
+	return floor + rand.N(ceil-floor+1)
 }
 
 // ended returns ctx's error, or DeadlineExceeded once ctx's deadline has passed: a command
