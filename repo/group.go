@@ -137,22 +137,7 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 					r.ExpiresAt = reservation.Truncate(now.Add(j.hold))
 				}
 			}
-			// In the way: stored reservations, earlier items of the call, and reservations
-			// written earlier in this group.
-			var conflicts []reservation.Conflict
-			for i, r := range j.rs {
-				in := append(slices.Clone(stored[r]), j.rs[:i]...)
-				in = append(in, taken[r.ResourceID]...)
-				for _, e := range in {
-					if r.Overlaps(e) {
-						conflicts = append(conflicts, reservation.Conflict{Index: i, Existing: e})
-					}
-				}
-			}
-			truncated := len(conflicts) > s.opts.MaxConflicts
-			if truncated {
-				conflicts = conflicts[:s.opts.MaxConflicts]
-			}
+			conflicts, truncated := s.inTheWay(j.rs, stored, taken)
 			if len(conflicts) > 0 {
 				j.err = conflictError(j.rs, conflicts, truncated)
 				continue
@@ -226,31 +211,6 @@ func lockResourcesAll(ctx context.Context, tx *sqlx.Tx, ids []string, now time.T
 		if _, err := tx.ExecContext(ctx, "INSERT INTO resources (id, version, max_span_us, created_at) VALUES "+values[:len(values)-2], missing...); err != nil {
 			return nil, fmt.Errorf("create resources: %w", err)
 		}
-	}
-	return out, nil
-}
-
-// overlappingAll finds, in one statement, up to limit stored reservations that overlap each
-// of rs at now (lapsed holds left out), as overlapping does for one.
-func overlappingAll(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation, resources map[string]*resource, now time.Time, limit int) (map[*reservation.Reservation][]*reservation.Reservation, error) {
-	parts := make([]string, len(rs))
-	args := make([]any, 0, 7*len(rs))
-	for i, r := range rs {
-		parts[i] = "(SELECT ? AS item, " + columns + " FROM reservations" +
-			" WHERE resource_id = ? AND start_at >= ? AND start_at < ? AND end_at > ? AND " + live +
-			" ORDER BY start_at, id LIMIT ?)"
-		args = append(args, i, r.ResourceID, r.Start.Add(-resources[r.ResourceID].maxSpan), r.End, r.Start, now, limit)
-	}
-	var found []struct {
-		Item int `db:"item"`
-		row
-	}
-	if err := tx.SelectContext(ctx, &found, strings.Join(parts, " UNION ALL "), args...); err != nil {
-		return nil, fmt.Errorf("overlap check of %d reservations: %w", len(rs), err)
-	}
-	out := make(map[*reservation.Reservation][]*reservation.Reservation, len(found))
-	for _, f := range found {
-		out[rs[f.Item]] = append(out[rs[f.Item]], f.row.reservation())
 	}
 	return out, nil
 }

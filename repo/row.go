@@ -89,15 +89,29 @@ func notFound(id string) error {
 	return reservation.Errorf(reservation.ENOTFOUND, "reservation %q not found", id)
 }
 
-// overlapping returns up to limit reservations of r's resource that overlap r's window at
-// now: holds lapsed by then block nothing. maxSpan is the longest reservation the resource
-// holds: nothing starting before Start-maxSpan can reach Start, which keeps the index range short.
-func overlapping(ctx context.Context, q sqlx.QueryerContext, r *reservation.Reservation, maxSpan time.Duration, now time.Time, limit int) ([]*reservation.Reservation, error) {
-	from := r.Start.Add(-maxSpan)
-	return selectRows(ctx, q, "SELECT "+columns+" FROM reservations"+
-		" WHERE resource_id = ? AND start_at >= ? AND start_at < ? AND end_at > ? AND "+live+
-		" ORDER BY start_at, id LIMIT ?",
-		r.ResourceID, from, r.End, r.Start, now, limit)
+// overlappingAll finds, in one statement, up to limit stored reservations that overlap each
+// of rs at now (lapsed holds left out), as overlapping does for one.
+func overlappingAll(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation, resources map[string]*resource, now time.Time, limit int) (map[*reservation.Reservation][]*reservation.Reservation, error) {
+	parts := make([]string, len(rs))
+	args := make([]any, 0, 7*len(rs))
+	for i, r := range rs {
+		parts[i] = "(SELECT ? AS item, " + columns + " FROM reservations" +
+			" WHERE resource_id = ? AND start_at >= ? AND start_at < ? AND end_at > ? AND " + live +
+			" ORDER BY start_at, id LIMIT ?)"
+		args = append(args, i, r.ResourceID, r.Start.Add(-resources[r.ResourceID].maxSpan), r.End, r.Start, now, limit)
+	}
+	var found []struct {
+		Item int `db:"item"`
+		row
+	}
+	if err := tx.SelectContext(ctx, &found, strings.Join(parts, " UNION ALL "), args...); err != nil {
+		return nil, fmt.Errorf("overlap check of %d reservations: %w", len(rs), err)
+	}
+	out := make(map[*reservation.Reservation][]*reservation.Reservation, len(found))
+	for _, f := range found {
+		out[rs[f.Item]] = append(out[rs[f.Item]], f.row.reservation())
+	}
+	return out, nil
 }
 
 // findQuery builds the query for a filter, leaving out holds lapsed at now. Every value is a

@@ -219,31 +219,21 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 // MaxConflicts in all. The resource's longest span bounds each index range, as under the lock.
 // Holds are left to the write path: one may lapse while the call waits for its locks.
 func (s *Store) precheck(ctx context.Context, rs []*reservation.Reservation) ([]reservation.Conflict, bool, error) {
-	var found []reservation.Conflict
-	limit := s.opts.MaxConflicts + 1
-	for i, r := range rs {
-		stored, err := selectRows(ctx, s.db, "SELECT "+prefixed("r.", columns)+" FROM reservations r JOIN resources s ON s.id = r.resource_id"+
+	stored := make(map[*reservation.Reservation][]*reservation.Reservation)
+	for _, r := range rs {
+		found, err := selectRows(ctx, s.db, "SELECT "+prefixed("r.", columns)+" FROM reservations r JOIN resources s ON s.id = r.resource_id"+
 			" WHERE s.id = ? AND r.resource_id = ? AND r.start_at >= ? - INTERVAL s.max_span_us MICROSECOND AND r.start_at < ? AND r.end_at > ?"+
-			" AND r.expires_at IS NULL ORDER BY r.start_at, r.id LIMIT ?", r.ResourceID, r.ResourceID, r.Start, r.End, r.Start, limit-len(found))
+			" AND r.expires_at IS NULL ORDER BY r.start_at, r.id LIMIT ?", r.ResourceID, r.ResourceID, r.Start, r.End, r.Start, s.opts.MaxConflicts+1)
 		if err != nil {
 			return nil, false, classify(fmt.Errorf("look for conflicts: %w", err))
 		}
-		for _, e := range stored {
-			found = append(found, reservation.Conflict{Index: i, Existing: e})
-		}
-		for _, e := range rs[:i] { // and earlier items of the same call, as under the lock
-			if len(found) < limit && r.Overlaps(e) {
-				found = append(found, reservation.Conflict{Index: i, Existing: e})
-			}
-		}
-		if len(found) >= limit {
-			return found[:s.opts.MaxConflicts], true, nil
-		}
+		stored[r] = found
 	}
+	found, truncated := s.inTheWay(rs, stored, nil)
 	if !hasStored(found, rs) {
 		return nil, false, nil // only items of the call in each other's way: the write path says so
 	}
-	return found, false, nil
+	return found, truncated, nil
 }
 
 // hasStored reports whether any conflict is with a stored reservation, not an item of rs.
@@ -264,26 +254,31 @@ func prefixed(prefix, cols string) string {
 // conflicts finds, for each new reservation, the stored ones and the earlier new ones it
 // overlaps, up to MaxConflicts in all.
 func (s *Store) conflicts(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation, resources map[string]*resource, now time.Time) ([]reservation.Conflict, bool, error) {
+	stored, err := overlappingAll(ctx, tx, rs, resources, now, s.opts.MaxConflicts+1)
+	if err != nil {
+		return nil, false, err
+	}
+	found, truncated := s.inTheWay(rs, stored, nil)
+	return found, truncated, nil
+}
+
+// inTheWay lists what is in the way of each of rs, in order: the stored reservations found
+// for it, the call's earlier items, and others written before it in the same transaction (by
+// resource). It keeps MaxConflicts at most, and says whether there were more.
+func (s *Store) inTheWay(rs []*reservation.Reservation, stored map[*reservation.Reservation][]*reservation.Reservation, others map[string][]*reservation.Reservation) ([]reservation.Conflict, bool) {
 	var found []reservation.Conflict
-	limit := s.opts.MaxConflicts + 1 // one more, to know whether the list is complete
 	for i, r := range rs {
-		stored, err := overlapping(ctx, tx, r, resources[r.ResourceID].maxSpan, now, limit-len(found))
-		if err != nil {
-			return nil, false, err
-		}
-		for _, e := range stored {
-			found = append(found, reservation.Conflict{Index: i, Existing: e})
-		}
-		for _, e := range rs[:i] {
-			if len(found) < limit && r.Overlaps(e) {
+		in := append(slices.Clone(stored[r]), rs[:i]...)
+		for _, e := range append(in, others[r.ResourceID]...) {
+			if r.Overlaps(e) {
 				found = append(found, reservation.Conflict{Index: i, Existing: e})
 			}
 		}
-		if len(found) >= limit {
-			return found[:s.opts.MaxConflicts], true, nil
-		}
 	}
-	return found, false, nil
+	if len(found) > s.opts.MaxConflicts {
+		return found[:s.opts.MaxConflicts], true
+	}
+	return found, false
 }
 
 func conflictError(rs []*reservation.Reservation, conflicts []reservation.Conflict, truncated bool) error {
