@@ -73,6 +73,9 @@ type Redis struct {
 	wait     time.Duration
 	cooldown time.Duration
 	log      *slog.Logger
+	// queue lines up this process's writers of a key before Redis, so that they take turns
+	// at once instead of polling Redis for the same key.
+	queue *Local
 
 	openUntil atomic.Int64 // the breaker: Unix nanoseconds until which Lock fails fast; 0 when closed
 
@@ -106,6 +109,7 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	if r.log == nil {
 		r.log = slog.Default()
 	}
+	r.queue = NewLocal(r.wait)
 	return r
 }
 
@@ -119,8 +123,8 @@ func (r *Redis) Stats() Stats {
 	}
 }
 
-// Lock takes the locks on keys in the order given, retrying taken ones with a jittered backoff
-// until the wait bound or the end of ctx. It fails with EABORTED at the wait bound, with
+// Lock takes the locks on keys in the order given: first in this process's queue, then in
+// Redis, retrying taken ones with a jittered backoff until the wait bound or the end of ctx. It fails with EABORTED at the wait bound, with
 // EUNAVAILABLE when Redis cannot be reached, and with ctx's error when ctx ends; whatever it
 // took is released before it fails.
 func (r *Redis) Lock(ctx context.Context, keys ...string) (reservation.Unlock, error) {
@@ -131,13 +135,21 @@ func (r *Redis) Lock(ctx context.Context, keys ...string) (reservation.Unlock, e
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("lock %q: %w", keys[0], err)
 	}
+	deadline := time.Now().Add(r.wait)
+	unqueue, err := r.queue.Lock(ctx, keys...)
+	if err != nil {
+		if reservation.ErrorCode(err) == reservation.EABORTED {
+			r.busy.Add(1)
+		}
+		return nil, err
+	}
 	if !r.allow() {
+		unqueue(ctx)
 		r.unavailable.Add(1)
 		return nil, unavailable(keys[0], ErrBreakerOpen)
 	}
 
 	token := newToken()
-	deadline := time.Now().Add(r.wait)
 	for i, key := range keys {
 		if uncertain, err := r.take(ctx, key, token, deadline); err != nil {
 			if uncertain {
@@ -147,6 +159,7 @@ func (r *Redis) Lock(ctx context.Context, keys ...string) (reservation.Unlock, e
 			} else {
 				r.releaseAll(ctx, keys[:i], token)
 			}
+			unqueue(ctx)
 			return nil, err
 		}
 	}
@@ -156,6 +169,7 @@ func (r *Redis) Lock(ctx context.Context, keys ...string) (reservation.Unlock, e
 	return func(ctx context.Context) {
 		if released.CompareAndSwap(false, true) {
 			r.releaseAll(ctx, keys, token)
+			unqueue(ctx)
 		}
 	}, nil
 }
