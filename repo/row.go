@@ -114,9 +114,9 @@ func overlappingAll(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservat
 	return out, nil
 }
 
-// findQuery builds the query for a filter, leaving out holds lapsed at now. Every value is a
-// placeholder argument.
-func findQuery(f reservation.Filter, now time.Time) (string, []any) {
+// findQuery builds the query for a filter, leaving out holds lapsed at now and, when from is
+// set, reservations that start before it. Every value is a placeholder argument.
+func findQuery(f reservation.Filter, now, from time.Time) (string, []any) {
 	where := []string{live}
 	args := []any{now}
 	add := func(cond string, a ...any) {
@@ -125,6 +125,9 @@ func findQuery(f reservation.Filter, now time.Time) (string, []any) {
 	}
 	if f.ResourceID != "" {
 		add("resource_id = ?", f.ResourceID)
+	}
+	if !from.IsZero() {
+		add("start_at >= ?", from)
 	}
 	if f.UserID != "" {
 		add("user_id = ?", f.UserID)

@@ -51,6 +51,7 @@ type config struct {
 	resources int
 	seed      uint64
 	prefill   int
+	prefix    string
 }
 
 // result is one run's figures.
@@ -77,7 +78,8 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long each target runs")
 	flag.IntVar(&cfg.resources, "resources", 0, "resources to spread over (default: 10000 for spread, mixed and read, 1 for hot)")
 	flag.Uint64Var(&cfg.seed, "seed", 1, "random seed")
-	flag.IntVar(&cfg.prefill, "prefill", 100000, "read: reservations stored before the run")
+	flag.StringVar(&cfg.prefix, "resource-prefix", "", "resource ids are this prefix and a number below --resources (default: a prefix new to the run)")
+	flag.IntVar(&cfg.prefill, "prefill", 100000, "read: reservations stored before the run; 0 reads up to 100,000 stored ids through --verify-dsn instead (for a table filled by other means)")
 	flag.Parse()
 	if cfg.resources == 0 {
 		cfg.resources = 10000
@@ -115,14 +117,27 @@ func main() {
 
 // runWorkload runs cfg.clients clients against t for cfg.duration.
 func runWorkload(ctx context.Context, t target, cfg config) result {
-	prefix := fmt.Sprintf("b%d-%d-", cfg.seed, time.Now().UnixNano()%1e9) // this run's resources
+	prefix := cfg.prefix
+	if prefix == "" {
+		prefix = fmt.Sprintf("b%d-%d-", cfg.seed, time.Now().UnixNano()%1e9) // this run's resources
+	}
 	year := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
 	window := func(rng *rand.Rand) (string, time.Time, time.Time) {
 		start := year.Add(time.Duration(rng.IntN(365*24*60)) * time.Minute)
 		return prefix + fmt.Sprint(rng.IntN(cfg.resources)), start, start.Add(time.Duration(60+rng.IntN(121)) * time.Minute)
 	}
 	var stored []string // read: the ids of the pre-filled reservations, for Get
-	if cfg.workload == "read" {
+	if cfg.workload == "read" && cfg.prefill == 0 {
+		if lister, ok := t.(interface {
+			ids(context.Context, int) ([]string, error)
+		}); ok {
+			var err error
+			if stored, err = lister.ids(ctx, 100000); err != nil {
+				fmt.Fprintln(os.Stderr, "rsvbench: reading stored ids:", err)
+			}
+		}
+	}
+	if cfg.workload == "read" && cfg.prefill > 0 {
 		fmt.Fprintf(os.Stderr, "rsvbench: storing %d reservations first...\n", cfg.prefill)
 		var wg sync.WaitGroup
 		var mu sync.Mutex

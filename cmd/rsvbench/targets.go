@@ -116,6 +116,15 @@ func (s *service) overlaps(ctx context.Context) (int, error) {
 	return n, s.verify.GetContext(ctx, &n, overlapSQL)
 }
 
+// ids reads up to n stored reservation ids, for Get, through --verify-dsn.
+func (s *service) ids(ctx context.Context, n int) ([]string, error) {
+	if s.verify == nil {
+		return nil, errors.New("no --verify-dsn")
+	}
+	var ids []string
+	return ids, s.verify.SelectContext(ctx, &ids, "SELECT id FROM reservations ORDER BY RAND() LIMIT ?", n)
+}
+
 func (s *service) close() {
 	for _, c := range s.conns {
 		c.Close()
