@@ -3,9 +3,7 @@ package repo
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -114,7 +112,7 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 	wrote := false
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 		now := s.now()
-		resources, err := lockResourcesAll(ctx, tx, keys, now)
+		resources, err := lockResources(ctx, tx, keys, now)
 		if err != nil {
 			return err
 		}
@@ -131,22 +129,14 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 		var changes []change
 		for _, j := range jobs {
 			j.err = nil
-			for _, r := range j.rs {
-				r.CreatedAt, r.UpdatedAt, r.ExpiresAt = now, now, time.Time{}
-				if j.hold > 0 {
-					r.ExpiresAt = reservation.Truncate(now.Add(j.hold))
-				}
-			}
+			stamp(j.rs, now, j.hold)
 			conflicts, truncated := s.inTheWay(j.rs, stored, taken)
 			if len(conflicts) > 0 {
 				j.err = conflictError(j.rs, conflicts, truncated)
 				continue
 			}
+			changes = append(changes, created(j.rs, resources)...)
 			for _, r := range j.rs {
-				res := resources[r.ResourceID]
-				res.version++
-				res.maxSpan = max(res.maxSpan, r.End.Sub(r.Start))
-				changes = append(changes, change{reservation.OpCreate, r, res.version})
 				taken[r.ResourceID] = append(taken[r.ResourceID], r)
 			}
 			rows = append(rows, j.rs...)
@@ -175,42 +165,4 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 	if err == nil && wrote {
 		s.committed()
 	}
-}
-
-// lockResourcesAll locks the rows of the resources ids with one statement, creating the
-// missing ones with another. InnoDB locks them in primary-key order, the same global order
-// as everywhere else, so groups never deadlock each other.
-func lockResourcesAll(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time) (map[string]*resource, error) {
-	query, args, err := sqlx.In("SELECT id, version, max_span_us FROM resources WHERE id IN (?) ORDER BY id FOR UPDATE", ids)
-	if err != nil {
-		return nil, err
-	}
-	var rows []struct {
-		ID      string `db:"id"`
-		Version int64  `db:"version"`
-		MaxSpan int64  `db:"max_span_us"`
-	}
-	if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
-		return nil, fmt.Errorf("lock %d resources: %w", len(ids), err)
-	}
-	out := make(map[string]*resource, len(ids))
-	for _, r := range rows {
-		out[r.ID] = &resource{r.Version, time.Duration(r.MaxSpan) * time.Microsecond}
-	}
-	var missing []any
-	for _, id := range ids {
-		if out[id] == nil {
-			missing = append(missing, id, now)
-			out[id] = &resource{}
-		}
-	}
-	if len(missing) > 0 {
-		// A concurrent first writer makes this fail with a duplicate key; the group is then
-		// run again and finds the row.
-		values := strings.Repeat("(?, 0, 0, ?), ", len(missing)/2)
-		if _, err := tx.ExecContext(ctx, "INSERT INTO resources (id, version, max_span_us, created_at) VALUES "+values[:len(values)-2], missing...); err != nil {
-			return nil, fmt.Errorf("create resources: %w", err)
-		}
-	}
-	return out, nil
 }

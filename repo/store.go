@@ -154,12 +154,7 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 		// The time is read once the locks are held: a hold that lapsed while this call waited
 		// for them no longer blocks it.
 		now := s.now()
-		for _, r := range out {
-			r.CreatedAt, r.UpdatedAt, r.ExpiresAt = now, now, time.Time{}
-			if b.Hold > 0 {
-				r.ExpiresAt = reservation.Truncate(now.Add(b.Hold))
-			}
-		}
+		stamp(out, now, b.Hold)
 		resources, err := lockResources(ctx, tx, keys, now)
 		if err != nil {
 			return err
@@ -178,13 +173,7 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 		if len(conflicts) > 0 {
 			return conflictError(out, conflicts, truncated)
 		}
-		changes := make([]change, len(out))
-		for i, r := range out {
-			res := resources[r.ResourceID]
-			res.version++
-			res.maxSpan = max(res.maxSpan, r.End.Sub(r.Start))
-			changes[i] = change{reservation.OpCreate, r, res.version}
-		}
+		changes := created(out, resources)
 		if err := insertReservations(ctx, tx, out); err != nil {
 			return err
 		}
@@ -442,26 +431,65 @@ type resource struct {
 	maxSpan time.Duration
 }
 
-// lockResources locks the rows of the resources ids (sorted), creating the missing ones.
+// lockResources locks the rows of the resources ids (sorted) with one statement, creating
+// the missing ones with another. InnoDB locks them in primary-key order, the same global order
+// as everywhere else, so groups never deadlock each other.
 func lockResources(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time) (map[string]*resource, error) {
+	query, args, err := sqlx.In("SELECT id, version, max_span_us FROM resources WHERE id IN (?) ORDER BY id FOR UPDATE", ids)
+	if err != nil {
+		return nil, err
+	}
+	var rows []struct {
+		ID      string `db:"id"`
+		Version int64  `db:"version"`
+		MaxSpan int64  `db:"max_span_us"`
+	}
+	if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
+		return nil, fmt.Errorf("lock %d resources: %w", len(ids), err)
+	}
 	out := make(map[string]*resource, len(ids))
+	for _, r := range rows {
+		out[r.ID] = &resource{r.Version, time.Duration(r.MaxSpan) * time.Microsecond}
+	}
+	var missing []any
 	for _, id := range ids {
-		var v struct {
-			Version int64 `db:"version"`
-			MaxSpan int64 `db:"max_span_us"`
+		if out[id] == nil {
+			missing = append(missing, id, now)
+			out[id] = &resource{}
 		}
-		err := tx.GetContext(ctx, &v, "SELECT version, max_span_us FROM resources WHERE id = ? FOR UPDATE", id)
-		if isNoRows(err) {
-			// A concurrent first writer makes this fail with a duplicate key; the transaction is
-			// then run again and finds the row.
-			_, err = tx.ExecContext(ctx, "INSERT INTO resources (id, version, max_span_us, created_at) VALUES (?, 0, 0, ?)", id, now)
+	}
+	if len(missing) > 0 {
+		// A concurrent first writer makes this fail with a duplicate key; the group is then
+		// run again and finds the row.
+		values := strings.Repeat("(?, 0, 0, ?), ", len(missing)/2)
+		if _, err := tx.ExecContext(ctx, "INSERT INTO resources (id, version, max_span_us, created_at) VALUES "+values[:len(values)-2], missing...); err != nil {
+			return nil, fmt.Errorf("create resources: %w", err)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("lock resource %q: %w", id, err)
-		}
-		out[id] = &resource{v.Version, time.Duration(v.MaxSpan) * time.Microsecond}
 	}
 	return out, nil
+}
+
+// stamp dates new reservations at now; with a hold, they expire hold later.
+func stamp(rs []*reservation.Reservation, now time.Time, hold time.Duration) {
+	for _, r := range rs {
+		r.CreatedAt, r.UpdatedAt, r.ExpiresAt = now, now, time.Time{}
+		if hold > 0 {
+			r.ExpiresAt = reservation.Truncate(now.Add(hold))
+		}
+	}
+}
+
+// created moves the locked resources of new reservations on by one version each, widens
+// their longest span, and returns the changes to record.
+func created(rs []*reservation.Reservation, resources map[string]*resource) []change {
+	changes := make([]change, len(rs))
+	for i, r := range rs {
+		res := resources[r.ResourceID]
+		res.version++
+		res.maxSpan = max(res.maxSpan, r.End.Sub(r.Start))
+		changes[i] = change{reservation.OpCreate, r, res.version}
+	}
+	return changes
 }
 
 // change is one write to record in reservation_changes.
