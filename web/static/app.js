@@ -120,7 +120,7 @@ async function load() {
   await lines(resp, (m) => { if (m.result) fresh.set(m.result.id, m.result); if (m.error) throw apiError(m.error, 500); });
   for (const [id, r] of state.reservations) if (!fresh.has(id) && overlapsWindow(r)) state.reservations.delete(id);
   fresh.forEach(put);
-  draw();
+  drawSoon();
 }
 function overlapsWindow(r) { return new Date(r.start) < windowEnd() && new Date(r.end) > state.start; }
 
@@ -163,8 +163,12 @@ async function follow() {
 function conn(cls, text) { const c = $("conn"); c.className = "conn " + cls; c.textContent = text; }
 
 // ---- drawing ----
-let pending = false;
-function drawSoon() { if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; draw(); }); } }
+let pending = false, dragging = false;
+// drawSoon redraws once per frame at most, and not in the middle of a drag: a redraw replaces
+// the rows, and the drag with them.
+function drawSoon() {
+  if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; if (dragging) drawSoon(); else draw(); }); }
+}
 function resources() {
   const f = state.filter.trim();
   if (f.includes(",")) return f.split(",").map((s) => s.trim()).filter(Boolean);
@@ -259,6 +263,7 @@ function dragToReserve(track, res) {
   track.onpointerdown = (e) => {
     if (e.button !== 0) return;
     from = at(e);
+    dragging = true;
     track.setPointerCapture(e.pointerId);
     sel = document.createElement("div");
     sel.className = "selection";
@@ -270,10 +275,12 @@ function dragToReserve(track, res) {
     sel.style.left = pct(a) + "%";
     sel.style.width = (pct(b) - pct(a)) + "%";
   };
+  track.onpointercancel = () => { from = null; dragging = false; if (sel) sel.remove(); };
   track.onpointerup = (e) => {
     if (!from) return;
     const to = at(e), a = new Date(Math.min(from, to)), b = new Date(Math.max(from, to));
     from = null;
+    dragging = false;
     sel.remove();
     if (b - a >= 15 * 60e3) openNew(res, a, b);
   };
