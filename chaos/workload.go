@@ -21,13 +21,16 @@ type History struct {
 	Acked     map[string]string // request id -> reservation id, for each acknowledged Reserve
 	Unknown   map[string]bool   // request ids whose Reserve never got a definite answer
 	Cancelled map[string]bool   // reservation ids whose Cancel was acknowledged
+	// CancelUnknown are reservation ids whose Cancel never got a definite answer (the run
+	// ended, or every retry failed): it may have been done.
+	CancelUnknown map[string]bool
 	Codes     map[string]map[codes.Code]int
 	Successes []time.Time // when each call that succeeded returned
 	Failures  []time.Time // when each call that failed transiently returned
 }
 
 func newHistory() *History {
-	return &History{Acked: map[string]string{}, Unknown: map[string]bool{}, Cancelled: map[string]bool{}, Codes: map[string]map[codes.Code]int{}}
+	return &History{Acked: map[string]string{}, Unknown: map[string]bool{}, Cancelled: map[string]bool{}, CancelUnknown: map[string]bool{}, Codes: map[string]map[codes.Code]int{}}
 }
 
 func (h *History) count(method string, err error) {
@@ -114,11 +117,16 @@ func Writer(ctx context.Context, id int, replicas []*Replica, h *History, resour
 				return client().Cancel(cctx, &pb.CancelRequest{Id: rid})
 			})
 			// NOT_FOUND after a transient failure: that earlier attempt did cancel it.
-			if err == nil || (status.Code(err) == codes.NotFound && tries > 1) {
+			switch {
+			case err == nil || (status.Code(err) == codes.NotFound && tries > 1):
 				h.mu.Lock()
 				h.Cancelled[rid] = true
 				h.mu.Unlock()
 				mine = slices.Delete(mine, i, i+1)
+			case transient(err):
+				h.mu.Lock()
+				h.CancelUnknown[rid] = true
+				h.mu.Unlock()
 			}
 		}
 	}
