@@ -24,9 +24,9 @@ type History struct {
 	// CancelUnknown are reservation ids whose Cancel never got a definite answer (the run
 	// ended, or every retry failed): it may have been done.
 	CancelUnknown map[string]bool
-	Codes     map[string]map[codes.Code]int
-	Successes []time.Time // when each call that succeeded returned
-	Failures  []time.Time // when each call that failed transiently returned
+	Codes         map[string]map[codes.Code]int
+	Successes     []time.Time // when each call that succeeded returned
+	Failures      []time.Time // when each call that failed transiently returned
 }
 
 func newHistory() *History {
@@ -132,10 +132,14 @@ func Writer(ctx context.Context, id int, replicas []*Replica, h *History, resour
 	}
 }
 
+// callTimeout bounds each call; a server may still finish a call its client gave up on
+// until this long after the call began.
+const callTimeout = 3 * time.Second
+
 // retry calls f until it succeeds, fails for good, or has failed transiently 20 times.
 func retry[T any](ctx context.Context, h *History, method string, f func(context.Context) (T, error)) (T, error) {
 	for attempt := 0; ; attempt++ {
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		out, err := f(cctx)
 		cancel()
 		if ctx.Err() != nil {
