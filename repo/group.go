@@ -109,8 +109,9 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
-	wrote := false
+	var changes []change
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		changes = nil
 		now := s.now()
 		resources, err := lockResources(ctx, tx, keys, now)
 		if err != nil {
@@ -126,7 +127,6 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 		}
 		taken := map[string][]*reservation.Reservation{} // written earlier in this group, by resource
 		var rows []*reservation.Reservation
-		var changes []change
 		for _, j := range jobs {
 			j.err = nil
 			stamp(j.rs, now, j.hold)
@@ -141,8 +141,7 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 			}
 			rows = append(rows, j.rs...)
 		}
-		wrote = len(rows) > 0
-		if !wrote {
+		if len(rows) == 0 {
 			return errNothingToWrite // roll back the resource rows made for the rejected
 		}
 		if err := insertReservations(ctx, tx, rows); err != nil {
@@ -153,6 +152,10 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 	if err == errNothingToWrite {
 		err = nil
 	}
+	if err == nil && len(changes) > 0 {
+		s.committed()
+		s.remember(changes) // before any caller hears of its reservation
+	}
 	for _, j := range jobs {
 		if err != nil {
 			j.err = err
@@ -161,8 +164,5 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 			s.stats.conflicts.Add(1)
 		}
 		close(j.done)
-	}
-	if err == nil && wrote {
-		s.committed()
 	}
 }

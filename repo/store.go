@@ -47,6 +47,18 @@ type Options struct {
 	// Committed, when set, is called after each write commits, so that the change feed can
 	// sequence the new change at once rather than at its next poll. It must not block.
 	Committed func()
+	// Taken, when set, remembers committed reservations: a Reserve without a request id whose
+	// window it knows to be taken is refused before it queues for locks, and every write this
+	// Store commits is passed to it at once.
+	Taken Taken
+}
+
+// Taken is a memory of committed reservations: cache.Cache.
+type Taken interface {
+	// Overlapping returns the reservations remembered that overlap r; never a hold.
+	Overlapping(r *reservation.Reservation) []*reservation.Reservation
+	// Apply takes in changes just committed.
+	Apply(changes ...*reservation.Change)
 }
 
 // Store implements reservation.Service on MySQL.
@@ -122,15 +134,12 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 
-	if b.RequestID == "" && s.opts.Precheck {
+	if b.RequestID == "" {
 		// A window already taken by a committed reservation is refused before any lock is
 		// taken: that answer is as true as one given under the lock, and it keeps the queue
 		// for a hot resource short. (With a request id, the call's stored outcome comes first.)
-		if conflicts, truncated, err := s.precheck(ctx, out); err != nil {
+		if err := s.precheck(ctx, out); err != nil {
 			return nil, err
-		} else if len(conflicts) > 0 {
-			s.stats.conflicts.Add(1)
-			return nil, conflictError(out, conflicts, truncated)
 		}
 	}
 	if b.RequestID == "" && s.opts.GroupCommit > 1 {
@@ -150,7 +159,9 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 			return req.result()
 		}
 	}
+	var changes []change
 	err := s.write(ctx, keys, func(tx *sqlx.Tx) error {
+		changes = nil
 		// The time is read once the locks are held: a hold that lapsed while this call waited
 		// for them no longer blocks it.
 		now := s.now()
@@ -173,7 +184,7 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 		if len(conflicts) > 0 {
 			return conflictError(out, conflicts, truncated)
 		}
-		changes := created(out, resources)
+		changes = created(out, resources)
 		if err := insertReservations(ctx, tx, out); err != nil {
 			return err
 		}
@@ -198,31 +209,57 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 	if err != nil {
 		return nil, err
 	}
+	s.remember(changes)
 	if req != nil && req.out != nil {
 		return req.result()
 	}
 	return out, nil
 }
 
-// precheck finds, without locking anything, committed reservations in the way of rs, up to
-// MaxConflicts in all. The resource's longest span bounds each index range, as under the lock.
-// Holds are left to the write path: one may lapse while the call waits for its locks.
-func (s *Store) precheck(ctx context.Context, rs []*reservation.Reservation) ([]reservation.Conflict, bool, error) {
-	stored := make(map[*reservation.Reservation][]*reservation.Reservation)
-	for _, r := range rs {
+// precheck refuses rs, without locking anything, when committed reservations are in their
+// way: those Taken remembers, then (with Precheck) those stored. It returns nil to go on.
+func (s *Store) precheck(ctx context.Context, rs []*reservation.Reservation) error {
+	if s.opts.Taken != nil {
+		err := s.refuseTaken(rs, func(r *reservation.Reservation) ([]*reservation.Reservation, error) {
+			return s.opts.Taken.Overlapping(r), nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if !s.opts.Precheck {
+		return nil
+	}
+	// The resource's longest span bounds each index range, as under the lock. Holds are left
+	// to the write path: one may lapse while the call waits for its locks.
+	return s.refuseTaken(rs, func(r *reservation.Reservation) ([]*reservation.Reservation, error) {
 		found, err := selectRows(ctx, s.db, "SELECT "+prefixed("r.", columns)+" FROM reservations r JOIN resources s ON s.id = r.resource_id"+
 			" WHERE s.id = ? AND r.resource_id = ? AND r.start_at >= ? - INTERVAL s.max_span_us MICROSECOND AND r.start_at < ? AND r.end_at > ?"+
 			" AND r.expires_at IS NULL ORDER BY r.start_at, r.id LIMIT ?", r.ResourceID, r.ResourceID, r.Start, r.End, r.Start, s.opts.MaxConflicts+1)
 		if err != nil {
-			return nil, false, classify(fmt.Errorf("look for conflicts: %w", err))
+			return nil, classify(fmt.Errorf("look for conflicts: %w", err))
+		}
+		return found, nil
+	})
+}
+
+// refuseTaken returns the conflict error of rs when lookup finds a committed reservation in
+// the way of any of them, and nil when it finds none.
+func (s *Store) refuseTaken(rs []*reservation.Reservation, lookup func(*reservation.Reservation) ([]*reservation.Reservation, error)) error {
+	stored := make(map[*reservation.Reservation][]*reservation.Reservation)
+	for _, r := range rs {
+		found, err := lookup(r)
+		if err != nil {
+			return err
 		}
 		stored[r] = found
 	}
 	found, truncated := s.inTheWay(rs, stored, nil)
 	if !hasStored(found, rs) {
-		return nil, false, nil // only items of the call in each other's way: the write path says so
+		return nil // only items of the call in each other's way: the write path says so
 	}
-	return found, truncated, nil
+	s.stats.conflicts.Add(1)
+	return conflictError(rs, found, truncated)
 }
 
 // hasStored reports whether any conflict is with a stored reservation, not an item of rs.
@@ -341,7 +378,9 @@ func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(r *r
 	}
 	resourceID := owner.ResourceID
 	var out *reservation.Reservation
+	var made []change
 	err = s.write(ctx, []string{resourceID}, func(tx *sqlx.Tx) error {
+		made = nil
 		now := s.now()
 		resources, err := lockResources(ctx, tx, []string{resourceID}, now)
 		if err != nil {
@@ -374,11 +413,13 @@ func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(r *r
 		res := resources[r.ResourceID]
 		res.version++
 		out = r
-		return s.record(ctx, tx, resources, []change{{op, r, res.version}}, now)
+		made = []change{{op, r, res.version}}
+		return s.record(ctx, tx, resources, made, now)
 	})
 	if err != nil {
 		return nil, err
 	}
+	s.remember(made)
 	return out, nil
 }
 
@@ -497,6 +538,18 @@ type change struct {
 	op              reservation.Op
 	r               *reservation.Reservation
 	resourceVersion int64
+}
+
+// remember passes committed changes on to Taken.
+func (s *Store) remember(changes []change) {
+	if s.opts.Taken == nil || len(changes) == 0 {
+		return
+	}
+	cs := make([]*reservation.Change, len(changes))
+	for i, c := range changes {
+		cs[i] = &reservation.Change{Op: c.op, Reservation: c.r}
+	}
+	s.opts.Taken.Apply(cs...)
 }
 
 // record saves the resources' new versions and the changes, in the write's transaction.

@@ -162,6 +162,14 @@ func TestNoOverlapAcrossReplicas(t *testing.T) {
 			if n := count(t, db, "SELECT COUNT(*) FROM (SELECT 1 FROM reservation_changes GROUP BY resource_id, resource_version HAVING COUNT(*) > 1) d"); n != 0 {
 				t.Errorf("%d resource versions recorded twice", n)
 			}
+			var refused int64
+			for _, r := range replicas {
+				refused += r.taken.Stats().Refused
+			}
+			t.Logf("%d conflicts refused from the replicas' caches", refused)
+			if refused == 0 {
+				t.Error("no conflict was refused from a cache: the workload should exercise them")
+			}
 			var lockDown int64
 			for _, s := range stores {
 				lockDown += s.Stats().LockUnavailable

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"reservation"
+	"reservation/cache"
 	pb "reservation/proto/reservation/v1"
 	"reservation/queue"
 	"reservation/repo"
@@ -28,12 +29,21 @@ import (
 // quiet keeps expected warnings (a Redis that is down on purpose) out of the test output.
 var quiet = slog.New(slog.DiscardHandler)
 
+// ownSubscriptions is how many feed subscriptions a replica holds itself: its cache's.
+const ownSubscriptions = 1
+
+// following waits until r's cache follows the feed, so that its subscription is counted.
+func following(t testing.TB, r *replica) {
+	waitUntil(t, "the cache to follow the feed", func() bool { return r.taken.Stats().Following })
+}
+
 // replica is one service instance: its own pool, store, gRPC server and client.
 type replica struct {
 	addr   string
 	client pb.ReservationServiceClient
 	store  *repo.Store
 	feed   *queue.Queue
+	taken  *cache.Cache
 }
 
 // startReplica serves a store and its change feed on db through a real gRPC server on
@@ -53,7 +63,12 @@ func startReplicaWith(t testing.TB, db *sqlx.DB, locker reservation.Locker, feed
 	done := make(chan struct{})
 	go func() { feed.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	store := repo.New(db, repo.Options{Locker: locker, Logger: quiet, Committed: feed.Nudge})
+	// As reservationd runs it: a cache of committed reservations, following the feed.
+	taken := cache.New(cache.Options{Logger: quiet})
+	followed := make(chan struct{})
+	go func() { taken.Follow(ctx, feed); close(followed) }()
+	t.Cleanup(func() { cancel(); <-followed })
+	store := repo.New(db, repo.Options{Locker: locker, Logger: quiet, Committed: feed.Nudge, Taken: taken})
 	reaped := make(chan struct{})
 	go func() { store.RunReaper(ctx, 20*time.Millisecond); close(reaped) }()
 	t.Cleanup(func() { cancel(); <-reaped })
@@ -63,7 +78,7 @@ func startReplicaWith(t testing.TB, db *sqlx.DB, locker reservation.Locker, feed
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
 	conn := dial(t, lis.Addr().String())
-	return &replica{addr: lis.Addr().String(), client: pb.NewReservationServiceClient(conn), store: store, feed: feed}
+	return &replica{addr: lis.Addr().String(), client: pb.NewReservationServiceClient(conn), store: store, feed: feed, taken: taken}
 }
 
 // dial connects a client to addr for the rest of the test.

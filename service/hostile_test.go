@@ -140,6 +140,7 @@ func TestHostileRequests(t *testing.T) {
 // behind.
 func TestThousandListeners(t *testing.T) {
 	r := startReplica(t, newDB(t), nil)
+	following(t, r)
 	conns := make([]pb.ReservationServiceClient, 8)
 	for i := range conns {
 		conns[i] = pb.NewReservationServiceClient(dial(t, r.addr))
@@ -212,12 +213,12 @@ func TestThousandListeners(t *testing.T) {
 	if grown > 200<<20 {
 		t.Errorf("memory in use grew by %d MB for %d listeners", grown>>20, listeners)
 	}
-	if n := r.feed.Stats().Subscribers; n != listeners {
+	if n := r.feed.Stats().Subscribers - ownSubscriptions; n != listeners {
 		t.Errorf("%d subscriptions open, want %d", n, listeners)
 	}
 
 	cancel()
-	waitUntil(t, "every subscription to close", func() bool { return r.feed.Stats().Subscribers == 0 })
+	waitUntil(t, "every subscription to close", func() bool { return r.feed.Stats().Subscribers == ownSubscriptions })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		buf := make([]byte, 4<<20)

@@ -217,6 +217,7 @@ func TestSlowListenerIsCutOff(t *testing.T) {
 func TestListenEndsWhenTheClientGoesAway(t *testing.T) {
 	t.Parallel()
 	r := startReplica(t, newDB(t), nil)
+	following(t, r)
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := r.client.Listen(ctx, &pb.ListenRequest{})
 	if err != nil {
@@ -225,12 +226,12 @@ func TestListenEndsWhenTheClientGoesAway(t *testing.T) {
 	if _, err := stream.Header(); err != nil {
 		t.Fatal(err)
 	}
-	if n := r.feed.Stats().Subscribers; n != 1 {
+	if n := r.feed.Stats().Subscribers - ownSubscriptions; n != 1 {
 		t.Fatalf("%d subscribers, want 1", n)
 	}
 	cancel()
 	if _, err := stream.Recv(); err == io.EOF || err == nil {
 		t.Fatalf("Recv after cancel: %v", err)
 	}
-	waitUntil(t, "the subscription to close", func() bool { return r.feed.Stats().Subscribers == 0 })
+	waitUntil(t, "the subscription to close", func() bool { return r.feed.Stats().Subscribers == ownSubscriptions })
 }

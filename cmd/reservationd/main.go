@@ -35,6 +35,7 @@ import (
 
 	"reservation"
 	"reservation/auth"
+	"reservation/cache"
 	"reservation/gateway"
 	"reservation/lock"
 	"reservation/metrics"
@@ -74,6 +75,7 @@ type config struct {
 	pprof           bool
 	groupCommit     int
 	precheck        bool
+	cacheEntries    int
 }
 
 func main() {
@@ -136,9 +138,16 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	feedDone := make(chan struct{})
 	go func() { feed.Run(feedCtx); close(feedDone) }()
 	defer func() { stopFeed(); <-feedDone }()
-	store := repo.New(db, repo.Options{Locker: m.Locker(locker), Logger: log, Committed: feed.Nudge, RequestRetention: cfg.requestTTL, GroupCommit: cfg.groupCommit, Precheck: cfg.precheck})
+	storeOpts := repo.Options{Locker: m.Locker(locker), Logger: log, Committed: feed.Nudge, RequestRetention: cfg.requestTTL, GroupCommit: cfg.groupCommit, Precheck: cfg.precheck}
+	var taken *cache.Cache
+	if cfg.cacheEntries > 0 {
+		taken = cache.New(cache.Options{MaxEntries: cfg.cacheEntries, Logger: log})
+		go taken.Follow(feedCtx, feed)
+		storeOpts.Taken = taken
+	}
+	store := repo.New(db, storeOpts)
 	go store.RunReaper(ctx, cfg.reapEvery)
-	export(m, store, feed, locker, db)
+	export(m, store, feed, taken, locker, db)
 
 	opts, err := serverOptions(cfg, m, log)
 	if err != nil {
@@ -286,11 +295,11 @@ func credentialsFor(c *tls.Config) credentials.TransportCredentials {
 }
 
 // export makes the figures the store, feed, lock and pool keep into metrics.
-func export(m *metrics.Metrics, store *repo.Store, feed *queue.Queue, locker reservation.Locker, db *sqlx.DB) {
+func export(m *metrics.Metrics, store *repo.Store, feed *queue.Queue, taken *cache.Cache, locker reservation.Locker, db *sqlx.DB) {
 	m.Counter("conflicts_total", "Reserve calls refused for overlap.", func() float64 { return float64(store.Stats().Conflicts) })
 	m.Counter("tx_retries_total", "Transactions run again after a deadlock or lock wait timeout.", func() float64 { return float64(store.Stats().TxRetries) })
 	m.Counter("lock_bypassed_total", "Writes that went ahead on the database guard alone, the lock service being down.", func() float64 { return float64(store.Stats().LockUnavailable) })
-	m.Gauge("feed_subscribers", "Open Listen subscriptions.", func() float64 { return float64(feed.Stats().Subscribers) })
+	m.Gauge("feed_subscribers", "Open feed subscriptions: Listen streams, and the cache's.", func() float64 { return float64(feed.Stats().Subscribers) })
 	m.Gauge("feed_head_seq", "Newest change seq this replica has read.", func() float64 { return float64(feed.Stats().Head) })
 	m.Gauge("feed_lag_seconds", "Age of the newest change when this replica read it.", func() float64 { return feed.Stats().Lag.Seconds() })
 	m.Gauge("feed_leader", "1 while this replica sequences the change feed.", func() float64 {
@@ -303,6 +312,10 @@ func export(m *metrics.Metrics, store *repo.Store, feed *queue.Queue, locker res
 	if r, ok := locker.(*lock.Redis); ok {
 		m.Counter("lock_lost_total", "Redis locks found expired at release.", func() float64 { return float64(r.Stats().Lost) })
 		m.Counter("lock_unavailable_total", "Lock attempts that found Redis unreachable.", func() float64 { return float64(r.Stats().Unavailable) })
+	}
+	if taken != nil {
+		m.Gauge("cache_entries", "Committed reservations the cache holds.", func() float64 { return float64(taken.Stats().Entries) })
+		m.Counter("cache_refusals_total", "Reserve items the cache found a reservation in the way of.", func() float64 { return float64(taken.Stats().Refused) })
 	}
 	m.DB("mysql", db.DB)
 }
@@ -387,6 +400,9 @@ func parseFlags(args []string) (config, error) {
 			return c, fmt.Errorf("--%s (%s) must be positive, got %s", name, envName(name), fs.Lookup(name).Value)
 		}
 	}
+	if c.cacheEntries < 0 {
+		return c, fmt.Errorf("--cache-entries (%s) must not be negative, got %d", envName("cache-entries"), c.cacheEntries)
+	}
 	if c.holdMin > c.holdMax {
 		return c, fmt.Errorf("--hold-min %s is longer than --hold-max %s", c.holdMin, c.holdMax)
 	}
@@ -426,6 +442,7 @@ func flags(c *config) *flag.FlagSet {
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's profiles under /debug/pprof/ on the HTTP port")
 	fs.IntVar(&c.groupCommit, "group-commit", 64, "most concurrent Reserve calls written in one transaction (1: each on its own)")
 	fs.BoolVar(&c.precheck, "precheck", false, "refuse a window taken by a committed reservation before taking any lock (helps hot resources, costs a query per Reserve)")
+	fs.IntVar(&c.cacheEntries, "cache-entries", 200_000, "committed reservations kept in memory to refuse a taken window without a lock or a query (0: no cache)")
 	return fs
 }
 

@@ -182,7 +182,7 @@ func TestHTTPGateway(t *testing.T) {
 	}
 	text, before := scrape()
 	for _, name := range []string{"reservation_rpc_duration_seconds_bucket", "reservation_lock_wait_seconds_count", "reservation_conflicts_total 1",
-		"reservation_tx_retries_total", "reservation_feed_subscribers", "reservation_feed_lag_seconds", "reservation_feed_leader 1", "go_sql_open_connections"} {
+		"reservation_tx_retries_total", "reservation_cache_entries", "reservation_cache_refusals_total", "reservation_feed_subscribers", "reservation_feed_lag_seconds", "reservation_feed_leader 1", "go_sql_open_connections"} {
 		if !strings.Contains(text, name) {
 			t.Errorf("metrics lack %s", name)
 		}

@@ -1,0 +1,276 @@
+// Package cache remembers, in memory, the committed reservations of recently used resources,
+// from the change feed and from this replica's own commits, so that Reserve can refuse a
+// window that is already taken without a trip to Redis or the database. Holds are left out,
+// as the database pre-check leaves them: one may lapse while a call waits for its locks.
+//
+// The cache only ever refuses: a window it believes free goes on to the database, whose
+// transaction decides. Everything it holds was committed, so a refusal names a reservation
+// that really was there; it can be late to learn that another replica cancelled one, by the
+// feed's lag (tens of milliseconds). While it cannot follow the feed it refuses nothing.
+package cache
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"reservation"
+)
+
+// Options tune a Cache; the zero value is usable.
+type Options struct {
+	// MaxEntries bounds the reservations held (default 200,000). Past it, the resources
+	// used longest ago are forgotten.
+	MaxEntries int
+	// Tombstones is how long the id of a removed reservation is remembered, so that a late
+	// copy of it is not taken back in (default 1 minute).
+	Tombstones time.Duration
+	Logger     *slog.Logger
+}
+
+// Cache is one replica's memory of committed reservations. Its methods are safe for
+// concurrent use.
+type Cache struct {
+	opts Options
+	log  *slog.Logger
+	tick atomic.Int64 // use counter, for forgetting the least recently used resources
+
+	mu        sync.RWMutex
+	live      bool // following the feed: only then is what it holds kept up to date
+	resources map[string]*resource
+	byID      map[string]*reservation.Reservation
+	entries   int
+	removed   map[string]bool // ids removed: reservation ids are never used again
+	tombs     []tomb          // removed, in the order they were, to forget them after a while
+
+	refused atomic.Int64
+}
+
+// resource is what the cache holds of one resource.
+type resource struct {
+	rs      []*reservation.Reservation // by Start, then ID
+	maxSpan time.Duration              // longest of rs, to bound the search
+	used    atomic.Int64
+}
+
+type tomb struct {
+	id string
+	at time.Time
+}
+
+// New returns an empty Cache, which refuses nothing until Follow has subscribed to the feed.
+func New(opts Options) *Cache {
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = 200_000
+	}
+	if opts.Tombstones <= 0 {
+		opts.Tombstones = time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	c := &Cache{opts: opts, log: opts.Logger}
+	c.clear(false)
+	return c
+}
+
+// Overlapping returns the reservations held that overlap r.
+func (c *Cache) Overlapping(r *reservation.Reservation) []*reservation.Reservation {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	res := c.resources[r.ResourceID]
+	if res == nil {
+		return nil
+	}
+	res.used.Store(c.tick.Add(1))
+	// Nothing that starts before r.Start minus the longest span can reach r.Start.
+	from := r.Start.Add(-res.maxSpan)
+	i, _ := slices.BinarySearchFunc(res.rs, from, func(e *reservation.Reservation, t time.Time) int { return e.Start.Compare(t) })
+	var out []*reservation.Reservation
+	for ; i < len(res.rs) && res.rs[i].Start.Before(r.End); i++ {
+		if e := res.rs[i]; e.Overlaps(r) {
+			out = append(out, e)
+		}
+	}
+	if len(out) > 0 {
+		c.refused.Add(1)
+	}
+	return out
+}
+
+// Apply takes in committed changes: the feed's, or this replica's own as soon as they commit.
+// A change older than what is held for its reservation is ignored; a hold is let go of until
+// it is confirmed.
+func (c *Cache) Apply(changes ...*reservation.Change) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.live {
+		return
+	}
+	now := time.Now()
+	for _, ch := range changes {
+		r := ch.Reservation
+		if c.removed[r.ID] {
+			continue
+		}
+		old := c.byID[r.ID]
+		if old != nil && old.Version >= r.Version && ch.Op != reservation.OpDelete {
+			continue
+		}
+		if old != nil {
+			c.drop(old)
+		}
+		if ch.Op == reservation.OpDelete {
+			c.removed[r.ID] = true
+			c.tombs = append(c.tombs, tomb{r.ID, now})
+			continue
+		}
+		if r.ExpiresAt.IsZero() {
+			c.add(r)
+		}
+	}
+	c.forgetTombs(now)
+	if c.entries > c.opts.MaxEntries {
+		c.evict()
+	}
+}
+
+// Stats are counters since the Cache was made.
+type Stats struct {
+	Refused   int64 // Overlapping calls that found something in the way
+	Entries   int   // reservations held now
+	Following bool  // whether it follows the feed, and so refuses at all
+}
+
+// Stats returns the counters.
+func (c *Cache) Stats() Stats {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return Stats{Refused: c.refused.Load(), Entries: c.entries, Following: c.live}
+}
+
+// Follow keeps the cache up to date from feed until ctx ends. A subscriber cut off for being
+// slow resumes where it was; any other break empties the cache, which refuses nothing until
+// it follows the feed again.
+func (c *Cache) Follow(ctx context.Context, feed reservation.Feed) {
+	defer c.clear(false)
+	var after *uint64
+	for ctx.Err() == nil {
+		sub, err := feed.Subscribe(ctx, reservation.ChangeFilter{After: after})
+		if err != nil {
+			c.clear(false)
+			after = nil
+			c.log.WarnContext(ctx, "cache: subscribing to the change feed failed", "err", err)
+			pause(ctx, time.Second)
+			continue
+		}
+		if after == nil {
+			c.clear(true) // from here on, every change reaches it
+		}
+		for {
+			changes, err := sub.Next(ctx)
+			if err != nil {
+				cursor := sub.After()
+				sub.Close()
+				if reservation.ErrorCode(err) == reservation.EEXHAUSTED {
+					after = &cursor
+					break
+				}
+				c.clear(false)
+				after = nil
+				if ctx.Err() == nil {
+					c.log.WarnContext(ctx, "cache: the change feed broke off", "err", err)
+					pause(ctx, time.Second)
+				}
+				break
+			}
+			c.Apply(changes...)
+		}
+	}
+}
+
+// clear forgets everything and sets whether the cache follows the feed.
+func (c *Cache) clear(live bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.live = live
+	c.resources = map[string]*resource{}
+	c.byID = map[string]*reservation.Reservation{}
+	c.removed = map[string]bool{}
+	c.tombs = nil
+	c.entries = 0
+}
+
+// add holds a copy of r. The caller holds c.mu.
+func (c *Cache) add(r *reservation.Reservation) {
+	e := *r
+	res := c.resources[e.ResourceID]
+	if res == nil {
+		res = &resource{}
+		c.resources[e.ResourceID] = res
+	}
+	res.used.Store(c.tick.Add(1))
+	i, _ := slices.BinarySearchFunc(res.rs, &e, byStart)
+	res.rs = slices.Insert(res.rs, i, &e)
+	res.maxSpan = max(res.maxSpan, e.End.Sub(e.Start))
+	c.byID[e.ID] = &e
+	c.entries++
+}
+
+// drop lets go of a held reservation. The caller holds c.mu.
+func (c *Cache) drop(e *reservation.Reservation) {
+	res := c.resources[e.ResourceID]
+	res.rs = slices.DeleteFunc(res.rs, func(x *reservation.Reservation) bool { return x == e })
+	if len(res.rs) == 0 {
+		delete(c.resources, e.ResourceID)
+	}
+	delete(c.byID, e.ID)
+	c.entries--
+}
+
+func byStart(a, b *reservation.Reservation) int {
+	return cmp.Or(a.Start.Compare(b.Start), cmp.Compare(a.ID, b.ID))
+}
+
+// forgetTombs forgets the ids removed more than opts.Tombstones ago. The caller holds c.mu.
+func (c *Cache) forgetTombs(now time.Time) {
+	n := 0
+	for n < len(c.tombs) && now.Sub(c.tombs[n].at) > c.opts.Tombstones {
+		delete(c.removed, c.tombs[n].id)
+		n++
+	}
+	c.tombs = c.tombs[n:]
+}
+
+// evict forgets the least recently used resources until a tenth of the room is free again.
+// The caller holds c.mu.
+func (c *Cache) evict() {
+	ids := make([]string, 0, len(c.resources))
+	for id := range c.resources {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b string) int {
+		return cmp.Compare(c.resources[a].used.Load(), c.resources[b].used.Load())
+	})
+	for _, id := range ids {
+		if c.entries <= c.opts.MaxEntries*9/10 {
+			return
+		}
+		for _, e := range c.resources[id].rs {
+			delete(c.byID, e.ID)
+			c.entries--
+		}
+		delete(c.resources, id)
+	}
+}
+
+func pause(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
