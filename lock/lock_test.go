@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -461,5 +462,58 @@ func wantBusy(t *testing.T, l reservation.Locker, wait time.Duration) {
 	}
 	if elapsed < wait || elapsed > 2*time.Second {
 		t.Errorf("gave up after %s, want %s", elapsed, wait)
+	}
+}
+
+// TestRedisManyKeysExclusion: replicas locking overlapping sets of keys, each set in sorted
+// order, never hold one key together and never deadlock.
+func TestRedisManyKeysExclusion(t *testing.T) {
+	c := []*redis.Client{locktest.Client(t), locktest.Client(t), locktest.Client(t)}
+	prefix := locktest.Prefix(t, c[0])
+	keys := []string{"a", "b", "c", "d", "e"}
+	var inside [5]atomic.Int64
+	var overlapped atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 24 {
+		l := newRedis(t, c[g%3], prefix, lock.RedisOptions{Wait: 30 * time.Second})
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 1))
+			for range 20 {
+				var idx []int
+				for i := range keys {
+					if rng.IntN(2) == 0 {
+						idx = append(idx, i)
+					}
+				}
+				var set []string
+				for _, i := range idx {
+					set = append(set, keys[i])
+				}
+				unlock, err := l.Lock(t.Context(), set...)
+				if err != nil {
+					t.Errorf("Lock(%q): %v", set, err)
+					return
+				}
+				for _, i := range idx {
+					if inside[i].Add(1) > 1 {
+						overlapped.Add(1)
+					}
+				}
+				time.Sleep(100 * time.Microsecond)
+				for _, i := range idx {
+					inside[i].Add(-1)
+				}
+				unlock(t.Context())
+			}
+		})
+	}
+	wg.Wait()
+	if n := overlapped.Load(); n != 0 {
+		t.Errorf("%d times two holders held one key", n)
+	}
+	for _, k := range keys {
+		if held(t, c[0], prefix, k) {
+			t.Errorf("%s held after every unlock", k)
+		}
 	}
 }

@@ -87,13 +87,28 @@ var _ reservation.Locker = (*Redis)(nil)
 // releaseTimeout bounds a release, which runs even when the caller's context has ended.
 const releaseTimeout = time.Second
 
-// compareAndDelete deletes KEYS[1] only if it still holds the token ARGV[1], and returns how
-// many keys it deleted.
-var compareAndDelete = redis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] then
-	return redis.call("DEL", KEYS[1])
+// takeInOrder sets each of KEYS in order to the token ARGV[1], with a TTL of ARGV[2]
+// milliseconds, and stops at the first key another token holds. It returns how many keys,
+// from the first, the token holds: one round trip for any number of free keys.
+var takeInOrder = redis.NewScript(`
+for i, key in ipairs(KEYS) do
+	if not redis.call("SET", key, ARGV[1], "NX", "PX", ARGV[2]) and redis.call("GET", key) ~= ARGV[1] then
+		return i - 1
+	end
 end
-return 0
+return #KEYS
+`)
+
+// compareAndDelete deletes those of KEYS that still hold the token ARGV[1], and returns how
+// many it deleted.
+var compareAndDelete = redis.NewScript(`
+local n = 0
+for _, key in ipairs(KEYS) do
+	if redis.call("GET", key) == ARGV[1] then
+		n = n + redis.call("DEL", key)
+	end
+end
+return n
 `)
 
 // NewRedis returns a locker on client, which should be configured as ClientOptions recommends.
@@ -150,18 +165,12 @@ func (r *Redis) Lock(ctx context.Context, keys ...string) (reservation.Unlock, e
 	}
 
 	token := newToken()
-	for i, key := range keys {
-		if uncertain, err := r.take(ctx, key, token, deadline); err != nil {
-			if uncertain {
-				// The SET may have taken the key: release it too, quietly, as Redis is
-				// likely unreachable.
-				r.releaseQuietly(ctx, keys[:i+1], token)
-			} else {
-				r.releaseAll(ctx, keys[:i], token)
-			}
-			unqueue(ctx)
-			return nil, err
-		}
+	if err := r.take(ctx, keys, token, deadline); err != nil {
+		// A SET that failed in flight may have taken its key all the same: release every
+		// key this token may hold, quietly, as Redis is likely unreachable.
+		r.releaseQuietly(ctx, keys, token)
+		unqueue(ctx)
+		return nil, err
 	}
 	r.acquired.Add(1)
 
@@ -174,61 +183,68 @@ func (r *Redis) Lock(ctx context.Context, keys ...string) (reservation.Unlock, e
 	}, nil
 }
 
-// take takes the lock on one key, waiting for it until deadline. When it fails, uncertain
-// reports that its last SET failed in flight and may have taken the lock all the same.
-func (r *Redis) take(ctx context.Context, key, token string, deadline time.Time) (uncertain bool, err error) {
-	rkey := r.prefix + "lock:" + key
+// take takes the locks on keys in order, waiting for taken ones until deadline. Each attempt
+// is one round trip that takes every key it can, in order, up to the first one held.
+func (r *Redis) take(ctx context.Context, keys []string, token string, deadline time.Time) error {
+	rkeys := r.redisKeys(keys)
+	held := 0
 	for attempt := 0; ; attempt++ {
-		ok, err := r.client.SetNX(ctx, rkey, token, r.ttl).Result()
+		n, err := takeInOrder.Run(ctx, r.client, rkeys[held:], token, r.ttl.Milliseconds()).Int()
 		switch {
 		case err != nil && ended(ctx) != nil:
-			return true, fmt.Errorf("lock %q: %w", key, ended(ctx))
+			return fmt.Errorf("lock %q: %w", keys[held], ended(ctx))
 		case err != nil:
 			r.trip(err)
-			return true, unavailable(key, err)
+			return unavailable(keys[held], err)
 		}
 		r.reset()
-		if ok {
-			return false, nil
+		if held += n; held == len(keys) {
+			return nil
 		}
 
 		left := time.Until(deadline)
 		if left <= 0 {
 			r.busy.Add(1)
-			return false, busy(key, r.wait)
+			return busy(keys[held], r.wait)
 		}
 		if err := sleep(ctx, min(backoff(attempt), left)); err != nil {
-			return false, fmt.Errorf("lock %q: %w", key, err)
+			return fmt.Errorf("lock %q: %w", keys[held], err)
 		}
 	}
 }
 
-// releaseAll releases keys, last first, logging and counting the locks it finds lost.
+// redisKeys returns the Redis keys of the locks on keys.
+func (r *Redis) redisKeys(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, key := range keys {
+		out[i] = r.prefix + "lock:" + key
+	}
+	return out
+}
+
+// releaseAll releases keys in one round trip, logging and counting the locks it finds lost.
 func (r *Redis) releaseAll(ctx context.Context, keys []string, token string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
-	for i := len(keys) - 1; i >= 0; i-- {
-		rkey := r.prefix + "lock:" + keys[i]
-		n, err := compareAndDelete.Run(ctx, r.client, []string{rkey}, token).Int()
-		switch {
-		case err != nil:
-			r.trip(err)
-			r.log.WarnContext(ctx, "lock release failed; the lock expires at its TTL", "key", rkey, "ttl", r.ttl, "err", err)
-		case n == 0:
-			r.lost.Add(1)
-			r.log.WarnContext(ctx, "lock lost before its release: expired or taken by another holder", "key", rkey, "ttl", r.ttl)
-		}
+	rkeys := r.redisKeys(keys)
+	n, err := compareAndDelete.Run(ctx, r.client, rkeys, token).Int()
+	switch {
+	case err != nil:
+		r.trip(err)
+		r.log.WarnContext(ctx, "lock release failed; the locks expire at their TTL", "keys", rkeys, "ttl", r.ttl, "err", err)
+	case n < len(keys):
+		r.lost.Add(int64(len(keys) - n))
+		r.log.WarnContext(ctx, "lock lost before its release: expired or taken by another holder", "keys", rkeys, "lost", len(keys)-n, "ttl", r.ttl)
 	}
 }
 
-// releaseQuietly releases keys, last first, ignoring errors: it cleans up after a failure,
-// when some of the keys were probably never set.
+// releaseQuietly releases keys in one round trip, ignoring errors: it cleans up after a
+// failure, when some of the keys were probably never set.
 func (r *Redis) releaseQuietly(ctx context.Context, keys []string, token string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
-	for i := len(keys) - 1; i >= 0; i-- {
-		_ = compareAndDelete.Run(ctx, r.client, []string{r.prefix + "lock:" + keys[i]}, token).Err()
-	}
+	rkeys := r.redisKeys(keys)
+	_ = compareAndDelete.Run(ctx, r.client, rkeys, token).Err()
 }
 
 // allow reports whether Lock may use Redis: the breaker is closed, or its cooldown is over and

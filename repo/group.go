@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -12,17 +13,20 @@ import (
 	"reservation"
 )
 
-// Group commit: concurrent Reserve calls that each hold their own resource locks are written
-// together, in one transaction, one multi-row insert and one commit (one log flush) for all.
-// Each call still gets its own outcome: a call whose window is taken gets its conflict, and
-// the others in the group are written. The calls take turns leading: the first to find no
-// group being written writes the queue, and hands the lead to the next waiting call.
+// Group commit: concurrent Reserve calls are written together, under one Locker call for all
+// their resources, in one transaction, one multi-row insert and one commit (one log flush).
+// Calls for the same resource share a group too, so a hot resource takes many reservations
+// per commit. Each call still gets its own outcome: a call whose window is taken, by a stored
+// reservation or an earlier call of the group, gets its conflict, and the others are written.
+// The calls take turns leading: the first to find no group being written writes the queue,
+// and hands the lead to the next waiting call.
 
 // errNothingToWrite ends a group's transaction whose calls were all refused.
 var errNothingToWrite = errors.New("nothing to write")
 
 // job is one Reserve call waiting to be written with others.
 type job struct {
+	ctx     context.Context // the call's: a job whose call ended before its group locked is not written
 	rs      []*reservation.Reservation
 	hold    time.Duration
 	err     error
@@ -43,13 +47,8 @@ type grouper struct {
 const groupWriters = 1
 
 // reserveGrouped makes rs (a booking without a request id) in the next group.
-func (s *Store) reserveGrouped(ctx context.Context, rs []*reservation.Reservation, hold time.Duration, keys []string) error {
-	release, err := s.lock(ctx, keys)
-	if err != nil {
-		return err
-	}
-	defer release()
-	j := &job{rs: rs, hold: hold, done: make(chan struct{}), lead: make(chan struct{})}
+func (s *Store) reserveGrouped(ctx context.Context, rs []*reservation.Reservation, hold time.Duration) error {
+	j := &job{ctx: ctx, rs: rs, hold: hold, done: make(chan struct{}), lead: make(chan struct{})}
 	g := &s.groups
 	g.mu.Lock()
 	g.queue = append(g.queue, j)
@@ -58,9 +57,24 @@ func (s *Store) reserveGrouped(ctx context.Context, rs []*reservation.Reservatio
 		select {
 		case <-j.done:
 		case <-j.lead:
+		case <-ctx.Done():
 		}
 		g.mu.Lock()
 		leading := j.leading
+		if !leading && ctx.Err() != nil {
+			// Gone while waiting: out of the queue, or, when already in a group, written only
+			// if that group locked before now (the caller cannot know, as with any deadline).
+			if i := slices.Index(g.queue, j); i >= 0 {
+				g.queue = slices.Delete(g.queue, i, i+1)
+			}
+			g.mu.Unlock()
+			select {
+			case <-j.done:
+				return j.err
+			default:
+				return ctx.Err()
+			}
+		}
 		g.mu.Unlock()
 		if !leading {
 			return j.err
@@ -101,6 +115,9 @@ func (s *Store) reserveGrouped(ctx context.Context, rs []*reservation.Reservatio
 func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	if jobs = s.live(jobs); len(jobs) == 0 {
+		return
+	}
 	var keys []string
 	for _, j := range jobs {
 		for _, r := range j.rs {
@@ -109,8 +126,22 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
+	lockCtx, stop := untilAllEnd(ctx, jobs)
+	defer stop()
+	release, err := s.lock(lockCtx, keys)
+	if err != nil {
+		for _, j := range jobs {
+			j.err = err
+			close(j.done)
+		}
+		return
+	}
+	defer release()
+	if jobs = s.live(jobs); len(jobs) == 0 {
+		return
+	}
 	var changes []change
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		changes = nil
 		now := s.now()
 		resources, err := lockResources(ctx, tx, keys, now)
@@ -165,4 +196,33 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 		}
 		close(j.done)
 	}
+}
+
+// live ends the jobs whose call has ended, with its error, and returns the others.
+func (s *Store) live(jobs []*job) []*job {
+	return slices.DeleteFunc(jobs, func(j *job) bool {
+		if err := j.ctx.Err(); err != nil {
+			j.err = err
+			close(j.done)
+			return true
+		}
+		return false
+	})
+}
+
+// untilAllEnd returns a context derived from ctx that also ends once every job's call has:
+// the group's lock is worth waiting for while any of them still waits.
+func untilAllEnd(ctx context.Context, jobs []*job) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	var left atomic.Int64
+	left.Store(int64(len(jobs)))
+	for _, j := range jobs {
+		stop := context.AfterFunc(j.ctx, func() {
+			if left.Add(-1) == 0 {
+				cancel()
+			}
+		})
+		context.AfterFunc(ctx, func() { stop() })
+	}
+	return ctx, cancel
 }

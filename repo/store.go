@@ -143,7 +143,7 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 		}
 	}
 	if b.RequestID == "" && s.opts.GroupCommit > 1 {
-		if err := s.reserveGrouped(ctx, out, b.Hold, keys); err != nil {
+		if err := s.reserveGrouped(ctx, out, b.Hold); err != nil {
 			return nil, err
 		}
 		return out, nil
