@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,8 +15,8 @@ import (
 )
 
 // Open connects to MySQL at dsn (go-sql-driver form, e.g. "user@tcp(host:3306)/db") with the
-// session settings the store relies on: UTC times and a short lock wait, so a stuck writer
-// fails fast and is retried instead of holding up the resource's queue.
+// session settings the store relies on: UTC times, READ COMMITTED, and a short lock wait, so
+// a stuck writer fails fast and is retried instead of holding up the resource's queue.
 func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
@@ -35,6 +36,28 @@ func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 5 * time.Second
 	}
+	// Every session is READ COMMITTED, which the store's transactions rely on, so that
+	// beginning one is a single statement. MySQL 8 names the variable transaction_isolation;
+	// MariaDB 10 knows only tx_isolation.
+	var last error
+	for _, name := range []string{"transaction_isolation", "tx_isolation"} {
+		delete(cfg.Params, "transaction_isolation")
+		cfg.Params[name] = "'READ-COMMITTED'"
+		db, err := open(ctx, cfg)
+		var me *mysql.MySQLError
+		if errors.As(err, &me) && me.Number == errUnknownVariable {
+			last = err
+			continue
+		}
+		return db, err
+	}
+	return nil, last
+}
+
+// errUnknownVariable is MySQL's "Unknown system variable".
+const errUnknownVariable = 1193
+
+func open(ctx context.Context, cfg *mysql.Config) (*sqlx.DB, error) {
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("mysql connector: %w", err)

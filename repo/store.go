@@ -72,7 +72,8 @@ type Store struct {
 
 var _ reservation.Service = (*Store)(nil)
 
-// New returns a Store on db, whose schema Migrate has brought up to date.
+// New returns a Store on db, opened with Open (its sessions are READ COMMITTED), whose schema
+// Migrate has brought up to date.
 func New(db *sqlx.DB, opts Options) *Store {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -159,3 +159,27 @@ func TestPrecheckRefusesWithoutWaiting(t *testing.T) {
 		t.Fatal("a free window was written while another writer held the lock")
 	}
 }
+
+// TestSessionsAreReadCommitted: the store begins its transactions without naming an isolation
+// level, relying on Open to make every session READ COMMITTED.
+func TestSessionsAreReadCommitted(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	db.SetMaxOpenConns(3)
+	for range 3 { // a fresh session each, not one reused
+		conn, err := db.Connx(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var level string
+		if err := conn.GetContext(t.Context(), &level, "SELECT @@SESSION.transaction_isolation"); err != nil {
+			if err := conn.GetContext(t.Context(), &level, "SELECT @@SESSION.tx_isolation"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if level != "READ-COMMITTED" {
+			t.Errorf("session isolation %s, want READ-COMMITTED", level)
+		}
+	}
+}

@@ -90,7 +90,7 @@ func (s *Store) inTx(ctx context.Context, fn func(*sqlx.Tx) error) error {
 }
 
 func (s *Store) tryTx(ctx context.Context, fn func(*sqlx.Tx) error) error {
-	tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	tx, err := s.db.BeginTxx(ctx, nil) // READ COMMITTED: the session's, as Open sets it
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
