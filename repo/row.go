@@ -114,41 +114,46 @@ func overlappingAll(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservat
 	return out, nil
 }
 
-// findQuery builds the query for a filter, leaving out holds lapsed at now and, when from is
-// set, reservations that start before it. Every value is a placeholder argument.
-func findQuery(f reservation.Filter, now, from time.Time) (string, []any) {
-	where := []string{live}
+// findQuery builds the query for a filter, leaving out holds lapsed at now. On one resource
+// from a start, nothing that starts before the start minus the resource's longest reservation
+// can reach it: the resource's row, joined as a constant, bounds the index range so, however
+// much history the resource has, in the same statement. Every value is a placeholder argument.
+func findQuery(f reservation.Filter, now time.Time) (string, []any) {
+	from := "reservations r"
+	where := []string{"(r.expires_at IS NULL OR r.expires_at > ?)"} // live, on r
 	args := []any{now}
 	add := func(cond string, a ...any) {
 		where = append(where, cond)
 		args = append(args, a...)
 	}
 	if f.ResourceID != "" {
-		add("resource_id = ?", f.ResourceID)
-	}
-	if !from.IsZero() {
-		add("start_at >= ?", from)
+		add("r.resource_id = ?", f.ResourceID)
+		if !f.Start.IsZero() {
+			// A resource without a row has no reservation: the join finds none.
+			from += " JOIN resources s ON s.id = r.resource_id"
+			add("s.id = ? AND r.start_at >= ? - INTERVAL s.max_span_us MICROSECOND", f.ResourceID, f.Start)
+		}
 	}
 	if f.UserID != "" {
-		add("user_id = ?", f.UserID)
+		add("r.user_id = ?", f.UserID)
 	}
 	if f.Status != reservation.StatusUnknown {
-		add("status = ?", int(f.Status))
+		add("r.status = ?", int(f.Status))
 	}
 	if !f.End.IsZero() {
-		add("start_at < ?", f.End)
+		add("r.start_at < ?", f.End)
 	}
 	if !f.Start.IsZero() {
-		add("end_at > ?", f.Start)
+		add("r.end_at > ?", f.Start)
 	}
-	cmp, order := ">", "start_at, id"
+	cmp, order := ">", "r.start_at, r.id"
 	if f.Desc {
-		cmp, order = "<", "start_at DESC, id DESC"
+		cmp, order = "<", "r.start_at DESC, r.id DESC"
 	}
 	if c := f.After; c != nil {
-		add(fmt.Sprintf("(start_at %[1]s ? OR (start_at = ? AND id %[1]s ?))", cmp), c.Start, c.Start, c.ID)
+		add(fmt.Sprintf("(r.start_at %[1]s ? OR (r.start_at = ? AND r.id %[1]s ?))", cmp), c.Start, c.Start, c.ID)
 	}
-	query := "SELECT " + columns + " FROM reservations WHERE " + strings.Join(where, " AND ")
+	query := "SELECT " + prefixed("r.", columns) + " FROM " + from + " WHERE " + strings.Join(where, " AND ")
 	query += " ORDER BY " + order
 	if f.Limit > 0 {
 		query += " LIMIT ?"

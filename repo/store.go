@@ -435,22 +435,7 @@ func (s *Store) Get(ctx context.Context, id string) (*reservation.Reservation, e
 
 // Find returns the reservations the filter selects, in its order, leaving out lapsed holds.
 func (s *Store) Find(ctx context.Context, f reservation.Filter) ([]*reservation.Reservation, error) {
-	// On one resource, nothing that starts before Start minus its longest reservation can
-	// reach Start: bounding the index range so keeps a window's query short however much
-	// history the resource has. A resource without a row has no reservation.
-	var from time.Time
-	if f.ResourceID != "" && !f.Start.IsZero() {
-		var span int64
-		err := s.db.GetContext(ctx, &span, "SELECT max_span_us FROM resources WHERE id = ?", f.ResourceID)
-		if isNoRows(err) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, classify(fmt.Errorf("find reservations: %w", err))
-		}
-		from = f.Start.Add(-time.Duration(span) * time.Microsecond)
-	}
-	query, args := findQuery(f, s.now(), from)
+	query, args := findQuery(f, s.now())
 	rs, err := selectRows(ctx, s.db, query, args...)
 	if err != nil {
 		return nil, classify(fmt.Errorf("find reservations: %w", err))

@@ -92,6 +92,15 @@ func TestLongReservationStillConflicts(t *testing.T) {
 	if reservation.ErrorCode(err) != reservation.ECONFLICT {
 		t.Fatalf("booking the last hour of a 1000-hour reservation: %v, want a conflict", err)
 	}
+	// Find bounds its range the same way.
+	w := window("hall", 999, 1001)
+	found, err := s.Find(ctx, reservation.Filter{ResourceID: "hall", Start: w.Start, End: w.End})
+	if err != nil || len(found) != 2 || !found[0].Start.Equal(base) {
+		t.Fatalf("find from hour 999: %v, %v; want the 1000-hour reservation and the next", found, err)
+	}
+	if found, err := s.Find(ctx, reservation.Filter{ResourceID: "yard", Start: w.Start, End: w.End}); err != nil || len(found) != 0 {
+		t.Fatalf("find on a resource never used: %v, %v; want none", found, err)
+	}
 }
 
 // Batches that cross the same resources in opposite orders take their locks in one order, so
