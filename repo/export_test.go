@@ -1,6 +1,13 @@
 package repo
 
-import "context"
+import (
+	"context"
+	"slices"
+
+	"github.com/jmoiron/sqlx"
+
+	"reservation"
+)
 
 // Usurp makes l stamp without winning the election, as a leader that lost its lock without
 // noticing would.
@@ -8,4 +15,31 @@ func (l *Leader) Usurp(ctx context.Context) error {
 	conn, err := l.db.Connx(ctx)
 	l.conn = conn
 	return err
+}
+
+// ExecAll runs statements (query, args, query, args, ...) as the store's writes do: in one
+// round trip.
+func ExecAll(ctx context.Context, tx *sqlx.Tx, parts ...any) error {
+	var stmts []stmt
+	for i := 0; i < len(parts); i += 2 {
+		stmts = append(stmts, stmt{parts[i].(string), parts[i+1].([]any)})
+	}
+	return execAll(ctx, tx, stmts...)
+}
+
+// FindInTheWay runs a write's overlap check for rs, under the locks, in a transaction of its
+// own, and returns what it found for each.
+func (s *Store) FindInTheWay(ctx context.Context, rs []*reservation.Reservation) (map[*reservation.Reservation][]*reservation.Reservation, error) {
+	var keys []string
+	for _, r := range rs {
+		keys = append(keys, r.ResourceID)
+	}
+	slices.Sort(keys)
+	var out map[*reservation.Reservation][]*reservation.Reservation
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
+		_, out, err = s.lockAndFind(ctx, tx, slices.Compact(keys), rs, s.now())
+		return err
+	})
+	return out, err
 }

@@ -144,15 +144,11 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		changes = nil
 		now := s.now()
-		resources, err := lockResources(ctx, tx, keys, now)
-		if err != nil {
-			return err
-		}
 		var all []*reservation.Reservation
 		for _, j := range jobs {
 			all = append(all, j.rs...)
 		}
-		stored, err := overlappingAll(ctx, tx, all, resources, now, s.opts.MaxConflicts+1)
+		resources, stored, err := s.lockAndFind(ctx, tx, keys, all, now)
 		if err != nil {
 			return err
 		}
@@ -175,10 +171,7 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 		if len(rows) == 0 {
 			return errNothingToWrite // roll back the resource rows made for the rejected
 		}
-		if err := insertReservations(ctx, tx, rows); err != nil {
-			return err
-		}
-		return s.record(ctx, tx, resources, changes, now)
+		return s.writeAll(ctx, tx, rows, resources, changes, now)
 	})
 	if err == errNothingToWrite {
 		err = nil

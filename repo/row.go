@@ -89,29 +89,43 @@ func notFound(id string) error {
 	return reservation.Errorf(reservation.ENOTFOUND, "reservation %q not found", id)
 }
 
-// overlappingAll finds, in one statement, up to limit stored reservations that overlap each
-// of rs at now (lapsed holds left out), as overlapping does for one.
-func overlappingAll(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation, resources map[string]*resource, now time.Time, limit int) (map[*reservation.Reservation][]*reservation.Reservation, error) {
+// overlapQuery is the statement that finds, for each of rs, up to limit stored reservations
+// in its way at now (lapsed holds left out; with holds false, every hold). Each range starts
+// at the item's start minus its resource's longest span, read from the resource's row, so it
+// stays short however much history the resource has. Rows carry the item's index as "item".
+func overlapQuery(rs []*reservation.Reservation, now time.Time, limit int, holds bool) (string, []any) {
+	hold := " AND r.expires_at IS NULL"
+	if holds {
+		hold = " AND (r.expires_at IS NULL OR r.expires_at > ?)" // live, on r
+	}
 	parts := make([]string, len(rs))
-	args := make([]any, 0, 7*len(rs))
+	args := make([]any, 0, 9*len(rs))
 	for i, r := range rs {
-		parts[i] = "(SELECT ? AS item, " + columns + " FROM reservations" +
-			" WHERE resource_id = ? AND start_at >= ? AND start_at < ? AND end_at > ? AND " + live +
-			" ORDER BY start_at, id LIMIT ?)"
-		args = append(args, i, r.ResourceID, r.Start.Add(-resources[r.ResourceID].maxSpan), r.End, r.Start, now, limit)
+		parts[i] = "(SELECT ? AS item, " + prefixed("r.", columns) + " FROM reservations r JOIN resources s ON s.id = r.resource_id" +
+			" WHERE s.id = ? AND r.resource_id = ? AND r.start_at >= ? - INTERVAL s.max_span_us MICROSECOND AND r.start_at < ? AND r.end_at > ?" +
+			hold + " ORDER BY r.start_at, r.id LIMIT ?)"
+		args = append(args, i, r.ResourceID, r.ResourceID, r.Start, r.End, r.Start)
+		if holds {
+			args = append(args, now)
+		}
+		args = append(args, limit)
 	}
-	var found []struct {
-		Item int `db:"item"`
-		row
-	}
-	if err := tx.SelectContext(ctx, &found, strings.Join(parts, " UNION ALL "), args...); err != nil {
-		return nil, fmt.Errorf("overlap check of %d reservations: %w", len(rs), err)
-	}
+	return strings.Join(parts, " UNION ALL "), args
+}
+
+// overlapRow is a row of overlapQuery.
+type overlapRow struct {
+	Item int `db:"item"`
+	row
+}
+
+// byItem files the rows of overlapQuery under the items of rs they are in the way of.
+func byItem(rs []*reservation.Reservation, found []overlapRow) map[*reservation.Reservation][]*reservation.Reservation {
 	out := make(map[*reservation.Reservation][]*reservation.Reservation, len(found))
 	for _, f := range found {
 		out[rs[f.Item]] = append(out[rs[f.Item]], f.row.reservation())
 	}
-	return out, nil
+	return out
 }
 
 // findQuery builds the query for a filter, leaving out holds lapsed at now. On one resource

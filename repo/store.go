@@ -167,7 +167,7 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 		// for them no longer blocks it.
 		now := s.now()
 		stamp(out, now, b.Hold)
-		resources, err := lockResources(ctx, tx, keys, now)
+		resources, stored, err := s.lockAndFind(ctx, tx, keys, out, now)
 		if err != nil {
 			return err
 		}
@@ -178,23 +178,16 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 				return err
 			}
 		}
-		conflicts, truncated, err := s.conflicts(ctx, tx, out, resources, now)
-		if err != nil {
-			return err
-		}
-		if len(conflicts) > 0 {
+		if conflicts, truncated := s.inTheWay(out, stored, nil); len(conflicts) > 0 {
 			return conflictError(out, conflicts, truncated)
 		}
 		changes = created(out, resources)
-		if err := insertReservations(ctx, tx, out); err != nil {
-			return err
-		}
 		if req != nil {
 			if err := saveOutcome(ctx, tx, req, outcome{Reservations: out}, now); err != nil {
 				return err
 			}
 		}
-		return s.record(ctx, tx, resources, changes, now)
+		return s.writeAll(ctx, tx, out, resources, changes, now)
 	})
 	if reservation.ErrorCode(err) == reservation.ECONFLICT {
 		s.stats.conflicts.Add(1)
@@ -231,16 +224,15 @@ func (s *Store) precheck(ctx context.Context, rs []*reservation.Reservation) err
 	if !s.opts.Precheck {
 		return nil
 	}
-	// The resource's longest span bounds each index range, as under the lock. Holds are left
-	// to the write path: one may lapse while the call waits for its locks.
+	// Holds are left to the write path: one may lapse while the call waits for its locks.
+	query, args := overlapQuery(rs, time.Time{}, s.opts.MaxConflicts+1, false)
+	var found []overlapRow
+	if err := sqlx.SelectContext(ctx, s.db, &found, query, args...); err != nil {
+		return classify(fmt.Errorf("look for conflicts: %w", err))
+	}
+	stored := byItem(rs, found)
 	return s.refuseTaken(rs, func(r *reservation.Reservation) ([]*reservation.Reservation, error) {
-		found, err := selectRows(ctx, s.db, "SELECT "+prefixed("r.", columns)+" FROM reservations r JOIN resources s ON s.id = r.resource_id"+
-			" WHERE s.id = ? AND r.resource_id = ? AND r.start_at >= ? - INTERVAL s.max_span_us MICROSECOND AND r.start_at < ? AND r.end_at > ?"+
-			" AND r.expires_at IS NULL ORDER BY r.start_at, r.id LIMIT ?", r.ResourceID, r.ResourceID, r.Start, r.End, r.Start, s.opts.MaxConflicts+1)
-		if err != nil {
-			return nil, classify(fmt.Errorf("look for conflicts: %w", err))
-		}
-		return found, nil
+		return stored[r], nil
 	})
 }
 
@@ -276,17 +268,6 @@ func hasStored(cs []reservation.Conflict, rs []*reservation.Reservation) bool {
 // prefixed qualifies each of a comma-separated list of columns with prefix.
 func prefixed(prefix, cols string) string {
 	return prefix + strings.ReplaceAll(cols, ", ", ", "+prefix)
-}
-
-// conflicts finds, for each new reservation, the stored ones and the earlier new ones it
-// overlaps, up to MaxConflicts in all.
-func (s *Store) conflicts(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation, resources map[string]*resource, now time.Time) ([]reservation.Conflict, bool, error) {
-	stored, err := overlappingAll(ctx, tx, rs, resources, now, s.opts.MaxConflicts+1)
-	if err != nil {
-		return nil, false, err
-	}
-	found, truncated := s.inTheWay(rs, stored, nil)
-	return found, truncated, nil
 }
 
 // inTheWay lists what is in the way of each of rs, in order: the stored reservations found
@@ -383,7 +364,7 @@ func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(r *r
 	err = s.write(ctx, []string{resourceID}, func(tx *sqlx.Tx) error {
 		made = nil
 		now := s.now()
-		resources, err := lockResources(ctx, tx, []string{resourceID}, now)
+		resources, _, err := s.lockAndFind(ctx, tx, []string{resourceID}, nil, now)
 		if err != nil {
 			return err
 		}
@@ -401,21 +382,21 @@ func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(r *r
 		}
 		r.Version++
 		r.UpdatedAt = now
-		if op == reservation.OpDelete {
-			_, err = tx.ExecContext(ctx, "DELETE FROM reservations WHERE id = ?", r.ID)
-		} else {
+		write := stmt{"DELETE FROM reservations WHERE id = ?", []any{r.ID}}
+		if op != reservation.OpDelete {
 			w := toRow(r)
-			_, err = tx.ExecContext(ctx, "UPDATE reservations SET status = ?, note = ?, updated_at = ?, version = ?, expires_at = ? WHERE id = ?",
-				w.Status, w.Note, w.UpdatedAt, w.Version, w.ExpiresAt, w.ID)
-		}
-		if err != nil {
-			return err
+			write = stmt{"UPDATE reservations SET status = ?, note = ?, updated_at = ?, version = ?, expires_at = ? WHERE id = ?",
+				[]any{w.Status, w.Note, w.UpdatedAt, w.Version, w.ExpiresAt, w.ID}}
 		}
 		res := resources[r.ResourceID]
 		res.version++
 		out = r
 		made = []change{{op, r, res.version}}
-		return s.record(ctx, tx, resources, made, now)
+		recorded, err := record(resources, made, now)
+		if err != nil {
+			return err
+		}
+		return execAll(ctx, tx, append([]stmt{write}, recorded...)...)
 	})
 	if err != nil {
 		return nil, err
@@ -458,13 +439,14 @@ type resource struct {
 	maxSpan time.Duration
 }
 
-// lockResources locks the rows of the resources ids (sorted) with one statement, creating
-// the missing ones with another. InnoDB locks them in primary-key order, the same global order
-// as everywhere else, so groups never deadlock each other.
-func lockResources(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time) (map[string]*resource, error) {
+// lockAndFind locks the rows of the resources ids (sorted), creating the missing ones, and
+// then finds the stored reservations in the way of each of rs (none when rs is empty). InnoDB
+// locks the rows in primary-key order, the same global order as everywhere else, so groups
+// never deadlock each other.
+func (s *Store) lockAndFind(ctx context.Context, tx *sqlx.Tx, ids []string, rs []*reservation.Reservation, now time.Time) (map[string]*resource, map[*reservation.Reservation][]*reservation.Reservation, error) {
 	query, args, err := sqlx.In("SELECT id, version, max_span_us FROM resources WHERE id IN (?) ORDER BY id FOR UPDATE", ids)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var rows []struct {
 		ID      string `db:"id"`
@@ -472,7 +454,7 @@ func lockResources(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time
 		MaxSpan int64  `db:"max_span_us"`
 	}
 	if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
-		return nil, fmt.Errorf("lock %d resources: %w", len(ids), err)
+		return nil, nil, fmt.Errorf("lock %d resources: %w", len(ids), err)
 	}
 	out := make(map[string]*resource, len(ids))
 	for _, r := range rows {
@@ -490,7 +472,52 @@ func lockResources(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time
 		// run again and finds the row.
 		values := strings.Repeat("(?, 0, 0, ?), ", len(missing)/2)
 		if _, err := tx.ExecContext(ctx, "INSERT INTO resources (id, version, max_span_us, created_at) VALUES "+values[:len(values)-2], missing...); err != nil {
-			return nil, fmt.Errorf("create resources: %w", err)
+			return nil, nil, fmt.Errorf("create resources: %w", err)
+		}
+	}
+	if len(rs) == 0 {
+		return out, nil, nil
+	}
+	stored, err := s.inTheWayStored(ctx, tx, rs, out, now)
+	if err != nil {
+		return nil, nil, fmt.Errorf("overlap check of %d reservations: %w", len(rs), err)
+	}
+	return out, stored, nil
+}
+
+// inTheWayStored finds the stored reservations in the way of each of rs at now. One statement
+// reads one range of the (resource_id, start_at) index per item, from the item's start minus
+// its resource's longest span to its end. Should an item meet so many that the statement's
+// limit cuts the answer short, a statement with a limit per item answers instead.
+func (s *Store) inTheWayStored(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation, resources map[string]*resource, now time.Time) (map[*reservation.Reservation][]*reservation.Reservation, error) {
+	each := s.opts.MaxConflicts + 1
+	ranges := make([]string, len(rs))
+	args := []any{now}
+	for i, r := range rs {
+		ranges[i] = "(resource_id = ? AND start_at >= ? AND start_at < ? AND end_at > ?)"
+		args = append(args, r.ResourceID, r.Start.Add(-resources[r.ResourceID].maxSpan), r.End, r.Start)
+	}
+	limit := each * len(rs)
+	query := "SELECT " + columns + " FROM reservations FORCE INDEX (reservations_resource_start) WHERE " + live +
+		" AND (" + strings.Join(ranges, " OR ") + ") ORDER BY resource_id, start_at, id LIMIT ?"
+	found, err := selectRows(ctx, tx, query, append(args, limit)...)
+	if err != nil {
+		return nil, err
+	}
+	if len(found) == limit {
+		query, args := overlapQuery(rs, now, each, true)
+		var rows []overlapRow
+		if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
+			return nil, err
+		}
+		return byItem(rs, rows), nil
+	}
+	out := make(map[*reservation.Reservation][]*reservation.Reservation)
+	for _, e := range found {
+		for _, r := range rs {
+			if r.Overlaps(e) {
+				out[r] = append(out[r], e)
+			}
 		}
 	}
 	return out, nil
@@ -538,8 +565,18 @@ func (s *Store) remember(changes []change) {
 	s.opts.Taken.Apply(cs...)
 }
 
-// record saves the resources' new versions and the changes, in the write's transaction.
-func (s *Store) record(ctx context.Context, tx *sqlx.Tx, resources map[string]*resource, changes []change, now time.Time) error {
+// writeAll inserts the new reservations rs and records the resources' new versions and the
+// changes, in one round trip.
+func (s *Store) writeAll(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation, resources map[string]*resource, changes []change, now time.Time) error {
+	recorded, err := record(resources, changes, now)
+	if err != nil {
+		return err
+	}
+	return execAll(ctx, tx, append([]stmt{insertReservations(rs)}, recorded...)...)
+}
+
+// record returns the statements that save the resources' new versions and the changes.
+func record(resources map[string]*resource, changes []change, now time.Time) ([]stmt, error) {
 	// One statement for every resource: a CASE per column, by id.
 	ids := slices.Sorted(maps.Keys(resources))
 	var version, span strings.Builder
@@ -554,15 +591,12 @@ func (s *Store) record(ctx context.Context, tx *sqlx.Tx, resources map[string]*r
 	}
 	update := "UPDATE resources SET version = CASE id" + version.String() + " END, max_span_us = CASE id" + span.String() +
 		" END WHERE id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")"
-	if _, err := tx.ExecContext(ctx, update, append(append(vargs, sargs...), idArgs...)...); err != nil {
-		return fmt.Errorf("update %d resources: %w", len(ids), err)
-	}
 	query := "INSERT INTO reservation_changes (op, reservation_id, resource_id, resource_version, snapshot, created_at) VALUES "
 	args := make([]any, 0, 6*len(changes))
 	for i, c := range changes {
 		snap, err := snapshot(c.r)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if i > 0 {
 			query += ", "
@@ -570,13 +604,11 @@ func (s *Store) record(ctx context.Context, tx *sqlx.Tx, resources map[string]*r
 		query += "(?, ?, ?, ?, ?, ?)"
 		args = append(args, int(c.op), c.r.ID, c.r.ResourceID, c.resourceVersion, snap, now)
 	}
-	if _, err := tx.ExecContext(ctx, query, args...); err != nil {
-		return fmt.Errorf("record changes: %w", err)
-	}
-	return nil
+	return []stmt{{update, append(append(vargs, sargs...), idArgs...)}, {query, args}}, nil
 }
 
-func insertReservations(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation) error {
+// insertReservations returns the statement that inserts rs.
+func insertReservations(rs []*reservation.Reservation) stmt {
 	query := "INSERT INTO reservations (" + columns + ") VALUES "
 	args := make([]any, 0, 11*len(rs))
 	for i, r := range rs {
@@ -587,8 +619,25 @@ func insertReservations(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Rese
 		w := toRow(r)
 		args = append(args, w.args()...)
 	}
-	if _, err := tx.ExecContext(ctx, query, args...); err != nil {
-		return fmt.Errorf("insert reservations: %w", err)
+	return stmt{query, args}
+}
+
+// stmt is one SQL statement and its arguments.
+type stmt struct {
+	query string
+	args  []any
+}
+
+// execAll runs statements in order, in one round trip; the first that fails stops the rest.
+func execAll(ctx context.Context, tx *sqlx.Tx, stmts ...stmt) error {
+	queries := make([]string, len(stmts))
+	var args []any
+	for i, st := range stmts {
+		queries[i] = st.query
+		args = append(args, st.args...)
+	}
+	if _, err := tx.ExecContext(ctx, strings.Join(queries, "; "), args...); err != nil {
+		return fmt.Errorf("write %d statements: %w", len(stmts), err)
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"reservation"
 	"reservation/lock"
 	"reservation/repo"
@@ -190,5 +192,80 @@ func TestSessionsAreReadCommitted(t *testing.T) {
 		if level != "READ-COMMITTED" {
 			t.Errorf("session isolation %s, want READ-COMMITTED", level)
 		}
+	}
+}
+
+// TestStatementsSentTogetherFailTogether: when a later statement of a write's round trip
+// fails, the error reaches the caller, so the transaction is rolled back rather than
+// committed with the earlier statements alone.
+func TestStatementsSentTogetherFailTogether(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	ctx := t.Context()
+	insert := "INSERT INTO resources (id, version, max_span_us, created_at) VALUES (?, 0, 0, ?)"
+	now := time.Now().UTC()
+	tx, err := db.BeginTxx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = repo.ExecAll(ctx, tx, insert, []any{"a", now}, insert, []any{"a", now}, insert, []any{"b", now})
+	var me *mysql.MySQLError
+	if !errors.As(err, &me) || me.Number != 1062 {
+		t.Fatalf("second statement a duplicate: got %v, want MySQL error 1062", err)
+	}
+	tx.Rollback()
+	if n := count(t, db, "SELECT COUNT(*) FROM resources"); n != 0 {
+		t.Errorf("%d resource rows after the rollback, want 0", n)
+	}
+	// With every statement good, all of them run.
+	tx, err = db.BeginTxx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.ExecAll(ctx, tx, insert, []any{"a", now}, insert, []any{"b", now}, "UPDATE resources SET version = ? WHERE id = ?", []any{7, "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, db, "SELECT COUNT(*) FROM resources WHERE version = 7"); n != 1 {
+		t.Errorf("%d resources at version 7, want 1: the last statement did not run", n)
+	}
+}
+
+// TestOverlapCheckMissesNoItem: the overlap check reads every item's range in one statement
+// with a limit; an item that meets many stored reservations must not crowd another item's
+// one conflict out of the answer (in a group, that other item is another call).
+func TestOverlapCheckMissesNoItem(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	s := repo.New(db, repo.Options{})
+	ctx := t.Context()
+	for h := range 40 { // more than the statement's limit of 11 per item for 3 items
+		if _, err := s.Reserve(ctx, reservation.Book(window("busy", h, h+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Reserve(ctx, reservation.Book(window("room", 5, 6))); err != nil {
+		t.Fatal(err)
+	}
+	rs := []*reservation.Reservation{window("busy", 0, 40), window("room", 0, 10), window("yard", 0, 10)}
+	found, err := s.FindInTheWay(ctx, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(found[rs[0]]); n < 11 {
+		t.Errorf("busy: %d found, want at least 11 (MaxConflicts+1)", n)
+	}
+	if n := len(found[rs[1]]); n != 1 {
+		t.Errorf("room: %d found, want its one conflict", n)
+	}
+	if n := len(found[rs[2]]); n != 0 {
+		t.Errorf("yard: %d found, want none", n)
+	}
+	// Under the statement's limit, every item's conflicts come from the one statement.
+	few := []*reservation.Reservation{window("busy", 3, 5), window("room", 5, 7)}
+	if found, err = s.FindInTheWay(ctx, few); err != nil || len(found[few[0]]) != 2 || len(found[few[1]]) != 1 {
+		t.Fatalf("busy 3-5 and room 5-7: %d and %d found, %v; want 2 and 1", len(found[few[0]]), len(found[few[1]]), err)
 	}
 }
