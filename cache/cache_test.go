@@ -42,7 +42,7 @@ func same(t *testing.T, what string, got []string, want ...string) {
 }
 
 // following returns a cache that follows a feed that never sends anything.
-func following(t *testing.T, opts cache.Options) *cache.Cache {
+func following(t testing.TB, opts cache.Options) *cache.Cache {
 	t.Helper()
 	opts.Logger = slog.New(slog.DiscardHandler)
 	c := cache.New(opts)
@@ -231,7 +231,7 @@ func (s *fakeSub) Next(ctx context.Context) ([]*reservation.Change, error) {
 
 func (s *fakeSub) Close() {}
 
-func waitFor(t *testing.T, what string, ok func() bool) {
+func waitFor(t testing.TB, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !ok() {
