@@ -6,8 +6,8 @@
 //	  --verify-dsn 'root@tcp(127.0.0.1:3306)/reservation' --floor-mysql --floor-postgres
 //
 // Workloads: spread (random 1–3 h windows over a year on --resources resources), hot (the same
-// on --resources 1 or a few), mixed (reserve, confirm, query, cancel), read (Get and a one-week
-// Query on a pre-filled table). After a run it checks with SQL that no two reservations
+// on --resources 1 or a few), mixed (reserve, confirm, query, cancel), read (Get, and a
+// one-week Query and FreeSlots on one resource, on a pre-filled table). After a run it checks with SQL that no two reservations
 // overlap.
 package main
 
@@ -178,7 +178,7 @@ func runWorkload(ctx context.Context, t target, cfg config) result {
 						kind = [...]string{"confirm", "confirm", "query", "cancel"}[k-6]
 					}
 				case "read":
-					kind = [...]string{"get", "query"}[rng.IntN(2)]
+					kind = [...]string{"get", "query", "free"}[rng.IntN(3)]
 				}
 				r, s, e := window(rng)
 				t0 := time.Now()
@@ -273,7 +273,7 @@ func report(w *os.File, cfg config, results []result) {
 	}
 	tw.Flush()
 	for _, r := range results {
-		for _, k := range []string{"get", "query"} {
+		for _, k := range []string{"get", "query", "free"} {
 			if d := r.reads[k]; len(d) > 0 {
 				fmt.Fprintf(w, "%s %s: %d calls, p50 %s ms, p99 %s ms\n", r.target, k, len(d), ms(quantile(d, .5)), ms(quantile(d, .99)))
 			}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"reservation"
@@ -103,6 +104,9 @@ func (s *service) other(ctx context.Context, kind, id, resource string, start, e
 		if err.Error() == "EOF" {
 			err = nil
 		}
+	case "free":
+		_, err = c.FreeSlots(ctx, &pb.FreeSlotsRequest{ResourceId: resource, Start: timestamppb.New(start), End: timestamppb.New(end),
+			MinDuration: durationpb.New(time.Hour)})
 	}
 	out, code := grpcOutcome(err)
 	return out, code, true
