@@ -42,7 +42,7 @@ type Cache struct {
 	mu        sync.RWMutex
 	live      bool // following the feed: only then is what it holds kept up to date
 	resources map[string]*resource
-	byID      map[string]*reservation.Reservation
+	byID      map[string]slot
 	entries   int
 	removed   map[string]bool // ids removed: reservation ids are never used again
 	tombs     []tomb          // removed, in the order they were, to forget them after a while
@@ -52,9 +52,25 @@ type Cache struct {
 
 // resource is what the cache holds of one resource.
 type resource struct {
-	rs      []*reservation.Reservation // by Start, then ID
-	maxSpan time.Duration              // longest of rs, to bound the search
+	id      string
+	es      []entry // by start, then id
+	maxSpan int64   // longest of es in microseconds, to bound the search
 	used    atomic.Int64
+}
+
+// entry is a held reservation: only what a refusal needs, in little memory (a few hundred
+// thousand of them fit in tens of megabytes).
+type entry struct {
+	start, end int64 // Unix microseconds
+	version    int64
+	id         string
+}
+
+// slot is where a held reservation is.
+type slot struct {
+	res     *resource
+	start   int64
+	version int64
 }
 
 type tomb struct {
@@ -78,7 +94,8 @@ func New(opts Options) *Cache {
 	return c
 }
 
-// Overlapping returns the reservations held that overlap r.
+// Overlapping returns the reservations held that overlap r, with their id, resource, window
+// and version.
 func (c *Cache) Overlapping(r *reservation.Reservation) []*reservation.Reservation {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -87,13 +104,14 @@ func (c *Cache) Overlapping(r *reservation.Reservation) []*reservation.Reservati
 		return nil
 	}
 	res.used.Store(c.tick.Add(1))
-	// Nothing that starts before r.Start minus the longest span can reach r.Start.
-	from := r.Start.Add(-res.maxSpan)
-	i, _ := slices.BinarySearchFunc(res.rs, from, func(e *reservation.Reservation, t time.Time) int { return e.Start.Compare(t) })
+	start, end := r.Start.UnixMicro(), r.End.UnixMicro()
+	// Nothing that starts before start minus the longest span can reach start.
+	i, _ := slices.BinarySearchFunc(res.es, start-res.maxSpan, func(e entry, t int64) int { return cmp.Compare(e.start, t) })
 	var out []*reservation.Reservation
-	for ; i < len(res.rs) && res.rs[i].Start.Before(r.End); i++ {
-		if e := res.rs[i]; e.Overlaps(r) {
-			out = append(out, e)
+	for ; i < len(res.es) && res.es[i].start < end; i++ {
+		if e := res.es[i]; e.end > start {
+			out = append(out, &reservation.Reservation{ID: e.id, ResourceID: res.id, Version: e.version,
+				Start: time.UnixMicro(e.start).UTC(), End: time.UnixMicro(e.end).UTC()})
 		}
 	}
 	if len(out) > 0 {
@@ -117,12 +135,12 @@ func (c *Cache) Apply(changes ...*reservation.Change) {
 		if c.removed[r.ID] {
 			continue
 		}
-		old := c.byID[r.ID]
-		if old != nil && old.Version >= r.Version && ch.Op != reservation.OpDelete {
+		old, held := c.byID[r.ID]
+		if held && old.version >= r.Version && ch.Op != reservation.OpDelete {
 			continue
 		}
-		if old != nil {
-			c.drop(old)
+		if held {
+			c.drop(r.ID, old)
 		}
 		if ch.Op == reservation.OpDelete {
 			c.removed[r.ID] = true
@@ -199,41 +217,43 @@ func (c *Cache) clear(live bool) {
 	defer c.mu.Unlock()
 	c.live = live
 	c.resources = map[string]*resource{}
-	c.byID = map[string]*reservation.Reservation{}
+	c.byID = map[string]slot{}
 	c.removed = map[string]bool{}
 	c.tombs = nil
 	c.entries = 0
 }
 
-// add holds a copy of r. The caller holds c.mu.
+// add holds r. The caller holds c.mu.
 func (c *Cache) add(r *reservation.Reservation) {
-	e := *r
-	res := c.resources[e.ResourceID]
+	res := c.resources[r.ResourceID]
 	if res == nil {
-		res = &resource{}
-		c.resources[e.ResourceID] = res
+		res = &resource{id: r.ResourceID}
+		c.resources[r.ResourceID] = res
 	}
 	res.used.Store(c.tick.Add(1))
-	i, _ := slices.BinarySearchFunc(res.rs, &e, byStart)
-	res.rs = slices.Insert(res.rs, i, &e)
-	res.maxSpan = max(res.maxSpan, e.End.Sub(e.Start))
-	c.byID[e.ID] = &e
+	e := entry{start: r.Start.UnixMicro(), end: r.End.UnixMicro(), version: r.Version, id: r.ID}
+	i, _ := slices.BinarySearchFunc(res.es, e, byStart)
+	res.es = slices.Insert(res.es, i, e)
+	res.maxSpan = max(res.maxSpan, e.end-e.start)
+	c.byID[e.id] = slot{res, e.start, e.version}
 	c.entries++
 }
 
-// drop lets go of a held reservation. The caller holds c.mu.
-func (c *Cache) drop(e *reservation.Reservation) {
-	res := c.resources[e.ResourceID]
-	res.rs = slices.DeleteFunc(res.rs, func(x *reservation.Reservation) bool { return x == e })
-	if len(res.rs) == 0 {
-		delete(c.resources, e.ResourceID)
+// drop lets go of the held reservation id, in s. The caller holds c.mu.
+func (c *Cache) drop(id string, s slot) {
+	res := s.res
+	if i, found := slices.BinarySearchFunc(res.es, entry{start: s.start, id: id}, byStart); found {
+		res.es = slices.Delete(res.es, i, i+1)
 	}
-	delete(c.byID, e.ID)
+	if len(res.es) == 0 {
+		delete(c.resources, res.id)
+	}
+	delete(c.byID, id)
 	c.entries--
 }
 
-func byStart(a, b *reservation.Reservation) int {
-	return cmp.Or(a.Start.Compare(b.Start), cmp.Compare(a.ID, b.ID))
+func byStart(a, b entry) int {
+	return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.id, b.id))
 }
 
 // forgetTombs forgets the ids removed more than opts.Tombstones ago. The caller holds c.mu.
@@ -260,8 +280,8 @@ func (c *Cache) evict() {
 		if c.entries <= c.opts.MaxEntries*9/10 {
 			return
 		}
-		for _, e := range c.resources[id].rs {
-			delete(c.byID, e.ID)
+		for _, e := range c.resources[id].es {
+			delete(c.byID, e.id)
 			c.entries--
 		}
 		delete(c.resources, id)

@@ -75,13 +75,14 @@ func TestOverlappingFindsOnlyWhatIsInTheWay(t *testing.T) {
 func TestApplyKeepsTheNewestVersion(t *testing.T) {
 	c := following(t, cache.Options{})
 	c.Apply(change(reservation.OpCreate, res("a", "room", 0, 2, 1)))
-	newer := res("a", "room", 0, 2, 2)
-	newer.Note = "v2"
-	c.Apply(change(reservation.OpUpdate, newer))
+	c.Apply(change(reservation.OpUpdate, res("a", "room", 0, 2, 2)))
 	c.Apply(change(reservation.OpCreate, res("a", "room", 0, 2, 1))) // the feed's late copy of v1
 	got := c.Overlapping(res("new", "room", 0, 1, 1))
-	if len(got) != 1 || got[0].Note != "v2" || got[0].Version != 2 {
+	if len(got) != 1 || got[0].Version != 2 {
 		t.Fatalf("got %+v, want version 2 only", got)
+	}
+	if r := got[0]; r.ID != "a" || r.ResourceID != "room" || !r.Start.Equal(base) || !r.End.Equal(base.Add(2*time.Hour)) {
+		t.Errorf("got %+v, want a on room from 0h to 2h", r)
 	}
 	if n := c.Stats().Entries; n != 1 {
 		t.Errorf("%d entries, want 1", n)
