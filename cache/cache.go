@@ -23,7 +23,7 @@ import (
 
 // Options tune a Cache; the zero value is usable.
 type Options struct {
-	// MaxEntries bounds the reservations held (default 200,000). Past it, the resources
+	// MaxEntries bounds the reservations held (default 100,000). Past it, the resources
 	// used longest ago are forgotten.
 	MaxEntries int
 	// Tombstones is how long the id of a removed reservation is remembered, so that a late
@@ -81,7 +81,7 @@ type tomb struct {
 // New returns an empty Cache, which refuses nothing until Follow has subscribed to the feed.
 func New(opts Options) *Cache {
 	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = 200_000
+		opts.MaxEntries = 100_000
 	}
 	if opts.Tombstones <= 0 {
 		opts.Tombstones = time.Minute

@@ -442,7 +442,7 @@ func flags(c *config) *flag.FlagSet {
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's profiles under /debug/pprof/ on the HTTP port")
 	fs.IntVar(&c.groupCommit, "group-commit", 64, "most concurrent Reserve calls written in one transaction (1: each on its own)")
 	fs.BoolVar(&c.precheck, "precheck", false, "refuse a window taken by a committed reservation before taking any lock (helps hot resources, costs a query per Reserve)")
-	fs.IntVar(&c.cacheEntries, "cache-entries", 200_000, "committed reservations kept in memory to refuse a taken window without a lock or a query (0: no cache)")
+	fs.IntVar(&c.cacheEntries, "cache-entries", 100_000, "committed reservations kept in memory to refuse a taken window without a lock or a query (0: no cache)")
 	return fs
 }
 
