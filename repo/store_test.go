@@ -269,3 +269,42 @@ func TestOverlapCheckMissesNoItem(t *testing.T) {
 		t.Fatalf("busy 3-5 and room 5-7: %d and %d found, %v; want 2 and 1", len(found[few[0]]), len(found[few[1]]), err)
 	}
 }
+
+// TestGroupsLongerThanTheQueueAllFinish: with more concurrent calls than a group takes, the
+// calls left over are written by later groups, whoever leads them; every call returns with
+// its own outcome, and no two written windows overlap.
+func TestGroupsLongerThanTheQueueAllFinish(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	s := repo.New(db, repo.Options{GroupCommit: 2})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	const calls = 48
+	errs := make([]error, calls)
+	var wg sync.WaitGroup
+	for i := range calls {
+		// Two calls per window of each of 12 resources: one of each pair must be refused.
+		wg.Go(func() {
+			_, errs[i] = s.Reserve(ctx, reservation.Book(window(fmt.Sprint("room-", i%12), i%24/12, i%24/12+1)))
+		})
+	}
+	wg.Wait()
+	var ok, conflicts int
+	for i, err := range errs {
+		switch reservation.ErrorCode(err) {
+		case "":
+			ok++
+		case reservation.ECONFLICT:
+			conflicts++
+		default:
+			t.Errorf("call %d: %v", i, err)
+		}
+	}
+	if ok != 24 || conflicts != 24 {
+		t.Errorf("%d written and %d refused, want 24 and 24", ok, conflicts)
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM reservations a JOIN reservations b
+		ON a.resource_id = b.resource_id AND a.id < b.id AND a.start_at < b.end_at AND b.start_at < a.end_at`); n != 0 {
+		t.Errorf("%d pairs overlap", n)
+	}
+}
