@@ -79,7 +79,7 @@ type Leader struct {
 	conn *sqlx.Conn // holds the lock while leading
 }
 
-// NewLeader returns a candidate for leadership over the feed stored in db.
+// NewLeader returns a candidate for leadership over the feed stored in db, opened with Open.
 func NewLeader(db *sqlx.DB) *Leader { return &Leader{db: db} }
 
 // lockName is per database, so that databases sharing a server each get their own leader.
@@ -131,16 +131,9 @@ func (l *Leader) Stamp(ctx context.Context, limit int) (int, error) {
 	if l.conn == nil {
 		return 0, errNotLeader
 	}
-	tx, err := l.conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
-	if err != nil {
-		return 0, classify(fmt.Errorf("stamp changes: %w", err))
-	}
-	defer tx.Rollback()
-	var last sql.NullInt64
-	if err := tx.QueryRowContext(ctx, "SELECT MAX(seq) FROM reservation_changes").Scan(&last); err != nil {
-		return 0, classify(fmt.Errorf("stamp changes: newest seq: %w", err))
-	}
-	rows, err := tx.QueryContext(ctx, "SELECT id FROM reservation_changes WHERE seq IS NULL ORDER BY id LIMIT ?", limit)
+	// Which committed changes have no seq: read first, outside any transaction, so that an
+	// idle feed costs one statement per look.
+	rows, err := l.conn.QueryContext(ctx, "SELECT id FROM reservation_changes WHERE seq IS NULL ORDER BY id LIMIT ?", limit)
 	if err != nil {
 		return 0, classify(fmt.Errorf("stamp changes: unstamped rows: %w", err))
 	}
@@ -158,6 +151,15 @@ func (l *Leader) Stamp(ctx context.Context, limit int) (int, error) {
 	}
 	if len(ids) == 0 {
 		return 0, nil
+	}
+	tx, err := l.conn.BeginTx(ctx, nil) // READ COMMITTED: the session's, as Open sets it
+	if err != nil {
+		return 0, classify(fmt.Errorf("stamp changes: %w", err))
+	}
+	defer tx.Rollback()
+	var last sql.NullInt64
+	if err := tx.QueryRowContext(ctx, "SELECT MAX(seq) FROM reservation_changes").Scan(&last); err != nil {
+		return 0, classify(fmt.Errorf("stamp changes: newest seq: %w", err))
 	}
 	var set strings.Builder
 	args := make([]any, 0, 3*len(ids))
