@@ -56,8 +56,11 @@ func (w *row) args() []any {
 	return []any{w.ID, w.UserID, w.ResourceID, w.Status, w.Start, w.End, w.Note, w.CreatedAt, w.UpdatedAt, w.Version, w.ExpiresAt}
 }
 
-// live is the condition that leaves out holds lapsed at its argument.
-const live = "(expires_at IS NULL OR expires_at > ?)"
+// live is the condition that leaves out holds lapsed at its argument, on the reservations
+// columns as prefix names them ("" or an alias and a dot).
+func live(prefix string) string {
+	return "(" + prefix + "expires_at IS NULL OR " + prefix + "expires_at > ?)"
+}
 
 // selectRows runs a query for reservations rows.
 func selectRows(ctx context.Context, q sqlx.QueryerContext, query string, args ...any) ([]*reservation.Reservation, error) {
@@ -96,7 +99,7 @@ func notFound(id string) error {
 func overlapQuery(rs []*reservation.Reservation, now time.Time, limit int, holds bool) (string, []any) {
 	hold := " AND r.expires_at IS NULL"
 	if holds {
-		hold = " AND (r.expires_at IS NULL OR r.expires_at > ?)" // live, on r
+		hold = " AND " + live("r.")
 	}
 	parts := make([]string, len(rs))
 	args := make([]any, 0, 9*len(rs))
@@ -134,7 +137,7 @@ func byItem(rs []*reservation.Reservation, found []overlapRow) map[*reservation.
 // much history the resource has, in the same statement. Every value is a placeholder argument.
 func findQuery(f reservation.Filter, now time.Time) (string, []any) {
 	from := "reservations r"
-	where := []string{"(r.expires_at IS NULL OR r.expires_at > ?)"} // live, on r
+	where := []string{live("r.")}
 	args := []any{now}
 	add := func(cond string, a ...any) {
 		where = append(where, cond)

@@ -498,7 +498,7 @@ func (s *Store) inTheWayStored(ctx context.Context, tx *sqlx.Tx, rs []*reservati
 		args = append(args, r.ResourceID, r.Start.Add(-resources[r.ResourceID].maxSpan), r.End, r.Start)
 	}
 	limit := each * len(rs)
-	query := "SELECT " + columns + " FROM reservations FORCE INDEX (reservations_resource_start) WHERE " + live +
+	query := "SELECT " + columns + " FROM reservations FORCE INDEX (reservations_resource_start) WHERE " + live("") +
 		" AND (" + strings.Join(ranges, " OR ") + ") ORDER BY resource_id, start_at, id LIMIT ?"
 	found, err := selectRows(ctx, tx, query, append(args, limit)...)
 	if err != nil {

@@ -170,10 +170,7 @@ func count(t *testing.T, db *sqlx.DB, query string, args ...any) int {
 }
 
 // overlaps counts pairs of stored reservations of one resource whose windows overlap.
-func overlaps(t *testing.T, db *sqlx.DB) int {
-	return count(t, db, `SELECT COUNT(*) FROM reservations a JOIN reservations b
-		ON a.resource_id = b.resource_id AND a.id < b.id AND a.start_at < b.end_at AND b.start_at < a.end_at`)
-}
+func overlaps(t *testing.T, db *sqlx.DB) int { return repotest.Overlaps(t, db) }
 
 func protoEqual(a, b *pb.Reservation) bool { return proto.Equal(a, b) }
 

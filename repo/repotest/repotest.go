@@ -75,3 +75,15 @@ func NewDB(t testing.TB) (*sqlx.DB, string) {
 	}
 	return db, dsn
 }
+
+// Overlaps counts the pairs of stored reservations of one resource whose windows overlap: the
+// promise the tests check, straight in SQL.
+func Overlaps(t testing.TB, db *sqlx.DB) int {
+	t.Helper()
+	var n int
+	if err := db.Get(&n, `SELECT COUNT(*) FROM reservations a JOIN reservations b
+		ON a.resource_id = b.resource_id AND a.id < b.id AND a.start_at < b.end_at AND b.start_at < a.end_at`); err != nil {
+		t.Fatalf("count overlapping reservations: %v", err)
+	}
+	return n
+}
