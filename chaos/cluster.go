@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -138,11 +139,11 @@ func (r *Replica) WaitServing(ctx context.Context) error {
 	}
 }
 
-// Leader returns the replica whose connection holds the change feed's election lock, or -1.
+// Leader returns the replica that holds the change feed's lease now, or -1. The lease's holder
+// names its process (host/pid/random).
 func (c *Cluster) Leader(ctx context.Context) (int, error) {
-	var host sql.NullString
-	err := c.Admin.QueryRowContext(ctx, `SELECT HOST FROM information_schema.PROCESSLIST
-		WHERE ID = IS_USED_LOCK(CONCAT('reservation.seq.', MD5(?)))`, c.Database).Scan(&host)
+	var holder string
+	err := c.Admin.QueryRowContext(ctx, "SELECT holder FROM `"+c.Database+"`.reservation_leases WHERE name = 'feed' AND expires_at > UTC_TIMESTAMP(6)").Scan(&holder)
 	if err == sql.ErrNoRows {
 		return -1, nil
 	}
@@ -150,11 +151,11 @@ func (c *Cluster) Leader(ctx context.Context) (int, error) {
 		return -1, err
 	}
 	for i, r := range c.Replicas {
-		if r.Proxy.Upstream(host.String) {
+		if strings.Contains(holder, fmt.Sprintf("/%d/", r.Pid())) {
 			return i, nil
 		}
 	}
-	return -1, fmt.Errorf("the lock holder's address %q is behind no replica's proxy", host.String)
+	return -1, fmt.Errorf("the feed lease's holder %q is no replica", holder)
 }
 
 // KillConnections kills every MySQL connection of the service's database and returns how many.

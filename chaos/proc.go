@@ -67,6 +67,9 @@ func (p *Proc) Kill() {
 // Signal sends sig to the process.
 func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
 
+// Pid returns the process id of the latest start.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Restart starts the process again after Kill.
 func (p *Proc) Restart() error { return p.start() }
 

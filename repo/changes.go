@@ -3,7 +3,6 @@ package repo
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,54 +69,72 @@ func (c *Changes) Bounds(ctx context.Context) (first, last uint64, err error) {
 	return uint64(b.First.Int64), uint64(b.Last.Int64), nil
 }
 
-// Leader gives changes their seq. Replicas elect one leader through a MySQL named lock, held
-// by one dedicated connection; the leader stamps through that connection only, so a leader
-// whose connection died stamps nothing. A stale leader is harmless anyway: seq is UNIQUE and
-// a stamp only takes rows that still have none.
+// Leader gives changes their seq. Replicas elect one leader through a lease in the database
+// (lease.go), which works alike on one server, Galera, TiDB and through Vitess. Every stamp
+// is fenced: it commits only while its lease is held, checked in the stamp's own transaction,
+// so a leader that lost its lease (paused, cut off) stamps nothing.
 type Leader struct {
-	db   *sqlx.DB
-	conn *sqlx.Conn // holds the lock while leading
+	db      *sqlx.DB
+	lease   *lease
+	leading bool
+	renewed time.Time // when the lease was last extended, by this process's clock
 }
 
-// NewLeader returns a candidate for leadership over the feed stored in db, opened with Open.
-func NewLeader(db *sqlx.DB) *Leader { return &Leader{db: db} }
+// DefaultLeaderTTL is how long the feed's lease lasts without renewal: how long the feed
+// waits for a new leader after its leader died.
+const DefaultLeaderTTL = 3 * time.Second
 
-// lockName is per database, so that databases sharing a server each get their own leader.
-const lockName = "CONCAT('reservation.seq.', MD5(DATABASE()))"
+// NewLeader returns a candidate for leadership over the feed stored in db, opened with Open,
+// whose lease lasts DefaultLeaderTTL.
+func NewLeader(db *sqlx.DB) *Leader { return NewLeaderTTL(db, DefaultLeaderTTL) }
+
+// NewLeaderTTL is NewLeader with a lease of ttl.
+func NewLeaderTTL(db *sqlx.DB, ttl time.Duration) *Leader {
+	return &Leader{db: db, lease: newLease(db, "feed", ttl)}
+}
 
 // Elect waits up to wait for leadership and reports whether it was won. Once won, it holds
-// until Resign or until its connection is lost.
+// while Stamp keeps renewing it, until Resign.
 func (l *Leader) Elect(ctx context.Context, wait time.Duration) (bool, error) {
-	if l.conn != nil {
+	if l.leading {
 		return true, nil
 	}
-	conn, err := l.db.Connx(ctx)
-	if err != nil {
+	if err := ensureLeaseRow(ctx, l.db, l.lease.name); err != nil {
 		return false, classify(fmt.Errorf("elect feed leader: %w", err))
 	}
-	var got sql.NullInt64
-	err = conn.QueryRowContext(ctx, "SELECT GET_LOCK("+lockName+", ?)", max(1, int(wait.Seconds()))).Scan(&got)
-	if err != nil || got.Int64 != 1 {
-		conn.Close()
-		return false, classify(err)
+	deadline := time.Now().Add(wait)
+	for {
+		won, err := l.lease.acquire(ctx)
+		if err != nil {
+			return false, classify(fmt.Errorf("elect feed leader: %w", err))
+		}
+		if won {
+			l.leading, l.renewed = true, time.Now()
+			return true, nil
+		}
+		pause := min(l.lease.ttl/4, time.Until(deadline))
+		if pause <= 0 {
+			return false, nil
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false, ctx.Err()
+		case <-t.C:
+		}
 	}
-	l.conn = conn
-	return true, nil
 }
 
-// Resign gives leadership up.
+// Resign gives leadership up, so that another replica takes it at once.
 func (l *Leader) Resign() {
-	if l.conn == nil {
+	if !l.leading {
 		return
 	}
+	l.leading = false
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if _, err := l.conn.ExecContext(ctx, "DO RELEASE_LOCK("+lockName+")"); err != nil {
-		// Closing the connection for good releases the lock too.
-		l.conn.Raw(func(any) error { return driver.ErrBadConn })
-	}
-	l.conn.Close()
-	l.conn = nil
+	l.lease.release(ctx) // if it fails, the lease expires by itself
 }
 
 var errNotLeader = errors.New("not the feed leader")
@@ -128,12 +145,12 @@ var errNotLeader = errors.New("not the feed leader")
 // visible yet, and gets a later seq when it is. Changes of one resource are written one after
 // another under its row lock, so for them id order is commit order.
 func (l *Leader) Stamp(ctx context.Context, limit int) (int, error) {
-	if l.conn == nil {
+	if !l.leading {
 		return 0, errNotLeader
 	}
 	// Which committed changes have no seq: read first, outside any transaction, so that an
-	// idle feed costs one statement per look.
-	rows, err := l.conn.QueryContext(ctx, "SELECT id FROM reservation_changes WHERE seq IS NULL ORDER BY id LIMIT ?", limit)
+	// idle feed costs one statement per look, and a renewal of the lease now and then.
+	rows, err := l.db.QueryContext(ctx, "SELECT id FROM reservation_changes WHERE seq IS NULL ORDER BY id LIMIT ?", limit)
 	if err != nil {
 		return 0, classify(fmt.Errorf("stamp changes: unstamped rows: %w", err))
 	}
@@ -150,13 +167,24 @@ func (l *Leader) Stamp(ctx context.Context, limit int) (int, error) {
 		return 0, classify(err)
 	}
 	if len(ids) == 0 {
+		if time.Since(l.renewed) < l.lease.ttl/3 {
+			return 0, nil
+		}
+		if err := l.lease.renew(ctx); err != nil {
+			return 0, l.lost(fmt.Errorf("renew feed lease: %w", err))
+		}
+		l.renewed = time.Now()
 		return 0, nil
 	}
-	tx, err := l.conn.BeginTx(ctx, nil) // READ COMMITTED: the session's, as Open sets it
+	tx, err := l.db.BeginTxx(ctx, nil) // READ COMMITTED: the session's, as Open sets it
 	if err != nil {
 		return 0, classify(fmt.Errorf("stamp changes: %w", err))
 	}
 	defer tx.Rollback()
+	if err := l.lease.fence(ctx, tx); err != nil {
+		return 0, l.lost(fmt.Errorf("stamp changes: %w", err))
+	}
+	renewed := time.Now()
 	var last sql.NullInt64
 	if err := tx.QueryRowContext(ctx, "SELECT MAX(seq) FROM reservation_changes").Scan(&last); err != nil {
 		return 0, classify(fmt.Errorf("stamp changes: newest seq: %w", err))
@@ -180,7 +208,17 @@ func (l *Leader) Stamp(ctx context.Context, limit int) (int, error) {
 	if err := tx.Commit(); err != nil {
 		return 0, classify(fmt.Errorf("stamp changes: commit: %w", err))
 	}
+	l.renewed = renewed
 	return len(ids), nil
+}
+
+// lost ends leadership after err; a lease found lost is errNotLeader.
+func (l *Leader) lost(err error) error {
+	if errors.Is(err, errLeaseLost) {
+		l.leading = false
+		return fmt.Errorf("%w: %w", errNotLeader, err)
+	}
+	return classify(err)
 }
 
 // Prune deletes up to limit of the oldest changes committed before before, and returns how

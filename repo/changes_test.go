@@ -40,8 +40,9 @@ func TestOneLeaderAtATime(t *testing.T) {
 	}
 }
 
-// TestTwoStampersNeverRepeatOrSkip: two leaders stamping at once, while writers commit, leave
-// every change with exactly one seq, and the seqs without a gap.
+// TestTwoStampersNeverRepeatOrSkip: a leader and a replica that believes it leads stamping at
+// once, while writers commit, leave every change with exactly one seq, and the seqs without a
+// gap; the one without the lease stamps nothing.
 func TestTwoStampersNeverRepeatOrSkip(t *testing.T) {
 	t.Parallel()
 	db, _ := repotest.NewDB(t)
@@ -50,16 +51,28 @@ func TestTwoStampersNeverRepeatOrSkip(t *testing.T) {
 	defer cancel()
 	var stampers sync.WaitGroup
 	var races atomic.Int64
-	for range 2 {
+	var usurped atomic.Int64
+	for i := range 2 {
 		l := repo.NewLeader(db)
-		if err := l.Usurp(ctx); err != nil {
+		if i == 0 {
+			if won, err := l.Elect(ctx, time.Second); !won || err != nil {
+				t.Fatalf("elect: %v %v", won, err)
+			}
+		} else if err := l.Usurp(ctx); err != nil {
 			t.Fatal(err)
 		}
 		defer l.Resign()
 		stampers.Go(func() {
 			for ctx.Err() == nil {
-				if _, err := l.Stamp(ctx, 7); err != nil && ctx.Err() == nil {
-					races.Add(1) // the other stamper took a row first, or a seq
+				n, err := l.Stamp(ctx, 7)
+				if i == 1 {
+					usurped.Add(int64(n))
+				}
+				if err != nil && ctx.Err() == nil {
+					races.Add(1) // the other stamper took a row first, or this one is fenced out
+					if i == 1 {
+						l.Usurp(ctx) // and believe it leads again
+					}
 				}
 			}
 		})
@@ -85,7 +98,10 @@ func TestTwoStampersNeverRepeatOrSkip(t *testing.T) {
 	if n := count(t, db, "SELECT COUNT(*) FROM reservation_changes WHERE seq IS NULL"); n != 0 {
 		t.Fatalf("%d changes left without a seq", n)
 	}
-	t.Logf("stamps that lost a race and rolled back: %d", races.Load())
+	t.Logf("stamps that lost a race or were fenced out: %d", races.Load())
+	if n := usurped.Load(); n != 0 {
+		t.Fatalf("the stamper without the lease stamped %d changes", n)
+	}
 	total := count(t, db, "SELECT COUNT(*) FROM reservation_changes")
 	if total != 200 {
 		t.Fatalf("%d changes stored, want 200", total)
@@ -128,5 +144,38 @@ func TestReadDecodesSnapshots(t *testing.T) {
 	}
 	if c := got[0]; c.Seq != 2 || c.Op != reservation.OpCreate || *c.Reservation != *made[1] {
 		t.Fatalf("read seq %d %s %+v, want seq 2 CREATE %+v", c.Seq, c.Op, *c.Reservation, *made[1])
+	}
+}
+
+// TestLeaseTakeoverFencesTheOldLeader: a leader whose lease expired while it was away, and was
+// taken over, stamps nothing more, and learns that it no longer leads.
+func TestLeaseTakeoverFencesTheOldLeader(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	ctx := context.Background()
+	store := repo.New(db, repo.Options{})
+	// A short lease, so that the test waits out an expiry in a fraction of a second;
+	// TestOneLeaderAtATime keeps the default.
+	const ttl = 300 * time.Millisecond
+	old, next := repo.NewLeaderTTL(db, ttl), repo.NewLeaderTTL(db, ttl)
+	defer old.Resign()
+	defer next.Resign()
+	if won, err := old.Elect(ctx, time.Second); !won || err != nil {
+		t.Fatalf("elect: %v %v", won, err)
+	}
+	if won, err := next.Elect(ctx, 3*time.Second); !won || err != nil {
+		t.Fatalf("takeover after the old lease expired: won %v, %v", won, err)
+	}
+	if _, err := store.Reserve(ctx, reservation.Book(window("r", 0, 1))); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := old.Stamp(ctx, 10); n != 0 || err == nil {
+		t.Fatalf("the old leader stamped %d, err %v; want 0 and an error", n, err)
+	}
+	if won, err := old.Elect(ctx, 0); won || err != nil {
+		t.Fatalf("the old leader won again while the new one leads: %v %v", won, err)
+	}
+	if n, err := next.Stamp(ctx, 10); n != 1 || err != nil {
+		t.Fatalf("the new leader stamped %d: %v", n, err)
 	}
 }

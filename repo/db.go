@@ -5,11 +5,15 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/database"
 
 	"reservation/migrations"
 )
@@ -42,6 +46,19 @@ func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
 	// Every session is READ COMMITTED, which the store's transactions rely on, so that
 	// beginning one is a single statement. MySQL 8 names the variable transaction_isolation;
 	// MariaDB 10 knows only tx_isolation.
+	galera, err := isGalera(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if galera {
+		// A multi-statement batch hit by a brute-force abort midway can commit its later
+		// statements outside the transaction: the store sends one per round trip
+		// (Options.OneStatementPerTrip), and the connection refuses batches altogether.
+		cfg.MultiStatements = false
+		// Reads see every write committed through any node before them: a Cancel right
+		// after a Reserve made through another node finds it.
+		setDefault(cfg.Params, "wsrep_sync_wait", "1")
+	}
 	var last error
 	for _, name := range []string{"transaction_isolation", "tx_isolation"} {
 		delete(cfg.Params, "transaction_isolation")
@@ -55,6 +72,37 @@ func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
 		return db, err
 	}
 	return nil, last
+}
+
+// Galera reports whether db's server is a Galera cluster node with replication on: a Store on
+// it needs Options.OneStatementPerTrip.
+func Galera(ctx context.Context, db *sqlx.DB) (bool, error) {
+	var name, value string
+	err := db.QueryRowxContext(ctx, "SHOW VARIABLES LIKE 'wsrep_on'").Scan(&name, &value)
+	if isNoRows(err) {
+		return false, nil // MySQL, TiDB: no such variable
+	}
+	if err != nil {
+		return false, fmt.Errorf("ask whether the server is a Galera node: %w", err)
+	}
+	return strings.EqualFold(value, "ON"), nil
+}
+
+// isGalera asks the server at cfg the same, on a connection of its own.
+func isGalera(ctx context.Context, cfg *mysql.Config) (bool, error) {
+	probe := *cfg
+	probe.Params = map[string]string{}
+	connector, err := mysql.NewConnector(&probe)
+	if err != nil {
+		return false, fmt.Errorf("mysql connector: %w", err)
+	}
+	db := sqlx.NewDb(sql.OpenDB(connector), "mysql")
+	defer db.Close()
+	galera, err := Galera(ctx, db)
+	if err != nil {
+		return false, fmt.Errorf("connect to mysql %s: %w", cfg.Addr, err)
+	}
+	return galera, nil
 }
 
 // errUnknownVariable is MySQL's "Unknown system variable".
@@ -82,24 +130,36 @@ func setDefault(m map[string]string, k, v string) {
 	}
 }
 
-// Migrate brings the schema up to date. Replicas starting together take turns through a MySQL
-// named lock, so each migration runs once.
+// Migrate brings the schema up to date. Replicas starting together take turns through a
+// lease (lease.go), so each migration runs once on any topology: a named lock would be per
+// node on Galera, and tied to one connection, which Vitess does not keep.
 func Migrate(ctx context.Context, db *sql.DB) error {
-	conn, err := db.Conn(ctx)
+	x := sqlx.NewDb(db, "mysql")
+	if err := ensureLeaseRow(ctx, x, "migrate"); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	l := newLease(x, "migrate", migrateLeaseTTL)
+	if err := waitLease(ctx, l, migrateWait); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer l.release(context.WithoutCancel(ctx))
+	// Keep the lease while the migrations run, however long they take.
+	renewCtx, stopRenewing := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for sleepCtx(renewCtx, migrateLeaseTTL/3) {
+			if err := l.renew(renewCtx); err != nil && renewCtx.Err() == nil {
+				slog.WarnContext(ctx, "migrate: renewing the migration lease failed", "err", err)
+			}
+		}
+	})
+	defer func() { stopRenewing(); wg.Wait() }()
+
+	store, err := database.NewStore(database.DialectMySQL, goose.DefaultTablename)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	defer conn.Close()
-	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK('reservation.migrate', 60)").Scan(&got); err != nil {
-		return fmt.Errorf("migrate: take lock: %w", err)
-	}
-	if got.Int64 != 1 {
-		return fmt.Errorf("migrate: another replica held the migration lock for 60s")
-	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK('reservation.migrate')")
-
-	p, err := goose.NewProvider(goose.DialectMySQL, db, migrations.FS)
+	p, err := goose.NewProvider(goose.DialectCustom, db, migrations.FS, goose.WithStore(versionStore{store}))
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -107,4 +167,60 @@ func Migrate(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil
+}
+
+const (
+	migrateLeaseTTL = 15 * time.Second
+	migrateWait     = 5 * time.Minute // how long a replica waits for another's migrations
+)
+
+// waitLease takes l, waiting up to wait while another holder has it.
+func waitLease(ctx context.Context, l *lease, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		won, err := l.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		if won {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lease %q: another replica held it for %s", l.name, wait)
+		}
+		if !sleepCtx(ctx, 200*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+}
+
+// sleepCtx waits d or until ctx ends, and reports whether ctx is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	}
+	return true
+}
+
+// versionStore is goose's MySQL store, but it asks whether the version table exists by
+// reading it rather than through information_schema: through Vitess's vtgate,
+// information_schema names the underlying database, not the keyspace DATABASE() returns, so
+// goose would find no table and try to create it again.
+type versionStore struct{ database.Store }
+
+// TableExists implements database.StoreExtender.
+func (v versionStore) TableExists(ctx context.Context, db database.DBTxConn) (bool, error) {
+	rows, err := db.QueryContext(ctx, "SELECT version_id FROM "+v.Tablename()+" LIMIT 1")
+	if isUnknownTable(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", v.Tablename(), err)
+	}
+	rows.Close()
+	return true, nil
 }

@@ -9,12 +9,11 @@ import (
 	"reservation"
 )
 
-// Usurp makes l stamp without winning the election, as a leader that lost its lock without
-// noticing would.
+// Usurp makes l stamp without winning the election, as a leader that lost its lease without
+// noticing would: it believes it leads, with the token of the lease's holder now.
 func (l *Leader) Usurp(ctx context.Context) error {
-	conn, err := l.db.Connx(ctx)
-	l.conn = conn
-	return err
+	l.leading = true
+	return l.db.GetContext(ctx, &l.lease.token, "SELECT token FROM reservation_leases WHERE name = ?", l.lease.name)
 }
 
 // ExecAll runs statements (query, args, query, args, ...) as the store's writes do: in one

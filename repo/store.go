@@ -47,6 +47,10 @@ type Options struct {
 	// Committed, when set, is called after each write commits, so that the change feed can
 	// sequence the new change at once rather than at its next poll. It must not block.
 	Committed func()
+	// OneStatementPerTrip sends a write's statements one round trip each instead of together.
+	// Galera needs it (see Galera): a multi-statement batch that a brute-force abort hits
+	// midway can commit its later statements outside the transaction.
+	OneStatementPerTrip bool
 	// Taken, when set, remembers committed reservations: a Reserve without a request id whose
 	// window it knows to be taken is refused before it queues for locks, and every write this
 	// Store commits is passed to it at once.
@@ -396,7 +400,7 @@ func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(r *r
 		if err != nil {
 			return err
 		}
-		return execAll(ctx, tx, append([]stmt{write}, recorded...)...)
+		return s.exec(ctx, tx, append([]stmt{write}, recorded...)...)
 	})
 	if err != nil {
 		return nil, err
@@ -572,7 +576,7 @@ func (s *Store) writeAll(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Res
 	if err != nil {
 		return err
 	}
-	return execAll(ctx, tx, append([]stmt{insertReservations(rs)}, recorded...)...)
+	return s.exec(ctx, tx, append([]stmt{insertReservations(rs)}, recorded...)...)
 }
 
 // record returns the statements that save the resources' new versions and the changes.
@@ -626,6 +630,25 @@ func insertReservations(rs []*reservation.Reservation) stmt {
 type stmt struct {
 	query string
 	args  []any
+}
+
+// exec runs a write's statements in order: together in one round trip, or one per round trip
+// where Options.OneStatementPerTrip says so.
+func (s *Store) exec(ctx context.Context, tx *sqlx.Tx, stmts ...stmt) error {
+	if s.opts.OneStatementPerTrip {
+		return execEach(ctx, tx, stmts...)
+	}
+	return execAll(ctx, tx, stmts...)
+}
+
+// execEach runs statements in order, one round trip each; the first that fails stops the rest.
+func execEach(ctx context.Context, tx *sqlx.Tx, stmts ...stmt) error {
+	for i, st := range stmts {
+		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
+			return fmt.Errorf("write statement %d of %d: %w", i+1, len(stmts), err)
+		}
+	}
+	return nil
 }
 
 // execAll runs statements in order, in one round trip; the first that fails stops the rest.

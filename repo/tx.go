@@ -22,7 +22,12 @@ import (
 const (
 	errDupKey       = 1062 // a concurrent first writer created the same resource row
 	errLockWait     = 1205 // innodb_lock_wait_timeout passed
-	errDeadlock     = 1213
+	errDeadlock     = 1213 // also Galera's certification failure
+	errTiDBUnknown  = 1105 // TiDB: "pessimistic lock retry limit reached", among others
+	errTiDBConflict = 8002 // TiDB: SELECT ... FOR UPDATE met a write conflict
+	errTiDBRetry    = 8022 // TiDB: the transaction's retry failed
+	errTiDBSchema   = 8028 // TiDB: the schema changed under the transaction
+	errTiDBWrite    = 9007 // TiDB: write conflict
 	errQueryTimeout = 3024 // MySQL: max_execution_time passed
 )
 
@@ -110,7 +115,12 @@ func retryable(err error) bool {
 		return false
 	}
 	switch me.Number {
-	case errDeadlock, errLockWait, errDupKey:
+	case errDeadlock, errLockWait, errDupKey, errTiDBConflict, errTiDBRetry, errTiDBSchema, errTiDBWrite:
+		return true
+	case errTiDBUnknown:
+		// TiDB answers lock contention ("pessimistic lock retry limit reached") with 1105,
+		// which MySQL and MariaDB use for rare faults of their own. Either way a bounded retry
+		// ends as ABORTED, never INTERNAL.
 		return true
 	}
 	return false

@@ -138,7 +138,14 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	feedDone := make(chan struct{})
 	go func() { feed.Run(feedCtx); close(feedDone) }()
 	defer func() { stopFeed(); <-feedDone }()
-	storeOpts := repo.Options{Locker: m.Locker(locker), Logger: log, Committed: feed.Nudge, RequestRetention: cfg.requestTTL, GroupCommit: cfg.groupCommit, Precheck: cfg.precheck}
+	galera, err := repo.Galera(ctx, db)
+	if err != nil {
+		return err
+	}
+	if galera {
+		log.Info("Galera node: a write sends one statement per round trip")
+	}
+	storeOpts := repo.Options{Locker: m.Locker(locker), Logger: log, Committed: feed.Nudge, RequestRetention: cfg.requestTTL, GroupCommit: cfg.groupCommit, Precheck: cfg.precheck, OneStatementPerTrip: galera}
 	var taken *cache.Cache
 	if cfg.cacheEntries > 0 {
 		taken = cache.New(cache.Options{MaxEntries: cfg.cacheEntries, Logger: log})
