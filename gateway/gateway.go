@@ -29,6 +29,10 @@ type Options struct {
 	Metrics http.Handler
 	// Ready reports whether the service can serve (MySQL answers); /readyz says so.
 	Ready func(ctx context.Context) error
+	// FeedReady, when set, reports whether the change feed is current; /readyz?feed=1 asks it
+	// too. Plain readiness is about serving writes, so a stalled feed does not take every
+	// replica out of rotation.
+	FeedReady func() error
 	// Profile serves Go's profiles under /debug/pprof/.
 	Profile bool
 }
@@ -40,6 +44,7 @@ type Options struct {
 //	/openapi.json  its OpenAPI v2 document
 //	/healthz       200 while the process runs
 //	/readyz        200 while the database answers, 503 otherwise
+//	/readyz?feed=1 the same, and 503 while the change feed is stalled
 //	/metrics       Prometheus metrics
 func New(ctx context.Context, opts Options) (http.Handler, error) {
 	api := runtime.NewServeMux(runtime.WithForwardResponseOption(startStream),
@@ -64,6 +69,12 @@ func New(ctx context.Context, opts Options) (http.Handler, error) {
 		if err := opts.Ready(ctx); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
+		}
+		if feed := r.URL.Query().Get("feed"); feed != "" && feed != "0" && opts.FeedReady != nil {
+			if err := opts.FeedReady(); err != nil {
+				http.Error(w, "feed not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		w.Write([]byte("ready\n"))
 	})

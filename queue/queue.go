@@ -25,6 +25,9 @@ type Log interface {
 	Read(ctx context.Context, after, through uint64, resourceID string, limit int) ([]*reservation.Change, error)
 	// Bounds returns the oldest and newest seq stored; 0, 0 when none is.
 	Bounds(ctx context.Context) (first, last uint64, err error)
+	// Unstamped returns the smallest and largest ids of the committed changes still without a
+	// seq; 0, 0 when none waits.
+	Unstamped(ctx context.Context) (oldest, newest int64, err error)
 }
 
 // Leader sequences the stored changes while it leads: repo.Leader.
@@ -54,6 +57,9 @@ type Options struct {
 	Retention time.Duration
 	// PruneInterval is how often the leader deletes changes older than Retention (default 1m).
 	PruneInterval time.Duration
+	// StallBound is how long a change may wait for its seq before the feed reports itself
+	// stalled (default DefaultStallBound): see Stalled.
+	StallBound time.Duration
 	// Follow, when true, keeps this replica out of the leader election: it serves subscribers
 	// but never sequences.
 	Follow bool
@@ -89,6 +95,13 @@ type Queue struct {
 	wake   chan struct{}         // closed when head moves or the queue stops
 	closed bool
 
+	healthMu sync.Mutex
+	health   Health
+	progress progress
+
+	electionErrors atomic.Int64
+	lastElectLog   atomic.Int64 // unix nanoseconds of the last election error logged
+
 	leading                           atomic.Bool
 	stamped, pruned, cutOff, subCount atomic.Int64
 	lag                               atomic.Int64 // nanoseconds: see Stats.Lag
@@ -113,6 +126,9 @@ func New(log Log, leader Leader, opts Options) *Queue {
 	if opts.PruneInterval <= 0 {
 		opts.PruneInterval = time.Minute
 	}
+	if opts.StallBound <= 0 {
+		opts.StallBound = DefaultStallBound
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -135,6 +151,7 @@ func (q *Queue) Run(ctx context.Context) {
 	if !q.opts.Follow {
 		wg.Go(func() { q.sequence(ctx) })
 	}
+	wg.Go(func() { q.watch(ctx) })
 	q.poll(ctx)
 	wg.Wait()
 	q.mu.Lock()
@@ -162,6 +179,9 @@ type Stats struct {
 	Pruned      int64  // changes this replica deleted past the retention
 	Subscribers int64  // open subscriptions
 	CutOff      int64  // subscriptions ended for falling too far behind
+	// ElectionErrors counts elections that failed with an error, rather than finding that
+	// another replica leads.
+	ElectionErrors int64
 	// Lag is how old the newest change was when this replica read it: the time from its
 	// commit stamp to its reaching the ring.
 	Lag time.Duration
@@ -172,7 +192,11 @@ func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	head := q.head
 	q.mu.Unlock()
-	return Stats{q.leading.Load(), head, q.stamped.Load(), q.pruned.Load(), q.subCount.Load(), q.cutOff.Load(), time.Duration(q.lag.Load())}
+	return Stats{
+		Leading: q.leading.Load(), Head: head, Stamped: q.stamped.Load(), Pruned: q.pruned.Load(),
+		Subscribers: q.subCount.Load(), CutOff: q.cutOff.Load(), ElectionErrors: q.electionErrors.Load(),
+		Lag: time.Duration(q.lag.Load()),
+	}
 }
 
 // sleep waits d or until ctx ends, and reports whether ctx is still live.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -499,5 +500,60 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestStalledFeedIsReported: when no replica can be elected to stamp (the election fails with
+// an SQL error), the failures are counted, and once a change has waited longer than the
+// stall bound, by the replica's clock, the feed says it is stalled; it recovers once
+// elections work again.
+func TestStalledFeedIsReported(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	ctx := ctxFor(t)
+	var clock atomic.Int64
+	clock.Store(base.UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	r := startReplica(t, db, queue.Options{Now: now})
+	sub := subscribe(t, r.queue, nil, "")
+	book(t, r, "room", 0)
+	collect(t, sub, 1)
+	r.queue.CheckHealth(ctx)
+	if err := r.queue.Stalled(); err != nil {
+		t.Fatalf("a feed that stamps said: %v", err)
+	}
+
+	// An election that fails with an SQL error, not for another replica leading.
+	if _, err := db.ExecContext(ctx, "ALTER TABLE reservation_leases DROP COLUMN token"); err != nil {
+		t.Fatal(err)
+	}
+	book(t, r, "room", 1)
+	for r.queue.Stats().ElectionErrors == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("no election failure counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.queue.CheckHealth(ctx)
+	if err := r.queue.Stalled(); err != nil {
+		t.Fatalf("stalled before the bound passed: %v", err)
+	}
+	clock.Add(int64(queue.DefaultStallBound + time.Second))
+	h := r.queue.CheckHealth(ctx)
+	if h.UnstampedAge != queue.DefaultStallBound+time.Second {
+		t.Fatalf("unstamped age %s, want %s", h.UnstampedAge, queue.DefaultStallBound+time.Second)
+	}
+	if err := r.queue.Stalled(); err == nil {
+		t.Fatal("a change waited past the bound, and the feed did not say it was stalled")
+	}
+
+	if _, err := db.ExecContext(ctx, "ALTER TABLE reservation_leases ADD COLUMN token BIGINT NOT NULL DEFAULT 0"); err != nil {
+		t.Fatal(err)
+	}
+	collect(t, sub, 1)
+	r.queue.CheckHealth(ctx) // sees nothing waiting
+	r.queue.CheckHealth(ctx) // and that this replica read up to the head of the look before
+	if err := r.queue.Stalled(); err != nil {
+		t.Fatalf("after elections work again: %v", err)
 	}
 }

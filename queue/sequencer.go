@@ -12,7 +12,7 @@ func (q *Queue) sequence(ctx context.Context) {
 		won, err := q.leader.Elect(ctx, electWait)
 		if err != nil {
 			if ctx.Err() == nil {
-				q.slog.WarnContext(ctx, "change feed election failed", "err", err)
+				q.electionFailed(ctx, err)
 			}
 			sleep(ctx, backoff)
 			backoff = min(2*backoff, 5*time.Second)
@@ -81,4 +81,19 @@ func (q *Queue) pruneEvery(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// electionErrorEvery bounds how often a failing election is logged.
+const electionErrorEvery = time.Minute
+
+// electionFailed counts an election that failed with an error, and logs it at ERROR at most
+// once every electionErrorEvery: while it fails, no replica may be stamping changes.
+func (q *Queue) electionFailed(ctx context.Context, err error) {
+	n := q.electionErrors.Add(1)
+	now := time.Now().UnixNano()
+	last := q.lastElectLog.Load()
+	if last != 0 && now-last < int64(electionErrorEvery) || !q.lastElectLog.CompareAndSwap(last, now) {
+		return
+	}
+	q.slog.ErrorContext(ctx, "change feed election failed: changes may wait for their seq", "err", err, "failures", n)
 }

@@ -69,6 +69,19 @@ func (c *Changes) Bounds(ctx context.Context) (first, last uint64, err error) {
 	return uint64(b.First.Int64), uint64(b.Last.Int64), nil
 }
 
+// Unstamped returns the smallest and largest ids of the committed changes still without a
+// seq; 0, 0 when none waits.
+func (c *Changes) Unstamped(ctx context.Context) (oldest, newest int64, err error) {
+	var b struct {
+		Oldest sql.NullInt64 `db:"oldest"`
+		Newest sql.NullInt64 `db:"newest"`
+	}
+	if err := c.db.GetContext(ctx, &b, "SELECT MIN(id) AS oldest, MAX(id) AS newest FROM reservation_changes WHERE seq IS NULL"); err != nil {
+		return 0, 0, classify(fmt.Errorf("read unstamped changes: %w", err))
+	}
+	return b.Oldest.Int64, b.Newest.Int64, nil
+}
+
 // Leader gives changes their seq. Replicas elect one leader through a lease in the database
 // (lease.go), which works alike on one server, Galera, TiDB and through Vitess. Every stamp
 // is fenced: it commits only while its lease is held, checked in the stamp's own transaction,

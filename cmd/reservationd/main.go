@@ -56,6 +56,7 @@ type config struct {
 	drain           time.Duration
 	logLevel        string
 	feedPoll        time.Duration
+	feedStall       time.Duration
 	feedBuffer      int
 	retention       time.Duration
 	holdMin         time.Duration
@@ -131,7 +132,7 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	defer closeLocker()
 	m := metrics.New()
 	feed := queue.New(repo.NewChanges(db), repo.NewLeader(db), queue.Options{
-		PollInterval: cfg.feedPoll, StampInterval: cfg.feedPoll, Buffer: cfg.feedBuffer,
+		PollInterval: cfg.feedPoll, StampInterval: cfg.feedPoll, Buffer: cfg.feedBuffer, StallBound: cfg.feedStall,
 		Retention: cfg.retention, Logger: log,
 	})
 	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
@@ -174,6 +175,7 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	healthpb.RegisterHealthServer(g, healthSrv)
 	reflection.Register(g)
 	go watchDatabase(ctx, db, healthSrv, log)
+	go watchFeed(ctx, feed, healthSrv, log)
 
 	// The HTTP gateway reaches the API through an in-memory connection to a second gRPC server
 	// with the same interceptors: it needs no port, and no client certificate of its own.
@@ -189,7 +191,7 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 		return err
 	}
 	defer conn.Close()
-	handler, err := gateway.New(ctx, gateway.Options{Conn: conn, Metrics: m.Handler(), Ready: db.PingContext, Profile: cfg.pprof})
+	handler, err := gateway.New(ctx, gateway.Options{Conn: conn, Metrics: m.Handler(), Ready: db.PingContext, FeedReady: feed.Stalled, Profile: cfg.pprof})
 	if err != nil {
 		return err
 	}
@@ -316,6 +318,9 @@ func export(m *metrics.Metrics, store *repo.Store, feed *queue.Queue, taken *cac
 		return 0
 	})
 	m.Counter("feed_cut_off_total", "Listeners cut off for falling too far behind.", func() float64 { return float64(feed.Stats().CutOff) })
+	m.Counter("feed_election_errors_total", "Feed leader elections that failed with an error.", func() float64 { return float64(feed.Stats().ElectionErrors) })
+	m.Gauge("feed_unstamped_age_seconds", "How long the oldest change without a seq has waited for one.", func() float64 { return feed.Health().UnstampedAge.Seconds() })
+	m.Gauge("feed_behind_changes", "Changes stored that this replica has not read yet.", func() float64 { return float64(feed.Health().Behind) })
 	if r, ok := locker.(*lock.Redis); ok {
 		m.Counter("lock_lost_total", "Redis locks found expired at release.", func() float64 { return float64(r.Stats().Lost) })
 		m.Counter("lock_unavailable_total", "Lock attempts that found Redis unreachable.", func() float64 { return float64(r.Stats().Unavailable) })
@@ -340,6 +345,37 @@ func newLocker(cfg config) (reservation.Locker, func(), error) {
 		return l, func() { client.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("--lock must be redis or local, got %q", cfg.lock)
+}
+
+// FeedHealthService is the gRPC health service name that reports the change feed: NOT_SERVING
+// while it is stalled (queue.Queue.Stalled). The unnamed service stays about serving writes.
+const FeedHealthService = "reservation.v1.Feed"
+
+// watchFeed keeps the feed's health service in step with the feed.
+func watchFeed(ctx context.Context, feed *queue.Queue, h *health.Server, log *slog.Logger) {
+	serving := true
+	h.SetServingStatus(FeedHealthService, healthpb.HealthCheckResponse_SERVING)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := feed.Stalled()
+		if ok := err == nil; ok != serving && ctx.Err() == nil {
+			serving = ok
+			status := healthpb.HealthCheckResponse_SERVING
+			if !ok {
+				status = healthpb.HealthCheckResponse_NOT_SERVING
+				log.Error("change feed stalled", "err", err)
+			} else {
+				log.Info("change feed current again")
+			}
+			h.SetServingStatus(FeedHealthService, status)
+		}
+	}
 }
 
 // watchDatabase keeps the health service's answer in step with the database.
@@ -397,7 +433,7 @@ func parseFlags(args []string) (config, error) {
 	}
 	for name, v := range map[string]int64{
 		"max-duration": int64(c.maxDuration), "lock-wait": int64(c.lockWait), "lock-ttl": int64(c.lockTTL),
-		"drain": int64(c.drain), "feed-poll": int64(c.feedPoll), "feed-buffer": int64(c.feedBuffer),
+		"drain": int64(c.drain), "feed-poll": int64(c.feedPoll), "feed-stall-bound": int64(c.feedStall), "feed-buffer": int64(c.feedBuffer),
 		"feed-retention": int64(c.retention), "hold-min": int64(c.holdMin), "hold-max": int64(c.holdMax),
 		"batch-max": int64(c.batchMax), "free-window-max": int64(c.freeMax),
 		"request-retention": int64(c.requestTTL), "reap-interval": int64(c.reapEvery),
@@ -430,6 +466,7 @@ func flags(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.drain, "drain", 20*time.Second, "bound on draining in-flight calls at shutdown")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.feedPoll, "feed-poll", 20*time.Millisecond, "how often the change feed looks for new changes")
+	fs.DurationVar(&c.feedStall, "feed-stall-bound", queue.DefaultStallBound, "how long a change may wait for its seq before the feed reports itself stalled (health "+FeedHealthService+", /readyz?feed=1)")
 	fs.IntVar(&c.feedBuffer, "feed-buffer", 4096, "changes kept in memory; a listener further behind is cut off with RESOURCE_EXHAUSTED")
 	fs.DurationVar(&c.retention, "feed-retention", 7*24*time.Hour, "how long changes are kept for listeners that resume")
 	fs.DurationVar(&c.holdMin, "hold-min", time.Second, "shortest hold allowed")
