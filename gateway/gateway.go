@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"reservation/buildinfo"
 	pb "reservation/proto/reservation/v1"
 	"reservation/web"
 )
@@ -58,9 +59,10 @@ func New(ctx context.Context, opts Options) (http.Handler, error) {
 	page := web.Handler()
 	mux.Handle("GET /{$}", page)
 	mux.Handle("GET /assets/", page)
+	doc := buildinfo.OpenAPI(openAPI, buildinfo.Version()) // info.version: the running build
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		w.Write(openAPI)
+		w.Write(doc)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {

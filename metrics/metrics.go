@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"reservation"
+	"reservation/buildinfo"
 )
 
 const namespace = "reservation"
@@ -28,7 +29,8 @@ type Metrics struct {
 	lockWait *prometheus.HistogramVec
 }
 
-// New returns metrics with the Go runtime's and the process's already registered.
+// New returns metrics with the Go runtime's and the process's already registered, and
+// reservation_build_info (package buildinfo).
 func New() *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
@@ -44,7 +46,12 @@ func New() *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17),
 		}, []string{"outcome"}),
 	}
-	m.reg.MustRegister(m.rpcs, m.latency, m.lockWait, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info", Help: "Always 1; its labels say which build runs: version, VCS revision and Go version.",
+		ConstLabels: buildinfo.Read().Labels(),
+	})
+	build.Set(1)
+	m.reg.MustRegister(m.rpcs, m.latency, m.lockWait, build, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -2,6 +2,7 @@
 //
 //	reservationd [flags]          migrate the schema (unless --migrate=false) and serve
 //	reservationd migrate [flags]  migrate the schema and exit
+//	reservationd --version        print the build: version, VCS revision, Go version
 //
 // Every flag falls back to an environment variable, named in its help.
 package main
@@ -35,6 +36,7 @@ import (
 
 	"reservation"
 	"reservation/auth"
+	"reservation/buildinfo"
 	"reservation/cache"
 	"reservation/gateway"
 	"reservation/lock"
@@ -87,6 +89,10 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+		fmt.Println("reservationd", buildinfo.Read())
+		return nil
+	}
 	cmd := "serve"
 	if len(args) > 0 && args[0] == "migrate" {
 		cmd, args = "migrate", args[1:]
