@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -17,233 +17,338 @@ import (
 	pb "reservation/proto/reservation/v1"
 )
 
-// A command declares its flags on fs and returns what runs it with the remaining arguments.
-type command func(c *cli, fs *flag.FlagSet) func(ctx context.Context, args []string) error
+// Each command declares its flags and says which flag each request field the server may
+// reject comes from, so that errors name what the user typed.
 
-var commands = map[string]command{
-	"reserve": reserveCmd,
-	"batch":   batchCmd,
-	"confirm": confirmCmd,
-	"update":  updateCmd,
-	"cancel":  cancelCmd,
-	"get":     getCmd,
-	"query":   queryCmd,
-	"free":    freeCmd,
-	"listen":  listenCmd,
-}
-
-func reserveCmd(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
-	user := fs.String("user", "", "user id (with auth on: yours by default)")
-	resource := fs.String("resource", "", "resource id")
-	start := fs.String("start", "", "start: RFC 3339 or +duration")
-	end := fs.String("end", "", "end: RFC 3339 or +duration (or --for)")
-	length := fs.Duration("for", 0, "length, instead of --end")
-	note := fs.String("note", "", "note")
-	st := fs.String("status", "pending", "pending, confirmed or blocked")
-	hold := fs.Duration("hold", 0, "make it a hold that lapses after this long unless confirmed")
-	requestID := fs.String("request-id", "", "idempotency key: a retry with it returns the first outcome")
-	return func(ctx context.Context, _ []string) error {
-		r, err := c.window(*resource, *start, *end, *length)
-		if err != nil {
-			return err
-		}
-		r.UserId, r.Note = *user, *note
-		if r.Status, err = parseStatus(*st); err != nil {
-			return err
-		}
-		req := &pb.ReserveRequest{Reservation: r, RequestId: *requestID}
-		if *hold != 0 {
-			req.Hold = durationpb.New(*hold)
-		}
-		resp, err := c.client.Reserve(ctx, req)
-		if err != nil {
-			return err
-		}
-		return c.reservations(resp.Reservation)
-	}
-}
-
-func batchCmd(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
-	file := fs.String("f", "-", "JSON file (or - for standard input) holding an array of reservations, as in the API")
-	hold := fs.Duration("hold", 0, "make them holds that lapse after this long unless confirmed")
-	requestID := fs.String("request-id", "", "idempotency key")
-	return func(ctx context.Context, _ []string) error {
-		var in io.Reader = os.Stdin
-		if *file != "-" {
-			f, err := os.Open(*file)
+func (c *cli) reserveCmd() *cobra.Command {
+	var user, resource, start, end, note, st, requestID string
+	var length, hold time.Duration
+	cmd := &cobra.Command{
+		Use:   "reserve --resource R --start T (--end T | --for D)",
+		Short: "Book a resource for a window of time",
+		Long: `reserve books a resource from --start to --end (or for --for). It fails with exit code 4,
+listing the reservations in the way, when the window overlaps one.`,
+		Example: `  rsvctl reserve --user alice --resource room-1 --start "2030-05-01 14:00" --for 2h
+  rsvctl reserve --resource room-1 --start 2030-05-01 --for 1w --status blocked --note "repairs"
+  rsvctl reserve --resource room-1 --start +1h --for 90m --hold 15m`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := c.window(resource, start, end, length)
 			if err != nil {
-				return usagef("%v", err)
+				return err
 			}
-			defer f.Close()
-			in = f
-		}
-		var raw []json.RawMessage
-		if err := json.NewDecoder(in).Decode(&raw); err != nil {
-			return usagef("batch: want a JSON array of reservations: %v", err)
-		}
-		req := &pb.ReserveBatchRequest{RequestId: *requestID}
-		for i, m := range raw {
-			r := &pb.Reservation{}
-			if err := protojson.Unmarshal(m, r); err != nil {
-				return usagef("batch: reservation %d: %v", i, err)
+			r.UserId, r.Note = user, note
+			if r.Status, err = parseStatus(st); err != nil {
+				return err
 			}
-			req.Reservations = append(req.Reservations, r)
-		}
-		if *hold != 0 {
-			req.Hold = durationpb.New(*hold)
-		}
-		resp, err := c.client.ReserveBatch(ctx, req)
-		if err != nil {
-			return err
-		}
-		return c.reservations(resp.Reservations...)
+			req := &pb.ReserveRequest{Reservation: r, RequestId: requestID}
+			if hold != 0 {
+				req.Hold = durationpb.New(hold)
+			}
+			return c.call(cmd.Context(), false, func(ctx context.Context) error {
+				resp, err := c.client.Reserve(ctx, req)
+				if err != nil {
+					return err
+				}
+				return c.reservations(resp.Reservation)
+			})
+		},
 	}
+	f := cmd.Flags()
+	f.StringVar(&user, "user", "", "user id (with auth on: yours by default)")
+	f.StringVar(&resource, "resource", "", "resource id (required)")
+	f.StringVar(&start, "start", "", "start time (required)")
+	f.StringVar(&end, "end", "", "end time (or --for)")
+	f.Var(durationFlag{&length}, "for", "length, instead of --end: 90m, 2h, 1d, 2w")
+	f.StringVar(&note, "note", "", "note")
+	f.StringVar(&st, "status", "pending", "pending, confirmed or blocked")
+	f.Var(durationFlag{&hold}, "hold", "make it a hold that lapses after this long unless confirmed")
+	f.StringVar(&requestID, "request-id", "", "idempotency key: a retry with it returns the first outcome")
+	return cmd
 }
 
-// idCmd makes the commands that act on one reservation by id.
-func idCmd(call func(ctx context.Context, c *cli, id string, version int64) (*pb.Reservation, error)) command {
-	return func(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
-		version := fs.Int64("version", 0, "act only if the reservation is at this version")
-		return func(ctx context.Context, args []string) error {
-			if len(args) != 1 {
-				return usagef("want one reservation id, got %d arguments", len(args))
+func (c *cli) batchCmd() *cobra.Command {
+	var file, requestID string
+	var hold time.Duration
+	cmd := &cobra.Command{
+		Use:   "batch -f FILE",
+		Short: "Book several reservations at once, all or none, from a JSON array",
+		Long: `batch books the reservations of a JSON array, each spelled as in the API (user_id,
+resource_id, start and end in RFC 3339, note, status), all or none.`,
+		Example: `  rsvctl batch -f trip.json --request-id trip-7
+  echo '[{"resource_id": "room-2", "start": "2030-04-01T10:00:00Z", "end": "2030-04-02T10:00:00Z"}]' | rsvctl batch`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var in io.Reader = os.Stdin
+			if file != "-" {
+				f, err := os.Open(file)
+				if err != nil {
+					return usagef("-f: %v", err)
+				}
+				defer f.Close()
+				in = f
 			}
-			r, err := call(ctx, c, args[0], *version)
+			var raw []json.RawMessage
+			if err := json.NewDecoder(in).Decode(&raw); err != nil {
+				return usagef("-f %s: want a JSON array of reservations: %v", file, err)
+			}
+			req := &pb.ReserveBatchRequest{RequestId: requestID}
+			for i, m := range raw {
+				r := &pb.Reservation{}
+				if err := protojson.Unmarshal(m, r); err != nil {
+					return usagef("-f %s: reservation %d: %v", file, i+1, err)
+				}
+				req.Reservations = append(req.Reservations, r)
+			}
+			if hold != 0 {
+				req.Hold = durationpb.New(hold)
+			}
+			c.fields["reservations"] = "-f " + file
+			return c.call(cmd.Context(), false, func(ctx context.Context) error {
+				resp, err := c.client.ReserveBatch(ctx, req)
+				if err != nil {
+					return err
+				}
+				return c.reservations(resp.Reservations...)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&file, "file", "f", "-", "JSON file holding an array of reservations (- for standard input)")
+	f.Var(durationFlag{&hold}, "hold", "make them holds that lapse after this long unless confirmed")
+	f.StringVar(&requestID, "request-id", "", "idempotency key: a retry with it returns the first outcome")
+	return cmd
+}
+
+// idCmd makes a command that acts on one reservation by id.
+func (c *cli) idCmd(cmd *cobra.Command, withVersion bool, call func(ctx context.Context, id string, version int64) (*pb.Reservation, error)) *cobra.Command {
+	var version int64
+	cmd.Args = oneID
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return c.call(cmd.Context(), false, func(ctx context.Context) error {
+			r, err := call(ctx, args[0], version)
 			if err != nil {
 				return err
 			}
 			return c.reservations(r)
-		}
+		})
 	}
+	if withVersion {
+		cmd.Flags().Int64Var(&version, "version", 0, "act only if the reservation is at this version (else exit code 5)")
+	}
+	return cmd
 }
 
-var (
-	confirmCmd = idCmd(func(ctx context.Context, c *cli, id string, v int64) (*pb.Reservation, error) {
+func (c *cli) confirmCmd() *cobra.Command {
+	return c.idCmd(&cobra.Command{
+		Use:     "confirm ID",
+		Short:   "Confirm a pending reservation or hold",
+		Example: "  rsvctl confirm 0193c0de-7a6b-7c2e-9f1a-2b3c4d5e6f70 --version 1",
+	}, true, func(ctx context.Context, id string, v int64) (*pb.Reservation, error) {
 		resp, err := c.client.Confirm(ctx, &pb.ConfirmRequest{Id: id, ExpectedVersion: v})
 		return resp.GetReservation(), err
 	})
-	cancelCmd = idCmd(func(ctx context.Context, c *cli, id string, v int64) (*pb.Reservation, error) {
+}
+
+func (c *cli) cancelCmd() *cobra.Command {
+	return c.idCmd(&cobra.Command{
+		Use:     "cancel ID",
+		Short:   "Cancel a reservation",
+		Example: "  rsvctl cancel 0193c0de-7a6b-7c2e-9f1a-2b3c4d5e6f70",
+	}, true, func(ctx context.Context, id string, v int64) (*pb.Reservation, error) {
 		resp, err := c.client.Cancel(ctx, &pb.CancelRequest{Id: id, ExpectedVersion: v})
 		return resp.GetReservation(), err
 	})
-	getCmd = idCmd(func(ctx context.Context, c *cli, id string, _ int64) (*pb.Reservation, error) {
+}
+
+func (c *cli) getCmd() *cobra.Command {
+	return c.idCmd(&cobra.Command{
+		Use:     "get ID",
+		Short:   "Show one reservation",
+		Example: "  rsvctl get 0193c0de-7a6b-7c2e-9f1a-2b3c4d5e6f70 -o json",
+	}, false, func(ctx context.Context, id string, _ int64) (*pb.Reservation, error) {
 		resp, err := c.client.Get(ctx, &pb.GetRequest{Id: id})
 		return resp.GetReservation(), err
 	})
-)
+}
 
-func updateCmd(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
-	note := fs.String("note", "", "the new note")
-	return idCmd(func(ctx context.Context, c *cli, id string, v int64) (*pb.Reservation, error) {
-		resp, err := c.client.Update(ctx, &pb.UpdateRequest{Id: id, Note: *note, ExpectedVersion: v})
+func (c *cli) updateCmd() *cobra.Command {
+	var note string
+	cmd := c.idCmd(&cobra.Command{
+		Use:     "update ID --note TEXT",
+		Short:   "Change a reservation's note",
+		Example: `  rsvctl update 0193c0de-7a6b-7c2e-9f1a-2b3c4d5e6f70 --note "early check-in"`,
+	}, true, func(ctx context.Context, id string, v int64) (*pb.Reservation, error) {
+		resp, err := c.client.Update(ctx, &pb.UpdateRequest{Id: id, Note: note, ExpectedVersion: v})
 		return resp.GetReservation(), err
-	})(c, fs)
+	})
+	cmd.Flags().StringVar(&note, "note", "", "the new note")
+	return cmd
 }
 
-func queryCmd(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
-	resource := fs.String("resource", "", "resource id")
-	user := fs.String("user", "", "user id")
-	st := fs.String("status", "", "pending, confirmed or blocked (default all)")
-	start := fs.String("start", "", "overlapping from: RFC 3339 or +duration")
-	end := fs.String("end", "", "overlapping until: RFC 3339 or +duration")
-	desc := fs.Bool("desc", false, "latest first")
-	return func(ctx context.Context, _ []string) error {
-		req := &pb.QueryRequest{ResourceId: *resource, UserId: *user, Desc: *desc}
-		var err error
-		if *st != "" {
-			if req.Status, err = parseStatus(*st); err != nil {
+func (c *cli) queryCmd() *cobra.Command {
+	var resource, user, st, start, end string
+	var desc bool
+	cmd := &cobra.Command{
+		Use:   "query [--resource R] [--user U] [--start T] [--end T]",
+		Short: "List reservations by resource, user, status and time",
+		Example: `  rsvctl query --resource room-1 --start 2030-05-01 --end 2030-05-08
+  rsvctl query --user alice --status confirmed --desc`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &pb.QueryRequest{ResourceId: resource, UserId: user, Desc: desc}
+			var err error
+			if st != "" {
+				if req.Status, err = parseStatus(st); err != nil {
+					return err
+				}
+			}
+			if req.Start, err = c.timestamp("start", start); err != nil {
 				return err
 			}
-		}
-		if req.Start, err = c.timestamp("start", *start); err != nil {
-			return err
-		}
-		if req.End, err = c.timestamp("end", *end); err != nil {
-			return err
-		}
-		stream, err := c.client.Query(ctx, req)
-		if err != nil {
-			return err
-		}
-		var all []*pb.Reservation
-		for {
-			r, err := stream.Recv()
-			if err == io.EOF {
-				return c.reservations(all...)
-			}
-			if err != nil {
+			if req.End, err = c.timestamp("end", end); err != nil {
 				return err
 			}
-			all = append(all, r)
-		}
+			return c.call(cmd.Context(), false, func(ctx context.Context) error {
+				stream, err := c.client.Query(ctx, req)
+				if err != nil {
+					return err
+				}
+				var all []*pb.Reservation
+				for {
+					r, err := stream.Recv()
+					if err == io.EOF {
+						return c.reservations(all...)
+					}
+					if err != nil {
+						return err
+					}
+					all = append(all, r)
+				}
+			})
+		},
 	}
+	f := cmd.Flags()
+	f.StringVar(&resource, "resource", "", "resource id")
+	f.StringVar(&user, "user", "", "user id")
+	f.StringVar(&st, "status", "", "pending, confirmed or blocked (default: all)")
+	f.StringVar(&start, "start", "", "overlapping from this time")
+	f.StringVar(&end, "end", "", "overlapping until this time")
+	f.BoolVar(&desc, "desc", false, "latest first")
+	return cmd
 }
 
-func freeCmd(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
-	resource := fs.String("resource", "", "resource id")
-	start := fs.String("start", "now", "window start: RFC 3339 or +duration")
-	end := fs.String("end", "+168h", "window end: RFC 3339 or +duration")
-	minimum := fs.Duration("min", 0, "shortest free window worth showing")
-	return func(ctx context.Context, _ []string) error {
-		req := &pb.FreeSlotsRequest{ResourceId: *resource, MinDuration: durationpb.New(*minimum)}
-		var err error
-		if req.Start, err = c.timestamp("start", *start); err != nil {
-			return err
-		}
-		if req.End, err = c.timestamp("end", *end); err != nil {
-			return err
-		}
-		resp, err := c.client.FreeSlots(ctx, req)
-		if err != nil {
-			return err
-		}
-		if c.json {
-			for _, w := range resp.Free {
-				c.printJSON(w)
+func (c *cli) freeCmd() *cobra.Command {
+	var resource, start, end string
+	var minimum time.Duration
+	cmd := &cobra.Command{
+		Use:   "free --resource R [--start T] [--end T] [--min D]",
+		Short: "List a resource's free windows",
+		Example: `  rsvctl free --resource room-1 --min 1h
+  rsvctl free --resource room-1 --start "2030-05-01 08:00" --end "2030-05-01 20:00"`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if resource == "" {
+				return usagef("--resource is required")
 			}
-			return nil
-		}
-		tw := newTable(c.out, "START", "END", "LENGTH")
-		for _, w := range resp.Free {
-			tw.row(formatTime(w.Start), formatTime(w.End), w.End.AsTime().Sub(w.Start.AsTime()).String())
-		}
-		return tw.flush()
-	}
-}
-
-func listenCmd(c *cli, fs *flag.FlagSet) func(context.Context, []string) error {
-	resource := fs.String("resource", "", "only this resource's changes")
-	after := fs.Int64("after", -1, "resume after this seq (default: from now on)")
-	return func(ctx context.Context, _ []string) error {
-		req := &pb.ListenRequest{ResourceId: *resource}
-		if *after >= 0 {
-			seq := uint64(*after)
-			req.AfterSeq = &seq
-		}
-		stream, err := c.client.Listen(ctx, req)
-		if err != nil {
-			return err
-		}
-		tw := newTable(c.out, "SEQ", "OP", "ID", "RESOURCE", "USER", "STATUS", "START", "END", "VERSION")
-		for {
-			m, err := stream.Recv()
-			if err != nil {
+			req := &pb.FreeSlotsRequest{ResourceId: resource, MinDuration: durationpb.New(minimum)}
+			var err error
+			if req.Start, err = c.timestamp("start", start); err != nil {
 				return err
 			}
-			if c.json {
-				c.printJSON(m)
-				continue
+			if req.End, err = c.timestamp("end", end); err != nil {
+				return err
 			}
-			r := m.Reservation
-			tw.row(fmt.Sprint(m.Seq), strings.TrimPrefix(m.Op.String(), "RESERVATION_UPDATE_TYPE_"), r.Id, r.ResourceId, r.UserId,
-				statusName(r.Status), formatTime(r.Start), formatTime(r.End), fmt.Sprint(r.Version))
-			tw.flush() // a line as each change comes
-		}
+			return c.call(cmd.Context(), false, func(ctx context.Context) error {
+				resp, err := c.client.FreeSlots(ctx, req)
+				if err != nil {
+					return err
+				}
+				if c.json {
+					for _, w := range resp.Free {
+						c.printJSON(w)
+					}
+					return nil
+				}
+				tw := newTable(c.out, "START", "END", "LENGTH")
+				for _, w := range resp.Free {
+					tw.row(c.formatTimestamp(w.Start), c.formatTimestamp(w.End), formatDuration(w.End.AsTime().Sub(w.Start.AsTime())))
+				}
+				return tw.flush()
+			})
+		},
 	}
+	f := cmd.Flags()
+	f.StringVar(&resource, "resource", "", "resource id (required)")
+	f.StringVar(&start, "start", "now", "window start")
+	f.StringVar(&end, "end", "+1w", "window end")
+	f.Var(durationFlag{&minimum}, "min", "shortest free window worth showing")
+	return cmd
 }
 
-// window reads a resource and a time window from flags.
+func (c *cli) listenCmd() *cobra.Command {
+	var resource string
+	var after int64
+	cmd := &cobra.Command{
+		Use:   "listen [--resource R] [--after SEQ]",
+		Short: "Print changes as they happen, until stopped",
+		Long: `listen prints each change (create, update, delete) as it happens, until interrupted.
+Each has a seq: --after SEQ resumes after it, on any replica, while the server keeps it.`,
+		Example: `  rsvctl listen --resource room-1
+  rsvctl listen --after 0 -o json     # everything kept, then live; one JSON object per change`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &pb.ListenRequest{ResourceId: resource}
+			if after >= 0 {
+				seq := uint64(after)
+				req.AfterSeq = &seq
+			}
+			c.fields["after_seq"] = "--after"
+			return c.call(cmd.Context(), true, func(ctx context.Context) error {
+				stream, err := c.client.Listen(ctx, req)
+				if err != nil {
+					return err
+				}
+				tw := newTable(c.out, "SEQ", "OP", "ID", "RESOURCE", "USER", "STATUS", "START", "END", "VERSION")
+				for {
+					m, err := stream.Recv()
+					if err != nil {
+						return err
+					}
+					if c.json {
+						c.printJSON(m)
+						continue
+					}
+					r := m.Reservation
+					tw.row(fmt.Sprint(m.Seq), strings.TrimPrefix(m.Op.String(), "RESERVATION_UPDATE_TYPE_"), r.Id, r.ResourceId, r.UserId,
+						statusName(r.Status), c.formatTimestamp(r.Start), c.formatTimestamp(r.End), fmt.Sprint(r.Version))
+					tw.flush() // a line as each change comes
+				}
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&resource, "resource", "", "only this resource's changes")
+	f.Int64Var(&after, "after", -1, "resume after this seq (default: from now on)")
+	f.Lookup("after").DefValue = ""
+	return cmd
+}
+
+// window reads a reservation's resource and times from reserve's flags.
 func (c *cli) window(resource, start, end string, length time.Duration) (*pb.Reservation, error) {
+	var missing []string
+	if resource == "" {
+		missing = append(missing, "--resource")
+	}
+	if start == "" {
+		missing = append(missing, "--start")
+	}
+	if end == "" && length == 0 {
+		missing = append(missing, "--end or --for")
+	}
+	if len(missing) > 0 {
+		return nil, usageError{msg: strings.Join(missing, " is required\nrsvctl: ") + " is required", help: "rsvctl reserve --help"}
+	}
 	s, err := c.parseTime("start", start)
 	if err != nil {
 		return nil, err
@@ -252,23 +357,19 @@ func (c *cli) window(resource, start, end string, length time.Duration) (*pb.Res
 	if err != nil {
 		return nil, err
 	}
+	endFlag := "--end"
 	if length != 0 {
 		if !e.IsZero() {
 			return nil, usagef("give --end or --for, not both")
 		}
-		e = s.Add(length)
+		e, endFlag = s.Add(length), "--for"
 	}
-	r := &pb.Reservation{ResourceId: resource}
-	if !s.IsZero() {
-		r.Start = timestamppb.New(s)
-	}
-	if !e.IsZero() {
-		r.End = timestamppb.New(e)
-	}
+	c.fields["end"] = endFlag
+	r := &pb.Reservation{ResourceId: resource, Start: timestamppb.New(s), End: timestamppb.New(e)}
 	return r, nil
 }
 
-func (c *cli) timestamp(flagName, s string) (*timestamppb.Timestamp, error) {
+func (c *cli) timestamp(flagName string, s string) (*timestamppb.Timestamp, error) {
 	t, err := c.parseTime(flagName, s)
 	if err != nil || t.IsZero() {
 		return nil, err

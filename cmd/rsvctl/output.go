@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -14,7 +15,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "reservation/proto/reservation/v1"
 )
@@ -39,10 +39,19 @@ var exitCodes = map[codes.Code]int{
 	codes.ResourceExhausted: exitFeed,
 }
 
-// fail explains err to a person and returns the exit code for it.
+// fail explains err to a person, once, and returns the exit code for it.
 func (c *cli) fail(err error) int {
-	if errors.Is(err, errUsage) {
-		fmt.Fprintln(c.errOut, "rsvctl:", strings.TrimPrefix(err.Error(), "usage: "))
+	if c.tz == nil {
+		c.tz = time.Local // the global flags were not read: a flag error
+	}
+	var u usageError
+	if errors.As(err, &u) {
+		if u.msg != "" {
+			fmt.Fprintln(c.errOut, "rsvctl:", u.msg)
+		}
+		if u.help != "" {
+			fmt.Fprintf(c.errOut, "Run '%s' for usage.\n", u.help)
+		}
 		return exitUsage
 	}
 	st, ok := status.FromError(err)
@@ -50,21 +59,94 @@ func (c *cli) fail(err error) int {
 		fmt.Fprintln(c.errOut, "rsvctl:", err)
 		return exitError
 	}
-	fmt.Fprintf(c.errOut, "rsvctl: %s: %s\n", words(st.Code().String()), st.Message())
+	code, ok := exitCodes[st.Code()]
+	if !ok {
+		code = exitError
+	}
+	if c.explainConnection(st) {
+		return code
+	}
+	var violations []*errdetails.BadRequest_FieldViolation
+	var conflict *errdetails.ErrorInfo
 	for _, d := range st.Details() {
 		switch d := d.(type) {
 		case *errdetails.BadRequest:
-			for _, v := range d.GetFieldViolations() {
-				fmt.Fprintf(c.errOut, "  %s: %s\n", v.GetField(), v.GetDescription())
-			}
+			violations = append(violations, d.GetFieldViolations()...)
 		case *errdetails.ErrorInfo:
-			printConflicts(c.errOut, d.GetMetadata())
+			if d.GetMetadata()["conflict_count"] != "" {
+				conflict = d
+			}
 		}
 	}
-	if code, ok := exitCodes[st.Code()]; ok {
-		return code
+	switch {
+	case len(violations) > 0:
+		// Each field once, by the flag that set it; the message only repeats them.
+		for _, v := range violations {
+			fmt.Fprintf(c.errOut, "rsvctl: %s %s\n", c.flagFor(v.GetField()), c.localize(v.GetDescription()))
+		}
+	case conflict != nil:
+		fmt.Fprintf(c.errOut, "rsvctl: conflict: %s\n", c.localize(st.Message()))
+		c.printConflicts(conflict.GetMetadata())
+	default:
+		fmt.Fprintf(c.errOut, "rsvctl: %s: %s\n", words(st.Code().String()), c.localize(st.Message()))
 	}
-	return exitError
+	return code
+}
+
+// explainConnection says what went wrong when the server could not be asked at all, and what to
+// try; it reports whether it did.
+func (c *cli) explainConnection(st *status.Status) bool {
+	msg := st.Message()
+	switch {
+	case st.Code() == codes.Unavailable && (strings.Contains(msg, "HTTP/1.1 header") || strings.Contains(msg, "frame too large")):
+		fmt.Fprintf(c.errOut, "rsvctl: %s answered in HTTP/1.1, not gRPC: is it reservationd's HTTP port?\n", target(c.addr))
+		fmt.Fprintf(c.errOut, "  rsvctl talks to the gRPC port (reservationd --grpc-addr, %s by default): set it with --addr or RSVCTL_ADDR.\n", defaultPort)
+	case st.Code() == codes.Unavailable && strings.Contains(msg, "connection refused"):
+		fmt.Fprintf(c.errOut, "rsvctl: cannot connect to %s: connection refused\n", target(c.addr))
+		fmt.Fprintln(c.errOut, "  Is reservationd running there? Set its gRPC address with --addr or RSVCTL_ADDR.")
+	case st.Code() == codes.Unavailable && (strings.Contains(msg, "tls:") || strings.Contains(msg, "authentication handshake failed")):
+		fmt.Fprintf(c.errOut, "rsvctl: TLS with %s failed: %s\n", target(c.addr), msg)
+		fmt.Fprintln(c.errOut, "  Check --tls-ca (and --tls-cert, --tls-key), or leave them out for a server without TLS.")
+	case st.Code() == codes.Unavailable && strings.Contains(msg, "connection error"):
+		fmt.Fprintf(c.errOut, "rsvctl: cannot connect to %s: %s\n", target(c.addr), msg)
+	case st.Code() == codes.DeadlineExceeded:
+		fmt.Fprintf(c.errOut, "rsvctl: no answer from %s within --timeout %s\n", target(c.addr), formatDuration(c.timeout))
+	case st.Code() == codes.Unauthenticated && c.token == "":
+		fmt.Fprintf(c.errOut, "rsvctl: unauthenticated: %s\n", msg)
+		fmt.Fprintln(c.errOut, "  The server has auth on: give a token with --token or RSVCTL_TOKEN (an admin makes one with 'rsvctl token').")
+	case st.Code() == codes.Unauthenticated:
+		fmt.Fprintf(c.errOut, "rsvctl: unauthenticated: %s\n", msg)
+		fmt.Fprintln(c.errOut, "  The server does not know the token of --token or RSVCTL_TOKEN: check it against its --auth-file.")
+	default:
+		return false
+	}
+	return true
+}
+
+// The flags behind request fields, in the proto's names.
+var fieldFlags = map[string]string{
+	"resource_id": "--resource", "user_id": "--user", "start": "--start", "end": "--end", "note": "--note",
+	"status": "--status", "hold": "--hold", "request_id": "--request-id", "min_duration": "--min",
+	"expected_version": "--version", "id": "the reservation id", "after_seq": "--after",
+}
+
+var batchField = regexp.MustCompile(`^reservations\[(\d+)\]\.(.+)$`)
+
+// flagFor names a request field as the user gave it: reservation.resource_id is --resource; a
+// batch's reservations[2].end is "reservation 3 of -f trip.json: end".
+func (c *cli) flagFor(field string) string {
+	if m := batchField.FindStringSubmatch(field); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return fmt.Sprintf("reservation %d of %s: %s", n+1, c.fields["reservations"], m[2])
+	}
+	field = strings.TrimPrefix(field, "reservation.")
+	if f, ok := c.fields[field]; ok {
+		return f
+	}
+	if f, ok := fieldFlags[field]; ok {
+		return f
+	}
+	return field
 }
 
 // words spells a code's name for people: FailedPrecondition is "failed precondition".
@@ -79,21 +161,32 @@ func words(camel string) string {
 	return strings.ToLower(b.String())
 }
 
-// printConflicts lists the reservations in the way, from a conflict's ErrorInfo.
-func printConflicts(w io.Writer, md map[string]string) {
+// printConflicts lists the reservations in the way, from a conflict's ErrorInfo; ITEM, the
+// index of the batch's reservation each blocks, only for a batch.
+func (c *cli) printConflicts(md map[string]string) {
 	n, _ := strconv.Atoi(md["conflict_count"])
 	if n == 0 {
 		return
 	}
-	fmt.Fprintln(w, "in the way:")
-	tw := newTable(w, "ITEM", "ID", "START", "END")
+	batch := c.fields["reservations"] != ""
+	fmt.Fprintln(c.errOut, "in the way:")
+	header := []string{"ID", "START", "END"}
+	if batch {
+		header = append([]string{"ITEM"}, header...)
+	}
+	tw := newTable(c.errOut, header...)
 	for i := range n {
 		k := fmt.Sprintf("conflict_%d_", i)
-		tw.row(md[k+"item"], md[k+"id"], md[k+"start"], md[k+"end"])
+		row := []string{md[k+"id"], c.localize(md[k+"start"]), c.localize(md[k+"end"])}
+		if batch {
+			item, _ := strconv.Atoi(md[k+"item"])
+			row = append([]string{strconv.Itoa(item + 1)}, row...)
+		}
+		tw.row(row...)
 	}
 	tw.flush()
 	if md["conflicts_truncated"] == "true" {
-		fmt.Fprintln(w, "and more")
+		fmt.Fprintln(c.errOut, "and more")
 	}
 }
 
@@ -107,8 +200,8 @@ func (c *cli) reservations(rs ...*pb.Reservation) error {
 	}
 	tw := newTable(c.out, "ID", "RESOURCE", "USER", "STATUS", "START", "END", "VERSION", "EXPIRES", "NOTE")
 	for _, r := range rs {
-		tw.row(r.Id, r.ResourceId, r.UserId, statusName(r.Status), formatTime(r.Start), formatTime(r.End),
-			fmt.Sprint(r.Version), formatTime(r.ExpiresAt), strings.ReplaceAll(r.Note, "\n", " "))
+		tw.row(r.Id, r.ResourceId, r.UserId, statusName(r.Status), c.formatTimestamp(r.Start), c.formatTimestamp(r.End),
+			fmt.Sprint(r.Version), c.formatTimestamp(r.ExpiresAt), strings.ReplaceAll(r.Note, "\n", " "))
 	}
 	return tw.flush()
 }
@@ -120,13 +213,6 @@ func (c *cli) printJSON(m proto.Message) {
 
 func statusName(s pb.ReservationStatus) string {
 	return strings.TrimPrefix(s.String(), "RESERVATION_STATUS_")
-}
-
-func formatTime(t *timestamppb.Timestamp) string {
-	if t == nil {
-		return "-"
-	}
-	return t.AsTime().UTC().Format(time.RFC3339Nano)
 }
 
 // table writes aligned columns.
