@@ -24,8 +24,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-// serve runs the service in-process on loopback, on a fresh database, and returns its address.
-func serve(t *testing.T) string {
+// serve runs the service in-process on loopback, on a fresh database, and returns its address;
+// opts are added to the gRPC server's.
+func serve(t *testing.T, opts ...grpc.ServerOption) string {
 	t.Helper()
 	db, _ := repotest.NewDB(t)
 	quiet := slog.New(slog.DiscardHandler)
@@ -35,7 +36,7 @@ func serve(t *testing.T) string {
 	go func() { feed.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	store := repo.New(db, repo.Options{Logger: quiet, Committed: feed.Nudge})
-	g := grpc.NewServer(service.ServerOptions(quiet)...)
+	g := grpc.NewServer(append(service.ServerOptions(quiet), opts...)...)
 	service.New(store, service.Options{Feed: feed, Logger: quiet}).Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -46,11 +47,12 @@ func serve(t *testing.T) string {
 	return lis.Addr().String()
 }
 
-// rsvctl runs one command line and returns its output, errors and exit code.
+// rsvctl runs one command line against addr, showing times in UTC, and returns its output,
+// errors and exit code.
 func rsvctl(t *testing.T, addr string, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := run(context.Background(), append([]string{"--addr", addr}, args...), &out, &errOut)
+	code := run(context.Background(), append([]string{"--addr", addr, "--tz", "UTC"}, args...), &out, &errOut)
 	return out.String(), errOut.String(), code
 }
 
@@ -98,13 +100,13 @@ func TestCommands(t *testing.T) {
 	}
 	golden(t, "conflict", errs)
 
-	if _, errs, code = rsvctl(t, addr, "confirm", "--version", "7", id); code != exitStale {
+	if _, errs, code = rsvctl(t, addr, "confirm", id, "--version", "7"); code != exitStale {
 		t.Fatalf("confirm at a stale version: exit %d: %s", code, errs)
 	}
 	if out, errs, code = rsvctl(t, addr, "confirm", id); code != exitOK || !strings.Contains(out, "CONFIRMED") {
 		t.Fatalf("confirm: exit %d: %s%s", code, out, errs)
 	}
-	if _, errs, code = rsvctl(t, addr, "update", "--note", "early", id); code != exitOK {
+	if _, errs, code = rsvctl(t, addr, "update", id, "--note", "early"); code != exitOK {
 		t.Fatalf("update: exit %d: %s", code, errs)
 	}
 	out, errs, code = rsvctl(t, addr, "query", "--resource", "room-1")
@@ -167,16 +169,22 @@ func TestCommands(t *testing.T) {
 
 func TestTimes(t *testing.T) {
 	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
-	c := &cli{now: now}
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cli{now: now, tz: berlin, fields: map[string]string{}}
 	for in, want := range map[string]time.Time{
-		"now": now, "+1h": now.Add(time.Hour), "-30m": now.Add(-30 * time.Minute),
+		"now": now, "+1h": now.Add(time.Hour), "-30m": now.Add(-30 * time.Minute), "+1d": now.Add(24 * time.Hour), "+2w": now.Add(14 * 24 * time.Hour),
 		"2030-03-01T14:00:00Z": time.Date(2030, 3, 1, 14, 0, 0, 0, time.UTC), "2030-03-01T15:00:00+01:00": time.Date(2030, 3, 1, 14, 0, 0, 0, time.UTC),
+		"2030-03-01": time.Date(2030, 3, 1, 0, 0, 0, 0, berlin), "2030-07-01 14:00": time.Date(2030, 7, 1, 14, 0, 0, 0, berlin),
+		"2030-07-01T14:00:30": time.Date(2030, 7, 1, 14, 0, 30, 0, berlin),
 	} {
 		if got, err := c.parseTime("start", in); err != nil || !got.Equal(want) {
 			t.Errorf("%q: %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"tomorrow", "+1x", "2030-03-01"} {
+	for _, bad := range []string{"tomorrow", "+1x", "2030-13-01", "2030-03-01 25:00", "+"} {
 		if _, err := c.parseTime("start", bad); err == nil {
 			t.Errorf("%q was accepted", bad)
 		}

@@ -127,7 +127,7 @@ func (c *cli) explainConnection(st *status.Status) bool {
 var fieldFlags = map[string]string{
 	"resource_id": "--resource", "user_id": "--user", "start": "--start", "end": "--end", "note": "--note",
 	"status": "--status", "hold": "--hold", "request_id": "--request-id", "min_duration": "--min",
-	"expected_version": "--version", "id": "the reservation id", "after_seq": "--after",
+	"expected_version": "--version", "id": "ID", "after_seq": "--after",
 }
 
 var batchField = regexp.MustCompile(`^reservations\[(\d+)\]\.(.+)$`)
