@@ -57,8 +57,8 @@ listing the reservations in the way, when the window overlaps one.`,
 	f := cmd.Flags()
 	f.StringVar(&user, "user", "", "user id (with auth on: yours by default)")
 	f.StringVar(&resource, "resource", "", "resource id (required)")
-	f.StringVar(&start, "start", "", "start time (required)")
-	f.StringVar(&end, "end", "", "end time (or --for)")
+	f.Var(timeFlag{&start}, "start", "start time (required)")
+	f.Var(timeFlag{&end}, "end", "end time (or --for)")
 	f.Var(durationFlag{&length}, "for", "length, instead of --end: 90m, 2h, 1d, 2w")
 	f.StringVar(&note, "note", "", "note")
 	f.StringVar(&st, "status", "pending", "pending, confirmed or blocked")
@@ -232,8 +232,8 @@ func (c *cli) queryCmd() *cobra.Command {
 	f.StringVar(&resource, "resource", "", "resource id")
 	f.StringVar(&user, "user", "", "user id")
 	f.StringVar(&st, "status", "", "pending, confirmed or blocked (default: all)")
-	f.StringVar(&start, "start", "", "overlapping from this time")
-	f.StringVar(&end, "end", "", "overlapping until this time")
+	f.Var(timeFlag{&start}, "start", "overlapping from this time")
+	f.Var(timeFlag{&end}, "end", "overlapping until this time")
 	f.BoolVar(&desc, "desc", false, "latest first")
 	return cmd
 }
@@ -280,8 +280,9 @@ func (c *cli) freeCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&resource, "resource", "", "resource id (required)")
-	f.StringVar(&start, "start", "now", "window start")
-	f.StringVar(&end, "end", "+1w", "window end")
+	start, end = "now", "+1w"
+	f.Var(timeFlag{&start}, "start", "window start")
+	f.Var(timeFlag{&end}, "end", "window end")
 	f.Var(durationFlag{&minimum}, "min", "shortest free window worth showing")
 	return cmd
 }

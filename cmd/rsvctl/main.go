@@ -328,16 +328,24 @@ func flagError(cmd *cobra.Command, err error) error {
 	return usageError{msg: err.Error(), help: help}
 }
 
-// suggestFlag is the flag of cmd nearest to name, if it is near enough to be a typo.
+// suggestFlag is the flag of cmd that name is probably a typo of: the only one it begins, or
+// the nearest within two edits.
 func suggestFlag(cmd *cobra.Command, name string) string {
+	var prefixed []string
 	best, bestD := "", 3
 	visit := func(f *pflag.Flag) {
-		if d := distance(name, f.Name); d < bestD || (d <= 2 && strings.HasPrefix(f.Name, name) && best == "") {
+		if strings.HasPrefix(f.Name, name) {
+			prefixed = append(prefixed, f.Name)
+		}
+		if d := distance(name, f.Name); d < bestD {
 			best, bestD = f.Name, d
 		}
 	}
 	cmd.Flags().VisitAll(visit)
 	cmd.InheritedFlags().VisitAll(visit)
+	if len(prefixed) == 1 && len(name) > 1 {
+		return prefixed[0]
+	}
 	if len(name) < 3 && bestD > 1 {
 		return ""
 	}

@@ -82,11 +82,18 @@ func (c *cli) fail(err error) int {
 	case len(violations) > 0:
 		// Each field once, by the flag that set it; the message only repeats them.
 		for _, v := range violations {
-			fmt.Fprintf(c.errOut, "rsvctl: %s %s\n", c.flagFor(v.GetField()), c.localize(v.GetDescription()))
+			desc := c.localize(v.GetDescription())
+			sep := ": " // --end: window lasts 731d, …
+			if strings.HasPrefix(desc, "must ") || strings.HasPrefix(desc, "is ") {
+				sep = " " // --resource is required
+			}
+			fmt.Fprintf(c.errOut, "rsvctl: %s%s%s\n", c.flagFor(v.GetField()), sep, desc)
 		}
 	case conflict != nil:
 		fmt.Fprintf(c.errOut, "rsvctl: conflict: %s\n", c.localize(st.Message()))
 		c.printConflicts(conflict.GetMetadata())
+	case st.Code() == codes.NotFound: // the message says it: reservation "…" not found
+		fmt.Fprintf(c.errOut, "rsvctl: %s\n", c.localize(st.Message()))
 	default:
 		fmt.Fprintf(c.errOut, "rsvctl: %s: %s\n", words(st.Code().String()), c.localize(st.Message()))
 	}

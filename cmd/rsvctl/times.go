@@ -188,3 +188,15 @@ func (f durationFlag) String() string {
 }
 
 func (durationFlag) Type() string { return "duration" }
+
+// timeFlag is a flag holding a time as typed, read once --tz is known; its type shows in help.
+type timeFlag struct{ s *string }
+
+func (f timeFlag) Set(s string) error { *f.s = s; return nil }
+func (f timeFlag) String() string {
+	if f.s == nil {
+		return ""
+	}
+	return *f.s
+}
+func (timeFlag) Type() string { return "time" }
