@@ -56,7 +56,7 @@ func quote(args []string) string {
 func TestCommandLine(t *testing.T) {
 	clean(t, "")
 	got := transcript(t, [][]string{
-		{"help"}, {"-h"}, {"--help"},
+		{}, {"help"}, {"-h"}, {"--help"},
 		{"reserve", "--help"}, {"help", "confirm"}, {"token", "--help"}, {"free", "-h"},
 		{"--version"}, {"version"},
 		{"reserv"}, {"lsten", "--resource", "room-1"}, {"frobnicate"},

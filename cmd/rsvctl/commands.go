@@ -130,6 +130,11 @@ func (c *cli) idCmd(cmd *cobra.Command, withVersion bool, call func(ctx context.
 			if err != nil {
 				return err
 			}
+			if cmd.Name() == "cancel" && !c.json {
+				// What it was is gone: say so, as kubectl delete does.
+				fmt.Fprintf(c.out, "reservation %s cancelled\n", r.GetId())
+				return nil
+			}
 			return c.reservations(r)
 		})
 	}
