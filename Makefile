@@ -10,19 +10,53 @@ SHELL := /bin/bash
 # Use it at the start of a line: `$(SERVICES_ENV) && command`.
 SERVICES_ENV = svc_env=$$(bash scripts/services.sh) && eval "$$svc_env"
 
-GO ?= go
+# The same for the MySQL 9.7 server of scripts/mysql97.sh (installed into a
+# Debian sid chroot under .local/mysql97 on first use). Put it after
+# $(SERVICES_ENV): it overrides the test DSN that services.sh set.
+MYSQL97_ENV = m97_env=$$(bash scripts/mysql97.sh) && eval "$$m97_env"
 
-.PHONY: run test fuzz chaos build lint proto services services-stop
+GO ?= go
+GOTEST = CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m
+
+# Prints the packages whose tests use the database (they import
+# repo/repotest, directly or not): the legs on other engines run only these.
+DB_PACKAGES = $(GO) list -test -f '{{.ImportPath}} {{join .Deps ","}},' ./... | \
+  grep -E '^[^ ]+\.test .*[ ,]reservation/repo/repotest( \[[^]]*\])?,' | \
+  cut -d' ' -f1 | sed 's/\.test$$//'
+
+# leg NAME COMMAND: a banner, COMMAND, then its wall time and exit status, so
+# that CI logs show the time of each engine's leg; fails if COMMAND did.
+leg = echo "==== $(1): start $$(date -u +%FT%TZ)"; leg_t0=$$(date +%s); \
+  if $(2); then leg_rc=0; else leg_rc=$$?; fi; \
+  echo "==== $(1): $$(( $$(date +%s) - leg_t0 )) s wall, exit $$leg_rc"; \
+  exit $$leg_rc
+
+.PHONY: run test test-mariadb test-mysql97 fuzz chaos build lint proto services services-stop
 
 ## run: start the server locally against MySQL/Redis from scripts/services.sh
 run:
 	$(SERVICES_ENV) && $(GO) run ./cmd/reservationd --lock redis
 
-## test: vet, then all tests with the race detector against real MySQL/Redis
-# -race needs cgo, so force it on in case the environment turned it off.
+## test: vet, all tests on MariaDB (services.sh), the database tests on MySQL 9.7, then fuzz
+# Both legs run even when the first fails, so that one CI run shows both
+# engines; the target fails if either did. -race needs cgo: GOTEST forces it on.
 test:
-	$(SERVICES_ENV) && $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
-	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	$(GO) vet ./...
+	status=0; \
+	$(MAKE) --no-print-directory test-mariadb || status=1; \
+	$(MAKE) --no-print-directory test-mysql97 || status=1; \
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s || status=1; \
+	exit $$status
+
+## test-mariadb: every test against the MySQL/MariaDB and Redis of scripts/services.sh
+test-mariadb:
+	@$(call leg,MariaDB leg (scripts/services.sh),$(SERVICES_ENV) && $(GOTEST) ./...)
+
+## test-mysql97: the database tests against Oracle MySQL 9.7 (scripts/mysql97.sh), Redis from services.sh
+test-mysql97:
+	@$(call leg,MySQL 9.7 leg (scripts/mysql97.sh),$(SERVICES_ENV) && $(MYSQL97_ENV) && \
+	  pkgs=$$($(DB_PACKAGES)) && echo "RESERVATION_TEST_MYSQL_DSN=$$RESERVATION_TEST_MYSQL_DSN; packages:" $$pkgs && \
+	  $(GOTEST) $$pkgs)
 
 ## fuzz: run each fuzz target for FUZZTIME (the seeds under testdata/fuzz also run in every go test)
 FUZZTIME ?= 30s
@@ -55,6 +89,7 @@ proto:
 services:
 	bash scripts/services.sh
 
-## services-stop: stop the private MySQL/Redis started under .local/
+## services-stop: stop the private MySQL/Redis and the MySQL 9.7 started under .local/
 services-stop:
 	bash scripts/services.sh stop
+	bash scripts/mysql97.sh stop
