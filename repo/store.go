@@ -214,10 +214,7 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 // way: those Taken remembers, then (with Precheck) those stored. It returns nil to go on.
 func (s *Store) precheck(ctx context.Context, rs []*reservation.Reservation) error {
 	if s.opts.Taken != nil {
-		err := s.refuseTaken(rs, func(r *reservation.Reservation) ([]*reservation.Reservation, error) {
-			return s.opts.Taken.Overlapping(r), nil
-		})
-		if err != nil {
+		if err := s.refuseRemembered(ctx, rs); err != nil {
 			return err
 		}
 	}
@@ -233,6 +230,58 @@ func (s *Store) precheck(ctx context.Context, rs []*reservation.Reservation) err
 	stored := byItem(rs, found)
 	return s.refuseTaken(rs, func(r *reservation.Reservation) ([]*reservation.Reservation, error) {
 		return stored[r], nil
+	})
+}
+
+// refuseRemembered refuses rs when Taken remembers a reservation in the way of one of them
+// and the database, read by primary key, still holds it there now. The cache only proposes:
+// it may not yet have heard of a cancel made on another replica (the feed is late, or stalled),
+// so a refusal rests on what one statement, run after the call began, found committed. That
+// makes the conflict true at an instant between the call and its answer. The blockers the
+// database no longer holds are forgotten, and the call goes on to the write path.
+func (s *Store) refuseRemembered(ctx context.Context, rs []*reservation.Reservation) error {
+	proposed := make(map[*reservation.Reservation][]*reservation.Reservation)
+	var ids []string
+	for _, r := range rs {
+		for _, e := range s.opts.Taken.Overlapping(r) {
+			if !slices.Contains(ids, e.ID) {
+				ids = append(ids, e.ID)
+			}
+			proposed[r] = append(proposed[r], e)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	query, args, err := sqlx.In("SELECT "+columns+" FROM reservations WHERE id IN (?) AND "+live(""), ids, s.now())
+	if err != nil {
+		return err
+	}
+	held, err := selectRows(ctx, s.db, query, args...)
+	if err != nil {
+		return classify(fmt.Errorf("read %d remembered reservations: %w", len(ids), err))
+	}
+	byID := make(map[string]*reservation.Reservation, len(held))
+	for _, h := range held {
+		byID[h.ID] = h
+	}
+	var gone []*reservation.Change
+	for _, id := range ids {
+		if byID[id] == nil {
+			gone = append(gone, &reservation.Change{Op: reservation.OpDelete, Reservation: &reservation.Reservation{ID: id}})
+		}
+	}
+	if len(gone) > 0 {
+		s.opts.Taken.Apply(gone...) // ids are never used again: what is gone stays gone
+	}
+	return s.refuseTaken(rs, func(r *reservation.Reservation) ([]*reservation.Reservation, error) {
+		var still []*reservation.Reservation
+		for _, e := range proposed[r] {
+			if h := byID[e.ID]; h != nil {
+				still = append(still, h) // with its window and status as stored
+			}
+		}
+		return still, nil
 	})
 }
 
