@@ -68,6 +68,8 @@ type Store struct {
 	log    *slog.Logger
 	stats  struct{ retries, lockDown, conflicts atomic.Int64 }
 	groups grouper
+	// readBack confirms the conflict cache's proposals, in one statement for concurrent calls.
+	readBack readBack
 }
 
 var _ reservation.Service = (*Store)(nil)
@@ -238,7 +240,8 @@ func (s *Store) precheck(ctx context.Context, rs []*reservation.Reservation) err
 // it may not yet have heard of a cancel made on another replica (the feed is late, or stalled),
 // so a refusal rests on what one statement, run after the call began, found committed. That
 // makes the conflict true at an instant between the call and its answer. The blockers the
-// database no longer holds are forgotten, and the call goes on to the write path.
+// database no longer holds are forgotten, and the call goes on to the write path, as it does
+// when the read fails. Concurrent calls share one read (readBack).
 func (s *Store) refuseRemembered(ctx context.Context, rs []*reservation.Reservation) error {
 	proposed := make(map[*reservation.Reservation][]*reservation.Reservation)
 	var ids []string
@@ -253,17 +256,11 @@ func (s *Store) refuseRemembered(ctx context.Context, rs []*reservation.Reservat
 	if len(ids) == 0 {
 		return nil
 	}
-	query, args, err := sqlx.In("SELECT "+columns+" FROM reservations WHERE id IN (?) AND "+live(""), ids, s.now())
+	byID, err := s.readBack.read(ctx, s.db, ids, s.now)
 	if err != nil {
-		return err
-	}
-	held, err := selectRows(ctx, s.db, query, args...)
-	if err != nil {
-		return classify(fmt.Errorf("read %d remembered reservations: %w", len(ids), err))
-	}
-	byID := make(map[string]*reservation.Reservation, len(held))
-	for _, h := range held {
-		byID[h.ID] = h
+		// Not known to be taken: the write path decides.
+		s.log.DebugContext(ctx, "reading remembered reservations back failed", "err", err)
+		return nil
 	}
 	var gone []*reservation.Change
 	for _, id := range ids {
