@@ -3,10 +3,11 @@
 // window that is already taken without a trip to Redis or the database. Holds are left out,
 // as the database pre-check leaves them: one may lapse while a call waits for its locks.
 //
-// The cache only ever refuses: a window it believes free goes on to the database, whose
-// transaction decides. Everything it holds was committed, so a refusal names a reservation
-// that really was there; it can be late to learn that another replica cancelled one, by the
-// feed's lag (tens of milliseconds). While it cannot follow the feed it refuses nothing.
+// The cache only proposes: what it finds in a window's way is a reservation that was
+// committed, but it can be late to learn that another replica cancelled one, by the feed's lag
+// (tens of milliseconds, or without bound while the feed stalls). Its user (repo.Store) reads
+// the proposed blockers back from the database before refusing. While it cannot follow the
+// feed, or while told that its view is not known to be current (SetCurrent), it finds nothing.
 package cache
 
 import (
@@ -48,6 +49,7 @@ type Cache struct {
 	tombs     []tomb          // removed, in the order they were, to forget them after a while
 
 	refused atomic.Int64
+	stale   atomic.Bool // set by SetCurrent(false): Overlapping finds nothing
 }
 
 // resource is what the cache holds of one resource.
@@ -94,9 +96,17 @@ func New(opts Options) *Cache {
 	return c
 }
 
+// SetCurrent says whether the cache's view is known to be current (the feed it follows is
+// healthy). Until SetCurrent(false) is called it is taken to be; while it is not, Overlapping
+// finds nothing, so the cache proposes no refusal. It goes on taking in changes meanwhile.
+func (c *Cache) SetCurrent(current bool) { c.stale.Store(!current) }
+
 // Overlapping returns the reservations held that overlap r, with their id, resource, window
 // and version.
 func (c *Cache) Overlapping(r *reservation.Reservation) []*reservation.Reservation {
+	if c.stale.Load() {
+		return nil
+	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	res := c.resources[r.ResourceID]

@@ -242,3 +242,15 @@ func waitFor(t testing.TB, what string, ok func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestNotCurrentFindsNothing: while the cache's view is not known to be current, it proposes
+// no refusal, and it keeps taking in changes for when it is again.
+func TestNotCurrentFindsNothing(t *testing.T) {
+	c := following(t, cache.Options{})
+	c.Apply(change(reservation.OpCreate, res("a", "room", 0, 2, 1)))
+	c.SetCurrent(false)
+	same(t, "not current", ids(c, "room", 1, 3))
+	c.Apply(change(reservation.OpCreate, res("b", "room", 3, 4, 1)))
+	c.SetCurrent(true)
+	same(t, "current again", ids(c, "room", 1, 3.5), "a", "b")
+}

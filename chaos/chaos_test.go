@@ -115,6 +115,11 @@ func TestChaos(t *testing.T) {
 		listeners[i] = NewListener()
 		lwg.Go(func() { listeners[i].Run(listenCtx, c.Replicas, uint64(i)) })
 	}
+	lin := NewLinHistory() // the linearizability check's calls, on resources of their own
+	lin.Phase("no fault", linResources)
+	for i := range linClients {
+		wg.Go(func() { LinClient(load, i, c.Replicas, lin) })
+	}
 
 	type injected struct {
 		name, what string
@@ -122,8 +127,9 @@ func TestChaos(t *testing.T) {
 	}
 	var done []injected
 	time.Sleep(2 * time.Second) // load before the first fault
-	for range *rounds {
+	for round := range *rounds {
 		for _, f := range faults {
+			lin.Phase(fmt.Sprintf("round %d, %s", round+1, f.name), linResources)
 			start := time.Now()
 			what, err := f.run(ctx, c)
 			if err != nil {
@@ -172,7 +178,7 @@ func TestChaos(t *testing.T) {
 		ON a.resource_id = b.resource_id AND a.id < b.id AND a.start_at < b.end_at AND b.start_at < a.end_at`))
 
 	stored := map[string]string{} // note (request id) -> reservation id
-	rows, err := db.QueryContext(ctx, "SELECT note, id FROM chaos.reservations")
+	rows, err := db.QueryContext(ctx, "SELECT note, id FROM chaos.reservations WHERE resource_id NOT LIKE 'lin-%'")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,6 +307,7 @@ func TestChaos(t *testing.T) {
 		report.info("fault: "+f.name, fmt.Sprintf("%s; lasted %s; %d calls failed; longest pause in successes %s, %s of it after the fault ended",
 			f.what, f.end.Sub(f.start).Round(time.Millisecond), failed, stall.Round(time.Millisecond), after.Round(time.Millisecond)))
 	}
+	checkLinearizability(t, lin, report)
 	t.Log("\n" + report.String())
 	if report.failed {
 		t.Fatal("a must-be-zero figure is not zero")

@@ -72,6 +72,8 @@ type Store struct {
 	log    *slog.Logger
 	stats  struct{ retries, lockDown, conflicts atomic.Int64 }
 	groups grouper
+	// readBack confirms the conflict cache's proposals, in one statement for concurrent calls.
+	readBack readBack
 }
 
 var _ reservation.Service = (*Store)(nil)
@@ -218,10 +220,7 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 // way: those Taken remembers, then (with Precheck) those stored. It returns nil to go on.
 func (s *Store) precheck(ctx context.Context, rs []*reservation.Reservation) error {
 	if s.opts.Taken != nil {
-		err := s.refuseTaken(rs, func(r *reservation.Reservation) ([]*reservation.Reservation, error) {
-			return s.opts.Taken.Overlapping(r), nil
-		})
-		if err != nil {
+		if err := s.refuseRemembered(ctx, rs); err != nil {
 			return err
 		}
 	}
@@ -237,6 +236,53 @@ func (s *Store) precheck(ctx context.Context, rs []*reservation.Reservation) err
 	stored := byItem(rs, found)
 	return s.refuseTaken(rs, func(r *reservation.Reservation) ([]*reservation.Reservation, error) {
 		return stored[r], nil
+	})
+}
+
+// refuseRemembered refuses rs when Taken remembers a reservation in the way of one of them
+// and the database, read by primary key, still holds it there now. The cache only proposes:
+// it may not yet have heard of a cancel made on another replica (the feed is late, or stalled),
+// so a refusal rests on what one statement, run after the call began, found committed. That
+// makes the conflict true at an instant between the call and its answer. The blockers the
+// database no longer holds are forgotten, and the call goes on to the write path, as it does
+// when the read fails. Concurrent calls share one read (readBack).
+func (s *Store) refuseRemembered(ctx context.Context, rs []*reservation.Reservation) error {
+	proposed := make(map[*reservation.Reservation][]*reservation.Reservation)
+	var ids []string
+	for _, r := range rs {
+		for _, e := range s.opts.Taken.Overlapping(r) {
+			if !slices.Contains(ids, e.ID) {
+				ids = append(ids, e.ID)
+			}
+			proposed[r] = append(proposed[r], e)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	byID, err := s.readBack.read(ctx, s.db, ids, s.now)
+	if err != nil {
+		// Not known to be taken: the write path decides.
+		s.log.DebugContext(ctx, "reading remembered reservations back failed", "err", err)
+		return nil
+	}
+	var gone []*reservation.Change
+	for _, id := range ids {
+		if byID[id] == nil {
+			gone = append(gone, &reservation.Change{Op: reservation.OpDelete, Reservation: &reservation.Reservation{ID: id}})
+		}
+	}
+	if len(gone) > 0 {
+		s.opts.Taken.Apply(gone...) // ids are never used again: what is gone stays gone
+	}
+	return s.refuseTaken(rs, func(r *reservation.Reservation) ([]*reservation.Reservation, error) {
+		var still []*reservation.Reservation
+		for _, e := range proposed[r] {
+			if h := byID[e.ID]; h != nil {
+				still = append(still, h) // with its window and status as stored
+			}
+		}
+		return still, nil
 	})
 }
 
