@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "reservation/proto/reservation/v1"
@@ -18,8 +20,9 @@ import (
 
 // TestStalledFeedIsVisible stops the sequencer from stamping by making every election fail
 // with an SQL error, with the default stall bound, and sees the feed's health service turn
-// NOT_SERVING, /readyz?feed=1 answer 503 while plain /readyz stays 200, and the metrics rise;
-// then mends the database and sees the feed recover.
+// NOT_SERVING, /readyz?feed=1 answer 503 while plain /readyz stays 200, the metrics rise, and
+// the conflict cache stop proposing refusals (the database still refuses); then mends the
+// database and sees the feed recover.
 func TestStalledFeedIsVisible(t *testing.T) {
 	t.Parallel()
 	db, dsn := repotest.NewDB(t)
@@ -40,12 +43,20 @@ func TestStalledFeedIsVisible(t *testing.T) {
 		}
 		return resp.GetStatus()
 	}
-	reserve := func(h int) {
+	try := func(h int) error {
 		start := time.Date(2033, 1, 1, h, 0, 0, 0, time.UTC)
 		_, err := api.Reserve(ctx, &pb.ReserveRequest{Reservation: &pb.Reservation{UserId: "u", ResourceId: "room",
 			Start: timestamppb.New(start), End: timestamppb.New(start.Add(time.Hour))}})
-		if err != nil {
+		return err
+	}
+	reserve := func(h int) {
+		if err := try(h); err != nil {
 			t.Fatalf("reserve hour %d: %v", h, err)
+		}
+	}
+	refuse := func(h int) {
+		if err := try(h); status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("reserve of the taken hour %d: %v, want FAILED_PRECONDITION", h, err)
 		}
 	}
 	metric := func(name string) float64 {
@@ -59,6 +70,10 @@ func TestStalledFeedIsVisible(t *testing.T) {
 	}
 
 	reserve(1)
+	refuse(1)
+	if v := metric("cache_refusals_total"); v != 1 {
+		t.Fatalf("cache refusals %g while the feed is current, want 1", v)
+	}
 	if s := feedStatus(); s != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("feed health %s at start", s)
 	}
@@ -81,6 +96,11 @@ func TestStalledFeedIsVisible(t *testing.T) {
 	}
 	if code, b := httpJSON(t, web, "GET", base+"/readyz", nil); code != 200 {
 		t.Fatalf("plain /readyz while the feed is stalled: %d %s, want 200", code, b)
+	}
+	refuse(1) // watchFeed tells the cache before it turns the health service
+
+	if v := metric("cache_refusals_total"); v != 1 {
+		t.Fatalf("cache refusals %g after a refusal while the feed is stalled, want still 1", v)
 	}
 	if v := metric("feed_election_errors_total"); v == 0 {
 		t.Fatal("no election error counted")

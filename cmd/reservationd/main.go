@@ -181,7 +181,11 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	healthpb.RegisterHealthServer(g, healthSrv)
 	reflection.Register(g)
 	go watchDatabase(ctx, db, healthSrv, log)
-	go watchFeed(ctx, feed, healthSrv, log)
+	cacheCurrent := func(bool) {}
+	if taken != nil {
+		cacheCurrent = taken.SetCurrent
+	}
+	go watchFeed(ctx, feed, healthSrv, cacheCurrent, log)
 
 	// The HTTP gateway reaches the API through an in-memory connection to a second gRPC server
 	// with the same interceptors: it needs no port, and no client certificate of its own.
@@ -357,8 +361,10 @@ func newLocker(cfg config) (reservation.Locker, func(), error) {
 // while it is stalled (queue.Queue.Stalled). The unnamed service stays about serving writes.
 const FeedHealthService = "reservation.v1.Feed"
 
-// watchFeed keeps the feed's health service in step with the feed.
-func watchFeed(ctx context.Context, feed *queue.Queue, h *health.Server, log *slog.Logger) {
+// watchFeed keeps the feed's health service in step with the feed, and tells the conflict
+// cache, which follows the feed, whether its view can be shown to be current: while it
+// cannot, the cache proposes no refusal.
+func watchFeed(ctx context.Context, feed *queue.Queue, h *health.Server, cacheCurrent func(bool), log *slog.Logger) {
 	serving := true
 	h.SetServingStatus(FeedHealthService, healthpb.HealthCheckResponse_SERVING)
 	t := time.NewTicker(time.Second)
@@ -370,6 +376,7 @@ func watchFeed(ctx context.Context, feed *queue.Queue, h *health.Server, log *sl
 		case <-t.C:
 		}
 		err := feed.Stalled()
+		cacheCurrent(err == nil)
 		if ok := err == nil; ok != serving && ctx.Err() == nil {
 			serving = ok
 			status := healthpb.HealthCheckResponse_SERVING
