@@ -12,7 +12,7 @@ SERVICES_ENV = svc_env=$$(bash scripts/services.sh) && eval "$$svc_env"
 
 GO ?= go
 
-.PHONY: run test fuzz chaos build lint proto services services-stop
+.PHONY: run test test-vitess fuzz chaos build lint proto services services-stop
 
 ## run: start the server locally against MySQL/Redis from scripts/services.sh
 run:
@@ -23,6 +23,14 @@ run:
 test:
 	$(SERVICES_ENV) && $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	$(MAKE) --no-print-directory test-vitess
+
+## test-vitess: the Vitess acceptance test, three replicas through vtgate (scripts/vitess.sh
+# builds vttestserver on first use, ~9 min, and starts it; `bash scripts/vitess.sh stop` stops it)
+test-vitess:
+	@trap 'echo "test-vitess: $$SECONDS s wall time (build if needed, vttestserver start, test)"' EXIT; \
+	$(SERVICES_ENV) && vt_env=$$(bash scripts/vitess.sh) && eval "$$vt_env" && \
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m -v -run '^TestVitessAcceptance$$' ./chaos
 
 ## fuzz: run each fuzz target for FUZZTIME (the seeds under testdata/fuzz also run in every go test)
 FUZZTIME ?= 30s
