@@ -65,9 +65,14 @@ build() {
   if [ "$(cat "$src/.version" 2>/dev/null || true)" != "$VITESS_VERSION" ]; then
     log "downloading vitess.io/vitess@$VITESS_VERSION through the Go module proxy"
     local json mod
-    json=$(cd "$DIR" && GOFLAGS=-mod=mod GOWORK=off "$GO" mod download -json "vitess.io/vitess@$VITESS_VERSION")
+    # From an empty folder: outside our module, so that nothing is added to our go.sum.
+    local tmp
+    tmp=$(mktemp -d)
+    json=$(cd "$tmp" && GOWORK=off GOFLAGS= "$GO" mod download -json "vitess.io/vitess@$VITESS_VERSION") ||
+      { rmdir "$tmp"; die "go mod download vitess.io/vitess@$VITESS_VERSION failed"; }
+    rmdir "$tmp"
     mod=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-    [ -d "$mod" ] || die "go mod download gave no module directory:\n$json"
+    [ -d "$mod" ] || die "go mod download gave no module directory: $json"
     # The module cache is read-only; build in a writable copy, never edit the cache.
     rm -rf "$src"
     cp -R "$mod" "$src"
