@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -12,8 +13,9 @@ import (
 const vitessLoad = 20 * time.Second
 
 // TestVitessAcceptance runs three reservationd replicas on one Vitess keyspace, through
-// vtgate, with writers calling random replicas and a listener on each replica, and one
-// replica restarted mid-load (a deploy: it migrates again on start). It then checks the
+// vtgate, with writers calling random replicas and a listener on each replica, and every
+// replica restarted in turn mid-load, as a rolling deploy does: stopped with SIGTERM (the
+// feed's leader resigns) and started again (it migrates again). It then checks the
 // promise as TestChaos does: no two stored reservations overlap, every acknowledged
 // reservation is stored, and the feed each replica streams is the whole stored feed,
 // gapless, in seq order, the same on every replica.
@@ -53,17 +55,28 @@ func TestVitessAcceptance(t *testing.T) {
 	}
 
 	time.Sleep(vitessLoad / 2)
-	restarted, err := killReplica(ctx, c, 1)
-	if err != nil {
-		t.Fatalf("restart of a replica: %v", err)
+	deployStart := time.Now()
+	for _, r := range c.Replicas {
+		if !r.Stop(10 * time.Second) {
+			t.Errorf("%s did not exit within 10s of SIGTERM", r.Name)
+		}
+		if err := r.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.WaitServing(ctx); err != nil {
+			t.Fatalf("%s after its restart: %v", r.Name, err)
+		}
 	}
+	deployEnd := time.Now()
 	time.Sleep(vitessLoad / 2)
 	stopLoad()
 	wg.Wait()
 	stopped := time.Now()
 
 	report := checkPromise(ctx, t, c, h, listeners, stopListeners, &lwg, stopped)
-	report.info("mid-load", restarted)
+	failed, stall := h.During(deployStart, deployEnd)
+	report.info("rolling restart of every replica (SIGTERM, start)", fmt.Sprintf("lasted %s; %d calls failed; longest pause in successes %s",
+		deployEnd.Sub(deployStart).Round(time.Millisecond), failed, stall.Round(time.Millisecond)))
 	t.Log("\n" + report.String())
 	if report.failed {
 		t.Fatal("a must-be-zero figure is not zero")
