@@ -7,6 +7,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"reservation/repo"
 )
 
 // vitessLoad is how long the writers run in TestVitessAcceptance.
@@ -24,10 +28,7 @@ const vitessLoad = 20 * time.Second
 // database (vtgate cannot CREATE DATABASE, so the test empties the keyspace instead).
 // `make test-vitess` starts one with scripts/vitess.sh and sets the variable.
 func TestVitessAcceptance(t *testing.T) {
-	dsn := os.Getenv("RESERVATION_TEST_VITESS_DSN")
-	if dsn == "" {
-		t.Skip("RESERVATION_TEST_VITESS_DSN is not set: `make test-vitess` starts a vttestserver (scripts/vitess.sh) and runs this test against it")
-	}
+	dsn := vitessDSN(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	// LockTTL 0: reservationd's default lock TTL, as in production.
@@ -83,5 +84,71 @@ func TestVitessAcceptance(t *testing.T) {
 	}
 	if len(h.Acked) == 0 {
 		t.Fatal("no reservation was acknowledged: the replicas never served a write")
+	}
+}
+
+// vitessDSN is $RESERVATION_TEST_VITESS_DSN; the test is skipped without it.
+func vitessDSN(t *testing.T) string {
+	dsn := os.Getenv("RESERVATION_TEST_VITESS_DSN")
+	if dsn == "" {
+		t.Skip("RESERVATION_TEST_VITESS_DSN is not set: `make test-vitess` starts a vttestserver (scripts/vitess.sh) and runs the Vitess tests against it")
+	}
+	return dsn
+}
+
+// emptyVitessKeyspace opens n pools on the keyspace, as n replicas would, after dropping every
+// table in it.
+func emptyVitessKeyspace(ctx context.Context, t *testing.T, n int) []*sqlx.DB {
+	dsn := vitessDSN(t)
+	var dbs []*sqlx.DB
+	for range n {
+		db, err := repo.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		dbs = append(dbs, db)
+	}
+	if err := dropTables(ctx, dbs[0].DB); err != nil {
+		t.Fatal(err)
+	}
+	return dbs
+}
+
+// A second replica, or a restart, migrates a schema that is already up to date: through
+// vtgate, that must find the migrations done, not try to create the version table again.
+func TestVitessMigrateAgain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dbs := emptyVitessKeyspace(ctx, t, 2)
+	for i, db := range append(dbs, dbs[0]) {
+		if err := repo.Migrate(ctx, db.DB); err != nil {
+			t.Fatalf("migration %d: %v", i+1, err)
+		}
+	}
+}
+
+// A feed leader that resigns lets another replica lead: through vtgate too, where each
+// statement may run on another of vtgate's connections to MySQL.
+func TestVitessLeadershipMoves(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dbs := emptyVitessKeyspace(ctx, t, 2)
+	if err := repo.Migrate(ctx, dbs[0].DB); err != nil {
+		t.Fatal(err)
+	}
+	a, b := repo.NewLeader(dbs[0]), repo.NewLeader(dbs[1])
+	for round := range 3 {
+		if won, err := a.Elect(ctx, time.Second); err != nil || !won {
+			t.Fatalf("round %d: the first replica's election: won %v, %v", round, won, err)
+		}
+		if won, err := b.Elect(ctx, time.Second); err != nil || won {
+			t.Fatalf("round %d: the second replica won while the first leads (%v, %v)", round, won, err)
+		}
+		a.Resign()
+		if won, err := b.Elect(ctx, 5*time.Second); err != nil || !won {
+			t.Fatalf("round %d: the first replica resigned, yet the second did not win within 5s: won %v, %v", round, won, err)
+		}
+		b.Resign()
 	}
 }
