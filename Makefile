@@ -25,12 +25,12 @@ test:
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 	$(MAKE) --no-print-directory test-vitess
 
-## test-vitess: the Vitess acceptance test, three replicas through vtgate (scripts/vitess.sh
+## test-vitess: the Vitess tests (./chaos TestVitess*), three replicas through vtgate (scripts/vitess.sh
 # builds vttestserver on first use, ~9 min, and starts it; `bash scripts/vitess.sh stop` stops it)
 test-vitess:
 	@trap 'echo "test-vitess: $$SECONDS s wall time (build if needed, vttestserver start, test)"' EXIT; \
 	$(SERVICES_ENV) && vt_env=$$(bash scripts/vitess.sh) && eval "$$vt_env" && \
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m -v -run '^TestVitessAcceptance$$' ./chaos
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m -v -run '^TestVitess' ./chaos
 
 ## fuzz: run each fuzz target for FUZZTIME (the seeds under testdata/fuzz also run in every go test)
 FUZZTIME ?= 30s
