@@ -26,9 +26,11 @@ test:
 	$(MAKE) --no-print-directory test-vitess
 
 ## test-vitess: the Vitess tests (./chaos TestVitess*), three replicas through vtgate (scripts/vitess.sh
-# builds vttestserver on first use, ~9 min, and starts it; `bash scripts/vitess.sh stop` stops it)
+# builds vttestserver on first use, ~9 min, and starts it; `bash scripts/vitess.sh stop` stops it,
+# as this target does itself under CI=true, like .ci/run does for scripts/services.sh)
 test-vitess:
-	@trap 'echo "test-vitess: $$SECONDS s wall time (build if needed, vttestserver start, test)"' EXIT; \
+	@trap 'echo "test-vitess: $$SECONDS s wall time (build if needed, vttestserver start, test)"; \
+	  if [ "$${CI:-}" = true ]; then bash scripts/vitess.sh stop || true; fi' EXIT; \
 	$(SERVICES_ENV) && vt_env=$$(bash scripts/vitess.sh) && eval "$$vt_env" && \
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m -v -run '^TestVitess' ./chaos
 
