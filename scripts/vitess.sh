@@ -17,7 +17,9 @@
 #      go.mod has an `exclude` line, so it builds inside a copy of the downloaded module;
 #      ~9 minutes on 2 cores the first time, the Go build cache keeps later builds short);
 #   2. prepares VTROOT (.local/vitess/vtroot) with copies of Vitess' config files edited
-#      for MariaDB 10.11, whose mariadbd runs under it (VT_MYSQL_ROOT=/usr);
+#      for MariaDB 10.11, whose mariadbd runs under it (VT_MYSQL_ROOT=/usr); when that user
+#      cannot reach .local (a clone under /root), VTROOT, a copy of bin/ and the data go to
+#      /var/tmp/reservation-vitess-*, which `stop` removes;
 #   3. starts vttestserver with everything bound to 127.0.0.1, as the unprivileged user
 #      $VITESS_USER (created with useradd if missing) because mysqlctl refuses root.
 # A vttestserver already started by this script is reused while it answers.
@@ -30,8 +32,11 @@ shopt -s inherit_errexit
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR="$ROOT/.local/vitess"
 BIN="$DIR/bin"
-VTROOT="$DIR/vtroot"
-DATA="$DIR/data"
+# VTROOT (config, bin) and DATA are under RUN_DIR, which the user running vttestserver must
+# be able to reach: $DIR, or a folder under /var/tmp when $DIR is not (a clone in /root).
+RUN_DIR="$DIR"
+VTROOT=
+DATA=
 LOG="$DIR/vttestserver.log"
 PIDFILE="$DIR/vttestserver.pid"
 PORTFILE="$DIR/vtgate.port"
@@ -79,7 +84,7 @@ build() {
     chmod -R u+w "$src"
     echo "$VITESS_VERSION" >"$src/.version"
   fi
-  log "building ${BINARIES[*]} of Vitess $VITESS_VERSION into $BIN (about 9 min the first time on 2 cores)"
+  log "building ${BINARIES[*]} of Vitess $VITESS_VERSION into $BIN (9 to 15 min the first time on 2 shared cores)"
   mkdir -p "$BIN"
   local pkgs=()
   for b in "${BINARIES[@]}"; do pkgs+=("./go/cmd/$b"); done
@@ -100,7 +105,7 @@ prepare_vtroot() {
   rm -rf "$VTROOT"
   mkdir -p "$VTROOT"
   cp -R "$src/config" "$VTROOT/config"
-  ln -s "$BIN" "$VTROOT/bin"
+  if [ "$RUN_DIR" = "$DIR" ]; then ln -s "$BIN" "$VTROOT/bin"; else cp -R "$BIN" "$VTROOT/bin"; fi
   # Unknown to MariaDB: mariadbd would refuse to start. loose- makes it skip the option.
   sed -i 's/^super-read-only/loose-super-read-only/' "$VTROOT/config/mycnf/test-suite.cnf"
   # MariaDB has no @@global.super_read_only: drop the statements that read or set it.
@@ -108,6 +113,19 @@ prepare_vtroot() {
   # Our own extra my.cnf: the underlying mysqld listens on loopback only.
   printf '[mysqld]\nbind-address = 127.0.0.1\n' >"$VTROOT/config/mycnf/loopback.cnf"
   chmod -R a+rX "$VTROOT" "$BIN"
+}
+
+# choose_run_dir: RUN_DIR, VTROOT and DATA, somewhere the vttestserver's user can reach.
+choose_run_dir() {
+  if is_root && ! runuser -u "$VITESS_USER" -- test -x "$DIR"; then
+    RUN_DIR="/var/tmp/reservation-vitess-$(printf '%s' "$DIR" | cksum | cut -d' ' -f1)"
+    log "user $VITESS_USER cannot reach $DIR: running from $RUN_DIR"
+    mkdir -p "$RUN_DIR"
+    chmod 755 "$RUN_DIR"
+  fi
+  echo "$RUN_DIR" >"$DIR/run_dir"   # for stop, which removes it when outside $DIR
+  VTROOT="$RUN_DIR/vtroot"
+  DATA="$RUN_DIR/data"
 }
 
 # ------------------------------------------------------------------ run ----
@@ -151,8 +169,9 @@ start() {
   fi
   pid_alive "$PIDFILE" && stop
   build
-  prepare_vtroot
   ensure_user
+  choose_run_dir
+  prepare_vtroot
   [ -x /usr/sbin/mariadbd ] || [ -x /usr/sbin/mysqld ] ||
     die "no /usr/sbin/mysqld: run scripts/services.sh first, it installs MariaDB"
 
@@ -172,7 +191,7 @@ start() {
   local as_user=()
   is_root && as_user=(runuser -u "$VITESS_USER" --)
   setsid "${as_user[@]}" env HOME="$DATA" VTROOT="$VTROOT" VTDATAROOT="$DATA" VT_MYSQL_ROOT=/usr \
-    "$BIN/vttestserver" \
+    "$VTROOT/bin/vttestserver" \
     --port "$base" --data-dir "$DATA" \
     --keyspaces "$KEYSPACE" --num-shards 1 --replica-count 1 --rdonly-count 0 \
     --mysql-bind-host 127.0.0.1 --vtcombo-bind-host 127.0.0.1 --grpc-bind-address 127.0.0.1 \
@@ -200,6 +219,7 @@ start() {
 stop() {
   if ! pid_alive "$PIDFILE"; then
     log "no vttestserver of ours running"
+    remove_run_dir
     return
   fi
   local pid
@@ -207,12 +227,23 @@ stop() {
   log "stopping vttestserver (process group $pid)"
   kill -TERM -- "-$pid" 2>/dev/null || true
   for _ in $(seq 60); do
-    kill -0 -- "-$pid" 2>/dev/null || { rm -f "$PIDFILE"; return; }
+    kill -0 -- "-$pid" 2>/dev/null || { rm -f "$PIDFILE"; remove_run_dir; return; }
     sleep 0.5
   done
   log "process group $pid still running after 30s, killing it"
   kill -KILL -- "-$pid" 2>/dev/null || true
   rm -f "$PIDFILE"
+  remove_run_dir
+}
+
+# remove_run_dir: the copy of the binaries and the data outside $DIR, if any.
+remove_run_dir() {
+  local run_dir
+  run_dir=$(cat "$DIR/run_dir" 2>/dev/null || true)
+  case $run_dir in
+    /var/tmp/reservation-vitess-*) log "removing $run_dir"; rm -rf "$run_dir" ;;
+  esac
+  rm -f "$DIR/run_dir"
 }
 
 usage() {
