@@ -31,7 +31,7 @@ leg = echo "==== $(1): start $$(date -u +%FT%TZ)"; leg_t0=$$(date +%s); \
   echo "==== $(1): $$(( $$(date +%s) - leg_t0 )) s wall, exit $$leg_rc"; \
   exit $$leg_rc
 
-.PHONY: run test test-mariadb test-mysql97 fuzz chaos build lint proto services services-stop
+.PHONY: run test test-mariadb test-mysql97 test-vitess fuzz chaos build lint proto services services-stop
 
 ## run: start the server locally against MySQL/Redis from scripts/services.sh
 run:
@@ -45,6 +45,7 @@ test:
 	status=0; \
 	$(MAKE) --no-print-directory test-mariadb || status=1; \
 	$(MAKE) --no-print-directory test-mysql97 || status=1; \
+	$(MAKE) --no-print-directory test-vitess || status=1; \
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s || status=1; \
 	exit $$status
 
@@ -57,6 +58,14 @@ test-mysql97:
 	@$(call leg,MySQL 9.7 leg (scripts/mysql97.sh),$(SERVICES_ENV) && $(MYSQL97_ENV) && \
 	  pkgs=$$($(DB_PACKAGES)) && echo "RESERVATION_TEST_MYSQL_DSN=$$RESERVATION_TEST_MYSQL_DSN; packages:" $$pkgs && \
 	  $(GOTEST) $$pkgs)
+
+## test-vitess: the Vitess tests (./chaos TestVitess*), three replicas through vtgate (scripts/vitess.sh
+# builds vttestserver on first use, ~9-15 min, and starts it; `bash scripts/vitess.sh stop` stops it,
+# as this target does itself under CI=true, like .ci/run does for scripts/services.sh)
+test-vitess:
+	@trap 'if [ "$${CI:-}" = true ]; then bash scripts/vitess.sh stop || true; fi' EXIT; \
+	$(call leg,Vitess leg (scripts/vitess.sh),$(SERVICES_ENV) && vt_env=$$(bash scripts/vitess.sh) && eval "$$vt_env" && \
+	  $(GOTEST) -v -run '^TestVitess' ./chaos)
 
 ## fuzz: run each fuzz target for FUZZTIME (the seeds under testdata/fuzz also run in every go test)
 FUZZTIME ?= 30s

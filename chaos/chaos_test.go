@@ -143,6 +143,26 @@ func TestChaos(t *testing.T) {
 	wg.Wait()
 	stopped := time.Now()
 
+	report := checkPromise(ctx, t, c, h, listeners, stopListeners, &lwg, stopped)
+	for _, f := range done {
+		failed, stall := h.During(f.start, f.end.Add(settle))
+		_, after := h.During(f.end, f.end.Add(settle))
+		report.info("fault: "+f.name, fmt.Sprintf("%s; lasted %s; %d calls failed; longest pause in successes %s, %s of it after the fault ended",
+			f.what, f.end.Sub(f.start).Round(time.Millisecond), failed, stall.Round(time.Millisecond), after.Round(time.Millisecond)))
+	}
+	checkLinearizability(t, lin, report)
+	t.Log("\n" + report.String())
+	if report.failed {
+		t.Fatal("a must-be-zero figure is not zero")
+	}
+}
+
+// checkPromise waits, bounded, until every listener has the whole stored feed, stops them,
+// and checks the promise against the database: no overlap, no acknowledged write lost, no
+// change lost, repeated or out of order on any listener. It returns the report for the
+// caller to add to and print; a must-be-zero figure that is not zero marks it failed.
+func checkPromise(ctx context.Context, t *testing.T, c *Cluster, h *History, listeners []*Listener, stopListeners func(), lwg *sync.WaitGroup, stopped time.Time) *table {
+	t.Helper()
 	// Every change must reach every listener; wait for it, bounded. A call the writers gave
 	// up on when the load stopped may still commit on its server until its deadline, so the
 	// feed counts as final only once that deadline (and the stamping after it) has passed.
@@ -150,7 +170,7 @@ func TestChaos(t *testing.T) {
 	var stamped, unstamped, maxSeq int64
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if err := db.QueryRowContext(ctx, "SELECT COUNT(seq), COUNT(*) - COUNT(seq), COALESCE(MAX(seq), 0) FROM chaos.reservation_changes").Scan(&stamped, &unstamped, &maxSeq); err != nil {
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(seq), COUNT(*) - COUNT(seq), COALESCE(MAX(seq), 0) FROM "+c.Database+".reservation_changes").Scan(&stamped, &unstamped, &maxSeq); err != nil {
 			t.Fatal(err)
 		}
 		caughtUp := unstamped == 0 && time.Since(stopped) > callTimeout+time.Second
@@ -174,11 +194,11 @@ func TestChaos(t *testing.T) {
 		}
 		return n
 	}
-	report.must("overlapping pairs of reservations", count(`SELECT COUNT(*) FROM chaos.reservations a JOIN chaos.reservations b
+	report.must("overlapping pairs of reservations", count(`SELECT COUNT(*) FROM `+c.Database+`.reservations a JOIN `+c.Database+`.reservations b
 		ON a.resource_id = b.resource_id AND a.id < b.id AND a.start_at < b.end_at AND b.start_at < a.end_at`))
 
 	stored := map[string]string{} // note (request id) -> reservation id
-	rows, err := db.QueryContext(ctx, "SELECT note, id FROM chaos.reservations WHERE resource_id NOT LIKE 'lin-%'")
+	rows, err := db.QueryContext(ctx, "SELECT note, id FROM "+c.Database+".reservations WHERE resource_id NOT LIKE 'lin-%'")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +212,7 @@ func TestChaos(t *testing.T) {
 	rows.Close()
 	// A reservation's DELETE in the feed: how a cancel whose answer was lost shows it was done.
 	deleted := map[string]bool{}
-	rows, err = db.QueryContext(ctx, "SELECT reservation_id FROM chaos.reservation_changes WHERE op = 3")
+	rows, err = db.QueryContext(ctx, "SELECT reservation_id FROM "+c.Database+".reservation_changes WHERE op = 3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +261,7 @@ func TestChaos(t *testing.T) {
 		id  string
 		op  int
 	}
-	rows, err = db.QueryContext(ctx, "SELECT seq, reservation_id, op FROM chaos.reservation_changes ORDER BY seq")
+	rows, err = db.QueryContext(ctx, "SELECT seq, reservation_id, op FROM "+c.Database+".reservation_changes ORDER BY seq")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,17 +321,7 @@ func TestChaos(t *testing.T) {
 	for _, m := range methods {
 		report.info("calls of "+m+" by code", codeString(h.Codes[m]))
 	}
-	for _, f := range done {
-		failed, stall := h.During(f.start, f.end.Add(settle))
-		_, after := h.During(f.end, f.end.Add(settle))
-		report.info("fault: "+f.name, fmt.Sprintf("%s; lasted %s; %d calls failed; longest pause in successes %s, %s of it after the fault ended",
-			f.what, f.end.Sub(f.start).Round(time.Millisecond), failed, stall.Round(time.Millisecond), after.Round(time.Millisecond)))
-	}
-	checkLinearizability(t, lin, report)
-	t.Log("\n" + report.String())
-	if report.failed {
-		t.Fatal("a must-be-zero figure is not zero")
-	}
+	return report
 }
 
 func codeString(m map[codes.Code]int) string {

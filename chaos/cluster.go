@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -28,10 +29,10 @@ type Replica struct {
 
 // Cluster is what the suite runs and breaks: MariaDB, Redis, and the replicas.
 type Cluster struct {
-	MySQL    *Server
+	MySQL    *Server // nil with Options.MySQLDSN
 	Redis    *Server
 	Replicas []*Replica
-	Admin    *sql.DB // root on the MariaDB, not through any proxy
+	Admin    *sql.DB // root on the MariaDB (or Options.MySQLDSN), not through any proxy
 	Database string
 }
 
@@ -39,24 +40,57 @@ type Cluster struct {
 type Options struct {
 	Dir      string // for data, logs and the binary
 	Replicas int
-	LockTTL  time.Duration
+	LockTTL  time.Duration // 0: reservationd's default
+	// MySQLDSN, when set, is a server the cluster uses instead of starting a MariaDB, with
+	// the database named in it, for servers that cannot CREATE DATABASE (a Vitess keyspace
+	// through vtgate). The cluster drops every table in that database first, so the
+	// replicas start on an empty schema.
+	MySQLDSN string
 }
 
 // NewCluster builds reservationd and starts everything. Close stops it all.
 func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
 	c := &Cluster{Database: "chaos"}
 	var err error
-	if c.MySQL, err = startIn(ctx, opts.Dir, "mysql", StartMariaDB); err != nil {
-		return c, err
+	// The replicas' DSN, through their proxy at addr.
+	serviceDSN := func(addr string) string {
+		return "root@tcp(" + addr + ")/" + c.Database + "?timeout=2s&readTimeout=10s&writeTimeout=10s"
 	}
-	mysqlAddr := c.MySQL.Addr
+	var mysqlAddr string
+	if opts.MySQLDSN != "" {
+		cfg, err := mysql.ParseDSN(opts.MySQLDSN)
+		if err != nil {
+			return c, fmt.Errorf("MySQLDSN: %w", err)
+		}
+		if cfg.DBName == "" {
+			return c, fmt.Errorf("MySQLDSN %q names no database", opts.MySQLDSN)
+		}
+		c.Database, mysqlAddr = cfg.DBName, cfg.Addr
+		serviceDSN = func(addr string) string {
+			cfg := cfg.Clone()
+			cfg.Addr = addr
+			cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = 2*time.Second, 10*time.Second, 10*time.Second
+			return cfg.FormatDSN()
+		}
+		if c.Admin, err = sql.Open("mysql", opts.MySQLDSN); err != nil {
+			return c, err
+		}
+		if err := dropTables(ctx, c.Admin); err != nil {
+			return c, err
+		}
+	} else {
+		if c.MySQL, err = startIn(ctx, opts.Dir, "mysql", StartMariaDB); err != nil {
+			return c, err
+		}
+		mysqlAddr = c.MySQL.Addr
+		if c.Admin, err = sql.Open("mysql", "root@tcp("+mysqlAddr+")/"); err != nil {
+			return c, err
+		}
+		if _, err := c.Admin.ExecContext(ctx, "CREATE DATABASE "+c.Database); err != nil {
+			return c, err
+		}
+	}
 	if c.Redis, err = startIn(ctx, opts.Dir, "redis", StartRedis); err != nil {
-		return c, err
-	}
-	if c.Admin, err = sql.Open("mysql", "root@tcp("+mysqlAddr+")/"); err != nil {
-		return c, err
-	}
-	if _, err := c.Admin.ExecContext(ctx, "CREATE DATABASE "+c.Database); err != nil {
 		return c, err
 	}
 	bin := filepath.Join(opts.Dir, "reservationd")
@@ -81,12 +115,14 @@ func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
 		env := []string{
 			"RESERVATION_GRPC_ADDR=" + r.Addr,
 			"RESERVATION_HTTP_ADDR=127.0.0.1:" + strconv.Itoa(httpPort),
-			"RESERVATION_MYSQL_DSN=root@tcp(" + proxy.Addr() + ")/" + c.Database + "?timeout=2s&readTimeout=10s&writeTimeout=10s",
+			"RESERVATION_MYSQL_DSN=" + serviceDSN(proxy.Addr()),
 			"RESERVATION_REDIS_ADDR=" + c.Redis.Addr,
 			"RESERVATION_LOCK=redis",
-			"RESERVATION_LOCK_TTL=" + opts.LockTTL.String(),
 			"RESERVATION_DRAIN=2s",
 			"RESERVATION_LOG_LEVEL=warn",
+		}
+		if opts.LockTTL != 0 {
+			env = append(env, "RESERVATION_LOCK_TTL="+opts.LockTTL.String())
 		}
 		name := fmt.Sprintf("replica-%d", i)
 		if r.Proc, err = Start(name, bin, filepath.Join(opts.Dir, name+".log"), env); err != nil {
@@ -102,6 +138,33 @@ func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 	}
 	return c, nil
+}
+
+// dropTables drops every table of db's database.
+func dropTables(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, "SHOW TABLES")
+	if err != nil {
+		return fmt.Errorf("list tables: %w", err)
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return err
+		}
+		tables = append(tables, name)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, name := range tables {
+		if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS `"+name+"`"); err != nil {
+			return fmt.Errorf("drop table %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // Server is a started MariaDB or Redis and its address.

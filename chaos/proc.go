@@ -64,6 +64,19 @@ func (p *Proc) Kill() {
 	}
 }
 
+// Stop sends SIGTERM and waits up to wait for the process to exit, then kills it. It reports
+// whether the process exited by itself.
+func (p *Proc) Stop(wait time.Duration) bool {
+	p.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(wait):
+		p.Kill()
+		return false
+	}
+}
+
 // Signal sends sig to the process.
 func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
 
