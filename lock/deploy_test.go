@@ -206,3 +206,42 @@ func TestRedisSentinelFailover(t *testing.T) {
 		t.Errorf("the dead holder's lock outlived its lease on the promoted master: free after %s", d)
 	}
 }
+
+// TestRedisClusterMasterKill: after the master of a slot is SIGKILLed, lock calls on its
+// resources fail fast (the write goes on under the database guard) until its replica is
+// promoted, and then take locks again, with the same client.
+func TestRedisClusterMasterKill(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 1)
+	client := newClient(t, lock.ClientConfig{Mode: lock.ModeCluster, Addrs: c.Addrs()})
+	r := newRedis(t, client, "rsv:", lock.RedisOptions{})
+	mustLock(t, r, "k")(t.Context())
+	master := c.MasterOf(t, int(lock.Slot(r.Key("k"))))
+	master.Kill()
+	killed := time.Now()
+	var unavailable, slow int
+	var longest time.Duration
+	for ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second); ; {
+		start := time.Now()
+		unlock, err := r.Lock(ctx, "k")
+		longest = max(longest, time.Since(start))
+		if err == nil {
+			unlock(ctx)
+			cancel()
+			break
+		}
+		if reservation.ErrorCode(err) != reservation.EUNAVAILABLE || ctx.Err() != nil {
+			cancel()
+			t.Fatalf("Lock after the master's death: %v", err)
+		}
+		if time.Since(start) > 600*time.Millisecond {
+			slow++
+		}
+		unavailable++
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("cluster master kill: locks taken again %s after the SIGKILL; %d lock calls UNAVAILABLE meanwhile (%d slower than 600ms), the longest %s",
+		time.Since(killed).Round(time.Millisecond), unavailable, slow, longest.Round(time.Millisecond))
+	if slow > 0 {
+		t.Errorf("%d lock calls took over 600ms to fail: a dead master must cost a write little", slow)
+	}
+}

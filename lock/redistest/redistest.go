@@ -176,7 +176,26 @@ func StartCluster(t testing.TB, masters, replicas int) *Cluster {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+	// A replica that has not finished its first sync cannot be promoted.
+	for _, n := range c.Nodes {
+		waitInSync(ctx, t, n.Client(t))
+	}
 	return c
+}
+
+// waitInSync waits until the server is a master or a replica in sync with its master.
+func waitInSync(ctx context.Context, t testing.TB, c *redis.Client) {
+	t.Helper()
+	for {
+		info, err := c.Info(ctx, "replication").Result()
+		if err == nil && (strings.Contains(info, "role:master") || strings.Contains(info, "master_link_status:up")) {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("replica never in sync: %v %s", err, info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Addrs returns the addresses of the nodes.
@@ -244,17 +263,7 @@ func StartSentinel(t testing.TB) *Sentinel {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	replica := d.Replica.Client(t)
-	for {
-		info, err := replica.Info(ctx, "replication").Result()
-		if err == nil && strings.Contains(info, "master_link_status:up") {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("replica never in sync: %v %s", err, info)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitInSync(ctx, t, d.Replica.Client(t))
 	for _, s := range d.Sentinels {
 		sc := redis.NewSentinelClient(&redis.Options{Addr: s.Addr})
 		for {
