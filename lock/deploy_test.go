@@ -168,7 +168,10 @@ func TestRedisSentinelFailover(t *testing.T) {
 	// A lock whose holder dies with the master: it reached the replica, and must not outlive
 	// its lease there.
 	crashed := lock.NewRedis(newClient(t, lock.ClientConfig{Addrs: []string{d.Master.Addr}}), lock.RedisOptions{Prefix: "rsv:"})
-	_ = mustLock(t, crashed, "orphan") // never released: its holder "crashes" with the master
+	// Never released before the master dies: its holder "crashes" with the master. (Released at
+	// the end only to stop its renewing goroutine.)
+	unlockOrphan := mustLock(t, crashed, "orphan")
+	t.Cleanup(func() { unlockOrphan(context.Background()) })
 	if err := d.Master.Client(t).Do(t.Context(), "WAIT", 1, 1000).Err(); err != nil {
 		t.Fatal(err)
 	}
