@@ -263,7 +263,7 @@ func (r *Redis) keepAlive(groups [][]string, token string) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		every := r.ttl / 3
+		every := max(r.ttl/3, time.Millisecond)
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
