@@ -35,6 +35,8 @@ type Options struct {
 	// the certificate files.
 	TLS  bool
 	Args []string // more redis-server options, e.g. "--requirepass", "secret"
+	// ClusterBus picks a port whose cluster bus port (the port + 10000) is free and valid.
+	ClusterBus bool
 }
 
 // Start runs a redis-server without persistence on a free loopback port and waits until it
@@ -42,6 +44,9 @@ type Options struct {
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	port := FreePort(t)
+	for opts.ClusterBus && (port+10000 > 65535 || !portFree(port+10000)) {
+		port = FreePort(t)
+	}
 	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Port: port, Dir: t.TempDir()}
 	args := []string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.Dir}
 	if opts.TLS {
@@ -124,6 +129,15 @@ func FreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+func portFree(port int) bool {
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
+}
+
 func binary(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
@@ -151,7 +165,7 @@ func StartCluster(t testing.TB, masters, replicas int) *Cluster {
 	c := &Cluster{}
 	var addrs []string
 	for range masters * (1 + replicas) {
-		s := Start(t, Options{Args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+		s := Start(t, Options{ClusterBus: true, Args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", strconv.FormatInt(NodeTimeout.Milliseconds(), 10)}})
 		c.Nodes = append(c.Nodes, s)
 		addrs = append(addrs, s.Addr)
