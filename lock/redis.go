@@ -280,7 +280,9 @@ func (r *Redis) keepAlive(groups [][]string, token string) (stop func()) {
 			}
 			if err != nil {
 				// Try again at the next tick: the lease lapses by itself if Redis stays away.
-				r.log.Warn("lock lease renewal failed", "keys", groups, "ttl", r.ttl, "err", err)
+				// Debug only: while Redis is down every held lock fails here, and the breaker
+				// already reports it.
+				r.log.Debug("lock lease renewal failed", "keys", groups, "ttl", r.ttl, "err", err)
 				continue
 			}
 			var n, want int64
