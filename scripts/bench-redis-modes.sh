@@ -4,6 +4,7 @@
 # directory), in one sitting. MySQL and the standalone Redis come from scripts/services.sh.
 #
 #   bash scripts/bench-redis-modes.sh [DURATION]      # default 10s per run
+#   WORKLOADS=hot ORDER="cluster standalone cluster standalone" bash scripts/bench-redis-modes.sh
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -47,7 +48,7 @@ run() { # NAME ENV...
   env RESERVATION_MYSQL_DSN="$dsn_base/$db" RESERVATION_GRPC_ADDR="$grpc" RESERVATION_HTTP_ADDR="$http" \
     RESERVATION_LOG_LEVEL=warn "$@" "$TMP/reservationd" 2>"$TMP/$name.log" & local pid=$!
   until curl -sf "http://$http/readyz" >/dev/null; do sleep 0.2; done
-  for w in spread hot; do
+  for w in ${WORKLOADS:-spread hot}; do
     echo "== $name: $w"
     "$TMP/rsvbench" --addr "$grpc" --workload "$w" --duration "$DURATION" --verify-dsn "$dsn_base/$db"
   done
@@ -55,5 +56,10 @@ run() { # NAME ENV...
   kill "$pid"; wait "$pid" || true
 }
 
-run standalone RESERVATION_REDIS_ADDR="$RESERVATION_REDIS_ADDR"
-run cluster RESERVATION_REDIS_MODE=cluster RESERVATION_REDIS_ADDR="$(IFS=,; echo "${nodes[*]}")"
+for mode in ${ORDER:-standalone cluster}; do
+  case $mode in
+    standalone) run standalone RESERVATION_REDIS_ADDR="$RESERVATION_REDIS_ADDR" ;;
+    cluster) run cluster RESERVATION_REDIS_MODE=cluster RESERVATION_REDIS_ADDR="$(IFS=,; echo "${nodes[*]}")" ;;
+    *) echo "unknown mode $mode" >&2; exit 1 ;;
+  esac
+done
