@@ -5,9 +5,9 @@
 // be reached, Lock fails fast with EUNAVAILABLE and the caller goes on without the lock; and a
 // lock that expired before its release is logged and counted, not reported as an error.
 //
-// Create the Redis client with small timeouts and no retries, as ClientOptions does: a slow or
-// dead Redis must cost a request a few hundred milliseconds at most, and a SET NX retried after
-// a network error may find the lock its first attempt took and wait on itself until the TTL.
+// Create the Redis client with small timeouts and few retries, as ClientOptions and NewClient
+// do: a slow or dead Redis must cost a request a few hundred milliseconds at most. (A retried
+// take is harmless: a key already set to the call's own token counts as taken by it.)
 package lock
 
 import (
