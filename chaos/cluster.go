@@ -22,6 +22,7 @@ import (
 type Replica struct {
 	*Proc
 	Addr   string
+	HTTP   string // the HTTP port's address: /metrics
 	Proxy  *Proxy
 	Client pb.ReservationServiceClient
 	conn   *grpc.ClientConn
@@ -40,7 +41,8 @@ type Cluster struct {
 type Options struct {
 	Dir      string // for data, logs and the binary
 	Replicas int
-	LockTTL  time.Duration // 0: reservationd's default
+	LockTTL  time.Duration // 0: the production default
+	Env      []string      // more environment for the replicas, after (so over) the suite's own
 	// MySQLDSN, when set, is a server the cluster uses instead of starting a MariaDB, with
 	// the database named in it, for servers that cannot CREATE DATABASE (a Vitess keyspace
 	// through vtgate). The cluster drops every table in that database first, so the
@@ -111,19 +113,20 @@ func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
 		if err != nil {
 			return c, err
 		}
-		r := &Replica{Addr: "127.0.0.1:" + strconv.Itoa(port), Proxy: proxy}
+		r := &Replica{Addr: "127.0.0.1:" + strconv.Itoa(port), HTTP: "127.0.0.1:" + strconv.Itoa(httpPort), Proxy: proxy}
 		env := []string{
 			"RESERVATION_GRPC_ADDR=" + r.Addr,
-			"RESERVATION_HTTP_ADDR=127.0.0.1:" + strconv.Itoa(httpPort),
+			"RESERVATION_HTTP_ADDR=" + r.HTTP,
 			"RESERVATION_MYSQL_DSN=" + serviceDSN(proxy.Addr()),
 			"RESERVATION_REDIS_ADDR=" + c.Redis.Addr,
 			"RESERVATION_LOCK=redis",
 			"RESERVATION_DRAIN=2s",
 			"RESERVATION_LOG_LEVEL=warn",
 		}
-		if opts.LockTTL != 0 {
+		if opts.LockTTL > 0 {
 			env = append(env, "RESERVATION_LOCK_TTL="+opts.LockTTL.String())
 		}
+		env = append(env, opts.Env...)
 		name := fmt.Sprintf("replica-%d", i)
 		if r.Proc, err = Start(name, bin, filepath.Join(opts.Dir, name+".log"), env); err != nil {
 			return c, err

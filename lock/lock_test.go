@@ -32,9 +32,10 @@ func newRedis(t *testing.T, client redis.UniversalClient, prefix string, opts lo
 // held reports whether the Redis key of lock key exists.
 func held(t *testing.T, client redis.UniversalClient, prefix, key string) bool {
 	t.Helper()
-	n, err := client.Exists(t.Context(), prefix+"lock:"+key).Result()
+	rkey := prefix + "lock:{" + key + "}"
+	n, err := client.Exists(t.Context(), rkey).Result()
 	if err != nil {
-		t.Fatalf("exists %q: %v", prefix+"lock:"+key, err)
+		t.Fatalf("exists %q: %v", rkey, err)
 	}
 	return n == 1
 }
@@ -205,24 +206,39 @@ func TestRedisMultiKeyPartialFailure(t *testing.T) {
 	}
 }
 
-func TestRedisTTLExpiry(t *testing.T) {
+// TestRedisLeaseLapses: a holder that can no longer reach Redis (as one that crashed) stops
+// renewing, and its lock is free again one TTL later; its late release then does not touch the
+// next holder's lock. The TTL is shortened to 200ms to keep the test short;
+// TestRedisCrashedHolderDefaults and the chaos suite keep the default.
+func TestRedisLeaseLapses(t *testing.T) {
+	var d countingDialer
 	client := locktest.Client(t)
 	prefix := locktest.Prefix(t, client)
+	opts := lock.ClientOptions(locktest.Addr())
+	opts.Dialer = d.dial
+	opts.ClientName = "holder-" + strings.Trim(prefix, ":")
+	holderClient := redis.NewClient(opts)
+	defer holderClient.Close()
 	var logs bytes.Buffer
-	slow := newRedis(t, client, prefix, lock.RedisOptions{
-		TTL:    200 * time.Millisecond,
+	const ttl = 200 * time.Millisecond
+	holder := newRedis(t, holderClient, prefix, lock.RedisOptions{
+		TTL:    ttl,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	other := newRedis(t, client, prefix, lock.RedisOptions{Wait: 2 * time.Second})
 
-	unlockSlow := mustLock(t, slow, "k")
-	unlockOther := mustLock(t, other, "k") // waits for the TTL
-	unlockSlow(t.Context())                // too late: must not release other's lock
+	unlockHolder := mustLock(t, holder, "k")
+	// Cut the holder off Redis: its renewals fail from now on.
+	d.down.Store(true)
+	killClients(t, client, opts.ClientName)
+	unlockOther := mustLock(t, other, "k") // waits for the lease to lapse
+	d.down.Store(false)
+	unlockHolder(t.Context()) // too late: must not release other's lock
 
-	if got := slow.Stats().Lost; got != 1 {
+	if got := holder.Stats().Lost; got != 1 {
 		t.Errorf("Lost = %d, want 1", got)
 	}
-	if !strings.Contains(logs.String(), "lock lost") || !strings.Contains(logs.String(), prefix+"lock:k") {
+	if !strings.Contains(logs.String(), "lock lost") || !strings.Contains(logs.String(), prefix+"lock:{k}") {
 		t.Errorf("log %q does not report the lost lock", logs.String())
 	}
 	if !held(t, client, prefix, "k") {
@@ -234,6 +250,83 @@ func TestRedisTTLExpiry(t *testing.T) {
 	}
 	if got := other.Stats().Lost; got != 0 {
 		t.Errorf("Lost = %d for the next holder, want 0", got)
+	}
+}
+
+// TestRedisLeaseRenewed: a holder that keeps a lock for several TTLs keeps it, its lease renewed,
+// and a waiter gives up at its wait bound. The TTL is shortened to 300ms so that several
+// renewals fit in a short test.
+func TestRedisLeaseRenewed(t *testing.T) {
+	client := locktest.Client(t)
+	prefix := locktest.Prefix(t, client)
+	const ttl = 300 * time.Millisecond
+	holder := newRedis(t, client, prefix, lock.RedisOptions{TTL: ttl})
+	waiter := newRedis(t, client, prefix, lock.RedisOptions{Wait: 4 * ttl})
+
+	unlock := mustLock(t, holder, "k")
+	wantBusy(t, waiter, 4*ttl)
+	if got := holder.Stats().Renewed; got < 3 {
+		t.Errorf("Renewed = %d after holding for 4 TTLs, want at least 3", got)
+	}
+	unlock(t.Context())
+	if got := holder.Stats().Lost; got != 0 {
+		t.Errorf("Lost = %d, want 0", got)
+	}
+	mustLock(t, waiter, "k")(t.Context())
+}
+
+// TestRedisDefaultLease: with the default settings the lease of a lock is DefaultTTL, at most 3s.
+func TestRedisDefaultLease(t *testing.T) {
+	client := locktest.Client(t)
+	prefix := locktest.Prefix(t, client)
+	r := newRedis(t, client, prefix, lock.RedisOptions{})
+	unlock := mustLock(t, r, "k")
+	defer unlock(t.Context())
+	pttl, err := client.PTTL(t.Context(), r.Key("k")).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pttl <= 0 || pttl > lock.DefaultTTL || lock.DefaultTTL > 3*time.Second {
+		t.Errorf("lease %s (default %s), want positive, at most the default, and the default at most 3s", pttl, lock.DefaultTTL)
+	}
+}
+
+// killClients closes the server side of the connections named name.
+func killClients(t *testing.T, admin *redis.Client, name string) {
+	t.Helper()
+	list, err := admin.ClientList(t.Context()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	for line := range strings.Lines(list) {
+		var id string
+		for f := range strings.FieldsSeq(line) {
+			if v, ok := strings.CutPrefix(f, "id="); ok {
+				id = v
+			}
+			if f == "name="+name {
+				if err := admin.Do(t.Context(), "CLIENT", "KILL", "ID", id).Err(); err != nil {
+					t.Fatal(err)
+				}
+				killed++
+			}
+		}
+	}
+	if killed == 0 {
+		t.Fatalf("no connection named %s", name)
+	}
+}
+
+func TestSlot(t *testing.T) {
+	// The examples of the Redis Cluster specification.
+	for key, want := range map[string]uint16{"123456789": 12739, "{user1000}.following": lock.Slot("user1000"), "foo{}{bar}": lock.Slot("foo{}{bar}")} {
+		if got := lock.Slot(key); got != want {
+			t.Errorf("slot(%q) = %d, want %d", key, got, want)
+		}
+	}
+	if lock.Slot("rsv:lock:{a}") == lock.Slot("rsv:lock:{b}") && lock.Slot("rsv:lock:{b}") == lock.Slot("rsv:lock:{c}") {
+		t.Error("three resources in one slot: the hash tag is not the resource")
 	}
 }
 

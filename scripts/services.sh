@@ -290,6 +290,17 @@ choose_redis() {
   fi
 }
 
+# The Sentinel tests start their own sentinels with Debian's redis-sentinel: install it when
+# missing (as root; otherwise say how, and let the tests that need it fail).
+ensure_sentinel() {
+  command -v redis-sentinel >/dev/null && return
+  if is_root; then
+    apt_install redis-sentinel
+  else
+    log "warning: redis-sentinel is not installed and we are not root: 'sudo apt-get install -y redis-sentinel' (the Sentinel tests need it)"
+  fi
+}
+
 # ----------------------------------------------------------------- stop ----
 
 # stop_pidfile NAME PIDFILE: TERM, wait up to 30 s for a clean exit, then KILL.
@@ -328,6 +339,7 @@ cmd_up() {
     -e "CREATE DATABASE IF NOT EXISTS \`$APP_DB\`" ||
     die "could not create database $APP_DB"
   choose_redis
+  ensure_sentinel
 
   emit RESERVATION_TEST_MYSQL_DSN "$MYSQL_TEST_DSN"
   emit RESERVATION_TEST_REDIS_ADDR "$REDIS_ADDR"

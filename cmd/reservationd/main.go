@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -50,6 +49,16 @@ type config struct {
 	grpcAddr        string
 	mysqlDSN        string
 	redisAddr       string
+	redisMode       string
+	redisMaster     string
+	redisUsername   string
+	redisPassFile   string
+	redisDB         int
+	redisTLS        bool
+	redisTLSCA      string
+	redisTLSCert    string
+	redisTLSKey     string
+	redisPrefix     string
 	lock            string
 	migrate         bool
 	maxDuration     time.Duration
@@ -347,11 +356,15 @@ func newLocker(cfg config) (reservation.Locker, func(), error) {
 	case "local":
 		return lock.NewLocal(cfg.lockWait), func() {}, nil
 	case "redis":
-		if cfg.redisAddr == "" {
-			return nil, nil, errors.New("--lock redis needs --redis-addr (RESERVATION_REDIS_ADDR)")
+		cc, err := redisClientConfig(cfg, os.Getenv)
+		if err != nil {
+			return nil, nil, err
 		}
-		client := redis.NewClient(lock.ClientOptions(cfg.redisAddr))
-		l := lock.NewRedis(client, lock.RedisOptions{Prefix: "rsv:", TTL: cfg.lockTTL, Wait: cfg.lockWait})
+		client, err := lock.NewClient(cc)
+		if err != nil {
+			return nil, nil, err
+		}
+		l := lock.NewRedis(client, lock.RedisOptions{Prefix: cfg.redisPrefix, TTL: cfg.lockTTL, Wait: cfg.lockWait})
 		return l, func() { client.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("--lock must be redis or local, got %q", cfg.lock)
@@ -390,6 +403,104 @@ func watchFeed(ctx context.Context, feed *queue.Queue, h *health.Server, cacheCu
 		}
 	}
 }
+
+// redisPasswordEnv holds the Redis password; there is no flag for it, so that it never shows in
+// a process listing.
+const redisPasswordEnv = "RESERVATION_REDIS_PASSWORD"
+
+// redisClientConfig turns the --redis-* flags into the locker's client configuration, reading
+// the password (from getenv or --redis-password-file) and the TLS files.
+func redisClientConfig(cfg config, getenv func(string) string) (lock.ClientConfig, error) {
+	cc := lock.ClientConfig{
+		Addrs: lock.SplitAddrs(cfg.redisAddr), Mode: cfg.redisMode, MasterName: cfg.redisMaster,
+		Username: cfg.redisUsername, DB: cfg.redisDB,
+	}
+	if len(cc.Addrs) == 0 {
+		return cc, fmt.Errorf("--lock redis needs --redis-addr (%s)", envName("redis-addr"))
+	}
+	cc.Password = getenv(redisPasswordEnv)
+	if cfg.redisPassFile != "" {
+		if cc.Password != "" {
+			return cc, fmt.Errorf("--redis-password-file and %s are both set: give the password once", redisPasswordEnv)
+		}
+		b, err := os.ReadFile(cfg.redisPassFile)
+		if err != nil {
+			return cc, fmt.Errorf("--redis-password-file: %w", err)
+		}
+		cc.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	if !cfg.redisTLS {
+		return cc, nil
+	}
+	cc.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.redisTLSCA != "" {
+		pem, err := os.ReadFile(cfg.redisTLSCA)
+		if err != nil {
+			return cc, fmt.Errorf("--redis-tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return cc, fmt.Errorf("--redis-tls-ca %s holds no PEM certificate", cfg.redisTLSCA)
+		}
+		cc.TLS.RootCAs = pool
+	}
+	if cfg.redisTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.redisTLSCert, cfg.redisTLSKey)
+		if err != nil {
+			return cc, fmt.Errorf("--redis-tls-cert/--redis-tls-key: %w", err)
+		}
+		cc.TLS.Certificates = []tls.Certificate{cert}
+	}
+	return cc, nil
+}
+
+// checkRedisFlags refuses combinations of the --redis-* flags that cannot work, naming the flag.
+func checkRedisFlags(c config) error {
+	addrs := lock.SplitAddrs(c.redisAddr)
+	switch c.redisMode {
+	case lock.ModeStandalone:
+		if len(addrs) > 1 {
+			return fmt.Errorf("--redis-addr: %d addresses, but --redis-mode standalone takes one (sentinel and cluster take several)", len(addrs))
+		}
+	case lock.ModeSentinel:
+		if c.redisMaster == "" {
+			return errors.New("--redis-mode sentinel needs --redis-master-name")
+		}
+	case lock.ModeCluster:
+		if c.redisDB != 0 {
+			return fmt.Errorf("--redis-db %d: a Redis Cluster has only database 0", c.redisDB)
+		}
+	default:
+		return fmt.Errorf("--redis-mode must be standalone, sentinel or cluster, got %q", c.redisMode)
+	}
+	if c.redisMaster != "" && c.redisMode != lock.ModeSentinel {
+		return fmt.Errorf("--redis-master-name is for --redis-mode sentinel, not %s", c.redisMode)
+	}
+	if c.redisDB < 0 {
+		return fmt.Errorf("--redis-db must not be negative, got %d", c.redisDB)
+	}
+	if !c.redisTLS {
+		for name, v := range map[string]string{"redis-tls-ca": c.redisTLSCA, "redis-tls-cert": c.redisTLSCert, "redis-tls-key": c.redisTLSKey} {
+			if v != "" {
+				return fmt.Errorf("--%s needs --redis-tls", name)
+			}
+		}
+	}
+	if (c.redisTLSCert == "") != (c.redisTLSKey == "") {
+		return errors.New("--redis-tls-cert and --redis-tls-key go together")
+	}
+	if c.redisPrefix == "" || strings.ContainsAny(c.redisPrefix, "{}") {
+		return fmt.Errorf("--redis-prefix %q: must not be empty nor hold { or } (each lock's key carries its resource as a Cluster hash tag)", c.redisPrefix)
+	}
+	if c.lockTTL < minLockTTL {
+		return fmt.Errorf("--lock-ttl %s: must be at least %s (a held lock is renewed every third of it, and a renewal may take a client timeout)", c.lockTTL, minLockTTL)
+	}
+	return nil
+}
+
+// minLockTTL is the shortest --lock-ttl: a third of it must leave room for a renewal to time out
+// (250ms) and be tried again before the lease lapses.
+const minLockTTL = 900 * time.Millisecond
 
 // watchDatabase keeps the health service's answer in step with the database.
 func watchDatabase(ctx context.Context, db *sqlx.DB, h *health.Server, log *slog.Logger) {
@@ -462,6 +573,9 @@ func parseFlags(args []string) (config, error) {
 	if c.holdMin > c.holdMax {
 		return c, fmt.Errorf("--hold-min %s is longer than --hold-max %s", c.holdMin, c.holdMax)
 	}
+	if err := checkRedisFlags(c); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -470,12 +584,22 @@ func flags(c *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("reservationd", flag.ContinueOnError)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address")
 	fs.StringVar(&c.mysqlDSN, "mysql-dsn", "", "MySQL DSN, e.g. root@tcp(127.0.0.1:3306)/reservation")
-	fs.StringVar(&c.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis address for --lock redis")
+	fs.StringVar(&c.redisAddr, "redis-addr", "127.0.0.1:6379", "Redis for --lock redis: one address, or comma-separated sentinels (--redis-mode sentinel) or cluster seed nodes (--redis-mode cluster)")
+	fs.StringVar(&c.redisMode, "redis-mode", lock.ModeStandalone, "standalone, sentinel or cluster")
+	fs.StringVar(&c.redisMaster, "redis-master-name", "", "the master's name the sentinels know (--redis-mode sentinel)")
+	fs.StringVar(&c.redisUsername, "redis-username", "", "Redis ACL user (default: the default user); the password comes from "+redisPasswordEnv+" or --redis-password-file")
+	fs.StringVar(&c.redisPassFile, "redis-password-file", "", "file holding the Redis password (instead of "+redisPasswordEnv+")")
+	fs.IntVar(&c.redisDB, "redis-db", 0, "Redis database index (standalone and sentinel)")
+	fs.BoolVar(&c.redisTLS, "redis-tls", false, "connect to Redis over TLS")
+	fs.StringVar(&c.redisTLSCA, "redis-tls-ca", "", "PEM CA certificates that sign Redis's certificate (default: the system's)")
+	fs.StringVar(&c.redisTLSCert, "redis-tls-cert", "", "PEM client certificate for Redis (with --redis-tls-key)")
+	fs.StringVar(&c.redisTLSKey, "redis-tls-key", "", "PEM private key of --redis-tls-cert")
+	fs.StringVar(&c.redisPrefix, "redis-prefix", "rsv:", "prefix of every Redis key: deployments sharing a Redis need different ones")
 	fs.StringVar(&c.lock, "lock", "redis", "writer lock: redis (many replicas) or local (one replica)")
 	fs.BoolVar(&c.migrate, "migrate", true, "apply schema migrations at start")
 	fs.DurationVar(&c.maxDuration, "max-duration", 366*24*time.Hour, "longest reservation allowed")
 	fs.DurationVar(&c.lockWait, "lock-wait", 5*time.Second, "longest wait for a resource's lock before ABORTED")
-	fs.DurationVar(&c.lockTTL, "lock-ttl", 30*time.Second, "Redis lock expiry")
+	fs.DurationVar(&c.lockTTL, "lock-ttl", lock.DefaultTTL, "lease of a Redis lock, renewed every third of it while held: a crashed replica's locks are free at most this long after it died")
 	fs.DurationVar(&c.drain, "drain", 20*time.Second, "bound on draining in-flight calls at shutdown")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.feedPoll, "feed-poll", 20*time.Millisecond, "how often the change feed looks for new changes")

@@ -223,3 +223,58 @@ func TestREADMEListsEveryFlag(t *testing.T) {
 		}
 	})
 }
+
+// TestRedisFlags: each bad combination of the --redis-* flags is refused with an error naming
+// the flag, and the password comes from the environment or a file, never both.
+func TestRedisFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--redis-mode", "ring"}, "--redis-mode"},
+		{[]string{"--redis-mode", "sentinel", "--redis-addr", "a:1,b:2"}, "--redis-master-name"},
+		{[]string{"--redis-master-name", "m"}, "--redis-master-name"},
+		{[]string{"--redis-addr", "a:1,b:2"}, "--redis-addr"},
+		{[]string{"--redis-mode", "cluster", "--redis-addr", "a:1,b:2", "--redis-db", "2"}, "--redis-db"},
+		{[]string{"--redis-db", "-1"}, "--redis-db"},
+		{[]string{"--redis-tls-ca", "ca.pem"}, "--redis-tls-ca"},
+		{[]string{"--redis-tls", "--redis-tls-cert", "c.pem"}, "--redis-tls-key"},
+		{[]string{"--redis-prefix", ""}, "--redis-prefix"},
+		{[]string{"--redis-prefix", "a{b}:"}, "--redis-prefix"},
+		{[]string{"--lock-ttl", "100ms"}, "--lock-ttl"},
+	} {
+		if _, err := parseFlags(tc.args); err == nil || !strings.Contains(err.Error(), tc.flag) {
+			t.Errorf("parseFlags(%q) = %v, want an error naming %s", tc.args, err, tc.flag)
+		}
+	}
+
+	t.Setenv("RESERVATION_REDIS_MODE", "sentinel")
+	t.Setenv("RESERVATION_REDIS_MASTER_NAME", "mymaster")
+	t.Setenv("RESERVATION_REDIS_ADDR", "127.0.0.1:26379, 127.0.0.1:26380")
+	t.Setenv("RESERVATION_REDIS_PREFIX", "blue:")
+	cfg, err := parseFlags([]string{"--redis-db", "3", "--redis-username", "svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"RESERVATION_REDIS_PASSWORD": "s3cret"}
+	cc, err := redisClientConfig(cfg, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cc.Addrs) != 2 || cc.Mode != "sentinel" || cc.MasterName != "mymaster" || cc.DB != 3 || cc.Username != "svc" || cc.Password != "s3cret" || cc.TLS != nil || cfg.redisPrefix != "blue:" {
+		t.Errorf("client config %+v (prefix %q): want the sentinel settings from the environment and flags", cc, cfg.redisPrefix)
+	}
+
+	file := filepath.Join(t.TempDir(), "pass")
+	if err := os.WriteFile(file, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.redisPassFile = file
+	if _, err := redisClientConfig(cfg, func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "--redis-password-file") {
+		t.Errorf("password in both the environment and a file: %v, want an error naming --redis-password-file", err)
+	}
+	cc, err = redisClientConfig(cfg, func(string) string { return "" })
+	if err != nil || cc.Password != "from-file" {
+		t.Errorf("password from the file = %q, %v; want from-file", cc.Password, err)
+	}
+}
