@@ -23,6 +23,7 @@ run:
 test:
 	$(SERVICES_ENV) && $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	$(MAKE) --no-print-directory test-failover
 
 ## fuzz: run each fuzz target for FUZZTIME (the seeds under testdata/fuzz also run in every go test)
 FUZZTIME ?= 30s
@@ -35,6 +36,12 @@ fuzz:
 ## chaos: the fault-injection suite, three rounds of every fault (make test runs one)
 chaos:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -v -run TestChaos ./chaos -args -rounds 3
+
+## test-failover: a primary and a replica (scripts/replication.sh), semi-sync then async; the
+## primary is SIGKILLed mid-load and the replica promoted while reservationd keeps running
+.PHONY: test-failover
+test-failover:
+	RESERVATION_TEST_FAILOVER=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m -v -run TestFailover ./chaos
 
 ## build: binaries of ./cmd/... into bin/
 build:
