@@ -407,13 +407,17 @@ func (l *cursorListener) position() (string, uint64) {
 func (l *cursorListener) run(ctx context.Context, replicas []*Replica, seed int) {
 	for n := seed; ctx.Err() == nil; n++ {
 		cursor, _ := l.position()
-		stream, err := replicas[n%len(replicas)].Client.Listen(ctx, &pb.ListenRequest{ResumeCursor: cursor})
+		// Each stream lasts a while only, so that the listener also resumes from its cursor
+		// across the failover, on either service replica, not just keeps one stream open.
+		sctx, cancel := context.WithTimeout(ctx, time.Duration(700+300*seed)*time.Millisecond)
+		stream, err := replicas[n%len(replicas)].Client.Listen(sctx, &pb.ListenRequest{ResumeCursor: cursor})
 		for err == nil {
 			var m *pb.ListenResponse
 			if m, err = stream.Recv(); err == nil {
 				l.take(m)
 			}
 		}
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}
@@ -426,9 +430,13 @@ func (l *cursorListener) run(ctx context.Context, replicas []*Replica, seed int)
 			l.ends[status.Code(err).String()]++
 		}
 		l.mu.Unlock()
-		time.Sleep(50 * time.Millisecond)
+		if !errorsIsDeadline(err) {
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }
+
+func errorsIsDeadline(err error) bool { return status.Code(err) == codes.DeadlineExceeded }
 
 func (l *cursorListener) take(m *pb.ListenResponse) {
 	l.mu.Lock()
