@@ -35,23 +35,38 @@ func TestFailover(t *testing.T) {
 	if os.Getenv("RESERVATION_TEST_FAILOVER") != "1" {
 		t.Skip("needs a primary and a replica of its own: run make test-failover")
 	}
-	for _, mode := range []string{"semisync", "async"} {
+	for _, mode := range []string{"semisync", "async", "switchover"} {
 		t.Run(mode, func(t *testing.T) { failover(t, mode) })
 	}
 }
 
+// The modes: semisync and async SIGKILL the primary; switchover (semi-sync) leaves it running
+// but sets it read_only, as a planned switchover does, and the service connects as a user
+// without SUPER, as an application should: the demoted primary then refuses its writes itself
+// (1290), and nothing may be written there after read_only was set.
+
 func failover(t *testing.T, mode string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	env := replicationUp(t, ctx, mode)
+	replMode := mode
+	if mode == "switchover" {
+		replMode = "semisync"
+	}
+	env := replicationUp(t, ctx, replMode)
 	t.Cleanup(func() { exec.Command("bash", "../scripts/replication.sh", "stop").Run() })
 	primaryAddr, replicaAddr := env["RSV_REPL_PRIMARY_ADDR"], env["RSV_REPL_REPLICA_ADDR"]
 	primaryPid, _ := strconv.Atoi(env["RSV_REPL_PRIMARY_PID"])
 
 	primary := openAdmin(t, primaryAddr)
 	replica := openAdmin(t, replicaAddr)
-	if _, err := primary.ExecContext(ctx, "CREATE DATABASE failover"); err != nil {
-		t.Fatal(err)
+	user := "root"
+	for _, stmt := range []string{"CREATE DATABASE failover", "CREATE USER rsv@'%'", "GRANT ALL ON failover.* TO rsv@'%'"} {
+		if _, err := primary.ExecContext(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if mode == "switchover" {
+		user = "rsv"
 	}
 	dir := t.TempDir()
 	redis, err := startIn(ctx, dir, "redis", StartRedis)
@@ -64,7 +79,7 @@ func failover(t *testing.T, mode string) {
 		t.Fatalf("build reservationd: %v\n%s", err, out)
 	}
 	// Both hosts in one DSN, the primary first: nothing else tells the service of a failover.
-	dsn := "root@tcp(" + primaryAddr + "," + replicaAddr + ")/failover?timeout=2s&readTimeout=10s&writeTimeout=10s"
+	dsn := user + "@tcp(" + primaryAddr + "," + replicaAddr + ")/failover?timeout=2s&readTimeout=10s&writeTimeout=10s"
 	var replicas []*Replica
 	for i := range 2 {
 		r := startService(t, ctx, dir, fmt.Sprintf("service-%d", i), bin, dsn, redis.Addr)
@@ -106,13 +121,21 @@ func failover(t *testing.T, mode string) {
 		t.Errorf("the read-only replica wrote transactions of its own: gtid_binlog_pos %s", own)
 	}
 	acksBefore := h.acked()
-	if err := syscall.Kill(primaryPid, syscall.SIGKILL); err != nil {
+	var demotedAt string // the old primary's binlog position once it was read-only
+	if mode == "switchover" {
+		if _, err := primary.ExecContext(ctx, "SET GLOBAL read_only = 1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := primary.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&demotedAt); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := syscall.Kill(primaryPid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
 	promoteReplica(t, ctx, replica)
 	promoted := time.Now()
-	t.Logf("%s: primary SIGKILLed after %d acknowledged reservations; replica promoted %s later", mode, acksBefore, promoted.Sub(killed).Round(time.Millisecond))
+	t.Logf("%s: primary SIGKILLed (switchover: set read_only) after %d acknowledged reservations; replica promoted %s later", mode, acksBefore, promoted.Sub(killed).Round(time.Millisecond))
 
 	// Each service replica resumes writes by itself: time from the promotion to its first
 	// acknowledged Reserve.
@@ -153,12 +176,21 @@ func failover(t *testing.T, mode string) {
 			t.Errorf("a service replica took %s to write after the promotion", d)
 		}
 	}
-	if mode == "semisync" {
+	if mode == "switchover" {
+		var now string
+		if err := primary.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&now); err != nil {
+			t.Fatal(err)
+		}
+		if now != demotedAt {
+			t.Errorf("the demoted primary was written after read_only was set: binlog at %s, then %s", demotedAt, now)
+		}
+	}
+	if mode != "async" {
 		if len(lost) > 0 {
-			t.Errorf("semi-sync lost %d acknowledged reservations: %v", len(lost), lost[:min(5, len(lost))])
+			t.Errorf("%s lost %d acknowledged reservations: %v", mode, len(lost), lost[:min(5, len(lost))])
 		}
 		if divergedListeners > 0 {
-			t.Errorf("semi-sync: %d listeners were told FEED_DIVERGED: the new primary should hold every change they got", divergedListeners)
+			t.Errorf("%s: %d listeners were told FEED_DIVERGED: the new primary should hold every change they got", mode, divergedListeners)
 		}
 	}
 }
