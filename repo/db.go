@@ -78,6 +78,9 @@ func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
 			last = err
 			continue
 		}
+		if err == nil && len(hosts) > 1 {
+			warnIfPrivileged(ctx, db, slog.Default())
+		}
 		return db, err
 	}
 	return nil, last

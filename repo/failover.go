@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -131,6 +132,12 @@ func (f *failover) Connect(ctx context.Context) (driver.Conn, error) {
 		if err == nil {
 			return f.wrap(c, p, gen), nil
 		}
+		var me *mysql.MySQLError
+		if errors.As(err, &me) && !isReadOnly(err) {
+			// The primary answered and refused the session (a bad parameter, access
+			// denied, too many connections): no reason to look elsewhere.
+			return nil, err
+		}
 		errs = append(errs, err)
 		f.demote(p, err)
 	}
@@ -178,6 +185,30 @@ func (f *failover) dialWritable(ctx context.Context, i int) (driver.Conn, error)
 		return nil, fmt.Errorf("%s: %w", f.hosts[i], err)
 	}
 	return c, nil
+}
+
+// warnIfPrivileged logs a warning when the session's user may write to a read-only
+// server (SUPER, or READ_ONLY ADMIN on MariaDB): the server then does not refuse the writes
+// of a demoted primary itself, and only the check every failoverCheckInterval stops them.
+func warnIfPrivileged(ctx context.Context, q interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}, log *slog.Logger) {
+	rows, err := q.QueryContext(ctx, "SHOW GRANTS")
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var grant string
+		if rows.Scan(&grant) != nil {
+			return
+		}
+		g := strings.ToUpper(grant)
+		if strings.Contains(g, " ON *.*") && (strings.Contains(g, "ALL PRIVILEGES") || strings.Contains(g, "SUPER") || strings.Contains(g, "READ_ONLY ADMIN")) {
+			log.WarnContext(ctx, "the mysql user may write to a read-only server: after a failover, writes to the demoted primary are stopped only by the service's own check (every 500ms); use a user without SUPER and READ_ONLY ADMIN", "grant", grant)
+			return
+		}
+	}
 }
 
 // errServerReadOnly says a host answered but is read-only: a replica.
