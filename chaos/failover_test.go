@@ -135,7 +135,11 @@ func failover(t *testing.T, mode string) {
 	killed := time.Now()
 	promoteReplica(t, ctx, replica)
 	promoted := time.Now()
-	t.Logf("%s: primary SIGKILLed (switchover: set read_only) after %d acknowledged reservations; replica promoted %s later", mode, acksBefore, promoted.Sub(killed).Round(time.Millisecond))
+	what := "SIGKILLed"
+	if mode == "switchover" {
+		what = "set read_only"
+	}
+	t.Logf("%s: primary %s after %d acknowledged reservations; replica promoted %s later", mode, what, acksBefore, promoted.Sub(killed).Round(time.Millisecond))
 
 	// Each service replica resumes writes by itself: time from the promotion to its first
 	// acknowledged Reserve.
