@@ -37,8 +37,9 @@ fuzz:
 chaos:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -v -run TestChaos ./chaos -args -rounds 3
 
-## test-failover: a primary and a replica (scripts/replication.sh), semi-sync then async; the
-## primary is SIGKILLed mid-load and the replica promoted while reservationd keeps running
+## test-failover: a primary and a replica (scripts/replication.sh): semi-sync, async and a
+## switchover; the primary is killed (or set read_only) mid-load and the replica promoted
+## while reservationd keeps running
 .PHONY: test-failover
 test-failover:
 	RESERVATION_TEST_FAILOVER=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m -v -run TestFailover ./chaos
