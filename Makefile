@@ -46,6 +46,7 @@ test:
 	$(MAKE) --no-print-directory test-mariadb || status=1; \
 	$(MAKE) --no-print-directory test-mysql97 || status=1; \
 	$(MAKE) --no-print-directory test-vitess || status=1; \
+	$(MAKE) --no-print-directory test-failover || status=1; \
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s || status=1; \
 	exit $$status
 
@@ -78,6 +79,13 @@ fuzz:
 ## chaos: the fault-injection suite, three rounds of every fault (make test runs one)
 chaos:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -v -run TestChaos ./chaos -args -rounds 3
+
+## test-failover: a primary and a replica (scripts/replication.sh): semi-sync, async and a
+## switchover; the primary is killed (or set read_only) mid-load and the replica promoted
+## while reservationd keeps running
+.PHONY: test-failover
+test-failover:
+	@$(call leg,Failover leg (scripts/replication.sh),RESERVATION_TEST_FAILOVER=1 $(GOTEST) -v -run TestFailover ./chaos)
 
 ## build: binaries of ./cmd/... into bin/
 build:

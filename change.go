@@ -2,7 +2,11 @@ package reservation
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
+	"strings"
 	"time"
 )
 
@@ -26,6 +30,70 @@ type Change struct {
 	Reservation *Reservation
 	// CommittedAt is when the change was given its Seq.
 	CommittedAt time.Time
+	// RowID is the id of the change's stored row, which row-based replication carries to
+	// every replica unchanged: with the reservation's id and the op it tells this change from
+	// another one that a different history gave the same Seq (see FeedCursor).
+	RowID int64
+}
+
+// Fingerprint names the change apart from its seq: a hash of its row id, op and reservation
+// id. Two histories that gave one seq to different changes give it different fingerprints.
+func (c *Change) Fingerprint() uint64 {
+	h := fnv.New64a()
+	var b [9]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(c.RowID))
+	b[8] = byte(c.Op)
+	h.Write(b[:])
+	if c.Reservation != nil {
+		h.Write([]byte(c.Reservation.ID))
+	}
+	return h.Sum64() | 1 // never 0, which means "not known"
+}
+
+// Cursor is the position after c, verifiable against the feed that resumes it.
+func (c *Change) Cursor() FeedCursor { return FeedCursor{Seq: c.Seq, Fingerprint: c.Fingerprint()} }
+
+// FeedCursor is a position in the feed that names its history: the seq delivered last and the
+// fingerprint of that change. A feed resuming it checks that the change at Seq is still the
+// same one, so a listener is never given a continuation of a history it did not follow (after
+// a failover to a replica that had not received every change). Seq 0 with fingerprint 0 is
+// the start of the feed.
+type FeedCursor struct {
+	Seq         uint64
+	Fingerprint uint64
+}
+
+// cursorVersion starts every cursor string, so the form can change later.
+const cursorVersion = "c1."
+
+// String is the cursor's opaque form, as clients hold it.
+func (c FeedCursor) String() string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], c.Seq)
+	binary.BigEndian.PutUint64(b[8:], c.Fingerprint)
+	return cursorVersion + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ParseFeedCursor reads a cursor's opaque form.
+func ParseFeedCursor(s string) (FeedCursor, error) {
+	rest, ok := strings.CutPrefix(s, cursorVersion)
+	b, err := base64.RawURLEncoding.DecodeString(rest)
+	if !ok || err != nil || len(b) != 16 {
+		return FeedCursor{}, fmt.Errorf("not a feed cursor: %q", s)
+	}
+	return FeedCursor{Seq: binary.BigEndian.Uint64(b[:8]), Fingerprint: binary.BigEndian.Uint64(b[8:])}, nil
+}
+
+// ReasonFeedDiverged is the Error.Reason of an EOUTOFRANGE given to a listener whose position
+// belongs to a history the feed no longer holds: a failover lost changes it had received. It
+// must read the reservations again and listen from the newest change.
+const ReasonFeedDiverged = "FEED_DIVERGED"
+
+// DivergedError is the EOUTOFRANGE a diverged listener gets.
+func DivergedError(format string, args ...any) *Error {
+	e := Errorf(EOUTOFRANGE, format, args...)
+	e.Reason = ReasonFeedDiverged
+	return e
 }
 
 // ChangeFilter selects the changes a listener receives.
@@ -33,6 +101,10 @@ type ChangeFilter struct {
 	ResourceID string  // only this resource's changes; "" for all
 	UserID     string  // only the changes of this user's reservations; "" for all
 	After      *uint64 // start after this seq; nil for the changes committed from now on
+	// Resume, when set, starts after its seq like After, once the feed has checked that the
+	// change there is still the one the cursor names: otherwise Subscribe fails with
+	// EOUTOFRANGE, Reason ReasonFeedDiverged.
+	Resume *FeedCursor
 }
 
 // Selects reports whether the filter lets c through.

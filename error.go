@@ -26,6 +26,7 @@ type Error struct {
 	Fields    Violations // EINVALID: each bad field
 	Conflicts []Conflict // ECONFLICT: each reservation in the way
 	Truncated bool       // ECONFLICT: there are more conflicts than listed
+	Reason    string     // a machine-readable reason, such as ReasonFeedDiverged; "" for none
 	Err       error      // the cause, if any
 }
 

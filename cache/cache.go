@@ -187,16 +187,17 @@ func (c *Cache) Stats() Stats {
 func (c *Cache) Follow(ctx context.Context, feed reservation.Feed) {
 	defer c.clear(false)
 	var after *uint64
+	var resume *reservation.FeedCursor // after's cursor, when the feed gives one: checked on resume
 	for ctx.Err() == nil {
-		sub, err := feed.Subscribe(ctx, reservation.ChangeFilter{After: after})
+		sub, err := feed.Subscribe(ctx, reservation.ChangeFilter{After: after, Resume: resume})
 		if err != nil {
 			c.clear(false)
-			after = nil
+			after, resume = nil, nil
 			c.log.WarnContext(ctx, "cache: subscribing to the change feed failed", "err", err)
 			pause(ctx, time.Second)
 			continue
 		}
-		if after == nil {
+		if after == nil && resume == nil {
 			c.clear(true) // from here on, every change reaches it
 		}
 		for {
@@ -205,11 +206,18 @@ func (c *Cache) Follow(ctx context.Context, feed reservation.Feed) {
 				cursor := sub.After()
 				sub.Close()
 				if reservation.ErrorCode(err) == reservation.EEXHAUSTED {
-					after = &cursor
+					after, resume = &cursor, nil
+					if p, ok := sub.(interface{ Position() reservation.FeedCursor }); ok {
+						if pos := p.Position(); pos.Fingerprint != 0 {
+							// A failover meanwhile that lost changes this cache holds makes
+							// the resume fail with FEED_DIVERGED, and the cache start over.
+							after, resume = nil, &pos
+						}
+					}
 					break
 				}
 				c.clear(false)
-				after = nil
+				after, resume = nil, nil
 				if ctx.Err() == nil {
 					c.log.WarnContext(ctx, "cache: the change feed broke off", "err", err)
 					pause(ctx, time.Second)

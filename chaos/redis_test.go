@@ -117,7 +117,7 @@ func reserveReq(resource string, year, n int) *pb.ReserveRequest {
 // SIGKILLed and the writes go on, with the longest pause in successes reported and bounded.
 func TestRedisClusterReplicas(t *testing.T) {
 	rc := redistest.StartCluster(t, 3, 1)
-	failover(t, []string{"RESERVATION_REDIS_MODE=cluster", "RESERVATION_REDIS_ADDR=" + strings.Join(rc.Addrs(), ",")},
+	redisFailover(t, []string{"RESERVATION_REDIS_MODE=cluster", "RESERVATION_REDIS_ADDR=" + strings.Join(rc.Addrs(), ",")},
 		func(ctx context.Context) string {
 			slot, err := rc.Nodes[0].Client(t).ClusterKeySlot(ctx, "rsv:lock:{hot-0}").Result()
 			if err != nil {
@@ -133,7 +133,7 @@ func TestRedisClusterReplicas(t *testing.T) {
 // sentinels; the master is SIGKILLed, and the replicas follow the promotion without a restart.
 func TestRedisSentinelReplicas(t *testing.T) {
 	d := redistest.StartSentinel(t)
-	failover(t, []string{"RESERVATION_REDIS_MODE=sentinel", "RESERVATION_REDIS_MASTER_NAME=" + redistest.MasterName,
+	redisFailover(t, []string{"RESERVATION_REDIS_MODE=sentinel", "RESERVATION_REDIS_MASTER_NAME=" + redistest.MasterName,
 		"RESERVATION_REDIS_ADDR=" + strings.Join(d.SentinelAddrs(), ",")},
 		func(context.Context) string {
 			d.Master.Kill()
@@ -141,11 +141,11 @@ func TestRedisSentinelReplicas(t *testing.T) {
 		})
 }
 
-// failover runs three replicas with env under the suite's writers; checks that none bypasses
+// redisFailover runs three replicas with env under the suite's writers; checks that none bypasses
 // the lock; kills a Redis master with kill; and checks that the writes go on (the longest
 // pause in successes at most 3s), that the lock is taken again once Redis has failed over, and
 // that nothing overlaps or goes missing.
-func failover(t *testing.T, env []string, kill func(context.Context) string) {
+func redisFailover(t *testing.T, env []string, kill func(context.Context) string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	c, err := NewCluster(ctx, Options{Dir: t.TempDir(), Replicas: 3, Env: env})

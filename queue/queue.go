@@ -25,6 +25,8 @@ type Log interface {
 	Read(ctx context.Context, after, through uint64, resourceID string, limit int) ([]*reservation.Change, error)
 	// Bounds returns the oldest and newest seq stored; 0, 0 when none is.
 	Bounds(ctx context.Context) (first, last uint64, err error)
+	// At returns the change stored with seq, or nil when there is none.
+	At(ctx context.Context, seq uint64) (*reservation.Change, error)
 	// Unstamped returns the smallest and largest ids of the committed changes still without a
 	// seq; 0, 0 when none waits.
 	Unstamped(ctx context.Context) (oldest, newest int64, err error)
@@ -91,8 +93,13 @@ type Queue struct {
 	mu     sync.Mutex
 	ring   []*reservation.Change // ring[seq % len(ring)]
 	head   uint64                // newest seq in the ring
+	headFP uint64                // the fingerprint of the change at head; 0 when not known
 	held   int                   // how many seqs up to head the ring holds
-	wake   chan struct{}         // closed when head moves or the queue stops
+	// epoch grows when the stored feed is found to have left the history the ring followed
+	// (a failover to a replica that lacked changes): a subscription of an older epoch is cut
+	// off with ReasonFeedDiverged.
+	epoch  uint64
+	wake   chan struct{} // closed when head moves or the queue stops
 	closed bool
 
 	healthMu sync.Mutex
@@ -104,6 +111,7 @@ type Queue struct {
 
 	leading                           atomic.Bool
 	stamped, pruned, cutOff, subCount atomic.Int64
+	diverged                          atomic.Int64
 	lag                               atomic.Int64 // nanoseconds: see Stats.Lag
 }
 
@@ -179,6 +187,9 @@ type Stats struct {
 	Pruned      int64  // changes this replica deleted past the retention
 	Subscribers int64  // open subscriptions
 	CutOff      int64  // subscriptions ended for falling too far behind
+	// Diverged counts the times the stored feed was found to have left the history this
+	// replica had read: a failover to a replica that lacked changes.
+	Diverged int64
 	// ElectionErrors counts elections that failed with an error, rather than finding that
 	// another replica leads.
 	ElectionErrors int64
@@ -194,7 +205,7 @@ func (q *Queue) Stats() Stats {
 	q.mu.Unlock()
 	return Stats{
 		Leading: q.leading.Load(), Head: head, Stamped: q.stamped.Load(), Pruned: q.pruned.Load(),
-		Subscribers: q.subCount.Load(), CutOff: q.cutOff.Load(), ElectionErrors: q.electionErrors.Load(),
+		Subscribers: q.subCount.Load(), CutOff: q.cutOff.Load(), Diverged: q.diverged.Load(), ElectionErrors: q.electionErrors.Load(),
 		Lag: time.Duration(q.lag.Load()),
 	}
 }

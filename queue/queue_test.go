@@ -557,3 +557,44 @@ func TestStalledFeedIsReported(t *testing.T) {
 		t.Fatalf("after elections work again: %v", err)
 	}
 }
+
+// The seqs a live subscriber received come to name other changes (a failover to a replica
+// that had other changes at those seqs, played here by giving their rows other ids in one
+// statement): the subscriber is cut off with FEED_DIVERGED instead of being given what
+// follows, and a fresh subscription continues from the stored feed.
+func TestLiveSubscriberCutOffWhenItsSeqsNameOtherChanges(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	r := startReplica(t, db, queue.Options{})
+	zero := uint64(0)
+	sub := subscribe(t, r.queue, &zero, "")
+	for i := range 3 {
+		book(t, r, "room", i)
+	}
+	got := collect(t, sub, 3)
+	if _, err := db.Exec("UPDATE reservation_changes SET id = id + 1000 WHERE seq >= 2"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t)
+	_, err := sub.Next(ctx)
+	var e *reservation.Error
+	if !errors.As(err, &e) || e.Code != reservation.EOUTOFRANGE || e.Reason != reservation.ReasonFeedDiverged {
+		t.Fatalf("live subscriber after its seqs changed: %v, want FEED_DIVERGED", err)
+	}
+	if n := r.queue.Stats().Diverged; n != 1 {
+		t.Errorf("Stats.Diverged %d, want 1", n)
+	}
+	// Its cursor at seq 1 is still good; at seq 3 it names another change now.
+	if _, err := r.queue.Subscribe(ctx, reservation.ChangeFilter{Resume: cursorPtr(got[0].Cursor())}); err != nil {
+		t.Errorf("resume at seq 1, which both histories hold: %v", err)
+	}
+	_, err = r.queue.Subscribe(ctx, reservation.ChangeFilter{Resume: cursorPtr(got[2].Cursor())})
+	if !errors.As(err, &e) || e.Reason != reservation.ReasonFeedDiverged {
+		t.Errorf("resume at seq 3, which names another change now: %v, want FEED_DIVERGED", err)
+	}
+	book(t, r, "room", 5)
+	fresh := subscribe(t, r.queue, &zero, "")
+	same(t, "fresh subscription", collect(t, fresh, 4), storedChanges(t, db))
+}
+
+func cursorPtr(c reservation.FeedCursor) *reservation.FeedCursor { return &c }

@@ -25,6 +25,7 @@ func NewChanges(db *sqlx.DB) *Changes { return &Changes{db: db} }
 
 // changeRow is a sequenced reservation_changes row.
 type changeRow struct {
+	ID          int64     `db:"id"`
 	Seq         uint64    `db:"seq"`
 	Op          int       `db:"op"`
 	Snapshot    []byte    `db:"snapshot"`
@@ -34,7 +35,7 @@ type changeRow struct {
 // Read returns up to limit changes with after < seq <= through, in seq order; resourceID, when
 // not empty, keeps only that resource's.
 func (c *Changes) Read(ctx context.Context, after, through uint64, resourceID string, limit int) ([]*reservation.Change, error) {
-	query := "SELECT seq, op, snapshot, committed_at FROM reservation_changes WHERE seq > ? AND seq <= ?"
+	query := "SELECT id, seq, op, snapshot, committed_at FROM reservation_changes WHERE seq > ? AND seq <= ?"
 	args := []any{after, min(through, math.MaxInt64)}
 	if resourceID != "" {
 		query += " AND resource_id = ?"
@@ -46,13 +47,31 @@ func (c *Changes) Read(ctx context.Context, after, through uint64, resourceID st
 	if err := c.db.SelectContext(ctx, &rows, query, args...); err != nil {
 		return nil, classify(fmt.Errorf("read changes after seq %d: %w", after, err))
 	}
+	return decodeChanges(rows)
+}
+
+// At returns the change with seq, or nil when none is stored.
+func (c *Changes) At(ctx context.Context, seq uint64) (*reservation.Change, error) {
+	var rows []changeRow
+	err := c.db.SelectContext(ctx, &rows, "SELECT id, seq, op, snapshot, committed_at FROM reservation_changes WHERE seq = ?", min(seq, math.MaxInt64))
+	if err != nil {
+		return nil, classify(fmt.Errorf("read change %d: %w", seq, err))
+	}
+	cs, err := decodeChanges(rows)
+	if err != nil || len(cs) == 0 {
+		return nil, err
+	}
+	return cs[0], nil
+}
+
+func decodeChanges(rows []changeRow) ([]*reservation.Change, error) {
 	out := make([]*reservation.Change, len(rows))
 	for i, r := range rows {
 		var w row
 		if err := json.Unmarshal(r.Snapshot, &w); err != nil {
 			return nil, fmt.Errorf("change %d: decode snapshot: %w", r.Seq, err)
 		}
-		out[i] = &reservation.Change{Seq: r.Seq, Op: reservation.Op(r.Op), Reservation: w.reservation(), CommittedAt: r.CommittedAt.UTC()}
+		out[i] = &reservation.Change{Seq: r.Seq, Op: reservation.Op(r.Op), Reservation: w.reservation(), CommittedAt: r.CommittedAt.UTC(), RowID: r.ID}
 	}
 	return out, nil
 }

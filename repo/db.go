@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,8 +22,16 @@ import (
 // Open connects to MySQL at dsn (go-sql-driver form, e.g. "user@tcp(host:3306)/db") with the
 // session settings the store relies on: UTC times, READ COMMITTED, and a short lock wait, so
 // a stuck writer fails fast and is retried instead of holding up the resource's queue.
+//
+// The address may list several hosts, "user@tcp(db1:3306,db2:3306)/db": a primary and its
+// replicas. Connections then go only to the one that is writable (read_only off, and on
+// MySQL super_read_only off), and follow a failover without a restart (failover.go).
 func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
-	cfg, err := mysql.ParseDSN(dsn)
+	single, hosts, err := splitHosts(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := mysql.ParseDSN(single)
 	if err != nil {
 		return nil, fmt.Errorf("parse mysql dsn: %w", err)
 	}
@@ -46,7 +55,7 @@ func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
 	// Every session is READ COMMITTED, which the store's transactions rely on, so that
 	// beginning one is a single statement. MySQL 8 names the variable transaction_isolation;
 	// MariaDB 10 knows only tx_isolation.
-	galera, err := isGalera(ctx, cfg)
+	galera, err := isGalera(ctx, cfg, hosts)
 	if err != nil {
 		return nil, err
 	}
@@ -63,11 +72,14 @@ func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
 	for _, name := range []string{"transaction_isolation", "tx_isolation"} {
 		delete(cfg.Params, "transaction_isolation")
 		cfg.Params[name] = "'READ-COMMITTED'"
-		db, err := open(ctx, cfg)
+		db, err := open(ctx, cfg, hosts)
 		var me *mysql.MySQLError
 		if errors.As(err, &me) && me.Number == errUnknownVariable {
 			last = err
 			continue
+		}
+		if err == nil && len(hosts) > 1 {
+			warnIfPrivileged(ctx, db, slog.Default())
 		}
 		return db, err
 	}
@@ -88,19 +100,20 @@ func Galera(ctx context.Context, db *sqlx.DB) (bool, error) {
 	return strings.EqualFold(value, "ON"), nil
 }
 
-// isGalera asks the server at cfg the same, on a connection of its own.
-func isGalera(ctx context.Context, cfg *mysql.Config) (bool, error) {
-	probe := *cfg
+// isGalera asks the server at cfg (the primary among hosts, if any) the same, on a
+// connection of its own.
+func isGalera(ctx context.Context, cfg *mysql.Config, hosts []string) (bool, error) {
+	probe := cfg.Clone()
 	probe.Params = map[string]string{}
-	connector, err := mysql.NewConnector(&probe)
+	connector, err := newConnector(probe, hosts)
 	if err != nil {
-		return false, fmt.Errorf("mysql connector: %w", err)
+		return false, err
 	}
 	db := sqlx.NewDb(sql.OpenDB(connector), "mysql")
 	defer db.Close()
 	galera, err := Galera(ctx, db)
 	if err != nil {
-		return false, fmt.Errorf("connect to mysql %s: %w", cfg.Addr, err)
+		return false, fmt.Errorf("connect to mysql %s: %w", addrs(cfg, hosts), err)
 	}
 	return galera, nil
 }
@@ -108,10 +121,22 @@ func isGalera(ctx context.Context, cfg *mysql.Config) (bool, error) {
 // errUnknownVariable is MySQL's "Unknown system variable".
 const errUnknownVariable = 1193
 
-func open(ctx context.Context, cfg *mysql.Config) (*sqlx.DB, error) {
+// newConnector connects to cfg's server, or, given hosts, to whichever of them is writable.
+func newConnector(cfg *mysql.Config, hosts []string) (driver.Connector, error) {
+	if len(hosts) > 1 {
+		return newFailover(cfg, hosts)
+	}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("mysql connector: %w", err)
+	}
+	return connector, nil
+}
+
+func open(ctx context.Context, cfg *mysql.Config, hosts []string) (*sqlx.DB, error) {
+	connector, err := newConnector(cfg, hosts)
+	if err != nil {
+		return nil, err
 	}
 	db := sqlx.NewDb(sql.OpenDB(connector), "mysql")
 	db.SetMaxOpenConns(64)
@@ -119,9 +144,16 @@ func open(ctx context.Context, cfg *mysql.Config) (*sqlx.DB, error) {
 	db.SetConnMaxLifetime(30 * time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connect to mysql %s: %w", cfg.Addr, err)
+		return nil, fmt.Errorf("connect to mysql %s: %w", addrs(cfg, hosts), err)
 	}
 	return db, nil
+}
+
+func addrs(cfg *mysql.Config, hosts []string) string {
+	if len(hosts) > 1 {
+		return strings.Join(hosts, ",")
+	}
+	return cfg.Addr
 }
 
 func setDefault(m map[string]string, k, v string) {

@@ -42,3 +42,6 @@ func (s *Store) FindInTheWay(ctx context.Context, rs []*reservation.Reservation)
 	})
 	return out, err
 }
+
+// SplitHosts exposes the DSN's address list parsing.
+func SplitHosts(dsn string) (string, []string, error) { return splitHosts(dsn) }

@@ -134,9 +134,16 @@ func classify(err error) error {
 	switch {
 	case err == nil, errors.As(err, &ae), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
+	case errors.Is(err, errNoPrimary):
+		return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "no writable database host", Err: err}
 	case errors.As(err, &me):
 		if me.Number == errQueryTimeout {
 			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database timed out", Err: err}
+		}
+		if me.Number == errReadOnly || me.Number == errReadOnlyTrans {
+			// A replica, or a primary demoted by a failover: the statement was refused, so
+			// nothing was written, and the next try goes to the new primary.
+			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database is read-only (failover in progress?)", Err: err}
 		}
 		return err // a server error that is ours to fix: internal
 	case unreachable(err):
@@ -149,7 +156,7 @@ func classify(err error) error {
 // timed out or lost mid-query.
 func unreachable(err error) bool {
 	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysql.ErrInvalidConn) ||
+	return errors.As(err, &ne) || errors.Is(err, errNoPrimary) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysql.ErrInvalidConn) ||
 		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }

@@ -132,5 +132,6 @@ func toListenResponse(c *reservation.Change) *pb.ListenResponse {
 		Op:          pb.ReservationUpdateType(c.Op),
 		Reservation: toProto(c.Reservation),
 		CommittedAt: timestamppb.New(c.CommittedAt),
+		Cursor:      c.Cursor().String(),
 	}
 }

@@ -327,6 +327,10 @@ func (s *Server) FreeSlots(ctx context.Context, req *pb.FreeSlotsRequest) (*pb.F
 // misses nothing in between.
 const AfterSeqHeader = "reservation-after-seq"
 
+// AfterCursorHeader is the same position as AfterSeqHeader, as a cursor to resume from
+// (ListenRequest.resume_cursor) before any change arrived.
+const AfterCursorHeader = "reservation-after-cursor"
+
 // Listen streams committed changes in seq order, resuming after after_seq when given.
 func (s *Server) Listen(req *pb.ListenRequest, stream grpc.ServerStreamingServer[pb.ListenResponse]) error {
 	ctx := stream.Context()
@@ -334,7 +338,19 @@ func (s *Server) Listen(req *pb.ListenRequest, stream grpc.ServerStreamingServer
 		return status.Error(codes.Unimplemented, "the change feed is not enabled on this server")
 	}
 	f := reservation.ChangeFilter{ResourceID: req.GetResourceId(), UserID: owner(ctx), After: req.AfterSeq}
-	if err := f.Validate(); err != nil {
+	var q request
+	if rc := req.GetResumeCursor(); rc != "" {
+		switch c, err := reservation.ParseFeedCursor(rc); {
+		case err != nil:
+			q.Add("resume_cursor", "not a cursor this service gave out")
+		case req.AfterSeq != nil:
+			q.Add("resume_cursor", "give either after_seq or resume_cursor, not both")
+		default:
+			f.Resume = &c
+		}
+	}
+	q.merge("", f.Validate())
+	if err := q.Err(); err != nil {
 		return s.status(ctx, err)
 	}
 	sub, err := s.opts.Feed.Subscribe(ctx, f)
@@ -342,7 +358,13 @@ func (s *Server) Listen(req *pb.ListenRequest, stream grpc.ServerStreamingServer
 		return s.status(ctx, err)
 	}
 	defer sub.Close()
-	if err := stream.SendHeader(metadata.Pairs(AfterSeqHeader, strconv.FormatUint(sub.After(), 10))); err != nil {
+	md := metadata.Pairs(AfterSeqHeader, strconv.FormatUint(sub.After(), 10))
+	if p, ok := sub.(interface{ Position() reservation.FeedCursor }); ok {
+		if c := p.Position(); c.Seq == 0 || c.Fingerprint != 0 {
+			md.Set(AfterCursorHeader, c.String())
+		}
+	}
+	if err := stream.SendHeader(md); err != nil {
 		return err
 	}
 	for {

@@ -20,6 +20,10 @@ const ErrorDomain = "reservation.v1"
 // ConflictReason is the ErrorInfo reason of a Reserve rejected for overlap.
 const ConflictReason = "RESERVATION_CONFLICT"
 
+// FeedDivergedReason is the ErrorInfo reason of an OUT_OF_RANGE Listen whose cursor belongs
+// to a history the feed no longer holds (a failover lost changes the listener received).
+const FeedDivergedReason = reservation.ReasonFeedDiverged
+
 // status turns an error from the domain into a gRPC status. Errors that are not the client's
 // doing are logged, and their details kept out of the answer.
 func (s *Server) status(ctx context.Context, err error) error {
@@ -39,6 +43,9 @@ func (s *Server) status(ctx context.Context, err error) error {
 	case reservation.EPERMISSION:
 		return status.Error(codes.PermissionDenied, e.Message)
 	case reservation.EOUTOFRANGE:
+		if e.Reason != "" {
+			return withDetails(codes.OutOfRange, e.Message, &errdetails.ErrorInfo{Reason: e.Reason, Domain: ErrorDomain})
+		}
 		return status.Error(codes.OutOfRange, e.Message)
 	case reservation.EEXHAUSTED:
 		return status.Error(codes.ResourceExhausted, e.Message)

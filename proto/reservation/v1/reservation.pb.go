@@ -1258,9 +1258,17 @@ func (x *FreeSlotsResponse) GetFree() []*TimeWindow {
 }
 
 type ListenRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ResourceId    string                 `protobuf:"bytes,1,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
-	AfterSeq      *uint64                `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3,oneof" json:"after_seq,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ResourceId string                 `protobuf:"bytes,1,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	// Resume after this seq, unverified: after a failover that lost changes, the seqs after it
+	// may name other changes than the ones this listener was given. Prefer resume_cursor.
+	AfterSeq *uint64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3,oneof" json:"after_seq,omitempty"`
+	// Resume after the change whose ListenResponse carried this cursor (or after the position
+	// in the reservation-after-cursor header). The server checks that its feed still holds that
+	// change at that seq; if not (a failover lost changes this listener received), the call
+	// fails with OUT_OF_RANGE and an ErrorInfo of reason FEED_DIVERGED: read the reservations
+	// again, then listen from the newest change. Not together with after_seq.
+	ResumeCursor  string `protobuf:"bytes,3,opt,name=resume_cursor,json=resumeCursor,proto3" json:"resume_cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1309,12 +1317,21 @@ func (x *ListenRequest) GetAfterSeq() uint64 {
 	return 0
 }
 
+func (x *ListenRequest) GetResumeCursor() string {
+	if x != nil {
+		return x.ResumeCursor
+	}
+	return ""
+}
+
 type ListenResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	Op            ReservationUpdateType  `protobuf:"varint,2,opt,name=op,proto3,enum=reservation.v1.ReservationUpdateType" json:"op,omitempty"`
-	Reservation   *Reservation           `protobuf:"bytes,3,opt,name=reservation,proto3" json:"reservation,omitempty"`
-	CommittedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Seq         uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Op          ReservationUpdateType  `protobuf:"varint,2,opt,name=op,proto3,enum=reservation.v1.ReservationUpdateType" json:"op,omitempty"`
+	Reservation *Reservation           `protobuf:"bytes,3,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	CommittedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
+	// Opaque: where to resume after this change (ListenRequest.resume_cursor).
+	Cursor        string `protobuf:"bytes,5,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1375,6 +1392,13 @@ func (x *ListenResponse) GetCommittedAt() *timestamppb.Timestamp {
 		return x.CommittedAt
 	}
 	return nil
+}
+
+func (x *ListenResponse) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
 }
 
 var File_reservation_v1_reservation_proto protoreflect.FileDescriptor
@@ -1467,18 +1491,20 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x03end\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12<\n" +
 	"\fmin_duration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\vminDuration\"C\n" +
 	"\x11FreeSlotsResponse\x12.\n" +
-	"\x04free\x18\x01 \x03(\v2\x1a.reservation.v1.TimeWindowR\x04free\"`\n" +
+	"\x04free\x18\x01 \x03(\v2\x1a.reservation.v1.TimeWindowR\x04free\"\x85\x01\n" +
 	"\rListenRequest\x12\x1f\n" +
 	"\vresource_id\x18\x01 \x01(\tR\n" +
 	"resourceId\x12 \n" +
-	"\tafter_seq\x18\x02 \x01(\x04H\x00R\bafterSeq\x88\x01\x01B\f\n" +
+	"\tafter_seq\x18\x02 \x01(\x04H\x00R\bafterSeq\x88\x01\x01\x12#\n" +
+	"\rresume_cursor\x18\x03 \x01(\tR\fresumeCursorB\f\n" +
 	"\n" +
-	"_after_seq\"\xd7\x01\n" +
+	"_after_seq\"\xef\x01\n" +
 	"\x0eListenResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x125\n" +
 	"\x02op\x18\x02 \x01(\x0e2%.reservation.v1.ReservationUpdateTypeR\x02op\x12=\n" +
 	"\vreservation\x18\x03 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\x12=\n" +
-	"\fcommitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt*\x95\x01\n" +
+	"\fcommitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\x12\x16\n" +
+	"\x06cursor\x18\x05 \x01(\tR\x06cursor*\x95\x01\n" +
 	"\x11ReservationStatus\x12\x1e\n" +
 	"\x1aRESERVATION_STATUS_UNKNOWN\x10\x00\x12\x1e\n" +
 	"\x1aRESERVATION_STATUS_PENDING\x10\x01\x12 \n" +
