@@ -137,6 +137,58 @@ func TestChaos(t *testing.T) {
 	wg.Wait()
 	stopped := time.Now()
 
+	report := verify(ctx, t, c, h, listeners, stopListeners, &lwg, stopped)
+	for _, f := range done {
+		failed, stall := h.During(f.start, f.end.Add(settle))
+		_, after := h.During(f.end, f.end.Add(settle))
+		report.info("fault: "+f.name, fmt.Sprintf("%s; lasted %s; %d calls failed; longest pause in successes %s, %s of it after the fault ended",
+			f.what, f.end.Sub(f.start).Round(time.Millisecond), failed, stall.Round(time.Millisecond), after.Round(time.Millisecond)))
+	}
+	t.Log("\n" + report.String())
+	if report.failed {
+		t.Fatal("a must-be-zero figure is not zero")
+	}
+}
+
+func codeString(m map[codes.Code]int) string {
+	var parts []string
+	for code, n := range m {
+		parts = append(parts, fmt.Sprintf("%s %d", code, n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
+// table is the report the suite prints.
+type table struct {
+	rows   [][3]string
+	failed bool
+}
+
+func (t *table) must(name string, n int) {
+	verdict := "ok"
+	if n != 0 {
+		verdict, t.failed = "FAIL", true
+	}
+	t.rows = append(t.rows, [3]string{name, fmt.Sprint(n), verdict})
+}
+
+func (t *table) info(name, v string) { t.rows = append(t.rows, [3]string{name, v, ""}) }
+
+func (t *table) String() string {
+	var b strings.Builder
+	b.WriteString("| check | figure | must be 0 |\n| --- | --- | --- |\n")
+	for _, r := range t.rows {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", r[0], r[1], r[2])
+	}
+	return b.String()
+}
+
+// verify waits (bounded) for every listener to get the whole feed, stops the listeners, and
+// checks the promise against the database: no overlap, no acknowledged write lost, no cancel
+// undone, no change lost, repeated or out of order. stopped is when the writers stopped.
+func verify(ctx context.Context, t *testing.T, c *Cluster, h *History, listeners []*Listener, stopListeners func(), lwg *sync.WaitGroup, stopped time.Time) *table {
+	t.Helper()
 	// Every change must reach every listener; wait for it, bounded. A call the writers gave
 	// up on when the load stopped may still commit on its server until its deadline, so the
 	// feed counts as final only once that deadline (and the stamping after it) has passed.
@@ -144,7 +196,7 @@ func TestChaos(t *testing.T) {
 	var stamped, unstamped, maxSeq int64
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if err := db.QueryRowContext(ctx, "SELECT COUNT(seq), COUNT(*) - COUNT(seq), COALESCE(MAX(seq), 0) FROM chaos.reservation_changes").Scan(&stamped, &unstamped, &maxSeq); err != nil {
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(seq), COUNT(*) - COUNT(seq), COALESCE(MAX(seq), 0) FROM "+c.Database+".reservation_changes").Scan(&stamped, &unstamped, &maxSeq); err != nil {
 			t.Fatal(err)
 		}
 		caughtUp := unstamped == 0 && time.Since(stopped) > callTimeout+time.Second
@@ -168,11 +220,11 @@ func TestChaos(t *testing.T) {
 		}
 		return n
 	}
-	report.must("overlapping pairs of reservations", count(`SELECT COUNT(*) FROM chaos.reservations a JOIN chaos.reservations b
+	report.must("overlapping pairs of reservations", count(`SELECT COUNT(*) FROM `+c.Database+`.reservations a JOIN `+c.Database+`.reservations b
 		ON a.resource_id = b.resource_id AND a.id < b.id AND a.start_at < b.end_at AND b.start_at < a.end_at`))
 
 	stored := map[string]string{} // note (request id) -> reservation id
-	rows, err := db.QueryContext(ctx, "SELECT note, id FROM chaos.reservations")
+	rows, err := db.QueryContext(ctx, "SELECT note, id FROM "+c.Database+".reservations")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +238,7 @@ func TestChaos(t *testing.T) {
 	rows.Close()
 	// A reservation's DELETE in the feed: how a cancel whose answer was lost shows it was done.
 	deleted := map[string]bool{}
-	rows, err = db.QueryContext(ctx, "SELECT reservation_id FROM chaos.reservation_changes WHERE op = 3")
+	rows, err = db.QueryContext(ctx, "SELECT reservation_id FROM "+c.Database+".reservation_changes WHERE op = 3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +287,7 @@ func TestChaos(t *testing.T) {
 		id  string
 		op  int
 	}
-	rows, err = db.QueryContext(ctx, "SELECT seq, reservation_id, op FROM chaos.reservation_changes ORDER BY seq")
+	rows, err = db.QueryContext(ctx, "SELECT seq, reservation_id, op FROM "+c.Database+".reservation_changes ORDER BY seq")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,48 +347,5 @@ func TestChaos(t *testing.T) {
 	for _, m := range methods {
 		report.info("calls of "+m+" by code", codeString(h.Codes[m]))
 	}
-	for _, f := range done {
-		failed, stall := h.During(f.start, f.end.Add(settle))
-		_, after := h.During(f.end, f.end.Add(settle))
-		report.info("fault: "+f.name, fmt.Sprintf("%s; lasted %s; %d calls failed; longest pause in successes %s, %s of it after the fault ended",
-			f.what, f.end.Sub(f.start).Round(time.Millisecond), failed, stall.Round(time.Millisecond), after.Round(time.Millisecond)))
-	}
-	t.Log("\n" + report.String())
-	if report.failed {
-		t.Fatal("a must-be-zero figure is not zero")
-	}
-}
-
-func codeString(m map[codes.Code]int) string {
-	var parts []string
-	for code, n := range m {
-		parts = append(parts, fmt.Sprintf("%s %d", code, n))
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, ", ")
-}
-
-// table is the report the suite prints.
-type table struct {
-	rows   [][3]string
-	failed bool
-}
-
-func (t *table) must(name string, n int) {
-	verdict := "ok"
-	if n != 0 {
-		verdict, t.failed = "FAIL", true
-	}
-	t.rows = append(t.rows, [3]string{name, fmt.Sprint(n), verdict})
-}
-
-func (t *table) info(name, v string) { t.rows = append(t.rows, [3]string{name, v, ""}) }
-
-func (t *table) String() string {
-	var b strings.Builder
-	b.WriteString("| check | figure | must be 0 |\n| --- | --- | --- |\n")
-	for _, r := range t.rows {
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", r[0], r[1], r[2])
-	}
-	return b.String()
+	return report
 }

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -28,11 +29,12 @@ type Replica struct {
 
 // Cluster is what the suite runs and breaks: MariaDB, Redis, and the replicas.
 type Cluster struct {
-	MySQL    *Server
+	MySQL    *Server // nil when the cluster uses Options.MySQLAddrs
 	Redis    *Server
 	Replicas []*Replica
-	Admin    *sql.DB // root on the MariaDB, not through any proxy
+	Admin    *sql.DB // root on the (first) MySQL server, not through any proxy
 	Database string
+	dropDB   bool // the database is on servers the cluster did not start: drop it at Close
 }
 
 // Options shape a cluster.
@@ -40,32 +42,49 @@ type Options struct {
 	Dir      string // for data, logs and the binary
 	Replicas int
 	LockTTL  time.Duration
+	// MySQLAddrs, when set, are running servers (root, no password) to use instead of a
+	// private MariaDB: replica i reaches MySQLAddrs[i % len]. The nodes of a Galera cluster.
+	MySQLAddrs []string
+	// AdminParams are added to the Admin connection's DSN (e.g. wsrep_sync_wait=1).
+	AdminParams string
+	// Database is the service's database (default "chaos"); it must not exist yet.
+	Database string
+	// Lock is the replicas' --lock: "redis" (default) or "local".
+	Lock string
 }
 
 // NewCluster builds reservationd and starts everything. Close stops it all.
 func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
-	c := &Cluster{Database: "chaos"}
+	c := &Cluster{Database: cmp.Or(opts.Database, "chaos")}
 	var err error
-	if c.MySQL, err = startIn(ctx, opts.Dir, "mysql", StartMariaDB); err != nil {
-		return c, err
+	addrs := opts.MySQLAddrs
+	if len(addrs) == 0 {
+		if c.MySQL, err = startIn(ctx, opts.Dir, "mysql", StartMariaDB); err != nil {
+			return c, err
+		}
+		addrs = []string{c.MySQL.Addr}
 	}
-	mysqlAddr := c.MySQL.Addr
 	if c.Redis, err = startIn(ctx, opts.Dir, "redis", StartRedis); err != nil {
 		return c, err
 	}
-	if c.Admin, err = sql.Open("mysql", "root@tcp("+mysqlAddr+")/"); err != nil {
+	adminDSN := "root@tcp(" + addrs[0] + ")/"
+	if opts.AdminParams != "" {
+		adminDSN += "?" + opts.AdminParams
+	}
+	if c.Admin, err = sql.Open("mysql", adminDSN); err != nil {
 		return c, err
 	}
 	if _, err := c.Admin.ExecContext(ctx, "CREATE DATABASE "+c.Database); err != nil {
 		return c, err
 	}
+	c.dropDB = c.MySQL == nil
 	bin := filepath.Join(opts.Dir, "reservationd")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "reservation/cmd/reservationd")
 	if out, err := build.CombinedOutput(); err != nil {
 		return c, fmt.Errorf("build reservationd: %w\n%s", err, out)
 	}
 	for i := range opts.Replicas {
-		proxy, err := NewProxy(mysqlAddr)
+		proxy, err := NewProxy(addrs[i%len(addrs)])
 		if err != nil {
 			return c, err
 		}
@@ -83,7 +102,7 @@ func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
 			"RESERVATION_HTTP_ADDR=127.0.0.1:" + strconv.Itoa(httpPort),
 			"RESERVATION_MYSQL_DSN=root@tcp(" + proxy.Addr() + ")/" + c.Database + "?timeout=2s&readTimeout=10s&writeTimeout=10s",
 			"RESERVATION_REDIS_ADDR=" + c.Redis.Addr,
-			"RESERVATION_LOCK=redis",
+			"RESERVATION_LOCK=" + cmp.Or(opts.Lock, "redis"),
 			"RESERVATION_LOCK_TTL=" + opts.LockTTL.String(),
 			"RESERVATION_DRAIN=2s",
 			"RESERVATION_LOG_LEVEL=warn",
@@ -191,6 +210,11 @@ func (c *Cluster) Close() {
 		r.Proxy.Close()
 	}
 	if c.Admin != nil {
+		if c.dropDB {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			c.Admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+c.Database)
+			cancel()
+		}
 		c.Admin.Close()
 	}
 	if c.Redis != nil {

@@ -69,7 +69,15 @@ free_port() {
   die "no free TCP port found"
 }
 
-pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# alive PID: the process runs. A node killed by a test stays a zombie here when
+# nothing reaps it (it was reparented to init), so a zombie counts as dead.
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local state
+  state=$(sed -n 's/^[0-9]* (.*) \([A-Z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null || true)
+  [ "$state" != Z ]
+}
+pid_alive() { [ -s "$1" ] && alive "$(cat "$1")"; }
 
 MYSQL_CLIENT=
 SERVER=
@@ -199,7 +207,7 @@ wait_synced() {
   local n=$1 size=$2 deadline=$((SECONDS + WAIT_SECONDS)) port
   port=$(node_port "$n" sql)
   until synced "$n" && [ "$(status_of "$port" wsrep_cluster_size)" -ge "$size" ] 2>/dev/null; do
-    if [ "$SECONDS" -ge "$deadline" ] || ! kill -0 "$(cat "$(node_dir "$n")/launcher.pid" 2>/dev/null || echo 0)" 2>/dev/null && ! pid_alive "$(node_pidfile "$n")"; then
+    if [ "$SECONDS" -ge "$deadline" ] || ! alive "$(cat "$(node_dir "$n")/launcher.pid" 2>/dev/null || echo 0)"; then
       log "node$n did not reach Synced within ${WAIT_SECONDS}s; last lines of $(node_log "$n"):"
       tail -n 40 "$(node_log "$n")" >&2 2>/dev/null || true
       log "to start over: $0 stop; rm -rf '$DIR'"
@@ -256,10 +264,10 @@ cmd_stop() {
     log "node$n: stopping pid $pid"
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 120); do
-      kill -0 "$pid" 2>/dev/null || break
+      alive "$pid" || break
       sleep 0.5
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
       log "node$n: pid $pid still running after 60s, killing it"
       kill -9 "$pid" 2>/dev/null || true
     fi
