@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"google.golang.org/grpc/codes"
 )
 
 // The Galera runs: three reservationd replicas, one per node of the cluster scripts/galera.sh
@@ -160,11 +163,12 @@ func (n *galeraNode) joinedBy(logFrom int64) string {
 		return "unknown"
 	}
 	tail := string(b[logFrom:])
+	// The rsync script runs for both; it copies data only for an SST.
 	switch {
+	case strings.Contains(tail, "rsync SST completed on joiner"):
+		return "SST"
 	case strings.Contains(tail, "IST received"):
 		return "IST"
-	case strings.Contains(tail, "SST received"), strings.Contains(tail, "SST succeeded"):
-		return "SST"
 	}
 	return "unknown"
 }
@@ -305,6 +309,12 @@ func runGalera(t *testing.T, opts galeraRunOptions) {
 
 	report := verify(ctx, t, c, h, listeners, stopListeners, &lwg, stopped)
 	compareNodes(ctx, t, c, dsns, report)
+	internal := 0
+	for _, byCode := range h.Codes {
+		internal += byCode[codes.Internal]
+	}
+	// A node that is down, joining or paused makes calls UNAVAILABLE or ABORTED, never INTERNAL.
+	report.must("calls answered INTERNAL", internal)
 	report.info("lock", opts.lock)
 	report.info("load", fmt.Sprintf("%d writers on %d resources for %s", galeraWriters, galeraResources, stopped.Sub(began).Round(100*time.Millisecond)))
 	for _, f := range done {
@@ -313,7 +323,11 @@ func runGalera(t *testing.T, opts galeraRunOptions) {
 			f.what, f.end.Sub(f.start).Round(time.Millisecond), failed, stall.Round(time.Millisecond)))
 	}
 	for _, r := range c.Replicas {
-		report.info(r.Name+": 'gave up leading' logged", fmt.Sprint(strings.Count(r.Log(), "gave up leading")))
+		log := r.Log()
+		report.info(r.Name+": 'gave up leading' logged", fmt.Sprint(strings.Count(log, "gave up leading")))
+		if errs := internalErrors(log); errs != "" {
+			report.info(r.Name+": internal errors logged", errs)
+		}
 	}
 	t.Log("\n" + report.String())
 	if report.failed {
@@ -393,4 +407,24 @@ func TestGaleraConcurrency(t *testing.T) {
 func TestGaleraChaos(t *testing.T) {
 	galeraDSNs(t)
 	runGalera(t, galeraRunOptions{lock: "local", faults: galeraFaults})
+}
+
+// internalErrors sums up the "internal error" lines of a replica's log by message, with the
+// numbers (ids, seqs) taken out.
+func internalErrors(log string) string {
+	digits := regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f-]{27}|[0-9]+`)
+	byMsg := map[string]int{}
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, `"msg":"internal error"`) {
+			continue
+		}
+		_, msg, _ := strings.Cut(line, `"err":`)
+		byMsg[digits.ReplaceAllString(msg, "N")]++
+	}
+	var parts []string
+	for msg, n := range byMsg {
+		parts = append(parts, fmt.Sprintf("%d× %s", n, msg))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "; ")
 }

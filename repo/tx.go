@@ -29,6 +29,10 @@ const (
 	errTiDBSchema   = 8028 // TiDB: the schema changed under the transaction
 	errTiDBWrite    = 9007 // TiDB: write conflict
 	errQueryTimeout = 3024 // MySQL: max_execution_time passed
+	// Galera: "WSREP has not yet prepared node for application use", a node that is joining,
+	// catching up or cut off from the cluster's primary component. (MySQL's "unknown command"
+	// otherwise, which the driver never sends.)
+	errWsrepNotReady = 1047
 )
 
 // write runs fn in a transaction while holding the Locker's locks on the resources keys.
@@ -135,8 +139,11 @@ func classify(err error) error {
 	case err == nil, errors.As(err, &ae), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case errors.As(err, &me):
-		if me.Number == errQueryTimeout {
+		switch me.Number {
+		case errQueryTimeout:
 			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database timed out", Err: err}
+		case errWsrepNotReady:
+			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database node not ready", Err: err}
 		}
 		return err // a server error that is ours to fix: internal
 	case unreachable(err):

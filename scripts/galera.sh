@@ -182,6 +182,24 @@ init_node1() {
     { tail -n 30 "$d/install-db.log" >&2; die "mariadb-install-db failed"; }
 }
 
+# recover_position N: after a crash (grastate.dat says seqno -1) the node's
+# position is only in InnoDB; without it the node would need a full SST. Like
+# Debian's galera_recovery, ask mariadbd --wsrep-recover and print the
+# --wsrep-start-position option that lets the node rejoin by IST.
+recover_position() {
+  local d out pos
+  d=$(node_dir "$1")
+  [ -f "$d/data/grastate.dat" ] && grep -Eq '^seqno:[[:space:]]+-1' "$d/data/grastate.dat" || return 0
+  [ -f "$d/data/ibdata1" ] || return 0
+  out=$("$SERVER" --defaults-file="$d/my.cnf" "${USER_OPT[@]}" --wsrep-recover --disable-log-error 2>&1 </dev/null 3>&- 9>&-) ||
+    { log "node$1: wsrep recovery failed; it will join by SST"; return 0; }
+  pos=$(printf '%s\n' "$out" | sed -n 's/.*WSREP: Recovered position: *//p' | tail -n 1)
+  if [ -n "$pos" ]; then
+    log "node$1: recovered position $pos after a crash"
+    echo "--wsrep-start-position=$pos"
+  fi
+}
+
 # start_node N [--wsrep-new-cluster]
 start_node() {
   local n=$1; shift
@@ -191,6 +209,9 @@ start_node() {
   write_cnf "$n"
   own "$d"
   rm -f "$(node_pidfile "$n")"
+  local start_pos
+  start_pos=$(recover_position "$n")
+  [ -n "$start_pos" ] && set -- "$@" "$start_pos"
   log "starting node$n on 127.0.0.1:$(node_port "$n" sql) $* (log: $(node_log "$n"))"
   # setsid + closed fds: the node outlives this script and keeps neither the
   # caller's $(...) pipe nor our lock open.
