@@ -12,7 +12,7 @@ SERVICES_ENV = svc_env=$$(bash scripts/services.sh) && eval "$$svc_env"
 
 GO ?= go
 
-.PHONY: run test fuzz chaos build lint proto services services-stop
+.PHONY: run test test-galera fuzz chaos build lint proto services services-stop galera-stop
 
 ## run: start the server locally against MySQL/Redis from scripts/services.sh
 run:
@@ -23,6 +23,18 @@ run:
 test:
 	$(SERVICES_ENV) && $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	$(MAKE) --no-print-directory test-galera
+
+## test-galera: start (or reuse) a 3-node Galera cluster with scripts/galera.sh, then run the
+## Galera tests in ./chaos: 3 replicas one per node with the Redis and the local lock, node
+## faults, and the brute-force abort probe (they skip when RESERVATION_TEST_GALERA_DSNS is unset)
+test-galera:
+	galera_env=$$(bash scripts/galera.sh) && eval "$$galera_env" && \
+	  CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m -v -run '^TestGalera' ./chaos
+
+## galera-stop: stop the Galera nodes scripts/galera.sh started under .local/galera/
+galera-stop:
+	bash scripts/galera.sh stop
 
 ## fuzz: run each fuzz target for FUZZTIME (the seeds under testdata/fuzz also run in every go test)
 FUZZTIME ?= 30s

@@ -296,6 +296,19 @@ cmd_stop() {
   done
 }
 
+# choose_dir: as root the nodes run as `mysql`, which must reach the data
+# directories. A checkout it cannot enter (under /root, say) keeps them under
+# /var/tmp instead, in a directory named after the checkout.
+choose_dir() {
+  is_root && id mysql >/dev/null 2>&1 || return 0
+  mkdir -p "$DIR"
+  chown mysql:mysql "$DIR"
+  if ! su -s /bin/sh mysql -c "test -w '$DIR'" 2>/dev/null; then
+    DIR="/var/tmp/reservation-galera-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+    log "user mysql cannot reach $ROOT/.local/galera; using $DIR"
+  fi
+}
+
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2; }
 
 main() {
@@ -308,6 +321,7 @@ main() {
       *) usage; die "unknown argument: $arg" ;;
     esac
   done
+  choose_dir
   mkdir -p "$DIR"
   exec 9>"$DIR/.lock"
   flock -w 600 9 || die "another galera.sh holds $DIR/.lock"
