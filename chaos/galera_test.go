@@ -268,10 +268,11 @@ func runGalera(t *testing.T, opts galeraRunOptions) {
 		wg.Go(func() { Writer(load, i, c.Replicas, h, galeraResources) })
 	}
 	// One listener per replica, each only ever on its own: every replica must serve the same feed.
+	var lwg sync.WaitGroup
+	defer lwg.Wait() // after stopListeners, on every path
 	listenCtx, stopListeners := context.WithCancel(ctx)
 	defer stopListeners()
 	listeners := make([]*Listener, len(c.Replicas))
-	var lwg sync.WaitGroup
 	for i := range listeners {
 		listeners[i] = NewListener()
 		lwg.Go(func() { listeners[i].Run(listenCtx, c.Replicas[i:i+1], uint64(i)) })
