@@ -21,3 +21,19 @@ func TestClassifyGaleraNodeNotReady(t *testing.T) {
 		t.Errorf("classify(1064) = EUNAVAILABLE, want it left an internal error")
 	}
 }
+
+// A read outside a retried transaction that met a lock wait timeout (on Galera: a causal read
+// while the cluster stalled on a dead node, seen in chaos.TestGaleraChaos) is ABORTED, which a
+// client retries; inside inTx the same error is still retried.
+func TestClassifyLockWaitIsAborted(t *testing.T) {
+	for _, n := range []uint16{1205, 1213} {
+		err := fmt.Errorf("look up request: %w", &mysql.MySQLError{Number: n, Message: "Lock wait timeout exceeded; try restarting transaction"})
+		got := classify(err)
+		if reservation.ErrorCode(got) != reservation.EABORTED {
+			t.Errorf("classify(%d) code = %v, want EABORTED", n, reservation.ErrorCode(got))
+		}
+		if !retryable(got) {
+			t.Errorf("classify(%d) is no longer retryable inside a transaction", n)
+		}
+	}
+}

@@ -144,6 +144,11 @@ func classify(err error) error {
 			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database timed out", Err: err}
 		case errWsrepNotReady:
 			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database node not ready", Err: err}
+		case errLockWait, errDeadlock:
+			// A read outside any retried transaction that waited too long: on Galera, a
+			// causal read (wsrep_sync_wait) while the cluster stalls on a dead or paused
+			// node. Retrying may succeed. (inTx still retries these: errors.As sees through.)
+			return &reservation.Error{Code: reservation.EABORTED, Message: "database lock wait timed out or transaction aborted", Err: err}
 		}
 		return err // a server error that is ours to fix: internal
 	case unreachable(err):
