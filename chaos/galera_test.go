@@ -143,6 +143,40 @@ func waitSynced(ctx context.Context, nodes []*galeraNode) error {
 	}
 }
 
+// waitStable waits until every node has been Synced in a cluster of all of them for the
+// whole of settleFor: a node that was paused may look Synced at first and be evicted (and
+// rejoin) a few seconds later, once the others' suspect timeout has passed.
+func waitStable(ctx context.Context, nodes []*galeraNode, settleFor time.Duration) error {
+	for {
+		if err := waitSynced(ctx, nodes); err != nil {
+			return err
+		}
+		since := time.Now()
+		stable := true
+		for time.Since(since) < settleFor && stable {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(250 * time.Millisecond):
+			}
+			for _, n := range nodes {
+				comment, size, err := n.state(ctx)
+				if err != nil || comment != "Synced" || size != len(nodes) {
+					stable = false
+					break
+				}
+			}
+		}
+		if stable {
+			return nil
+		}
+	}
+}
+
+// galeraSettle is how long the cluster must stay Synced before a fault counts as mended: past
+// Galera's evs.suspect_timeout (5 s), after which an unresponsive node is evicted.
+const galeraSettle = 6 * time.Second
+
 // startNodes runs scripts/galera.sh, which starts every node that is down and waits until
 // all three are Synced. It returns the script's log lines.
 func startNodes(ctx context.Context) (string, error) {
@@ -200,9 +234,15 @@ var galeraFaults = []galeraFault{
 		if _, err := startNodes(ctx); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%s back and Synced %s after its restart, by %s", n.name, time.Since(began).Round(100*time.Millisecond), n.joinedBy(from)), nil
+		synced := time.Since(began)
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		if err := waitStable(sctx, nodes, galeraSettle); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s back and Synced %s after its restart, by %s", n.name, synced.Round(100*time.Millisecond), n.joinedBy(from)), nil
 	}},
-	{"Galera node under the feed leader SIGSTOPped 4s, then SIGCONT", func(ctx context.Context, nodes []*galeraNode, leader int) (string, error) {
+	{"Galera node under the feed leader SIGSTOPped 4s, then SIGCONT (it may be evicted and rejoin)", func(ctx context.Context, nodes []*galeraNode, leader int) (string, error) {
 		n := nodes[leader]
 		if err := n.signal(syscall.SIGSTOP); err != nil {
 			return "", err
@@ -212,12 +252,18 @@ var galeraFaults = []galeraFault{
 			return "", err
 		}
 		began := time.Now()
+		from := n.logSize()
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		if err := waitSynced(sctx, nodes); err != nil {
+		if err := waitStable(sctx, nodes, galeraSettle); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%s resumed; all Synced %s after SIGCONT", n.name, time.Since(began).Round(100*time.Millisecond)), nil
+		rejoined := "stayed in the cluster"
+		if how := n.joinedBy(from); how != "unknown" {
+			rejoined = "was evicted and rejoined by " + how
+		}
+		return fmt.Sprintf("%s resumed and %s; all Synced for %s by %s after SIGCONT", n.name, rejoined, galeraSettle,
+			time.Since(began).Round(100*time.Millisecond)), nil
 	}},
 }
 
@@ -307,6 +353,15 @@ func runGalera(t *testing.T, opts galeraRunOptions) {
 	stopLoad()
 	wg.Wait()
 	stopped := time.Now()
+	if len(opts.faults) > 0 {
+		// The checks read through node 1, which a fault may have left rejoining.
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		err := waitStable(sctx, nodes, galeraSettle)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	report := verify(ctx, t, c, h, listeners, stopListeners, &lwg, stopped)
 	compareNodes(ctx, t, c, dsns, report)
