@@ -31,7 +31,7 @@ leg = echo "==== $(1): start $$(date -u +%FT%TZ)"; leg_t0=$$(date +%s); \
   echo "==== $(1): $$(( $$(date +%s) - leg_t0 )) s wall, exit $$leg_rc"; \
   exit $$leg_rc
 
-.PHONY: run test test-mariadb test-mysql97 test-vitess fuzz chaos build lint proto services services-stop
+.PHONY: run test test-mariadb test-mysql97 test-vitess test-galera galera-stop fuzz chaos build lint proto services services-stop
 
 ## run: start the server locally against MySQL/Redis from scripts/services.sh
 run:
@@ -47,6 +47,7 @@ test:
 	$(MAKE) --no-print-directory test-mysql97 || status=1; \
 	$(MAKE) --no-print-directory test-vitess || status=1; \
 	$(MAKE) --no-print-directory test-failover || status=1; \
+	$(MAKE) --no-print-directory test-galera || status=1; \
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s || status=1; \
 	exit $$status
 
@@ -67,6 +68,19 @@ test-vitess:
 	@trap 'if [ "$${CI:-}" = true ]; then bash scripts/vitess.sh stop || true; fi' EXIT; \
 	$(call leg,Vitess leg (scripts/vitess.sh),$(SERVICES_ENV) && vt_env=$$(bash scripts/vitess.sh) && eval "$$vt_env" && \
 	  $(GOTEST) -v -run '^TestVitess' ./chaos)
+
+## test-galera: start (or reuse) a 3-node Galera cluster with scripts/galera.sh, then run the
+## Galera tests in ./chaos: 3 replicas one per node with the Redis and the local lock, node
+## faults, and the brute-force abort probe (they skip when RESERVATION_TEST_GALERA_DSNS is unset);
+## under CI=true the cluster is stopped afterwards
+test-galera:
+	@trap 'if [ "$${CI:-}" = true ]; then bash scripts/galera.sh stop || true; fi' EXIT; \
+	$(call leg,Galera leg (scripts/galera.sh),galera_env=$$(bash scripts/galera.sh) && eval "$$galera_env" && \
+	  $(GOTEST) -v -run '^TestGalera' ./chaos)
+
+## galera-stop: stop the Galera nodes scripts/galera.sh started under .local/galera/
+galera-stop:
+	bash scripts/galera.sh stop
 
 ## fuzz: run each fuzz target for FUZZTIME (the seeds under testdata/fuzz also run in every go test)
 FUZZTIME ?= 30s

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -30,11 +31,12 @@ type Replica struct {
 
 // Cluster is what the suite runs and breaks: MariaDB, Redis, and the replicas.
 type Cluster struct {
-	MySQL    *Server // nil with Options.MySQLDSN
+	MySQL    *Server // nil with Options.MySQLDSN or Options.MySQLAddrs
 	Redis    *Server
 	Replicas []*Replica
-	Admin    *sql.DB // root on the MariaDB (or Options.MySQLDSN), not through any proxy
+	Admin    *sql.DB // root on the (first) MySQL server, or Options.MySQLDSN; not through any proxy
 	Database string
+	dropDB   bool // the database is on servers the cluster did not start: drop it at Close
 }
 
 // Options shape a cluster.
@@ -48,18 +50,28 @@ type Options struct {
 	// through vtgate). The cluster drops every table in that database first, so the
 	// replicas start on an empty schema.
 	MySQLDSN string
+	// MySQLAddrs, when set, are running servers (root, no password) to use instead of a
+	// private MariaDB: replica i reaches MySQLAddrs[i % len]. The nodes of a Galera cluster.
+	MySQLAddrs []string
+	// AdminParams are added to the Admin connection's DSN (e.g. wsrep_sync_wait=1).
+	AdminParams string
+	// Database is the service's database (default "chaos"); it must not exist yet.
+	Database string
+	// Lock is the replicas' --lock: "redis" (default) or "local".
+	Lock string
 }
 
 // NewCluster builds reservationd and starts everything. Close stops it all.
 func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
-	c := &Cluster{Database: "chaos"}
+	c := &Cluster{Database: cmp.Or(opts.Database, "chaos")}
 	var err error
 	// The replicas' DSN, through their proxy at addr.
 	serviceDSN := func(addr string) string {
 		return "root@tcp(" + addr + ")/" + c.Database + "?timeout=2s&readTimeout=10s&writeTimeout=10s"
 	}
-	var mysqlAddr string
-	if opts.MySQLDSN != "" {
+	addrs := opts.MySQLAddrs
+	switch {
+	case opts.MySQLDSN != "":
 		cfg, err := mysql.ParseDSN(opts.MySQLDSN)
 		if err != nil {
 			return c, fmt.Errorf("MySQLDSN: %w", err)
@@ -67,7 +79,7 @@ func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
 		if cfg.DBName == "" {
 			return c, fmt.Errorf("MySQLDSN %q names no database", opts.MySQLDSN)
 		}
-		c.Database, mysqlAddr = cfg.DBName, cfg.Addr
+		c.Database, addrs = cfg.DBName, []string{cfg.Addr}
 		serviceDSN = func(addr string) string {
 			cfg := cfg.Clone()
 			cfg.Addr = addr
@@ -80,17 +92,24 @@ func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
 		if err := dropTables(ctx, c.Admin); err != nil {
 			return c, err
 		}
-	} else {
-		if c.MySQL, err = startIn(ctx, opts.Dir, "mysql", StartMariaDB); err != nil {
-			return c, err
+	default:
+		if len(addrs) == 0 {
+			if c.MySQL, err = startIn(ctx, opts.Dir, "mysql", StartMariaDB); err != nil {
+				return c, err
+			}
+			addrs = []string{c.MySQL.Addr}
 		}
-		mysqlAddr = c.MySQL.Addr
-		if c.Admin, err = sql.Open("mysql", "root@tcp("+mysqlAddr+")/"); err != nil {
+		adminDSN := "root@tcp(" + addrs[0] + ")/"
+		if opts.AdminParams != "" {
+			adminDSN += "?" + opts.AdminParams
+		}
+		if c.Admin, err = sql.Open("mysql", adminDSN); err != nil {
 			return c, err
 		}
 		if _, err := c.Admin.ExecContext(ctx, "CREATE DATABASE "+c.Database); err != nil {
 			return c, err
 		}
+		c.dropDB = c.MySQL == nil
 	}
 	if c.Redis, err = startIn(ctx, opts.Dir, "redis", StartRedis); err != nil {
 		return c, err
@@ -101,7 +120,7 @@ func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
 		return c, fmt.Errorf("build reservationd: %w\n%s", err, out)
 	}
 	for i := range opts.Replicas {
-		proxy, err := NewProxy(mysqlAddr)
+		proxy, err := NewProxy(addrs[i%len(addrs)])
 		if err != nil {
 			return c, err
 		}
@@ -119,7 +138,7 @@ func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
 			"RESERVATION_HTTP_ADDR=" + r.HTTP,
 			"RESERVATION_MYSQL_DSN=" + serviceDSN(proxy.Addr()),
 			"RESERVATION_REDIS_ADDR=" + c.Redis.Addr,
-			"RESERVATION_LOCK=redis",
+			"RESERVATION_LOCK=" + cmp.Or(opts.Lock, "redis"),
 			"RESERVATION_DRAIN=2s",
 			"RESERVATION_LOG_LEVEL=warn",
 		}
@@ -257,6 +276,11 @@ func (c *Cluster) Close() {
 		r.Proxy.Close()
 	}
 	if c.Admin != nil {
+		if c.dropDB {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			c.Admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+c.Database)
+			cancel()
+		}
 		c.Admin.Close()
 	}
 	if c.Redis != nil {

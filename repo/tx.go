@@ -29,6 +29,10 @@ const (
 	errTiDBSchema   = 8028 // TiDB: the schema changed under the transaction
 	errTiDBWrite    = 9007 // TiDB: write conflict
 	errQueryTimeout = 3024 // MySQL: max_execution_time passed
+	// Galera: "WSREP has not yet prepared node for application use", a node that is joining,
+	// catching up or cut off from the cluster's primary component. (MySQL's "unknown command"
+	// otherwise, which the driver never sends.)
+	errWsrepNotReady = 1047
 )
 
 // write runs fn in a transaction while holding the Locker's locks on the resources keys.
@@ -137,8 +141,16 @@ func classify(err error) error {
 	case errors.Is(err, errNoPrimary):
 		return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "no writable database host", Err: err}
 	case errors.As(err, &me):
-		if me.Number == errQueryTimeout {
+		switch me.Number {
+		case errQueryTimeout:
 			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database timed out", Err: err}
+		case errWsrepNotReady:
+			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database node not ready", Err: err}
+		case errLockWait, errDeadlock:
+			// A read outside any retried transaction that waited too long: on Galera, a
+			// causal read (wsrep_sync_wait) while the cluster stalls on a dead or paused
+			// node. Retrying may succeed. (inTx still retries these: errors.As sees through.)
+			return &reservation.Error{Code: reservation.EABORTED, Message: "database lock wait timed out or transaction aborted", Err: err}
 		}
 		if me.Number == errReadOnly || me.Number == errReadOnlyTrans {
 			// A replica, or a primary demoted by a failover: the statement was refused, so

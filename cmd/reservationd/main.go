@@ -88,6 +88,7 @@ type config struct {
 	groupCommit     int
 	precheck        bool
 	cacheEntries    int
+	oneStatement    string
 }
 
 func main() {
@@ -158,10 +159,20 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
-	if galera {
-		log.Info("Galera node: a write sends one statement per round trip")
+	perTrip := galera
+	switch cfg.oneStatement {
+	case "on":
+		perTrip = true
+	case "off":
+		if galera {
+			return errors.New("--one-statement-per-trip off on a Galera node: its writes must go one statement per round trip")
+		}
+		perTrip = false
 	}
-	storeOpts := repo.Options{Locker: m.Locker(locker), Logger: log, Committed: feed.Nudge, RequestRetention: cfg.requestTTL, GroupCommit: cfg.groupCommit, Precheck: cfg.precheck, OneStatementPerTrip: galera}
+	if perTrip {
+		log.Info("a write sends one statement per round trip", "galera", galera)
+	}
+	storeOpts := repo.Options{Locker: m.Locker(locker), Logger: log, Committed: feed.Nudge, RequestRetention: cfg.requestTTL, GroupCommit: cfg.groupCommit, Precheck: cfg.precheck, OneStatementPerTrip: perTrip}
 	var taken *cache.Cache
 	if cfg.cacheEntries > 0 {
 		taken = cache.New(cache.Options{MaxEntries: cfg.cacheEntries, Logger: log})
@@ -570,6 +581,11 @@ func parseFlags(args []string) (config, error) {
 	if c.cacheEntries < 0 {
 		return c, fmt.Errorf("--cache-entries (%s) must not be negative, got %d", envName("cache-entries"), c.cacheEntries)
 	}
+	switch c.oneStatement {
+	case "auto", "on", "off":
+	default:
+		return c, fmt.Errorf("--one-statement-per-trip (%s) must be auto, on or off, got %q", envName("one-statement-per-trip"), c.oneStatement)
+	}
 	if c.holdMin > c.holdMax {
 		return c, fmt.Errorf("--hold-min %s is longer than --hold-max %s", c.holdMin, c.holdMax)
 	}
@@ -624,6 +640,7 @@ func flags(c *config) *flag.FlagSet {
 	fs.IntVar(&c.groupCommit, "group-commit", 64, "most concurrent Reserve calls written in one transaction (1: each on its own)")
 	fs.BoolVar(&c.precheck, "precheck", false, "refuse a window taken by a committed reservation before taking any lock (helps hot resources, costs a query per Reserve)")
 	fs.IntVar(&c.cacheEntries, "cache-entries", 100_000, "committed reservations kept in memory to refuse a taken window without a lock or a query (0: no cache)")
+	fs.StringVar(&c.oneStatement, "one-statement-per-trip", "auto", "send a write's statements one round trip each instead of together: auto (on for a Galera node, which needs it), on, or off")
 	return fs
 }
 

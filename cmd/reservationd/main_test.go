@@ -204,6 +204,9 @@ func TestFlagsFallBackToEnvironment(t *testing.T) {
 	if _, err := parseFlags([]string{"--hold-min", "2h", "--hold-max", "1h"}); err == nil {
 		t.Error("--hold-min above --hold-max was accepted")
 	}
+	if _, err := parseFlags([]string{"--one-statement-per-trip", "yes"}); err == nil || !strings.Contains(err.Error(), "one-statement-per-trip") {
+		t.Errorf("--one-statement-per-trip yes gave %v, want an error naming it", err)
+	}
 	t.Setenv("RESERVATION_DRAIN", "soon")
 	if _, err := parseFlags(nil); err == nil || !strings.Contains(err.Error(), "RESERVATION_DRAIN") {
 		t.Errorf("a bad RESERVATION_DRAIN gave %v, want an error naming it", err)
