@@ -104,8 +104,8 @@ func TestHTTPGateway(t *testing.T) {
 		t.Fatalf("Reserve: %d %s", code, b)
 	}
 	id := field(t, b, "reservation", "id").(string)
-	if code, b = httpJSON(t, c, "POST", base+"/v1/reservations", jsonObject{"reservation": window(9)}); code != 400 || !strings.Contains(string(b), "RESERVATION_CONFLICT") {
-		t.Fatalf("conflicting Reserve: %d %s; want 400 with the conflict's ErrorInfo", code, b)
+	if code, b = httpJSON(t, c, "POST", base+"/v1/reservations", jsonObject{"reservation": window(9)}); code != 409 || !strings.Contains(string(b), "RESERVATION_CONFLICT") || field(t, b, "error", "code") != 9.0 {
+		t.Fatalf("conflicting Reserve: %d %s; want 409 with the conflict's ErrorInfo under \"error\"", code, b)
 	}
 	if code, b = httpJSON(t, c, "POST", base+"/v1/reservations:batch", jsonObject{"reservations": []any{window(11), window(12)}}); code != 200 || len(field(t, b, "reservations").([]any)) != 2 {
 		t.Fatalf("ReserveBatch: %d %s", code, b)

@@ -51,9 +51,12 @@ async function api(method, path, body) {
   if (!resp.ok) throw apiError(data, resp.status);
   return data;
 }
+// Every error, unary or streamed, is {"error": google.rpc.Status}.
 function apiError(data, httpStatus) {
-  const e = new Error(data.message || `HTTP ${httpStatus}`);
-  e.details = data.details || [];
+  const st = (data && data.error) || data || {};
+  const e = new Error(st.message || `HTTP ${httpStatus}`);
+  e.code = st.code;
+  e.details = st.details || [];
   return e;
 }
 // lines reads a newline-delimited JSON response, calling fn for each object.
@@ -134,9 +137,9 @@ async function follow() {
       const resp = await fetch("/v1/changes" + q, { headers });
       if (resp.status === 401) { await signIn(); continue; }
       if (!resp.ok) {
-        const e = await resp.json().catch(() => ({}));
+        const e = apiError(await resp.json().catch(() => ({})), resp.status);
         if (e.code === 11) { state.seq = null; continue; } // OUT_OF_RANGE: start over from now
-        throw new Error(e.message || "HTTP " + resp.status);
+        throw e;
       }
       if (state.seq === null) {
         state.seq = Number(resp.headers.get("Grpc-Metadata-Reservation-After-Seq") || 0);
