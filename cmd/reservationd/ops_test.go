@@ -460,6 +460,20 @@ func TestAuth(t *testing.T) {
 	if code, b := httpJSON(t, hc, "GET", "http://"+d.http+"/v1/reservations/"+id, nil); code != 401 {
 		t.Errorf("HTTP without a token: %d %s, want 401", code, b)
 	}
+	for token, want := range map[string]string{"": `Bearer realm="reservation"`, "Bearer guess": `Bearer realm="reservation", error="invalid_token"`} {
+		req, _ := http.NewRequest("GET", "http://"+d.http+"/v1/reservations/"+id, nil)
+		if token != "" {
+			req.Header.Set("Authorization", token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != 401 || got != want {
+			t.Errorf("HTTP with token %q: %d, WWW-Authenticate %q; want 401, %q (RFC 6750)", token, resp.StatusCode, got, want)
+		}
+	}
 	if code, b := httpJSON(t, hc, "GET", "http://"+d.http+"/v1/reservations/"+id, nil, "Authorization", "Bearer bob-secret"); code != 404 {
 		t.Errorf("HTTP, bob reads alice's: %d %s, want 404", code, b)
 	}
