@@ -2,6 +2,7 @@
 //
 //	reservationd [flags]          migrate the schema (unless --migrate=false) and serve
 //	reservationd migrate [flags]  migrate the schema and exit
+//	reservationd health [flags]   exit 0 if the replica on --grpc-addr is SERVING, 1 if not
 //
 // Every flag falls back to an environment variable, named in its help.
 package main
@@ -88,6 +89,9 @@ func main() {
 
 func run(args []string) error {
 	cmd := "serve"
+	if len(args) > 0 && args[0] == "health" {
+		return probeHealth(context.Background(), args[1:])
+	}
 	if len(args) > 0 && args[0] == "migrate" {
 		cmd, args = "migrate", args[1:]
 	}

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -265,6 +266,13 @@ func TestTLS(t *testing.T) {
 			d.waitServing(t, ctx, conn)
 			if _, err := pb.NewReservationServiceClient(conn).Get(ctx, &pb.GetRequest{Id: "01a204ab-6318-7baf-a7ed-a35f0ef10590"}); status.Code(err) != codes.NotFound {
 				t.Fatalf("gRPC over TLS: %v, want NOT_FOUND", err)
+			}
+			if !mutual { // the container probe finds the TLS port through the server's own environment
+				probe := exec.CommandContext(ctx, d.cmd.Path, "health")
+				probe.Env = append(os.Environ(), append(env, "RESERVATION_GRPC_ADDR="+d.addr)...)
+				if out, err := probe.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "SERVING" {
+					t.Errorf("reservationd health over TLS: %v %s", err, out)
+				}
 			}
 			bare, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(credentials.NewTLS(without)))
 			if err != nil {
