@@ -67,7 +67,7 @@ window.checks = {
 };
 true`
 
-// TestTimelinePageAtTheDesk checks the page at a desk's 1400 px and a phone's 390 px: zone
+// TestTimelinePageAtTheDesk checks the page at a desk's 1400 px and a phone's 390 and 360 px: zone
 // and legend shown, whole resource names, time labels apart, short bookings labelled beside
 // their bar, no sideways scroll but the timeline's; Cancel asks first, with an optional
 // reason; a refused submit keeps the dialog and what was typed, the error beside its field.
@@ -79,7 +79,8 @@ func TestTimelinePageAtTheDesk(t *testing.T) {
 	d.waitServing(t, ctx, d.dial(t))
 	c := pb.NewReservationServiceClient(d.dial(t))
 
-	for i, width := range []int{1400, 390} {
+	// 1400: a desk; 390: a phone (the README's screenshots); 360: the narrowest phones.
+	for i, width := range []int{1400, 390, 360} {
 		t.Run(fmt.Sprintf("%dpx", width), func(t *testing.T) {
 			week := time.Date(2030, 3, 4+7*i, 0, 0, 0, 0, time.UTC) // a Monday; each width its own week
 			book := func(user, resource string, from, to time.Duration, note string, st pb.ReservationStatus, hold time.Duration) *pb.Reservation {
@@ -141,8 +142,10 @@ func TestTimelinePageAtTheDesk(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out := map[int]*string{1400: screenshotWide, 390: screenshotNarrow}[width]
-			file := *out
+			file := ""
+			if out := map[int]*string{1400: screenshotWide, 390: screenshotNarrow}[width]; out != nil {
+				file = *out
+			}
 			if file == "" {
 				file = fmt.Sprintf("%s/timeline-%d.png", t.TempDir(), width)
 			}
