@@ -12,7 +12,7 @@ SERVICES_ENV = svc_env=$$(bash scripts/services.sh) && eval "$$svc_env"
 
 GO ?= go
 
-.PHONY: run test fuzz chaos build lint proto services services-stop
+.PHONY: run test fuzz chaos build lint proto services services-stop alerts
 
 ## run: start the server locally against MySQL/Redis from scripts/services.sh
 run:
@@ -46,6 +46,10 @@ lint:
 	@unformatted=$$(gofmt -l .); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+
+## alerts: promtool check rules and test rules on ops/prometheus (make test runs them too, in go test ./ops)
+alerts:
+	promtool=$$(bash scripts/promtool.sh) && cd ops/prometheus && "$$promtool" check rules alerts.yml && "$$promtool" test rules alerts_test.yml
 
 ## proto: regenerate Go code from proto/
 proto:

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -311,4 +312,35 @@ func (rs routeSet) of(r *http.Request) *route {
 		return nil
 	}
 	return rs[r.Method+" "+p.String()]
+}
+
+// documentErrors makes the OpenAPI document say what errors look like: protoc-gen-openapiv2
+// describes every error response as a bare google.rpc.Status, and this gateway wraps it in
+// {"error": …}, as streams do.
+func documentErrors(doc []byte) ([]byte, error) {
+	var d map[string]any
+	if err := json.Unmarshal(doc, &d); err != nil {
+		return nil, fmt.Errorf("openapi document: %w", err)
+	}
+	defs, _ := d["definitions"].(map[string]any)
+	if defs == nil {
+		return doc, nil
+	}
+	defs["v1Error"] = map[string]any{
+		"type":        "object",
+		"description": "Every error, unary or streamed: the google.rpc.Status under \"error\".",
+		"properties":  map[string]any{"error": map[string]any{"$ref": "#/definitions/rpcStatus"}},
+	}
+	paths, _ := d["paths"].(map[string]any)
+	for _, p := range paths {
+		ops, _ := p.(map[string]any)
+		for _, op := range ops {
+			responses, _ := op.(map[string]any)["responses"].(map[string]any)
+			def, _ := responses["default"].(map[string]any)
+			if schema, _ := def["schema"].(map[string]any); schema["$ref"] == "#/definitions/rpcStatus" {
+				schema["$ref"] = "#/definitions/v1Error"
+			}
+		}
+	}
+	return json.MarshalIndent(d, "", "  ")
 }

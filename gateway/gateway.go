@@ -56,6 +56,10 @@ func New(ctx context.Context, opts Options) (http.Handler, error) {
 	if err := pb.RegisterReservationServiceHandler(ctx, api, opts.Conn); err != nil {
 		return nil, err
 	}
+	doc, err := documentErrors(openAPI)
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", api)
 	page := web.Handler()
@@ -63,7 +67,7 @@ func New(ctx context.Context, opts Options) (http.Handler, error) {
 	mux.Handle("GET /assets/", page)
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		w.Write(openAPI)
+		w.Write(doc)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {

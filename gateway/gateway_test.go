@@ -172,3 +172,31 @@ func TestRoutingErrorShape(t *testing.T) {
 		t.Errorf("unknown path: %d %s", code, body)
 	}
 }
+
+// The OpenAPI document describes the error shape served.
+func TestOpenAPIErrorShape(t *testing.T) {
+	req := httptest.NewRequest("GET", "/openapi.json", nil)
+	rec := httptest.NewRecorder()
+	handler(t).ServeHTTP(rec, req)
+	var d struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]struct{ Schema map[string]any }
+		}
+		Definitions map[string]struct{ Properties map[string]map[string]any }
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &d); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for path, ops := range d.Paths {
+		for verb, op := range ops {
+			n++
+			if ref := op.Responses["default"].Schema["$ref"]; ref != "#/definitions/v1Error" {
+				t.Errorf("%s %s: errors documented as %v", verb, path, ref)
+			}
+		}
+	}
+	if n != 10 || d.Definitions["v1Error"].Properties["error"]["$ref"] != "#/definitions/rpcStatus" {
+		t.Errorf("%d operations; v1Error %v", n, d.Definitions["v1Error"])
+	}
+}
