@@ -31,7 +31,7 @@ leg = echo "==== $(1): start $$(date -u +%FT%TZ)"; leg_t0=$$(date +%s); \
   echo "==== $(1): $$(( $$(date +%s) - leg_t0 )) s wall, exit $$leg_rc"; \
   exit $$leg_rc
 
-.PHONY: run test test-mariadb test-mysql97 test-vitess test-galera galera-stop fuzz chaos build lint proto services services-stop
+.PHONY: alerts run test test-mariadb test-mysql97 test-vitess test-galera galera-stop fuzz chaos build lint proto services services-stop
 
 ## run: start the server locally against MySQL/Redis from scripts/services.sh
 run:
@@ -111,6 +111,10 @@ lint:
 	@unformatted=$$(gofmt -l .); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+
+## alerts: promtool check rules and test rules on ops/prometheus (make test runs them too, in go test ./ops)
+alerts:
+	promtool=$$(bash scripts/promtool.sh) && cd ops/prometheus && "$$promtool" check rules alerts.yml && "$$promtool" test rules alerts_test.yml
 
 ## proto: regenerate Go code from proto/
 proto:

@@ -48,10 +48,17 @@ type Options struct {
 //	/readyz?feed=1 the same, and 503 while the change feed is stalled
 //	/metrics       Prometheus metrics
 func New(ctx context.Context, opts Options) (http.Handler, error) {
+	rs := routes()
 	api := runtime.NewServeMux(runtime.WithForwardResponseOption(startStream),
 		// Field names as the proto spells them (resource_id), the same in requests and answers.
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{UseProtoNames: true}}))
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{UseProtoNames: true}}),
+		runtime.WithErrorHandler(rs.errorHandler),
+		runtime.WithMiddlewares(rs.strict))
 	if err := pb.RegisterReservationServiceHandler(ctx, api, opts.Conn); err != nil {
+		return nil, err
+	}
+	doc, err := documentErrors(openAPI)
+	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
@@ -59,7 +66,7 @@ func New(ctx context.Context, opts Options) (http.Handler, error) {
 	page := web.Handler()
 	mux.Handle("GET /{$}", page)
 	mux.Handle("GET /assets/", page)
-	doc := buildinfo.OpenAPI(openAPI, buildinfo.Version()) // info.version: the running build
+	doc = buildinfo.OpenAPI(doc, buildinfo.Version()) // info.version: the running build
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(doc)
@@ -90,6 +97,44 @@ func New(ctx context.Context, opts Options) (http.Handler, error) {
 	}
 	return mux, nil
 }
+
+// strict refuses the query parameters a route does not take, and keeps a stream's error from
+// setting the status of a response whose header is already sent.
+func (rs routeSet) strict(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if rt := rs.of(r); rt != nil {
+			if err := rt.checkQuery(r); err != nil {
+				rs.writeError(w, r, err)
+				return
+			}
+		}
+		next(&headerOnce{ResponseWriter: w}, r, params)
+	}
+}
+
+// headerOnce drops a second WriteHeader. startStream sends a stream's 200 before its first
+// message; if the stream then fails, grpc-gateway writes the error as the stream's last line
+// and also calls WriteHeader with the error's status, which net/http can only log as
+// "superfluous response.WriteHeader call".
+type headerOnce struct {
+	http.ResponseWriter
+	sent bool
+}
+
+func (h *headerOnce) WriteHeader(code int) {
+	if !h.sent {
+		h.sent = true
+		h.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (h *headerOnce) Write(b []byte) (int, error) {
+	h.sent = true
+	return h.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush.
+func (h *headerOnce) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // startStream sends a stream's headers as soon as the stream starts instead of with its first
 // message: a Listen from now on may stay quiet for long, and its reservation-after-seq header

@@ -27,17 +27,30 @@ func TestDeploymentFiles(t *testing.T) {
 	}
 	images := map[string]string{}
 	var replicas []types.ServiceConfig
+	built := 0
 	for name, s := range project.Services {
 		images[name] = s.Image
-		if s.Build != nil {
+		if strings.HasPrefix(name, "reservationd") {
 			replicas = append(replicas, s)
+		}
+		if s.Build != nil {
+			built++
 		}
 	}
 	if images["mysql"] != "mysql:8.4" || images["redis"] != "redis:7" {
 		t.Errorf("images %v: want mysql:8.4 and redis:7", images)
 	}
 	if len(replicas) != 2 {
-		t.Fatalf("%d services built from the Dockerfile, want 2 replicas", len(replicas))
+		t.Fatalf("%d reservationd services, want 2 replicas", len(replicas))
+	}
+	// One image, built once.
+	if built != 1 || replicas[0].Image == "" || replicas[0].Image != replicas[1].Image {
+		t.Errorf("%d services built; replicas run %q and %q: want one image built once", built, replicas[0].Image, replicas[1].Image)
+	}
+	for _, r := range replicas {
+		if r.Build == nil && r.PullPolicy != types.PullPolicyNever {
+			t.Errorf("%s: runs the built image, so it must never be pulled (pull_policy: never), got %q", r.Name, r.PullPolicy)
+		}
 	}
 	hostPorts := map[string]bool{}
 	for _, r := range replicas {
@@ -47,6 +60,9 @@ func TestDeploymentFiles(t *testing.T) {
 				t.Errorf("%s: %s is not set", r.Name, k)
 			}
 		}
+		if dsn := env["RESERVATION_MYSQL_DSN"]; dsn != nil && !strings.HasPrefix(*dsn, "reservation:") {
+			t.Errorf("%s: connects as %q, want the app's own user from ops/mysql/init-app-user.sh", r.Name, *dsn)
+		}
 		if v := env["RESERVATION_LOCK"]; v == nil || *v != "redis" {
 			t.Errorf("%s: replicas must share the Redis lock", r.Name)
 		}
@@ -55,12 +71,29 @@ func TestDeploymentFiles(t *testing.T) {
 				t.Errorf("%s: must wait for %s to be healthy", r.Name, dep)
 			}
 		}
+		if hc := r.HealthCheck; hc == nil || strings.Join(hc.Test, " ") != "CMD /reservationd health" {
+			t.Errorf("%s: health check %v, want the binary's own probe (reservationd health)", r.Name, hc)
+		}
 		for _, p := range r.Ports {
 			if hostPorts[p.Published] {
 				t.Errorf("%s: host port %s is published twice", r.Name, p.Published)
 			}
 			hostPorts[p.Published] = true
+			if p.HostIP != "127.0.0.1" {
+				t.Errorf("%s: port %s published on %q, want 127.0.0.1 by default", r.Name, p.Published, p.HostIP)
+			}
 		}
+	}
+	mysql := project.Services["mysql"]
+	mounted := false
+	for _, v := range mysql.Volumes {
+		mounted = mounted || strings.HasPrefix(v.Target, "/docker-entrypoint-initdb.d/") && strings.HasSuffix(v.Source, "ops/mysql/init-app-user.sh")
+	}
+	if !mounted {
+		t.Errorf("mysql does not run ops/mysql/init-app-user.sh at its first start: volumes %v", mysql.Volumes)
+	}
+	if !strings.Contains(string(b), "gRPC-aware") || !strings.Contains(string(b), "load balancer") {
+		t.Error("docker-compose.yml lacks the note on a gRPC-aware load balancer in front")
 	}
 	for _, name := range []string{"mysql", "redis"} {
 		if project.Services[name].HealthCheck == nil {

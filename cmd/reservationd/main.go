@@ -3,6 +3,7 @@
 //	reservationd [flags]          migrate the schema (unless --migrate=false) and serve
 //	reservationd migrate [flags]  migrate the schema and exit
 //	reservationd --version        print the build: version, VCS revision, Go version
+//	reservationd health [flags]   exit 0 if the replica on --grpc-addr is SERVING, 1 if not
 //
 // Every flag falls back to an environment variable, named in its help.
 package main
@@ -104,6 +105,9 @@ func run(args []string) error {
 		return nil
 	}
 	cmd := "serve"
+	if len(args) > 0 && args[0] == "health" {
+		return probeHealth(context.Background(), args[1:])
+	}
 	if len(args) > 0 && args[0] == "migrate" {
 		cmd, args = "migrate", args[1:]
 	}

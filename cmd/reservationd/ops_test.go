@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -104,8 +105,8 @@ func TestHTTPGateway(t *testing.T) {
 		t.Fatalf("Reserve: %d %s", code, b)
 	}
 	id := field(t, b, "reservation", "id").(string)
-	if code, b = httpJSON(t, c, "POST", base+"/v1/reservations", jsonObject{"reservation": window(9)}); code != 400 || !strings.Contains(string(b), "RESERVATION_CONFLICT") {
-		t.Fatalf("conflicting Reserve: %d %s; want 400 with the conflict's ErrorInfo", code, b)
+	if code, b = httpJSON(t, c, "POST", base+"/v1/reservations", jsonObject{"reservation": window(9)}); code != 409 || !strings.Contains(string(b), "RESERVATION_CONFLICT") || field(t, b, "error", "code") != 9.0 {
+		t.Fatalf("conflicting Reserve: %d %s; want 409 with the conflict's ErrorInfo under \"error\"", code, b)
 	}
 	if code, b = httpJSON(t, c, "POST", base+"/v1/reservations:batch", jsonObject{"reservations": []any{window(11), window(12)}}); code != 200 || len(field(t, b, "reservations").([]any)) != 2 {
 		t.Fatalf("ReserveBatch: %d %s", code, b)
@@ -265,6 +266,13 @@ func TestTLS(t *testing.T) {
 			d.waitServing(t, ctx, conn)
 			if _, err := pb.NewReservationServiceClient(conn).Get(ctx, &pb.GetRequest{Id: "01a204ab-6318-7baf-a7ed-a35f0ef10590"}); status.Code(err) != codes.NotFound {
 				t.Fatalf("gRPC over TLS: %v, want NOT_FOUND", err)
+			}
+			if !mutual { // the container probe finds the TLS port through the server's own environment
+				probe := exec.CommandContext(ctx, d.cmd.Path, "health")
+				probe.Env = append(os.Environ(), append(env, "RESERVATION_GRPC_ADDR="+d.addr)...)
+				if out, err := probe.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "SERVING" {
+					t.Errorf("reservationd health over TLS: %v %s", err, out)
+				}
 			}
 			bare, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(credentials.NewTLS(without)))
 			if err != nil {
@@ -459,6 +467,20 @@ func TestAuth(t *testing.T) {
 	hc := &http.Client{Timeout: 5 * time.Second}
 	if code, b := httpJSON(t, hc, "GET", "http://"+d.http+"/v1/reservations/"+id, nil); code != 401 {
 		t.Errorf("HTTP without a token: %d %s, want 401", code, b)
+	}
+	for token, want := range map[string]string{"": `Bearer realm="reservation"`, "Bearer guess": `Bearer realm="reservation", error="invalid_token"`} {
+		req, _ := http.NewRequest("GET", "http://"+d.http+"/v1/reservations/"+id, nil)
+		if token != "" {
+			req.Header.Set("Authorization", token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != 401 || got != want {
+			t.Errorf("HTTP with token %q: %d, WWW-Authenticate %q; want 401, %q (RFC 6750)", token, resp.StatusCode, got, want)
+		}
 	}
 	if code, b := httpJSON(t, hc, "GET", "http://"+d.http+"/v1/reservations/"+id, nil, "Authorization", "Bearer bob-secret"); code != 404 {
 		t.Errorf("HTTP, bob reads alice's: %d %s, want 404", code, b)

@@ -20,8 +20,14 @@ import (
 
 var screenshot = flag.String("screenshot", "", "where TestTimelinePage saves its screenshot of the week view (default: a temporary file)")
 
-// browser starts headless Chromium (Debian's, in UTC) for the test.
+// browser starts headless Chromium (Debian's, in UTC) for the test, 1400 px wide.
 func browser(t *testing.T) context.Context {
+	t.Helper()
+	return browserSized(t, 1400, 800)
+}
+
+// browserSized starts headless Chromium with a window of w × h CSS pixels.
+func browserSized(t *testing.T, w, h int) context.Context {
 	t.Helper()
 	path := "/usr/bin/chromium"
 	if _, err := os.Stat(path); err != nil {
@@ -29,7 +35,7 @@ func browser(t *testing.T) context.Context {
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
 		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true),
-		chromedp.WindowSize(1400, 800), chromedp.Env("TZ=UTC"), chromedp.UserDataDir(t.TempDir()))
+		chromedp.WindowSize(w, h), chromedp.Env("TZ=UTC"), chromedp.UserDataDir(t.TempDir()))
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancelAlloc)
 	ctx, cancel := chromedp.NewContext(alloc)
@@ -38,6 +44,10 @@ func browser(t *testing.T) context.Context {
 	t.Cleanup(cancelTimeout)
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("start chromium: %v", err)
+	}
+	// The window's size is not the page's in headless mode: set the viewport to it.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(int64(w), int64(h))); err != nil {
+		t.Fatalf("viewport %dx%d: %v", w, h, err)
 	}
 	return ctx
 }
@@ -57,6 +67,7 @@ func within(t *testing.T, page context.Context, d time.Duration, what, cond stri
 		if time.Since(start) > d {
 			state, err := chromedp.Run(page, chromedp.Evaluate[string](`JSON.stringify({conn: document.getElementById('conn').textContent,
 				message: document.getElementById('message').textContent, bars: document.querySelectorAll('.bar').length,
+				dialogs: [...document.querySelectorAll('dialog[open]')].map((d) => d.id), errors: [...document.querySelectorAll('.field-error:not([hidden])')].map((e) => e.id + ": " + e.textContent),
 				rows: [...document.querySelectorAll('.row')].map(r => r.dataset.resource), url: location.href})`))
 			t.Fatalf("%s: not within %s; the page: %s %v", what, d, state, err)
 		}
@@ -157,9 +168,16 @@ func TestTimelinePage(t *testing.T) {
 	if err := chromedp.Do(page, chromedp.SetValue(chromedp.ID("new-user"), "erin"), chromedp.Click(chromedp.ID("new-submit"))); err != nil {
 		t.Fatal(err)
 	}
-	within(t, page, 3*time.Second, "the conflict is explained", `(() => { const m = document.getElementById('message'); return !m.hidden && m.textContent.includes('already booked') && m.textContent.includes("alice's booking"); })()`)
-	message, _ := chromedp.Run(page, chromedp.Text(chromedp.ID("message")))
+	within(t, page, 3*time.Second, "the conflict is explained beside the times, in the dialog still open with what was typed", `(() => {
+		const m = document.getElementById('new-when-error');
+		return document.getElementById('new').open && !m.hidden && m.textContent.includes('already booked') && m.textContent.includes("alice's booking")
+			&& document.getElementById('new-user').value === 'erin' && document.getElementById('new-start').getAttribute('aria-invalid') === 'true'; })()`)
+	message, _ := chromedp.Run(page, chromedp.Text(chromedp.ID("new-when-error")))
 	t.Logf("conflict message: %s", message)
+	if err := chromedp.Do(page, chromedp.Click(`#new button[value="cancel"]`)); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, time.Second, "Close closes the dialog", `!document.getElementById('new').open`)
 
 	// Click alice's bar, confirm it from the details dialog.
 	if err := chromedp.Do(page, chromedp.Click(chromedp.CSS(fmt.Sprintf(`.bar[data-id=%q]`, alice.Id)))); err != nil {
@@ -246,11 +264,11 @@ func TestTimelinePageSignsInAndScales(t *testing.T) {
 		t.Fatal(err)
 	}
 	within(t, page, 10*time.Second, "50 resources and 500 bookings drawn", `document.querySelectorAll('.row').length === 50 && document.querySelectorAll('.bar').length === 500`)
-	ms, err := chromedp.Run(page, chromedp.Evaluate[float64](`(() => { const t = performance.now(); draw(); return performance.now() - t; })()`))
+	ms, err := chromedp.Run(page, chromedp.Evaluate[float64](`(() => { const t = performance.now(); draw(); document.body.offsetHeight; return performance.now() - t; })()`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("one full redraw of 50 resources × 500 bookings took %.1f ms in headless Chromium", ms)
+	t.Logf("one full redraw of 50 resources × 500 bookings, layout included, took %.1f ms in headless Chromium", ms)
 
 	// The keyboard reaches a bar and opens it.
 	if err := chromedp.Do(page, chromedp.Focus(chromedp.CSS(".bar")), chromedp.KeyEvent("\r")); err != nil {

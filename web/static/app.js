@@ -23,6 +23,13 @@ function windowEnd() { const d = new Date(state.start); d.setDate(d.getDate() + 
 const dateTime = new Intl.DateTimeFormat([], { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
 function fmt(t) { return dateTime.format(new Date(t)); }
 function localInput(t) { const d = new Date(t); d.setMinutes(d.getMinutes() - d.getTimezoneOffset()); return d.toISOString().slice(0, 16); }
+// zoneText names the zone every time on the page is shown in (the browser's).
+function zoneText() {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+  const off = -new Date(state.start).getTimezoneOffset(), a = Math.abs(off);
+  const utc = off === 0 ? "UTC" : `UTC${off > 0 ? "+" : "−"}${String(Math.floor(a / 60)).padStart(2, "0")}:${String(a % 60).padStart(2, "0")}`;
+  return zone === "UTC" || zone === "Etc/UTC" ? "Times in UTC" : `Times in ${zone} (${utc})`;
+}
 function ymd(d) { return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`; }
 
 // ---- URL ----
@@ -51,9 +58,12 @@ async function api(method, path, body) {
   if (!resp.ok) throw apiError(data, resp.status);
   return data;
 }
+// Every error, unary or streamed, is {"error": google.rpc.Status}.
 function apiError(data, httpStatus) {
-  const e = new Error(data.message || `HTTP ${httpStatus}`);
-  e.details = data.details || [];
+  const st = (data && data.error) || data || {};
+  const e = new Error(st.message || `HTTP ${httpStatus}`);
+  e.code = st.code;
+  e.details = st.details || [];
   return e;
 }
 // lines reads a newline-delimited JSON response, calling fn for each object.
@@ -100,7 +110,7 @@ function explain(err) {
   if (/expired/.test(err.message)) return "This hold has lapsed: " + err.message + ".";
   return err.message;
 }
-function say(text) { const m = $("message"); m.textContent = text; m.hidden = !text; }
+function say(text, kind) { const m = $("message"); m.textContent = text; m.hidden = !text; m.classList.toggle("info", kind === "info"); }
 
 // ---- data ----
 function put(r) {
@@ -110,15 +120,22 @@ function put(r) {
   state.reservations.set(r.id, r);
   state.known.add(r.resource_id);
 }
+// load reads the window shown. What it read replaces what is known of that window, the one
+// it asked about: a load that a quicker move overtook must not drop the bookings of the window
+// shown now (nor may its answer, arriving last, be taken as that window's).
+let loads = 0;
 async function load() {
-  const q = new URLSearchParams({ start: state.start.toISOString(), end: windowEnd().toISOString() });
+  const from = state.start, to = windowEnd(), mine = ++loads;
+  const q = new URLSearchParams({ start: from.toISOString(), end: to.toISOString() });
   const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
   const resp = await fetch("/v1/reservations:query?" + q, { headers });
   if (resp.status === 401) { await signIn(); return load(); }
   if (!resp.ok) throw apiError(await resp.json().catch(() => ({})), resp.status);
   const fresh = new Map();
   await lines(resp, (m) => { if (m.result) fresh.set(m.result.id, m.result); if (m.error) throw apiError(m.error, 500); });
-  for (const [id, r] of state.reservations) if (!fresh.has(id) && overlapsWindow(r)) state.reservations.delete(id);
+  if (mine === loads) {
+    for (const [id, r] of state.reservations) if (!fresh.has(id) && new Date(r.start) < to && new Date(r.end) > from) state.reservations.delete(id);
+  }
   fresh.forEach(put);
   drawSoon();
 }
@@ -134,9 +151,9 @@ async function follow() {
       const resp = await fetch("/v1/changes" + q, { headers });
       if (resp.status === 401) { await signIn(); continue; }
       if (!resp.ok) {
-        const e = await resp.json().catch(() => ({}));
+        const e = apiError(await resp.json().catch(() => ({})), resp.status);
         if (e.code === 11) { state.seq = null; continue; } // OUT_OF_RANGE: start over from now
-        throw new Error(e.message || "HTTP " + resp.status);
+        throw e;
       }
       if (state.seq === null) {
         state.seq = Number(resp.headers.get("Grpc-Metadata-Reservation-After-Seq") || 0);
@@ -181,23 +198,87 @@ function draw() {
   $("range").textContent = state.view === "day" ? t0.toLocaleDateString([], { dateStyle: "full" })
     : `${t0.toLocaleDateString([], { dateStyle: "medium" })} – ${new Date(windowEnd() - 1).toLocaleDateString([], { dateStyle: "medium" })}`;
   $("resource-list").replaceChildren(...[...state.known].sort().map((r) => new Option(r)));
-  // scale
-  const ticks = document.createElement("div");
-  ticks.className = "ticks";
-  const step = state.view === "day" ? 2 * HOUR : DAY;
-  for (let t = +t0; t < +windowEnd(); t += step) {
-    const tick = document.createElement("div");
-    tick.className = "tick";
-    tick.style.left = pct(t) + "%";
-    tick.textContent = state.view === "day" ? new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
-      : new Date(t).toLocaleDateString([], { weekday: "short", day: "numeric" });
-    ticks.append(tick);
-  }
-  $("scale").replaceChildren(document.createElement("div"), ticks);
+  $("zone").textContent = zoneText();
+  const step = drawScale();
   const grid = `repeating-linear-gradient(90deg, var(--line) 0 1px, transparent 1px ${100 / (span() / step)}%)`;
   const now = Date.now();
   $("rows").replaceChildren(...list.map((res) => row(res, grid, now)));
   $("empty").hidden = list.length > 0;
+  labelShortBars();
+}
+// drawScale writes the time labels with the smallest step at which none runs into the next
+// (a narrow window gets fewer), and returns the step.
+function drawScale() {
+  const steps = state.view === "day" ? [HOUR, 2 * HOUR, 3 * HOUR, 4 * HOUR, 6 * HOUR, 12 * HOUR] : [DAY, 2 * DAY, 7 * DAY];
+  const corner = document.createElement("div");
+  corner.className = "corner";
+  for (const step of steps) {
+    const ticks = document.createElement("div");
+    ticks.className = "ticks";
+    for (let t = +state.start; t < +windowEnd(); t += step) {
+      const tick = document.createElement("div");
+      tick.className = "tick";
+      tick.style.left = pct(t) + "%";
+      tick.textContent = state.view === "day" ? new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+        : new Date(t).toLocaleDateString([], { weekday: "short", day: "numeric" });
+      ticks.append(tick);
+    }
+    $("scale").replaceChildren(corner, ticks);
+    const room = ticks.clientWidth * step / span();
+    if (step === steps[steps.length - 1] || [...ticks.children].every((tk) => tk.scrollWidth + 4 <= room)) return step;
+  }
+}
+// labelShortBars writes the text of a bar too short to show it beside the bar, on whichever
+// side has room, or else under it, on a line of its own that the row grows to hold; never over
+// another bar or label. A label lies on free time, so it lets a drag through. With no room at
+// all, the bar's tooltip (and its details) still say it all. All reads come before all writes:
+// one layout.
+const LANE = 1.15; // rem, the height of a line of labels under the bars
+const MAX_LANES = 3;
+let measure = null;
+function labelShortBars() {
+  measure = measure || document.createElement("canvas").getContext("2d");
+  const plans = [], grow = [];
+  for (const track of document.querySelectorAll("#rows .track")) {
+    const bars = [...track.querySelectorAll(".bar")];
+    if (!bars.length) continue;
+    const width = track.clientWidth;
+    const spans = bars.map((b) => ({ b, x0: b.offsetLeft, x1: b.offsetLeft + b.offsetWidth, short: b.scrollWidth > b.clientWidth + 1 }));
+    const lanes = [spans.map((sp) => [sp.x0, sp.x1])]; // lane 0: the bars' own line
+    for (let i = 1; i <= MAX_LANES; i++) lanes.push([]);
+    measure.font = getComputedStyle(bars[0]).font;
+    const free = (lane, a, z) => a >= 0 && z <= width && lanes[lane].every(([x0, x1]) => z + 2 <= x0 || a >= x1 + 2);
+    let used = 0;
+    for (const sp of spans.filter((sp) => sp.short)) {
+      // The whole text, else who and the note, else who; beside the bar, else under it.
+      placing: for (const text of [...new Set([sp.b.dataset.text, sp.b.dataset.short, sp.b.dataset.who])]) {
+        const w = Math.ceil(measure.measureText(text).width) + 8;
+        const tries = [[0, sp.x1 + 2], [0, sp.x0 - 2 - w]];
+        for (let lane = 1; lane <= MAX_LANES; lane++) tries.push([lane, Math.max(0, Math.min(sp.x0, width - w))]);
+        for (const [lane, at] of tries) {
+          if (!free(lane, at, at + w)) continue;
+          lanes[lane].push([at, at + w]);
+          used = Math.max(used, lane);
+          plans.push({ track, bar: sp.b, at, w, text, lane });
+          break placing;
+        }
+      }
+    }
+    if (used) grow.push({ track, used });
+  }
+  for (const { track, used } of grow) track.style.height = `calc(2.5rem + ${used * LANE}rem)`;
+  for (const { track, bar, at, w, text, lane } of plans) {
+    const label = document.createElement("span");
+    label.className = "bar-label" + (lane ? " under" : "");
+    label.dataset.for = bar.dataset.id;
+    label.textContent = text;
+    label.style.left = at + "px";
+    label.style.width = w + "px";
+    if (lane) label.style.top = `${2.2 + (lane - 1) * LANE}rem`;
+    label.setAttribute("aria-hidden", "true"); // the bar's own label says it to a screen reader
+    bar.classList.add("labelled-outside");
+    track.append(label);
+  }
 }
 function row(res, grid, now) {
   const row = document.createElement("div");
@@ -242,8 +323,11 @@ function bar(r, now) {
   b.style.left = left + "%";
   b.style.width = (right - left) + "%";
   let text = `${r.user_id}${r.note ? " · " + r.note : ""}`;
+  b.dataset.who = r.user_id;
+  b.dataset.short = text;
   if (r.expires_at) text += ` · hold, ${Math.max(0, Math.ceil((new Date(r.expires_at) - now) / 60000))} min left`;
   b.textContent = text;
+  b.dataset.text = text;
   b.title = `${status.toLowerCase()} · ${fmt(r.start)} – ${fmt(r.end)} · ${text}`;
   b.setAttribute("aria-label", `${r.resource_id}, ${status.toLowerCase()}, ${fmt(r.start)} to ${fmt(r.end)}, ${text}`);
   b.onclick = (e) => { e.stopPropagation(); openDetails(r.id); };
@@ -292,6 +376,7 @@ function openNew(res, start, end) {
   $("new-end").value = localInput(end);
   $("new-user").value = state.user;
   $("new-note").value = "";
+  showErrors("new", null);
   $("new").showModal();
   $("new-user").focus();
 }
@@ -303,12 +388,44 @@ async function submitNew() {
   }, request_id: crypto.randomUUID() };
   state.user = body.reservation.user_id;
   localStorage.setItem("user", state.user);
+  showErrors("new", null);
+  $("new-submit").disabled = true;
   try {
     const out = await api("POST", "/v1/reservations", body);
     put(out.reservation);
+    $("new").close();
     say("");
     draw();
-  } catch (e) { say(explain(e)); }
+  } catch (e) {
+    showErrors("new", e); // the dialog stays open with what was typed
+  } finally {
+    $("new-submit").disabled = false;
+  }
+}
+// showErrors writes err beside the field it is about, in the dialog named prefix: a
+// BadRequest's fields each beside its own input, a conflict beside the times, the rest under
+// the form. null clears them.
+const FIELD_SLOT = { user_id: "user", start: "when", end: "when", note: "note" };
+function showErrors(prefix, err) {
+  for (const el of document.querySelectorAll(`#${prefix} .field-error`)) { el.hidden = true; el.textContent = ""; }
+  for (const el of document.querySelectorAll(`#${prefix} [aria-invalid]`)) el.removeAttribute("aria-invalid");
+  if (!err) return;
+  const add = (slot, text) => {
+    const el = $(`${prefix}-${slot}-error`) || $(`${prefix}-error`);
+    el.textContent = el.textContent ? el.textContent + " " + text : text;
+    el.hidden = false;
+    for (const input of document.querySelectorAll(`#${prefix} [aria-describedby="${el.id}"]`)) input.setAttribute("aria-invalid", "true");
+  };
+  let placed = false;
+  for (const d of err.details || []) {
+    if (d.reason === "RESERVATION_CONFLICT") { add("when", explain(err)); placed = true; }
+    for (const v of d.field_violations || d.fieldViolations || []) {
+      const field = v.field.replace(/^reservation\./, "");
+      add(FIELD_SLOT[field] || "", `${field.replace("_id", "")} ${v.description}.`);
+      placed = true;
+    }
+  }
+  if (!placed) add("", explain(err));
 }
 function openDetails(id) {
   const r = state.reservations.get(id);
@@ -325,6 +442,7 @@ function openDetails(id) {
   $("details-note").value = r.note || "";
   $("details-confirm").hidden = status !== "PENDING";
   $("details").dataset.id = id;
+  showErrors("details", null);
   $("details").showModal();
 }
 async function act(fn) {
@@ -335,7 +453,36 @@ async function act(fn) {
     $("details").close();
     say("");
     draw();
-  } catch (e) { say(explain(e)); $("details").close(); }
+  } catch (e) { showErrors("details", e); }
+}
+// askCancel confirms a cancel, with an optional reason. The API keeps no reason yet: the page
+// says it in its message, and the browser's history of that message is all that keeps it.
+function askCancel() {
+  const r = state.reservations.get($("details").dataset.id);
+  if (!r) return;
+  $("cancel-what").textContent = `${r.resource_id}, ${r.user_id}: ${fmt(r.start)} – ${fmt(r.end)}${r.note ? " · " + r.note : ""}`;
+  $("cancel-reason").value = "";
+  $("cancel").dataset.id = r.id;
+  showErrors("cancel", null);
+  $("cancel").showModal();
+  $("cancel-keep").focus(); // the safe choice is the default one
+}
+async function doCancel() {
+  const r = state.reservations.get($("cancel").dataset.id);
+  const reason = $("cancel-reason").value.trim();
+  $("cancel-confirm").disabled = true;
+  try {
+    await api("DELETE", `/v1/reservations/${r.id}?expected_version=${r.version}`);
+    state.reservations.delete(r.id);
+    $("cancel").close();
+    $("details").close();
+    say(`Cancelled ${r.user_id}'s booking of ${r.resource_id}, ${fmt(r.start)} – ${fmt(r.end)}${reason ? ". Reason: " + reason : ""}.`, "info");
+    draw();
+  } catch (e) {
+    showErrors("cancel", e);
+  } finally {
+    $("cancel-confirm").disabled = false;
+  }
 }
 
 // ---- wiring ----
@@ -351,13 +498,12 @@ $("next").onclick = () => move(1);
 $("today").onclick = () => { state.start = state.view === "day" ? startOfDay(new Date()) : startOfWeek(new Date()); changed(); };
 $("view").onchange = () => { state.view = $("view").value; state.start = state.view === "day" ? startOfDay(state.start) : startOfWeek(state.start); changed(); };
 $("filter").oninput = () => { state.filter = $("filter").value; writeURL(); draw(); };
-$("new-form").onsubmit = (e) => { if (e.submitter && e.submitter.value === "default") submitNew(); };
+$("new-form").onsubmit = (e) => { if (e.submitter && e.submitter.value === "default") { e.preventDefault(); submitNew(); } };
+$("cancel-form").onsubmit = (e) => { if (e.submitter && e.submitter.value === "default") { e.preventDefault(); doCancel(); } };
 $("details-confirm").onclick = () => act((r) => api("POST", `/v1/reservations/${r.id}:confirm`, { expected_version: r.version }));
 $("details-save").onclick = () => act((r) => api("PATCH", `/v1/reservations/${r.id}`, { note: $("details-note").value, expected_version: r.version }));
-$("details-cancel").onclick = () => act(async (r) => {
-  await api("DELETE", `/v1/reservations/${r.id}?expected_version=${r.version}`);
-  state.reservations.delete(r.id);
-});
+$("details-cancel").onclick = askCancel;
+window.addEventListener("resize", drawSoon); // the scale's step and the outside labels follow the width
 document.addEventListener("keydown", (e) => {
   if (e.target.closest("input, textarea, select, dialog")) return;
   if (e.key === "ArrowLeft") move(-1);

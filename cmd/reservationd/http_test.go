@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"reservation/repo/repotest"
+)
+
+// TestREADMECurl replays the README's curl section against the binary, as written: each
+// `$ curl …` line is run by bash with the README's 127.0.0.1:8080 replaced by the test's port
+// and $ID set to the first reservation id answered, and its output must match the lines shown.
+// In the shown JSON, "…" in a string stands for any text; key order and spacing do not matter.
+func TestREADMECurl(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatalf("curl: %v (apt-get install curl)", err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "## The HTTP API with curl\n")
+	if !ok {
+		t.Fatal("README has no curl section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	_, block, _ := strings.Cut(section, "```console\n")
+	block, _, _ = strings.Cut(block, "```")
+	type step struct {
+		cmd  string
+		want []string
+	}
+	var steps []step
+	for _, line := range strings.Split(strings.TrimSpace(block), "\n") {
+		if cmd, ok := strings.CutPrefix(line, "$ "); ok {
+			steps = append(steps, step{cmd: cmd})
+		} else if len(steps) > 0 {
+			steps[len(steps)-1].want = append(steps[len(steps)-1].want, line)
+		}
+	}
+	if len(steps) < 8 {
+		t.Fatalf("%d commands in the README's curl section", len(steps))
+	}
+
+	_, dsn := repotest.NewDB(t)
+	d := startDaemon(t, "RESERVATION_MYSQL_DSN="+dsn, "RESERVATION_LOCK=local")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d.waitServing(t, ctx, d.dial(t))
+	id := ""
+	for _, s := range steps {
+		cmd := strings.ReplaceAll(s.cmd, "127.0.0.1:8080", d.http)
+		sh := exec.CommandContext(ctx, "bash", "-c", cmd)
+		sh.Env = append(os.Environ(), "ID="+id)
+		out, err := sh.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", s.cmd, err)
+		}
+		got := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+		if len(got) != len(s.want) {
+			t.Errorf("%s\ngot:\n%s\nwant:\n%s", s.cmd, out, strings.Join(s.want, "\n"))
+			continue
+		}
+		for i := range got {
+			if err := matchLine(got[i], s.want[i]); err != nil {
+				t.Errorf("%s\ngot:  %s\nwant: %s\n%v", s.cmd, got[i], s.want[i], err)
+			}
+		}
+		if id == "" {
+			var v struct{ Reservation struct{ ID string } }
+			if json.Unmarshal([]byte(strings.Split(got[0], " → ")[0]), &v) == nil {
+				id = v.Reservation.ID
+			}
+		}
+	}
+}
+
+var statusSuffix = regexp.MustCompile(` → (\d{3})$`)
+
+// matchLine compares an output line with the README's: an optional " → <status>" suffix, and
+// JSON compared as values.
+func matchLine(got, want string) error {
+	if strings.HasPrefix(want, " → ") { // after a stream's last line, which ends with a newline
+		if got != want {
+			return fmt.Errorf("status %q, want %q", got, want)
+		}
+		return nil
+	}
+	gs, ws := statusSuffix.FindString(got), statusSuffix.FindString(want)
+	if gs != ws {
+		return fmt.Errorf("status %q, want %q", gs, ws)
+	}
+	var g, w any
+	if err := json.Unmarshal([]byte(strings.TrimSuffix(got, gs)), &g); err != nil {
+		return fmt.Errorf("output is not JSON: %v", err)
+	}
+	if err := json.Unmarshal([]byte(strings.TrimSuffix(want, ws)), &w); err != nil {
+		return fmt.Errorf("README's line is not JSON: %v", err)
+	}
+	return matchJSON("", g, w)
+}
+
+func matchJSON(at string, got, want any) error {
+	switch w := want.(type) {
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok || len(g) != len(w) {
+			return fmt.Errorf("%s: %v, want %v", at, got, want)
+		}
+		for k, wv := range w {
+			if err := matchJSON(at+"."+k, g[k], wv); err != nil {
+				return err
+			}
+		}
+	case []any:
+		g, ok := got.([]any)
+		if !ok || len(g) != len(w) {
+			return fmt.Errorf("%s: %v, want %v", at, got, want)
+		}
+		for i := range w {
+			if err := matchJSON(fmt.Sprintf("%s[%d]", at, i), g[i], w[i]); err != nil {
+				return err
+			}
+		}
+	case string:
+		g, ok := got.(string)
+		parts := strings.Split(w, "…")
+		for i := range parts {
+			parts[i] = regexp.QuoteMeta(parts[i])
+		}
+		if !ok || !regexp.MustCompile("^(?s)"+strings.Join(parts, ".*")+"$").MatchString(g) {
+			return fmt.Errorf("%s: %v, want %q", at, got, w)
+		}
+	default:
+		if got != want {
+			return fmt.Errorf("%s: %v, want %v", at, got, want)
+		}
+	}
+	return nil
+}
+
+// TestHTTPStreamErrors: a stream's errors have the unary shape; one that fails after its 200
+// was sent (a listener gone, the replica shutting down) ends with the error line and leaves no
+// "superfluous response.WriteHeader call" in the log.
+func TestHTTPStreamErrors(t *testing.T) {
+	_, dsn := repotest.NewDB(t)
+	d := startDaemon(t, "RESERVATION_MYSQL_DSN="+dsn, "RESERVATION_LOCK=local")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d.waitServing(t, ctx, d.dial(t))
+	base := "http://" + d.http
+	c := &http.Client{Timeout: 10 * time.Second}
+
+	// Refused before the stream started: the status, and the unary shape.
+	code, b := httpJSON(t, c, "GET", base+"/v1/reservations:query?start=2030-01-02T00:00:00Z&end=2030-01-01T00:00:00Z", nil)
+	if code != 400 || field(t, b, "error", "code") != 3.0 || field(t, b, "error", "details") == nil {
+		t.Errorf("Query with end before start: %d %s; want 400 with {\"error\": status with details}", code, b)
+	}
+
+	// A listener that goes away, many times over.
+	for range 5 {
+		lctx, lcancel := context.WithCancel(ctx)
+		req, _ := http.NewRequestWithContext(lctx, "GET", base+"/v1/changes", nil)
+		resp, err := c.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("Listen: %v %v", resp, err)
+		}
+		lcancel()
+		resp.Body.Close()
+	}
+
+	// A listener open at shutdown gets the UNAVAILABLE line. (Its 200 came once it subscribed.)
+	resp, err := c.Get(base + "/v1/changes?after_seq=0")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("Listen: %v %v", resp, err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(resp.Body)
+	var last string
+	for lines.Scan() {
+		last = lines.Text()
+	}
+	resp.Body.Close()
+	if !strings.HasPrefix(last, `{"error":{"code":14`) {
+		t.Errorf("Listen at shutdown ended with %q, want the UNAVAILABLE line", last)
+	}
+	select {
+	case <-d.exited:
+	case <-ctx.Done():
+		t.Fatal("still running after SIGTERM")
+	}
+	if strings.Contains(d.logs.String(), "superfluous") {
+		t.Errorf("the log has superfluous WriteHeader calls:\n%s", d.logs.String())
+	}
+}
