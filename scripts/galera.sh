@@ -60,7 +60,7 @@ TAKEN=" "
 free_port() {
   local p
   for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 20000))
+    p=$((10000 + RANDOM % 22000)) # below the ephemeral range (32768-60999): a client socket may hold any port there, and bind would fail
     [[ $TAKEN == *" $p "* ]] && continue
     port_in_use "$p" && continue
     TAKEN+="$p "

@@ -61,7 +61,7 @@ free_port() {
   local p=${1:-}
   if [ -n "$p" ] && ! port_in_use "$p"; then echo "$p"; return; fi
   for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 20000))
+    p=$((10000 + RANDOM % 22000)) # below the ephemeral range (32768-60999): a client socket may hold any port there, and bind would fail
     port_in_use "$p" || { echo "$p"; return; }
   done
   die "no free TCP port found"

@@ -35,7 +35,7 @@ port_in_use() { (exec 5<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
   local p
   for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 20000))
+    p=$((10000 + RANDOM % 22000)) # below the ephemeral range (32768-60999): a client socket may hold any port there, and bind would fail
     port_in_use "$p" || { echo "$p"; return; }
   done
   die "no free TCP port found"

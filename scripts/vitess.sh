@@ -146,7 +146,7 @@ vtgate_ping() {
 base_port() {
   local p i ok
   for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 20000))
+    p=$((10000 + RANDOM % 22000)) # below the ephemeral range (32768-60999): a client socket may hold any port there, and bind would fail
     ok=1
     for i in 0 1 2 3; do port_in_use $((p + i)) && { ok=0; break; }; done
     [ "$ok" = 1 ] && { echo "$p"; return; }
