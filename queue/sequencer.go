@@ -3,6 +3,10 @@ package queue
 import (
 	"context"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"reservation/telemetry"
 )
 
 // sequence competes for leadership until ctx ends, and sequences while it leads.
@@ -43,7 +47,9 @@ func (q *Queue) lead(ctx context.Context) error {
 	stamp := time.NewTicker(q.opts.StampInterval)
 	defer stamp.Stop()
 	for {
+		span := telemetry.Begin(ctx, "feed.stamp")
 		n, err := q.leader.Stamp(ctx, stampBatch)
+		span.End(n > 0, &err, attribute.Int("changes", n))
 		if err != nil {
 			return err
 		}

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"go.opentelemetry.io/otel/attribute"
 
 	"reservation"
+	"reservation/telemetry"
 )
 
 // Group commit: concurrent Reserve calls are written together, under one Locker call for all
@@ -115,6 +117,8 @@ func (s *Store) reserveGrouped(ctx context.Context, rs []*reservation.Reservatio
 func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	ctx, end := telemetry.StartLinked(ctx, "group.commit", jobs, func(j *job) context.Context { return j.ctx }, attribute.Int("calls", len(jobs)))
+	defer end(nil)
 	if jobs = s.live(jobs); len(jobs) == 0 {
 		return
 	}

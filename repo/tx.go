@@ -14,8 +14,10 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
+	"go.opentelemetry.io/otel/attribute"
 
 	"reservation"
+	"reservation/telemetry"
 )
 
 // MySQL error numbers the store handles.
@@ -56,7 +58,9 @@ func (s *Store) lock(ctx context.Context, keys []string) (func(), error) {
 	if s.opts.Locker == nil {
 		return func() {}, nil
 	}
-	unlock, err := s.opts.Locker.Lock(ctx, keys...)
+	lockCtx, end := telemetry.Start(ctx, "lock.wait", attribute.Int("resources", len(keys)))
+	unlock, err := s.opts.Locker.Lock(lockCtx, keys...)
+	end(&err)
 	switch {
 	case err == nil:
 		return func() { unlock(context.WithoutCancel(ctx)) }, nil
@@ -79,7 +83,9 @@ func (s *Store) committed() {
 // deadlock or waited too long for a lock is run again, a bounded number of times.
 func (s *Store) inTx(ctx context.Context, fn func(*sqlx.Tx) error) error {
 	for attempt := 0; ; attempt++ {
-		err := s.tryTx(ctx, fn)
+		txCtx, end := telemetry.Start(ctx, "tx.attempt", attribute.Int("retry", attempt))
+		err := s.tryTx(txCtx, fn)
+		end(&err)
 		if err == nil || !retryable(err) {
 			return classify(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -18,6 +19,7 @@ import (
 
 	"reservation"
 	pb "reservation/proto/reservation/v1"
+	"reservation/telemetry"
 )
 
 // Options tune a Server; the zero value is usable.
@@ -372,10 +374,15 @@ func (s *Server) Listen(req *pb.ListenRequest, stream grpc.ServerStreamingServer
 		if err != nil {
 			return s.status(ctx, err)
 		}
-		for _, c := range cs {
-			if err := stream.Send(toListenResponse(c)); err != nil {
-				return err
+		if err := telemetry.Run(ctx, "feed.deliver", func(context.Context) error {
+			for _, c := range cs {
+				if err := stream.Send(toListenResponse(c)); err != nil {
+					return err
+				}
 			}
+			return nil
+		}, attribute.Int("changes", len(cs))); err != nil {
+			return err
 		}
 	}
 }

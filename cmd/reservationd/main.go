@@ -44,6 +44,7 @@ import (
 	"reservation/queue"
 	"reservation/repo"
 	"reservation/service"
+	"reservation/telemetry"
 )
 
 type config struct {
@@ -119,7 +120,7 @@ func run(args []string) error {
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -141,10 +142,25 @@ func run(args []string) error {
 	if cmd == "migrate" {
 		return nil
 	}
-	return serve(ctx, cfg, db, log)
+	// Tracing: off unless OTEL_EXPORTER_OTLP_ENDPOINT is set (package telemetry).
+	tracing, err := telemetry.FromEnv(ctx, os.Getenv, "reservationd", buildinfo.Version(), log)
+	if err != nil {
+		return err
+	}
+	defer flushTraces(tracing, log)
+	return serve(ctx, cfg, db, log, tracing)
 }
 
-func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error {
+// flushTraces exports the spans not yet sent, within a bound, at exit.
+func flushTraces(t *telemetry.Tracing, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil {
+		log.Warn("flushing traces", "err", err)
+	}
+}
+
+func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger, tracing *telemetry.Tracing) error {
 	locker, closeLocker, err := newLocker(cfg)
 	if err != nil {
 		return err
@@ -155,7 +171,7 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 		PollInterval: cfg.feedPoll, StampInterval: cfg.feedPoll, Buffer: cfg.feedBuffer, StallBound: cfg.feedStall,
 		Retention: cfg.retention, Logger: log,
 	})
-	feedCtx, stopFeed := context.WithCancel(context.WithoutCancel(ctx))
+	feedCtx, stopFeed := context.WithCancel(tracing.Context(context.WithoutCancel(ctx)))
 	feedDone := make(chan struct{})
 	go func() { feed.Run(feedCtx); close(feedDone) }()
 	defer func() { stopFeed(); <-feedDone }()
@@ -191,6 +207,7 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
+	opts = append(tracing.ServerOptions(), opts...) // first: the RPC's span covers the other interceptors
 	creds, err := serverTLS(cfg)
 	if err != nil {
 		return err
@@ -218,9 +235,9 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	mem := bufconn.Listen(1 << 20)
 	go inner.Serve(mem)
 	defer inner.Stop()
-	conn, err := grpc.NewClient("passthrough:///gateway", grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient("passthrough:///gateway", append(tracing.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return mem.DialContext(ctx) }),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.maxMsgSize)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.maxMsgSize)))...)
 	if err != nil {
 		return err
 	}
@@ -229,7 +246,7 @@ func serve(ctx context.Context, cfg config, db *sqlx.DB, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
-	web := &http.Server{Handler: handler, TLSConfig: creds, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	web := &http.Server{Handler: tracing.HTTP(handler), TLSConfig: creds, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	lis, err := net.Listen("tcp", cfg.grpcAddr)
 	if err != nil {
