@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"go.opentelemetry.io/otel"
@@ -51,7 +52,8 @@ func Off() *Tracing {
 // read the other OTEL_EXPORTER_OTLP_* variables (headers, timeout, certificates), the SDK
 // reads OTEL_TRACES_SAMPLER(_ARG) and OTEL_BSP_*, and the resource OTEL_SERVICE_NAME and
 // OTEL_RESOURCE_ATTRIBUTES (service.name defaults to service). Export errors are logged to log.
-func FromEnv(ctx context.Context, getenv func(string) string, service, version string, log *slog.Logger) (*Tracing, error) {
+func FromEnv(ctx context.Context, service, version string, log *slog.Logger) (*Tracing, error) {
+	getenv := os.Getenv // the exporters and the SDK read the process's environment too
 	if getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" ||
 		strings.EqualFold(getenv("OTEL_TRACES_EXPORTER"), "none") || strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") {
 		return Off(), nil

@@ -92,7 +92,9 @@ func TestHTTPTakesTraceparent(t *testing.T) {
 
 // Off, tracing adds no interceptor and no middleware.
 func TestOffAddsNothing(t *testing.T) {
-	off, err := telemetry.FromEnv(context.Background(), func(string) string { return "" }, "svc", "v", slog.New(slog.DiscardHandler))
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	off, err := telemetry.FromEnv(context.Background(), "svc", "v", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,7 +143,7 @@ func run(args []string) error {
 		return nil
 	}
 	// Tracing: off unless OTEL_EXPORTER_OTLP_ENDPOINT is set (package telemetry).
-	tracing, err := telemetry.FromEnv(ctx, os.Getenv, "reservationd", buildinfo.Version(), log)
+	tracing, err := telemetry.FromEnv(ctx, "reservationd", buildinfo.Version(), log)
 	if err != nil {
 		return err
 	}
