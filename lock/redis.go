@@ -36,11 +36,16 @@ type RedisOptions struct {
 	Wait     time.Duration // the longest one Lock call waits for taken locks; default 5s
 	Cooldown time.Duration // how long Lock fails fast after a Redis error; default 1s
 	Logger   *slog.Logger  // default slog.Default()
+	// Now is the clock of the cooldown; nil means time.Now. (Waits and leases run on real time.)
+	Now func() time.Time
 }
 
 // DefaultTTL is the lease of a lock when RedisOptions.TTL is zero: a crashed holder's locks are
 // free again at most this long after the crash.
 const DefaultTTL = 2 * time.Second
+
+// DefaultWait is the longest a Lock call waits for taken locks when no wait is given.
+const DefaultWait = 5 * time.Second
 
 // Stats counts what a Redis locker did since it was created.
 type Stats struct {
@@ -71,6 +76,7 @@ type Redis struct {
 	wait     time.Duration
 	cooldown time.Duration
 	log      *slog.Logger
+	now      func() time.Time // the breaker's clock
 	// queue lines up this process's writers of a key before Redis, so that they take turns
 	// at once instead of polling Redis for the same key.
 	queue *Local
@@ -134,11 +140,15 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 		client:   client,
 		prefix:   opts.Prefix,
 		ttl:      orDefault(opts.TTL, DefaultTTL),
-		wait:     orDefault(opts.Wait, 5*time.Second),
+		wait:     orDefault(opts.Wait, DefaultWait),
 		cooldown: orDefault(opts.Cooldown, time.Second),
 		log:      opts.Logger,
+		now:      opts.Now,
 	}
 	r.cluster, _ = client.(*redis.ClusterClient)
+	if r.now == nil {
+		r.now = time.Now
+	}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -391,7 +401,7 @@ func (r *Redis) allow() bool {
 	if until == 0 {
 		return true
 	}
-	now := time.Now().UnixNano()
+	now := r.now().UnixNano()
 	if now < until {
 		return false
 	}
@@ -406,7 +416,7 @@ func (r *Redis) trip(ctx context.Context, err error) {
 	if r.cluster != nil {
 		r.cluster.ReloadState(ctx)
 	}
-	if r.openUntil.Swap(time.Now().Add(r.cooldown).UnixNano()) == 0 {
+	if r.openUntil.Swap(r.now().Add(r.cooldown).UnixNano()) == 0 {
 		r.log.Warn("redis unavailable; locks fail fast", "cooldown", r.cooldown, "err", err)
 	}
 }
