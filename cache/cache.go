@@ -80,10 +80,13 @@ type tomb struct {
 	at time.Time
 }
 
+// DefaultMaxEntries is Options.MaxEntries when it is zero.
+const DefaultMaxEntries = 100_000
+
 // New returns an empty Cache, which refuses nothing until Follow has subscribed to the feed.
 func New(opts Options) *Cache {
 	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = 100_000
+		opts.MaxEntries = DefaultMaxEntries
 	}
 	if opts.Tombstones <= 0 {
 		opts.Tombstones = time.Minute

@@ -70,6 +70,14 @@ type Options struct {
 	Now func() time.Time
 }
 
+// The defaults of Options, which reservationd's flags show too.
+const (
+	DefaultPollInterval  = 20 * time.Millisecond // PollInterval and StampInterval
+	DefaultBuffer        = 4096
+	DefaultRetention     = 7 * 24 * time.Hour
+	DefaultPruneInterval = time.Minute
+)
+
 const (
 	stampBatch  = 1000 // changes one stamp transaction sequences at most
 	pollBatch   = 1000 // changes one poll reads at most
@@ -120,19 +128,19 @@ var _ reservation.Feed = (*Queue)(nil)
 // New returns a Queue over the stored feed log, sequenced by leader while it leads.
 func New(log Log, leader Leader, opts Options) *Queue {
 	if opts.PollInterval <= 0 {
-		opts.PollInterval = 20 * time.Millisecond
+		opts.PollInterval = DefaultPollInterval
 	}
 	if opts.StampInterval <= 0 {
-		opts.StampInterval = 20 * time.Millisecond
+		opts.StampInterval = DefaultPollInterval
 	}
 	if opts.Buffer <= 0 {
-		opts.Buffer = 4096
+		opts.Buffer = DefaultBuffer
 	}
 	if opts.Retention <= 0 {
-		opts.Retention = 7 * 24 * time.Hour
+		opts.Retention = DefaultRetention
 	}
 	if opts.PruneInterval <= 0 {
-		opts.PruneInterval = time.Minute
+		opts.PruneInterval = DefaultPruneInterval
 	}
 	if opts.StallBound <= 0 {
 		opts.StallBound = DefaultStallBound

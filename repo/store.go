@@ -57,6 +57,16 @@ type Options struct {
 	Taken Taken
 }
 
+// The defaults of Options, which reservationd's flags show too.
+const (
+	DefaultMaxConflicts     = 10
+	DefaultRetries          = 5
+	DefaultRequestRetention = 24 * time.Hour
+	DefaultGroupCommit      = 64
+	// DefaultReapInterval is how often reservationd runs RunReaper.
+	DefaultReapInterval = time.Second
+)
+
 // Taken is a memory of committed reservations: cache.Cache.
 type Taken interface {
 	// Overlapping returns the reservations remembered that overlap r; never a hold.
@@ -88,16 +98,16 @@ func New(db *sqlx.DB, opts Options) *Store {
 		opts.Now = time.Now
 	}
 	if opts.MaxConflicts <= 0 {
-		opts.MaxConflicts = 10
+		opts.MaxConflicts = DefaultMaxConflicts
 	}
 	if opts.Retries <= 0 {
-		opts.Retries = 5
+		opts.Retries = DefaultRetries
 	}
 	if opts.RequestRetention <= 0 {
-		opts.RequestRetention = 24 * time.Hour
+		opts.RequestRetention = DefaultRequestRetention
 	}
 	if opts.GroupCommit <= 0 {
-		opts.GroupCommit = 64
+		opts.GroupCommit = DefaultGroupCommit
 	}
 	return &Store{db: db, opts: opts, log: opts.Logger}
 }

@@ -35,6 +35,15 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// The defaults of Options, which reservationd's flags show too.
+const (
+	DefaultMaxDuration   = 366 * 24 * time.Hour
+	DefaultMinHold       = time.Second
+	DefaultMaxHold       = 24 * time.Hour
+	DefaultMaxBatch      = 100
+	DefaultMaxFreeWindow = 366 * 24 * time.Hour
+)
+
 // Server implements the ReservationService gRPC API.
 type Server struct {
 	pb.UnimplementedReservationServiceServer
@@ -46,19 +55,19 @@ type Server struct {
 // New returns a Server that serves svc.
 func New(svc reservation.Service, opts Options) *Server {
 	if opts.MaxDuration <= 0 {
-		opts.MaxDuration = 366 * 24 * time.Hour
+		opts.MaxDuration = DefaultMaxDuration
 	}
 	if opts.MinHold <= 0 {
-		opts.MinHold = time.Second
+		opts.MinHold = DefaultMinHold
 	}
 	if opts.MaxHold <= 0 {
-		opts.MaxHold = 24 * time.Hour
+		opts.MaxHold = DefaultMaxHold
 	}
 	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 100
+		opts.MaxBatch = DefaultMaxBatch
 	}
 	if opts.MaxFreeWindow <= 0 {
-		opts.MaxFreeWindow = 366 * 24 * time.Hour
+		opts.MaxFreeWindow = DefaultMaxFreeWindow
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
