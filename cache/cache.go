@@ -120,13 +120,14 @@ func (c *Cache) Overlapping(r *reservation.Reservation) []*reservation.Reservati
 	start, end := r.Start.UnixMicro(), r.End.UnixMicro()
 	// Nothing that starts before start minus the longest span can reach start.
 	i, _ := slices.BinarySearchFunc(res.es, start-res.maxSpan, func(e entry, t int64) int { return cmp.Compare(e.start, t) })
-	var out []*reservation.Reservation
+	var near []*reservation.Reservation // those that may reach r's window
 	for ; i < len(res.es) && res.es[i].start < end; i++ {
 		if e := res.es[i]; e.end > start {
-			out = append(out, &reservation.Reservation{ID: e.id, ResourceID: res.id, Version: e.version,
+			near = append(near, &reservation.Reservation{ID: e.id, ResourceID: res.id, Version: e.version,
 				Start: time.UnixMicro(e.start).UTC(), End: time.UnixMicro(e.end).UTC()})
 		}
 	}
+	out := reservation.InTheWay(r, near)
 	if len(out) > 0 {
 		c.refused.Add(1)
 	}

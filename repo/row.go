@@ -56,9 +56,9 @@ func (w *row) args() []any {
 	return []any{w.ID, w.UserID, w.ResourceID, w.Status, w.Start, w.End, w.Note, w.CreatedAt, w.UpdatedAt, w.Version, w.ExpiresAt}
 }
 
-// live is the condition that leaves out holds lapsed at its argument, on the reservations
+// notLapsed is the condition that leaves out holds lapsed at its argument, on the reservations
 // columns as prefix names them ("" or an alias and a dot).
-func live(prefix string) string {
+func notLapsed(prefix string) string {
 	return "(" + prefix + "expires_at IS NULL OR " + prefix + "expires_at > ?)"
 }
 
@@ -99,7 +99,7 @@ func notFound(id string) error {
 func overlapQuery(rs []*reservation.Reservation, now time.Time, limit int, holds bool) (string, []any) {
 	hold := " AND r.expires_at IS NULL"
 	if holds {
-		hold = " AND " + live("r.")
+		hold = " AND " + notLapsed("r.")
 	}
 	parts := make([]string, len(rs))
 	args := make([]any, 0, 9*len(rs))
@@ -123,8 +123,8 @@ type overlapRow struct {
 }
 
 // byItem files the rows of overlapQuery under the items of rs they are in the way of.
-func byItem(rs []*reservation.Reservation, found []overlapRow) map[*reservation.Reservation][]*reservation.Reservation {
-	out := make(map[*reservation.Reservation][]*reservation.Reservation, len(found))
+func byItem(rs []*reservation.Reservation, found []overlapRow) blockers {
+	out := make(blockers, len(found))
 	for _, f := range found {
 		out[rs[f.Item]] = append(out[rs[f.Item]], f.row.reservation())
 	}
@@ -137,7 +137,7 @@ func byItem(rs []*reservation.Reservation, found []overlapRow) map[*reservation.
 // much history the resource has, in the same statement. Every value is a placeholder argument.
 func findQuery(f reservation.Filter, now time.Time) (string, []any) {
 	from := "reservations r"
-	where := []string{live("r.")}
+	where := []string{notLapsed("r.")}
 	args := []any{now}
 	add := func(cond string, a ...any) {
 		where = append(where, cond)
@@ -186,4 +186,9 @@ func snapshot(r *reservation.Reservation) ([]byte, error) {
 		return nil, fmt.Errorf("snapshot of reservation %s: %w", r.ID, err)
 	}
 	return b, nil
+}
+
+// prefixed qualifies each of a comma-separated list of columns with prefix.
+func prefixed(prefix, cols string) string {
+	return prefix + strings.ReplaceAll(cols, ", ", ", "+prefix)
 }

@@ -72,7 +72,7 @@ type Options struct {
 	// metrics' and before the service's own on both gRPC servers.
 	Auth []grpc.ServerOption
 
-	Feed  queue.Options
+	Feed queue.Options
 	// Store configures the store; its Locker, Committed and Taken are set by New. On a Galera
 	// node its OneStatementPerTrip must be set (repo.Galera tells).
 	Store repo.Options
