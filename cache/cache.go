@@ -85,12 +85,8 @@ const DefaultMaxEntries = 100_000
 
 // New returns an empty Cache, which refuses nothing until Follow has subscribed to the feed.
 func New(opts Options) *Cache {
-	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = DefaultMaxEntries
-	}
-	if opts.Tombstones <= 0 {
-		opts.Tombstones = time.Minute
-	}
+	opts.MaxEntries = reservation.OrDefault(opts.MaxEntries, DefaultMaxEntries)
+	opts.Tombstones = reservation.OrDefault(opts.Tombstones, time.Minute)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -198,7 +194,7 @@ func (c *Cache) Follow(ctx context.Context, feed reservation.Feed) {
 			c.clear(false)
 			after, resume = nil, nil
 			c.log.WarnContext(ctx, "cache: subscribing to the change feed failed", "err", err)
-			pause(ctx, time.Second)
+			reservation.Sleep(ctx, time.Second)
 			continue
 		}
 		if after == nil && resume == nil {
@@ -224,7 +220,7 @@ func (c *Cache) Follow(ctx context.Context, feed reservation.Feed) {
 				after, resume = nil, nil
 				if ctx.Err() == nil {
 					c.log.WarnContext(ctx, "cache: the change feed broke off", "err", err)
-					pause(ctx, time.Second)
+					reservation.Sleep(ctx, time.Second)
 				}
 				break
 			}
@@ -307,12 +303,5 @@ func (c *Cache) evict() {
 			c.entries--
 		}
 		delete(c.resources, id)
-	}
-}
-
-func pause(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
 	}
 }

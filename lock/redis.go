@@ -139,9 +139,9 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	r := &Redis{
 		client:   client,
 		prefix:   opts.Prefix,
-		ttl:      orDefault(opts.TTL, DefaultTTL),
-		wait:     orDefault(opts.Wait, DefaultWait),
-		cooldown: orDefault(opts.Cooldown, time.Second),
+		ttl:      reservation.OrDefault(opts.TTL, DefaultTTL),
+		wait:     reservation.OrDefault(opts.Wait, DefaultWait),
+		cooldown: reservation.OrDefault(opts.Cooldown, time.Second),
 		log:      opts.Logger,
 		now:      opts.Now,
 	}
@@ -259,7 +259,7 @@ func (r *Redis) take(ctx context.Context, keys []string, groups [][]string, toke
 			r.busy.Add(1)
 			return busy(busyKey, r.wait)
 		}
-		if err := sleep(ctx, min(backoff(attempt), left)); err != nil {
+		if err := reservation.Sleep(ctx, min(backoff(attempt), left)); err != nil {
 			return fmt.Errorf("lock %q: %w", busyKey, err)
 		}
 	}
@@ -460,27 +460,8 @@ func ended(ctx context.Context) error {
 	return nil
 }
 
-// sleep pauses for d or until ctx ends, and then returns ctx's error.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 func newToken() string {
 	b := make([]byte, 16)
 	_, _ = cryptorand.Read(b) // never fails: crypto/rand crashes the program instead
 	return hex.EncodeToString(b)
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }

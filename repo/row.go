@@ -80,16 +80,12 @@ func getRow(ctx context.Context, q sqlx.QueryerContext, id, suffix string) (*res
 	var w row
 	err := sqlx.GetContext(ctx, q, &w, "SELECT "+columns+" FROM reservations WHERE id = ?"+suffix, id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, notFound(id)
+		return nil, reservation.NotFound(id)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return w.reservation(), nil
-}
-
-func notFound(id string) error {
-	return reservation.Errorf(reservation.ENOTFOUND, "reservation %q not found", id)
 }
 
 // overlapQuery is the statement that finds, for each of rs, up to limit stored reservations

@@ -96,18 +96,10 @@ func New(db *sqlx.DB, opts Options) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.MaxConflicts <= 0 {
-		opts.MaxConflicts = DefaultMaxConflicts
-	}
-	if opts.Retries <= 0 {
-		opts.Retries = DefaultRetries
-	}
-	if opts.RequestRetention <= 0 {
-		opts.RequestRetention = DefaultRequestRetention
-	}
-	if opts.GroupCommit <= 0 {
-		opts.GroupCommit = DefaultGroupCommit
-	}
+	opts.MaxConflicts = reservation.OrDefault(opts.MaxConflicts, DefaultMaxConflicts)
+	opts.Retries = reservation.OrDefault(opts.Retries, DefaultRetries)
+	opts.RequestRetention = reservation.OrDefault(opts.RequestRetention, DefaultRequestRetention)
+	opts.GroupCommit = reservation.OrDefault(opts.GroupCommit, DefaultGroupCommit)
 	s := &Store{db: db, opts: opts, log: opts.Logger}
 	s.groups.size, s.groups.commit = opts.GroupCommit, s.commitGroup
 	return s
@@ -418,8 +410,8 @@ func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(r *r
 		UserID     string `db:"user_id"`
 	}
 	err := s.db.GetContext(ctx, &owner, sqlOwner, ref.ID)
-	if isNoRows(err) || (err == nil && ref.Owner != "" && owner.UserID != ref.Owner) {
-		return nil, notFound(ref.ID)
+	if isNoRows(err) || (err == nil && !reservation.Owns(ref.Owner, owner.UserID)) {
+		return nil, reservation.NotFound(ref.ID)
 	}
 	if err != nil {
 		return nil, classify(err)

@@ -184,21 +184,11 @@ func withDefaults(o Options) Options {
 	if o.HTTPAddr == "" {
 		o.HTTPAddr = DefaultHTTPAddr
 	}
-	if o.Drain <= 0 {
-		o.Drain = DefaultDrain
-	}
-	if o.ReapInterval <= 0 {
-		o.ReapInterval = repo.DefaultReapInterval
-	}
-	if o.MaxMsgSize <= 0 {
-		o.MaxMsgSize = DefaultMaxMsgSize
-	}
-	if o.MaxStreams <= 0 {
-		o.MaxStreams = DefaultMaxStreams
-	}
-	if o.DefaultDeadline <= 0 {
-		o.DefaultDeadline = DefaultDefaultDeadline
-	}
+	o.Drain = reservation.OrDefault(o.Drain, DefaultDrain)
+	o.ReapInterval = reservation.OrDefault(o.ReapInterval, repo.DefaultReapInterval)
+	o.MaxMsgSize = reservation.OrDefault(o.MaxMsgSize, DefaultMaxMsgSize)
+	o.MaxStreams = reservation.OrDefault(o.MaxStreams, DefaultMaxStreams)
+	o.DefaultDeadline = reservation.OrDefault(o.DefaultDeadline, DefaultDefaultDeadline)
 	o.Logger = orLogger(o.Logger, slog.Default())
 	return o
 }
