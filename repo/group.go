@@ -135,14 +135,11 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 	if jobs = dropEnded(jobs); len(jobs) == 0 {
 		return
 	}
-	var keys []string
+	var all []*reservation.Reservation
 	for _, j := range jobs {
-		for _, r := range j.rs {
-			keys = append(keys, r.ResourceID)
-		}
+		all = append(all, j.rs...)
 	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
+	keys := resourcesOf(all)
 	lockCtx, stop := untilAllEnd(ctx, jobs)
 	defer stop()
 	release, err := s.lock(lockCtx, keys)
@@ -157,36 +154,8 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 	if jobs = dropEnded(jobs); len(jobs) == 0 {
 		return
 	}
-	var all []*reservation.Reservation
-	for _, j := range jobs {
-		all = append(all, j.rs...)
-	}
-	changes, err := s.inWriteTx(ctx, keys, func(w *writeTx) error {
-		stored, err := w.findInTheWay(ctx, all)
-		if err != nil {
-			return err
-		}
-		taken := map[string][]*reservation.Reservation{} // written earlier in this group, by resource
-		var rows []*reservation.Reservation
-		for _, j := range jobs {
-			j.err = nil
-			conflicts, truncated := s.inTheWay(j.rs, stored, taken)
-			if len(conflicts) > 0 {
-				j.err = conflictError(j.rs, conflicts, truncated)
-				continue
-			}
-			w.create(j.rs, j.hold)
-			for _, r := range j.rs {
-				taken[r.ResourceID] = append(taken[r.ResourceID], r)
-			}
-			rows = append(rows, j.rs...)
-		}
-		if len(rows) == 0 {
-			return errNothingToWrite // roll back the resource rows made for the rejected
-		}
-		return w.flush(ctx, insertReservations(rows))
-	})
-	if err == errNothingToWrite {
+	changes, err := s.inWriteTx(ctx, keys, func(w *writeTx) error { return s.admitGroup(ctx, w, jobs) })
+	if errors.Is(err, errNothingToWrite) {
 		err = nil
 	}
 	if err == nil && len(changes) > 0 {
@@ -202,6 +171,49 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 		}
 		close(j.done)
 	}
+}
+
+// admitGroup writes in w the reservations of those jobs that nothing stored, and no earlier
+// job of the group, is in the way of, and sets the others' conflicts.
+func (s *Store) admitGroup(ctx context.Context, w *writeTx, jobs []*job) error {
+	var all []*reservation.Reservation
+	for _, j := range jobs {
+		all = append(all, j.rs...)
+	}
+	stored, err := w.findInTheWay(ctx, all)
+	if err != nil {
+		return err
+	}
+	taken := map[string][]*reservation.Reservation{} // written earlier in this group, by resource
+	var rows []*reservation.Reservation
+	for _, j := range jobs {
+		j.err = nil
+		conflicts, truncated := s.inTheWay(j.rs, stored, taken)
+		if len(conflicts) > 0 {
+			j.err = conflictError(j.rs, conflicts, truncated)
+			continue
+		}
+		w.create(j.rs, j.hold)
+		for _, r := range j.rs {
+			taken[r.ResourceID] = append(taken[r.ResourceID], r)
+		}
+		rows = append(rows, j.rs...)
+	}
+	if len(rows) == 0 {
+		return errNothingToWrite // roll back the resource rows made for the rejected
+	}
+	return w.flush(ctx, insertReservations(rows))
+}
+
+// resourcesOf returns the resources of rs, sorted: one global order for every lock, in
+// Redis and in MySQL, so writers never deadlock.
+func resourcesOf(rs []*reservation.Reservation) []string {
+	keys := make([]string, 0, len(rs))
+	for _, r := range rs {
+		keys = append(keys, r.ResourceID)
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
 }
 
 // dropEnded ends the jobs whose call has ended, with its error, and returns the others.

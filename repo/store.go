@@ -154,11 +154,9 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 }
 
 // newReservations copies rs, normalized, with new ids at version 1, and returns them with
-// their resources, sorted: one global order for every lock, in Redis and in MySQL, so writers
-// never deadlock.
+// their resources (resourcesOf).
 func newReservations(rs []*reservation.Reservation) ([]*reservation.Reservation, []string, error) {
 	out := make([]*reservation.Reservation, len(rs))
-	keys := make([]string, 0, len(out))
 	for i, r := range rs {
 		id, err := uuid.NewV7()
 		if err != nil {
@@ -168,10 +166,8 @@ func newReservations(rs []*reservation.Reservation) ([]*reservation.Reservation,
 		c.Normalize()
 		c.ID, c.Version = id.String(), 1
 		out[i] = &c
-		keys = append(keys, c.ResourceID)
 	}
-	slices.Sort(keys)
-	return out, slices.Compact(keys), nil
+	return out, resourcesOf(out), nil
 }
 
 // admit writes rs in w, or fails with their conflict when stored reservations, or earlier
