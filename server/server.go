@@ -278,6 +278,12 @@ func (d *Daemon) Close() error {
 }
 
 func (d *Daemon) close() {
+	if d.stop == nil { // never started: only the ports and the gateway's connection are held
+		d.lis.Close()
+		d.httpLis.Close()
+		d.conn.Close()
+		return
+	}
 	d.ready.Store(false)
 	d.health.Shutdown()
 	d.log.Info("draining in-flight calls", "bound", d.opts.Drain.String())

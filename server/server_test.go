@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -102,4 +103,20 @@ func (l *signalLocker) Lock(ctx context.Context, keys ...string) (reservation.Un
 	default:
 	}
 	return l.Locker.Lock(ctx, keys...)
+}
+
+// A Daemon closed without being started lets its ports go.
+func TestCloseWithoutStart(t *testing.T) {
+	db, _ := repotest.NewDB(t)
+	d, err := New(t.Context(), db, nil, Options{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := d.GRPCAddr()
+	d.Close()
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("the port is still held after Close: %v", err)
+	}
+	lis.Close()
 }
