@@ -34,8 +34,16 @@ leg = echo "==== $(1): start $$(date -u +%FT%TZ)"; leg_t0=$$(date +%s); \
 .PHONY: alerts run test test-mariadb test-mysql97 test-vitess test-galera galera-stop fuzz chaos build lint proto services services-stop
 
 ## run: start the server locally against MySQL/Redis from scripts/services.sh
+# A RESERVATION_MYSQL_DSN or RESERVATION_REDIS_ADDR set by the user wins over
+# what services.sh chooses. The binary is built, then exec'd: it replaces the
+# recipe's shell, so a signal to make (which passes it to its child) reaches
+# the server itself, and no orphan keeps the ports.
 run:
-	$(SERVICES_ENV) && $(GO) run ./cmd/reservationd --lock redis
+	user_dsn=$${RESERVATION_MYSQL_DSN-}; user_redis=$${RESERVATION_REDIS_ADDR-}; \
+	$(SERVICES_ENV) && \
+	export RESERVATION_MYSQL_DSN="$${user_dsn:-$$RESERVATION_MYSQL_DSN}" RESERVATION_REDIS_ADDR="$${user_redis:-$$RESERVATION_REDIS_ADDR}" && \
+	mkdir -p bin && $(GO) build -o bin/reservationd ./cmd/reservationd && \
+	exec bin/reservationd --lock redis
 
 ## test: vet, all tests on MariaDB (services.sh), the database tests on MySQL 9.7, then fuzz
 # Both legs run even when the first fails, so that one CI run shows both

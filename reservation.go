@@ -124,6 +124,14 @@ type Ref struct {
 	Owner   string
 }
 
+// Owns is the ownership rule: a caller limited to owner finds, and may change, a reservation
+// of userID only when it is theirs; an empty owner (an admin, or no auth) is not limited. What
+// a caller may not find is NotFound, as if it did not exist.
+func Owns(owner, userID string) bool { return owner == "" || owner == userID }
+
+// NotFound is the ENOTFOUND error for the reservation id.
+func NotFound(id string) error { return Errorf(ENOTFOUND, "reservation %q not found", id) }
+
 // Filter selects the reservations that overlap [Start, End); a zero bound is unbounded and an
 // empty field matches everything. Results are ordered by (Start, ID), descending when Desc.
 type Filter struct {

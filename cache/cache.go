@@ -80,14 +80,13 @@ type tomb struct {
 	at time.Time
 }
 
+// DefaultMaxEntries is Options.MaxEntries when it is zero.
+const DefaultMaxEntries = 100_000
+
 // New returns an empty Cache, which refuses nothing until Follow has subscribed to the feed.
 func New(opts Options) *Cache {
-	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = 100_000
-	}
-	if opts.Tombstones <= 0 {
-		opts.Tombstones = time.Minute
-	}
+	opts.MaxEntries = reservation.OrDefault(opts.MaxEntries, DefaultMaxEntries)
+	opts.Tombstones = reservation.OrDefault(opts.Tombstones, time.Minute)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -117,13 +116,14 @@ func (c *Cache) Overlapping(r *reservation.Reservation) []*reservation.Reservati
 	start, end := r.Start.UnixMicro(), r.End.UnixMicro()
 	// Nothing that starts before start minus the longest span can reach start.
 	i, _ := slices.BinarySearchFunc(res.es, start-res.maxSpan, func(e entry, t int64) int { return cmp.Compare(e.start, t) })
-	var out []*reservation.Reservation
+	var near []*reservation.Reservation // those that may reach r's window
 	for ; i < len(res.es) && res.es[i].start < end; i++ {
 		if e := res.es[i]; e.end > start {
-			out = append(out, &reservation.Reservation{ID: e.id, ResourceID: res.id, Version: e.version,
+			near = append(near, &reservation.Reservation{ID: e.id, ResourceID: res.id, Version: e.version,
 				Start: time.UnixMicro(e.start).UTC(), End: time.UnixMicro(e.end).UTC()})
 		}
 	}
+	out := reservation.InTheWay(r, near)
 	if len(out) > 0 {
 		c.refused.Add(1)
 	}
@@ -194,7 +194,7 @@ func (c *Cache) Follow(ctx context.Context, feed reservation.Feed) {
 			c.clear(false)
 			after, resume = nil, nil
 			c.log.WarnContext(ctx, "cache: subscribing to the change feed failed", "err", err)
-			pause(ctx, time.Second)
+			reservation.Sleep(ctx, time.Second)
 			continue
 		}
 		if after == nil && resume == nil {
@@ -220,7 +220,7 @@ func (c *Cache) Follow(ctx context.Context, feed reservation.Feed) {
 				after, resume = nil, nil
 				if ctx.Err() == nil {
 					c.log.WarnContext(ctx, "cache: the change feed broke off", "err", err)
-					pause(ctx, time.Second)
+					reservation.Sleep(ctx, time.Second)
 				}
 				break
 			}
@@ -303,12 +303,5 @@ func (c *Cache) evict() {
 			c.entries--
 		}
 		delete(c.resources, id)
-	}
-}
-
-func pause(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
 	}
 }

@@ -31,7 +31,7 @@ var _ reservation.Locker = (*Local)(nil)
 
 // NewLocal returns a locker whose Lock calls wait at most wait for taken locks; 0 means 5s.
 func NewLocal(wait time.Duration) *Local {
-	return &Local{wait: orDefault(wait, 5*time.Second), locks: make(map[string]*localLock)}
+	return &Local{wait: reservation.OrDefault(wait, DefaultWait), locks: make(map[string]*localLock)}
 }
 
 // Lock takes the locks on keys in the order given. It fails with EABORTED when a lock stays

@@ -36,11 +36,16 @@ type RedisOptions struct {
 	Wait     time.Duration // the longest one Lock call waits for taken locks; default 5s
 	Cooldown time.Duration // how long Lock fails fast after a Redis error; default 1s
 	Logger   *slog.Logger  // default slog.Default()
+	// Now is the clock of the cooldown; nil means time.Now. (Waits and leases run on real time.)
+	Now func() time.Time
 }
 
 // DefaultTTL is the lease of a lock when RedisOptions.TTL is zero: a crashed holder's locks are
 // free again at most this long after the crash.
 const DefaultTTL = 2 * time.Second
+
+// DefaultWait is the longest a Lock call waits for taken locks when no wait is given.
+const DefaultWait = 5 * time.Second
 
 // Stats counts what a Redis locker did since it was created.
 type Stats struct {
@@ -71,6 +76,7 @@ type Redis struct {
 	wait     time.Duration
 	cooldown time.Duration
 	log      *slog.Logger
+	now      func() time.Time // the breaker's clock
 	// queue lines up this process's writers of a key before Redis, so that they take turns
 	// at once instead of polling Redis for the same key.
 	queue *Local
@@ -133,12 +139,16 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	r := &Redis{
 		client:   client,
 		prefix:   opts.Prefix,
-		ttl:      orDefault(opts.TTL, DefaultTTL),
-		wait:     orDefault(opts.Wait, 5*time.Second),
-		cooldown: orDefault(opts.Cooldown, time.Second),
+		ttl:      reservation.OrDefault(opts.TTL, DefaultTTL),
+		wait:     reservation.OrDefault(opts.Wait, DefaultWait),
+		cooldown: reservation.OrDefault(opts.Cooldown, time.Second),
 		log:      opts.Logger,
+		now:      opts.Now,
 	}
 	r.cluster, _ = client.(*redis.ClusterClient)
+	if r.now == nil {
+		r.now = time.Now
+	}
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -249,7 +259,7 @@ func (r *Redis) take(ctx context.Context, keys []string, groups [][]string, toke
 			r.busy.Add(1)
 			return busy(busyKey, r.wait)
 		}
-		if err := sleep(ctx, min(backoff(attempt), left)); err != nil {
+		if err := reservation.Sleep(ctx, min(backoff(attempt), left)); err != nil {
 			return fmt.Errorf("lock %q: %w", busyKey, err)
 		}
 	}
@@ -391,7 +401,7 @@ func (r *Redis) allow() bool {
 	if until == 0 {
 		return true
 	}
-	now := time.Now().UnixNano()
+	now := r.now().UnixNano()
 	if now < until {
 		return false
 	}
@@ -406,7 +416,7 @@ func (r *Redis) trip(ctx context.Context, err error) {
 	if r.cluster != nil {
 		r.cluster.ReloadState(ctx)
 	}
-	if r.openUntil.Swap(time.Now().Add(r.cooldown).UnixNano()) == 0 {
+	if r.openUntil.Swap(r.now().Add(r.cooldown).UnixNano()) == 0 {
 		r.log.Warn("redis unavailable; locks fail fast", "cooldown", r.cooldown, "err", err)
 	}
 }
@@ -450,27 +460,8 @@ func ended(ctx context.Context) error {
 	return nil
 }
 
-// sleep pauses for d or until ctx ends, and then returns ctx's error.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 func newToken() string {
 	b := make([]byte, 16)
 	_, _ = cryptorand.Read(b) // never fails: crypto/rand crashes the program instead
 	return hex.EncodeToString(b)
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }

@@ -18,17 +18,16 @@ func (q *Queue) poll(ctx context.Context) {
 	if !q.start(ctx) {
 		return
 	}
-	backoff := q.opts.PollInterval
+	backoff := newBackoff(q.opts.PollInterval)
 	for {
 		n, err := q.read(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			q.slog.WarnContext(ctx, "reading the change feed failed", "err", err)
-			sleep(ctx, backoff)
-			backoff = min(2*backoff, 5*time.Second)
+			q.log.WarnContext(ctx, "reading the change feed failed", "err", err)
+			backoff.wait(ctx)
 			continue
 		case err == nil:
-			backoff = q.opts.PollInterval
+			backoff.reset()
 			if n == pollBatch {
 				continue // more are waiting
 			}
@@ -45,30 +44,29 @@ func (q *Queue) poll(ctx context.Context) {
 // start sets the ring's head to the newest stored seq: older changes are replayed from the
 // database. It reports false if ctx ended first.
 func (q *Queue) start(ctx context.Context) bool {
-	backoff := q.opts.PollInterval
+	backoff := newBackoff(q.opts.PollInterval)
 	for {
 		err := q.restart(ctx, false)
 		if err == nil {
 			return true
 		}
-		q.slog.WarnContext(ctx, "reading the change feed failed", "err", err)
-		if !sleep(ctx, backoff) {
+		q.log.WarnContext(ctx, "reading the change feed failed", "err", err)
+		if !backoff.wait(ctx) {
 			return false
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
 // restart empties the ring and sets its head to the newest stored change. With diverged, the
 // stored feed left the history the ring followed: every subscription made before is cut off.
 func (q *Queue) restart(ctx context.Context, diverged bool) error {
-	_, last, err := q.log.Bounds(ctx)
+	_, last, err := q.stored.Bounds(ctx)
 	if err != nil {
 		return err
 	}
 	var fp uint64
 	if last > 0 {
-		c, err := q.log.At(ctx, last)
+		c, err := q.stored.At(ctx, last)
 		if err != nil {
 			return err
 		}
@@ -81,6 +79,7 @@ func (q *Queue) restart(ctx context.Context, diverged bool) error {
 	q.head, q.headFP, q.held = last, fp, 0
 	if diverged {
 		q.epoch++
+		q.diverged.Add(1) // counted before the subscribers it cuts off are woken
 	}
 	q.broadcast()
 	return nil
@@ -99,7 +98,7 @@ func (q *Queue) read(ctx context.Context) (int, error) {
 	if head > 0 {
 		from = head - 1
 	}
-	cs, err := q.log.Read(ctx, from, math.MaxUint64, "", pollBatch+1)
+	cs, err := q.stored.Read(ctx, from, math.MaxUint64, "", pollBatch+1)
 	if err != nil {
 		return 0, err
 	}
@@ -117,7 +116,7 @@ func (q *Queue) read(ctx context.Context) (int, error) {
 		case len(cs) > 0 && cs[0].Seq == head:
 			return 0, q.diverge(ctx, fmt.Sprintf("seq %d now names another change", head))
 		default:
-			first, last, err := q.log.Bounds(ctx)
+			first, last, err := q.stored.Bounds(ctx)
 			if err != nil {
 				return 0, err
 			}
@@ -128,7 +127,7 @@ func (q *Queue) read(ctx context.Context) (int, error) {
 			// changes up to the head were pruned: this replica was away longer than the
 			// retention. Start the ring again after the gap; subscribers behind it find out
 			// when they read.
-			q.slog.WarnContext(ctx, "change feed was pruned past this replica's position", "head", head, "oldest", first)
+			q.log.WarnContext(ctx, "change feed was pruned past this replica's position", "head", head, "oldest", first)
 			q.mu.Lock()
 			q.head, q.headFP, q.held = cs[0].Seq-1, 0, 0
 			q.mu.Unlock()
@@ -158,8 +157,7 @@ func (q *Queue) diverge(ctx context.Context, why string) error {
 	if err := q.restart(ctx, true); err != nil {
 		return err
 	}
-	q.diverged.Add(1)
-	q.slog.ErrorContext(ctx, "the stored change feed left the history this replica had read (a failover lost changes?): listeners are cut off with FEED_DIVERGED", "why", why)
+	q.log.ErrorContext(ctx, "the stored change feed left the history this replica had read (a failover lost changes?): listeners are cut off with FEED_DIVERGED", "why", why)
 	return nil
 }
 
@@ -176,7 +174,7 @@ func (q *Queue) Subscribe(ctx context.Context, f reservation.ChangeFilter) (rese
 	q.mu.Lock()
 	epoch := q.epoch
 	q.mu.Unlock()
-	first, last, err := q.log.Bounds(ctx)
+	first, last, err := q.stored.Bounds(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +199,7 @@ func (q *Queue) Subscribe(ctx context.Context, f reservation.ChangeFilter) (rese
 		}
 	}
 	if f.Resume != nil && f.Resume.Seq > 0 {
-		c, err := q.log.At(ctx, f.Resume.Seq)
+		c, err := q.stored.At(ctx, f.Resume.Seq)
 		if err != nil {
 			return nil, err
 		}
@@ -213,7 +211,7 @@ func (q *Queue) Subscribe(ctx context.Context, f reservation.ChangeFilter) (rese
 		fp = f.Resume.Fingerprint
 	}
 	if f.After == nil && last > 0 {
-		c, err := q.log.At(ctx, last)
+		c, err := q.stored.At(ctx, last)
 		if err != nil {
 			return nil, err
 		}
@@ -317,7 +315,7 @@ func (s *subscription) fromRing(head uint64) []*reservation.Change {
 // replay reads the selected changes after the cursor, up to through (whose change has the
 // fingerprint throughFP, 0 if not known), from the database.
 func (s *subscription) replay(ctx context.Context, through, throughFP uint64) ([]*reservation.Change, error) {
-	cs, err := s.q.log.Read(ctx, s.cursor, through, s.filter.ResourceID, replayBatch)
+	cs, err := s.q.stored.Read(ctx, s.cursor, through, s.filter.ResourceID, replayBatch)
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +338,7 @@ func (s *subscription) replay(ctx context.Context, through, throughFP uint64) ([
 // (EOUTOFRANGE), or the cursor's change gone or replaced (ReasonFeedDiverged).
 func (s *subscription) check(ctx context.Context) error {
 	if s.cursor > 0 {
-		c, err := s.q.log.At(ctx, s.cursor)
+		c, err := s.q.stored.At(ctx, s.cursor)
 		if err != nil {
 			return err
 		}
@@ -353,7 +351,7 @@ func (s *subscription) check(ctx context.Context) error {
 			return nil
 		}
 	}
-	first, last, err := s.q.log.Bounds(ctx)
+	first, last, err := s.q.stored.Bounds(ctx)
 	if err != nil {
 		return err
 	}

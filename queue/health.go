@@ -44,10 +44,10 @@ type sighting struct {
 // every second. The feed is healthy when no change has waited for its seq longer than
 // Options.StallBound and this replica has read every change stored a look ago.
 func (q *Queue) CheckHealth(ctx context.Context) Health {
-	oldest, newest, err := q.log.Unstamped(ctx)
+	oldest, newest, err := q.stored.Unstamped(ctx)
 	var head uint64
 	if err == nil {
-		_, head, err = q.log.Bounds(ctx)
+		_, head, err = q.stored.Bounds(ctx)
 	}
 	now := q.opts.Now()
 	q.mu.Lock()
@@ -116,7 +116,7 @@ func (q *Queue) watch(ctx context.Context) {
 	for {
 		h := q.CheckHealth(ctx)
 		if h.Err != nil && ctx.Err() == nil {
-			q.slog.WarnContext(ctx, "looking at the change feed's progress failed", "err", h.Err)
+			q.log.WarnContext(ctx, "looking at the change feed's progress failed", "err", h.Err)
 		}
 		if !sleep(ctx, healthInterval) {
 			return

@@ -70,6 +70,14 @@ type Options struct {
 	Now func() time.Time
 }
 
+// The defaults of Options, which reservationd's flags show too.
+const (
+	DefaultPollInterval  = 20 * time.Millisecond // PollInterval and StampInterval
+	DefaultBuffer        = 4096
+	DefaultRetention     = 7 * 24 * time.Hour
+	DefaultPruneInterval = time.Minute
+)
+
 const (
 	stampBatch  = 1000 // changes one stamp transaction sequences at most
 	pollBatch   = 1000 // changes one poll reads at most
@@ -82,10 +90,10 @@ const (
 // Queue is one replica's part of the change feed: a candidate sequencer, a poller, and the
 // subscriptions it serves.
 type Queue struct {
-	log    Log
+	stored Log // the change log in the database
 	leader Leader
 	opts   Options
-	slog   *slog.Logger
+	log    *slog.Logger
 
 	stampNudge chan struct{}
 	pollNudge  chan struct{}
@@ -118,25 +126,13 @@ type Queue struct {
 var _ reservation.Feed = (*Queue)(nil)
 
 // New returns a Queue over the stored feed log, sequenced by leader while it leads.
-func New(log Log, leader Leader, opts Options) *Queue {
-	if opts.PollInterval <= 0 {
-		opts.PollInterval = 20 * time.Millisecond
-	}
-	if opts.StampInterval <= 0 {
-		opts.StampInterval = 20 * time.Millisecond
-	}
-	if opts.Buffer <= 0 {
-		opts.Buffer = 4096
-	}
-	if opts.Retention <= 0 {
-		opts.Retention = 7 * 24 * time.Hour
-	}
-	if opts.PruneInterval <= 0 {
-		opts.PruneInterval = time.Minute
-	}
-	if opts.StallBound <= 0 {
-		opts.StallBound = DefaultStallBound
-	}
+func New(stored Log, leader Leader, opts Options) *Queue {
+	opts.PollInterval = reservation.OrDefault(opts.PollInterval, DefaultPollInterval)
+	opts.StampInterval = reservation.OrDefault(opts.StampInterval, DefaultPollInterval)
+	opts.Buffer = reservation.OrDefault(opts.Buffer, DefaultBuffer)
+	opts.Retention = reservation.OrDefault(opts.Retention, DefaultRetention)
+	opts.PruneInterval = reservation.OrDefault(opts.PruneInterval, DefaultPruneInterval)
+	opts.StallBound = reservation.OrDefault(opts.StallBound, DefaultStallBound)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -144,7 +140,7 @@ func New(log Log, leader Leader, opts Options) *Queue {
 		opts.Now = time.Now
 	}
 	return &Queue{
-		log: log, leader: leader, opts: opts, slog: opts.Logger,
+		stored: stored, leader: leader, opts: opts, log: opts.Logger,
 		stampNudge: make(chan struct{}, 1),
 		pollNudge:  make(chan struct{}, 1),
 		ring:       make([]*reservation.Change, opts.Buffer),
@@ -211,13 +207,23 @@ func (q *Queue) Stats() Stats {
 }
 
 // sleep waits d or until ctx ends, and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+func sleep(ctx context.Context, d time.Duration) bool { return reservation.Sleep(ctx, d) == nil }
+
+// backoff is the wait after a failure: it starts at min, doubles after each failure up to
+// maxBackoff, and starts again at min after a success.
+type backoff struct{ min, next time.Duration }
+
+const maxBackoff = 5 * time.Second
+
+func newBackoff(min time.Duration) *backoff { return &backoff{min, min} }
+
+// wait sleeps for the current wait or until ctx ends (reporting whether ctx is still live), and
+// doubles the next one.
+func (b *backoff) wait(ctx context.Context) bool {
+	d := b.next
+	b.next = min(2*b.next, maxBackoff)
+	return sleep(ctx, d)
 }
+
+// reset starts again at min: what failed has worked.
+func (b *backoff) reset() { b.next = b.min }

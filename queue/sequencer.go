@@ -11,29 +11,28 @@ import (
 
 // sequence competes for leadership until ctx ends, and sequences while it leads.
 func (q *Queue) sequence(ctx context.Context) {
-	backoff := q.opts.StampInterval
+	backoff := newBackoff(q.opts.StampInterval)
 	for ctx.Err() == nil {
 		won, err := q.leader.Elect(ctx, electWait)
 		if err != nil {
 			if ctx.Err() == nil {
 				q.electionFailed(ctx, err)
 			}
-			sleep(ctx, backoff)
-			backoff = min(2*backoff, 5*time.Second)
+			backoff.wait(ctx)
 			continue
 		}
 		if !won {
 			continue
 		}
-		backoff = q.opts.StampInterval
+		backoff.reset()
 		q.leading.Store(true)
-		q.slog.InfoContext(ctx, "leading the change feed")
+		q.log.InfoContext(ctx, "leading the change feed")
 		err = q.lead(ctx)
 		q.leader.Resign()
 		q.leading.Store(false)
 		if ctx.Err() == nil {
-			q.slog.WarnContext(ctx, "gave up leading the change feed", "err", err)
-			sleep(ctx, backoff)
+			q.log.WarnContext(ctx, "gave up leading the change feed", "err", err)
+			sleep(ctx, backoff.next)
 		}
 	}
 }
@@ -77,7 +76,7 @@ func (q *Queue) pruneEvery(ctx context.Context) {
 			n, err := q.leader.Prune(ctx, before, pruneBatch)
 			q.pruned.Add(int64(n))
 			if err != nil && ctx.Err() == nil {
-				q.slog.WarnContext(ctx, "pruning the change feed failed", "err", err)
+				q.log.WarnContext(ctx, "pruning the change feed failed", "err", err)
 			}
 			if err != nil || n < pruneBatch {
 				break
@@ -101,5 +100,5 @@ func (q *Queue) electionFailed(ctx context.Context, err error) {
 	if last != 0 && now-last < int64(electionErrorEvery) || !q.lastElectLog.CompareAndSwap(last, now) {
 		return
 	}
-	q.slog.ErrorContext(ctx, "change feed election failed: changes may wait for their seq", "err", err, "failures", n)
+	q.log.ErrorContext(ctx, "change feed election failed: changes may wait for their seq", "err", err, "failures", n)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/database"
 
+	"reservation"
 	"reservation/migrations"
 )
 
@@ -179,7 +180,7 @@ func Migrate(ctx context.Context, db *sql.DB) error {
 	renewCtx, stopRenewing := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		for sleepCtx(renewCtx, migrateLeaseTTL/3) {
+		for reservation.Sleep(renewCtx, migrateLeaseTTL/3) == nil {
 			if err := l.renew(renewCtx); err != nil && renewCtx.Err() == nil {
 				slog.WarnContext(ctx, "migrate: renewing the migration lease failed", "err", err)
 			}
@@ -220,22 +221,10 @@ func waitLease(ctx context.Context, l *lease, wait time.Duration) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("lease %q: another replica held it for %s", l.name, wait)
 		}
-		if !sleepCtx(ctx, 200*time.Millisecond) {
+		if reservation.Sleep(ctx, 200*time.Millisecond) != nil {
 			return ctx.Err()
 		}
 	}
-}
-
-// sleepCtx waits d or until ctx ends, and reports whether ctx is still live.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-	}
-	return true
 }
 
 // versionStore is goose's MySQL store, but it asks whether the version table exists by

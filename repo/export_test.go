@@ -34,10 +34,10 @@ func (s *Store) FindInTheWay(ctx context.Context, rs []*reservation.Reservation)
 		keys = append(keys, r.ResourceID)
 	}
 	slices.Sort(keys)
-	var out map[*reservation.Reservation][]*reservation.Reservation
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+	var out blockers
+	_, err := s.inWriteTx(ctx, slices.Compact(keys), func(w *writeTx) error {
 		var err error
-		_, out, err = s.lockAndFind(ctx, tx, slices.Compact(keys), rs, s.now())
+		out, err = w.findInTheWay(ctx, rs)
 		return err
 	})
 	return out, err

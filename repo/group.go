@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jmoiron/sqlx"
 	"go.opentelemetry.io/otel/attribute"
 
 	"reservation"
@@ -37,7 +36,16 @@ type job struct {
 	leading bool          // lead was closed; under grouper.mu
 }
 
+// grouper queues jobs and has them written in groups of at most size by commit: a job's
+// caller either waits for a group to take it, or, when no group is being written, leads:
+// it passes the queue to commit, group by group, until its own job is done, then hands the
+// lead to the next waiting job. It knows nothing of what a job holds.
 type grouper struct {
+	size int
+	// commit writes a group and sets each job's err, then closes its done (dropEnded
+	// helps with the jobs whose call has ended).
+	commit func(ctx context.Context, jobs []*job)
+
 	mu      sync.Mutex
 	queue   []*job
 	leaders int // calls writing the queue now
@@ -48,52 +56,62 @@ type grouper struct {
 // against 1,603-1,617 with one (rsvbench spread, 16 clients, MariaDB 10.11, same session).
 const groupWriters = 1
 
-// reserveGrouped makes rs (a booking without a request id) in the next group.
-func (s *Store) reserveGrouped(ctx context.Context, rs []*reservation.Reservation, hold time.Duration) error {
-	j := &job{ctx: ctx, rs: rs, hold: hold, done: make(chan struct{}), lead: make(chan struct{})}
-	g := &s.groups
+// Do queues j, whose ctx is the caller's, and returns its outcome once a group has written it.
+func (g *grouper) Do(ctx context.Context, j *job) error {
+	j.done, j.lead = make(chan struct{}), make(chan struct{})
 	g.mu.Lock()
 	g.queue = append(g.queue, j)
 	if g.leaders == groupWriters {
 		g.mu.Unlock()
-		select {
-		case <-j.done:
-		case <-j.lead:
-		case <-ctx.Done():
-		}
-		g.mu.Lock()
-		leading := j.leading
-		if !leading && ctx.Err() != nil {
-			// Gone while waiting: out of the queue, or, when already in a group, written only
-			// if that group locked before now (the caller cannot know, as with any deadline).
-			if i := slices.Index(g.queue, j); i >= 0 {
-				g.queue = slices.Delete(g.queue, i, i+1)
-			}
-			g.mu.Unlock()
-			select {
-			case <-j.done:
-				return j.err
-			default:
-				return ctx.Err()
-			}
-		}
-		g.mu.Unlock()
-		if !leading {
-			return j.err
+		if err, led := g.await(ctx, j); !led {
+			return err
 		}
 	} else {
 		g.leaders++
 		g.mu.Unlock()
 	}
-	// Leading: write groups from the queue until ours is written, then pass the lead on.
+	g.lead(ctx, j)
+	return j.err
+}
+
+// await waits until j is done or is to lead. It reports whether j leads; if not, j's outcome.
+func (g *grouper) await(ctx context.Context, j *job) (error, bool) {
+	select {
+	case <-j.done:
+	case <-j.lead:
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if j.leading {
+		return nil, true
+	}
+	if ctx.Err() != nil {
+		// Gone while waiting: out of the queue, or, when already in a group, written only
+		// if that group locked before now (the caller cannot know, as with any deadline).
+		if i := slices.Index(g.queue, j); i >= 0 {
+			g.queue = slices.Delete(g.queue, i, i+1)
+		}
+		select {
+		case <-j.done:
+			return j.err, false
+		default:
+			return ctx.Err(), false
+		}
+	}
+	return j.err, false
+}
+
+// lead writes groups from the queue until j's is written, then passes the lead on.
+func (g *grouper) lead(ctx context.Context, j *job) {
 	for {
 		g.mu.Lock()
-		n := min(len(g.queue), s.opts.GroupCommit)
+		n := min(len(g.queue), g.size)
 		batch := slices.Clone(g.queue[:n])
 		g.queue = slices.Delete(g.queue, 0, n)
 		g.mu.Unlock()
 		if len(batch) > 0 {
-			s.commitGroup(context.WithoutCancel(ctx), batch)
+			g.commit(context.WithoutCancel(ctx), batch)
 		} else {
 			<-j.done // ours is in the other leader's group
 		}
@@ -107,7 +125,7 @@ func (s *Store) reserveGrouped(ctx context.Context, rs []*reservation.Reservatio
 				g.leaders--
 			}
 			g.mu.Unlock()
-			return j.err
+			return
 		default:
 		}
 	}
@@ -119,17 +137,14 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 	defer cancel()
 	ctx, end := telemetry.StartLinked(ctx, "group.commit", jobs, func(j *job) context.Context { return j.ctx }, attribute.Int("calls", len(jobs)))
 	defer end(nil)
-	if jobs = s.live(jobs); len(jobs) == 0 {
+	if jobs = dropEnded(jobs); len(jobs) == 0 {
 		return
 	}
-	var keys []string
+	var all []*reservation.Reservation
 	for _, j := range jobs {
-		for _, r := range j.rs {
-			keys = append(keys, r.ResourceID)
-		}
+		all = append(all, j.rs...)
 	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
+	keys := resourcesOf(all)
 	lockCtx, stop := untilAllEnd(ctx, jobs)
 	defer stop()
 	release, err := s.lock(lockCtx, keys)
@@ -141,43 +156,11 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 		return
 	}
 	defer release()
-	if jobs = s.live(jobs); len(jobs) == 0 {
+	if jobs = dropEnded(jobs); len(jobs) == 0 {
 		return
 	}
-	var changes []change
-	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
-		changes = nil
-		now := s.now()
-		var all []*reservation.Reservation
-		for _, j := range jobs {
-			all = append(all, j.rs...)
-		}
-		resources, stored, err := s.lockAndFind(ctx, tx, keys, all, now)
-		if err != nil {
-			return err
-		}
-		taken := map[string][]*reservation.Reservation{} // written earlier in this group, by resource
-		var rows []*reservation.Reservation
-		for _, j := range jobs {
-			j.err = nil
-			stamp(j.rs, now, j.hold)
-			conflicts, truncated := s.inTheWay(j.rs, stored, taken)
-			if len(conflicts) > 0 {
-				j.err = conflictError(j.rs, conflicts, truncated)
-				continue
-			}
-			changes = append(changes, created(j.rs, resources)...)
-			for _, r := range j.rs {
-				taken[r.ResourceID] = append(taken[r.ResourceID], r)
-			}
-			rows = append(rows, j.rs...)
-		}
-		if len(rows) == 0 {
-			return errNothingToWrite // roll back the resource rows made for the rejected
-		}
-		return s.writeAll(ctx, tx, rows, resources, changes, now)
-	})
-	if err == errNothingToWrite {
+	changes, err := s.inWriteTx(ctx, keys, func(w *writeTx) error { return s.admitGroup(ctx, w, jobs) })
+	if errors.Is(err, errNothingToWrite) {
 		err = nil
 	}
 	if err == nil && len(changes) > 0 {
@@ -195,8 +178,51 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 	}
 }
 
-// live ends the jobs whose call has ended, with its error, and returns the others.
-func (s *Store) live(jobs []*job) []*job {
+// admitGroup writes in w the reservations of those jobs that nothing stored, and no earlier
+// job of the group, is in the way of, and sets the others' conflicts.
+func (s *Store) admitGroup(ctx context.Context, w *writeTx, jobs []*job) error {
+	var all []*reservation.Reservation
+	for _, j := range jobs {
+		all = append(all, j.rs...)
+	}
+	stored, err := w.findInTheWay(ctx, all)
+	if err != nil {
+		return err
+	}
+	taken := map[string][]*reservation.Reservation{} // written earlier in this group, by resource
+	var rows []*reservation.Reservation
+	for _, j := range jobs {
+		j.err = nil
+		conflicts, truncated := s.inTheWay(j.rs, stored, taken)
+		if len(conflicts) > 0 {
+			j.err = conflictError(j.rs, conflicts, truncated)
+			continue
+		}
+		w.create(j.rs, j.hold)
+		for _, r := range j.rs {
+			taken[r.ResourceID] = append(taken[r.ResourceID], r)
+		}
+		rows = append(rows, j.rs...)
+	}
+	if len(rows) == 0 {
+		return errNothingToWrite // roll back the resource rows made for the rejected
+	}
+	return w.flush(ctx, insertReservations(rows))
+}
+
+// resourcesOf returns the resources of rs, sorted: one global order for every lock, in
+// Redis and in MySQL, so writers never deadlock.
+func resourcesOf(rs []*reservation.Reservation) []string {
+	keys := make([]string, 0, len(rs))
+	for _, r := range rs {
+		keys = append(keys, r.ResourceID)
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// dropEnded ends the jobs whose call has ended, with its error, and returns the others.
+func dropEnded(jobs []*job) []*job {
 	return slices.DeleteFunc(jobs, func(j *job) bool {
 		if err := j.ctx.Err(); err != nil {
 			j.err = err

@@ -74,7 +74,7 @@ func readHeld(ctx context.Context, db *sqlx.DB, ids map[string]bool, now time.Ti
 	for id := range ids {
 		list = append(list, id)
 	}
-	query, args, err := sqlx.In("SELECT "+columns+" FROM reservations WHERE id IN (?) AND "+live(""), list, now)
+	query, args, err := sqlx.In("SELECT "+columns+" FROM reservations WHERE id IN (?) AND "+notLapsed(""), list, now)
 	if err != nil {
 		return nil, err
 	}

@@ -56,9 +56,9 @@ func (w *row) args() []any {
 	return []any{w.ID, w.UserID, w.ResourceID, w.Status, w.Start, w.End, w.Note, w.CreatedAt, w.UpdatedAt, w.Version, w.ExpiresAt}
 }
 
-// live is the condition that leaves out holds lapsed at its argument, on the reservations
+// notLapsed is the condition that leaves out holds lapsed at its argument, on the reservations
 // columns as prefix names them ("" or an alias and a dot).
-func live(prefix string) string {
+func notLapsed(prefix string) string {
 	return "(" + prefix + "expires_at IS NULL OR " + prefix + "expires_at > ?)"
 }
 
@@ -80,16 +80,12 @@ func getRow(ctx context.Context, q sqlx.QueryerContext, id, suffix string) (*res
 	var w row
 	err := sqlx.GetContext(ctx, q, &w, "SELECT "+columns+" FROM reservations WHERE id = ?"+suffix, id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, notFound(id)
+		return nil, reservation.NotFound(id)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return w.reservation(), nil
-}
-
-func notFound(id string) error {
-	return reservation.Errorf(reservation.ENOTFOUND, "reservation %q not found", id)
 }
 
 // overlapQuery is the statement that finds, for each of rs, up to limit stored reservations
@@ -99,7 +95,7 @@ func notFound(id string) error {
 func overlapQuery(rs []*reservation.Reservation, now time.Time, limit int, holds bool) (string, []any) {
 	hold := " AND r.expires_at IS NULL"
 	if holds {
-		hold = " AND " + live("r.")
+		hold = " AND " + notLapsed("r.")
 	}
 	parts := make([]string, len(rs))
 	args := make([]any, 0, 9*len(rs))
@@ -123,8 +119,8 @@ type overlapRow struct {
 }
 
 // byItem files the rows of overlapQuery under the items of rs they are in the way of.
-func byItem(rs []*reservation.Reservation, found []overlapRow) map[*reservation.Reservation][]*reservation.Reservation {
-	out := make(map[*reservation.Reservation][]*reservation.Reservation, len(found))
+func byItem(rs []*reservation.Reservation, found []overlapRow) blockers {
+	out := make(blockers, len(found))
 	for _, f := range found {
 		out[rs[f.Item]] = append(out[rs[f.Item]], f.row.reservation())
 	}
@@ -137,7 +133,7 @@ func byItem(rs []*reservation.Reservation, found []overlapRow) map[*reservation.
 // much history the resource has, in the same statement. Every value is a placeholder argument.
 func findQuery(f reservation.Filter, now time.Time) (string, []any) {
 	from := "reservations r"
-	where := []string{live("r.")}
+	where := []string{notLapsed("r.")}
 	args := []any{now}
 	add := func(cond string, a ...any) {
 		where = append(where, cond)
@@ -186,4 +182,9 @@ func snapshot(r *reservation.Reservation) ([]byte, error) {
 		return nil, fmt.Errorf("snapshot of reservation %s: %w", r.ID, err)
 	}
 	return b, nil
+}
+
+// prefixed qualifies each of a comma-separated list of columns with prefix.
+func prefixed(prefix, cols string) string {
+	return prefix + strings.ReplaceAll(cols, ", ", ", "+prefix)
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -57,6 +56,16 @@ type Options struct {
 	Taken Taken
 }
 
+// The defaults of Options, which reservationd's flags show too.
+const (
+	DefaultMaxConflicts     = 10
+	DefaultRetries          = 5
+	DefaultRequestRetention = 24 * time.Hour
+	DefaultGroupCommit      = 64
+	// DefaultReapInterval is how often reservationd runs RunReaper.
+	DefaultReapInterval = time.Second
+)
+
 // Taken is a memory of committed reservations: cache.Cache.
 type Taken interface {
 	// Overlapping returns the reservations remembered that overlap r; never a hold.
@@ -87,19 +96,13 @@ func New(db *sqlx.DB, opts Options) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.MaxConflicts <= 0 {
-		opts.MaxConflicts = 10
-	}
-	if opts.Retries <= 0 {
-		opts.Retries = 5
-	}
-	if opts.RequestRetention <= 0 {
-		opts.RequestRetention = 24 * time.Hour
-	}
-	if opts.GroupCommit <= 0 {
-		opts.GroupCommit = 64
-	}
-	return &Store{db: db, opts: opts, log: opts.Logger}
+	opts.MaxConflicts = reservation.OrDefault(opts.MaxConflicts, DefaultMaxConflicts)
+	opts.Retries = reservation.OrDefault(opts.Retries, DefaultRetries)
+	opts.RequestRetention = reservation.OrDefault(opts.RequestRetention, DefaultRequestRetention)
+	opts.GroupCommit = reservation.OrDefault(opts.GroupCommit, DefaultGroupCommit)
+	s := &Store{db: db, opts: opts, log: opts.Logger}
+	s.groups.size, s.groups.commit = opts.GroupCommit, s.commitGroup
+	return s
 }
 
 // Stats are counters since the Store was made.
@@ -123,85 +126,94 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 	if len(b.Reservations) == 0 {
 		return nil, reservation.Errorf(reservation.EINVALID, "no reservation to make")
 	}
-	now := s.now()
-	out := make([]*reservation.Reservation, len(b.Reservations))
-	keys := make([]string, 0, len(out))
-	for i, r := range b.Reservations {
+	out, keys, err := newReservations(b.Reservations)
+	if err != nil {
+		return nil, err
+	}
+	if b.RequestID != "" {
+		return s.reserveOnce(ctx, b.RequestID, out, keys, b.Hold)
+	}
+	// A window already taken by a committed reservation is refused before any lock is
+	// taken: that answer is as true as one given under the lock, and it keeps the queue
+	// for a hot resource short. (With a request id, the call's stored outcome comes first.)
+	if err := s.precheck(ctx, out); err != nil {
+		return nil, err
+	}
+	if s.opts.GroupCommit > 1 {
+		err = s.groups.Do(ctx, &job{ctx: ctx, rs: out, hold: b.Hold})
+	} else {
+		err = s.write(ctx, keys, func(w *writeTx) error { return s.admit(ctx, w, out, b.Hold) })
+	}
+	if reservation.ErrorCode(err) == reservation.ECONFLICT && s.opts.GroupCommit <= 1 {
+		s.stats.conflicts.Add(1)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// newReservations copies rs, normalized, with new ids at version 1, and returns them with
+// their resources (resourcesOf).
+func newReservations(rs []*reservation.Reservation) ([]*reservation.Reservation, []string, error) {
+	out := make([]*reservation.Reservation, len(rs))
+	for i, r := range rs {
 		id, err := uuid.NewV7()
 		if err != nil {
-			return nil, fmt.Errorf("new reservation id: %w", err)
+			return nil, nil, fmt.Errorf("new reservation id: %w", err)
 		}
 		c := *r
 		c.Normalize()
 		c.ID, c.Version = id.String(), 1
 		out[i] = &c
-		keys = append(keys, c.ResourceID)
 	}
-	// One global order for every lock, in Redis and in MySQL, so writers never deadlock.
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
+	return out, resourcesOf(out), nil
+}
 
-	if b.RequestID == "" {
-		// A window already taken by a committed reservation is refused before any lock is
-		// taken: that answer is as true as one given under the lock, and it keeps the queue
-		// for a hot resource short. (With a request id, the call's stored outcome comes first.)
-		if err := s.precheck(ctx, out); err != nil {
-			return nil, err
-		}
+// admit writes rs in w, or fails with their conflict when stored reservations, or earlier
+// items of rs, are in the way.
+func (s *Store) admit(ctx context.Context, w *writeTx, rs []*reservation.Reservation, hold time.Duration) error {
+	stored, err := w.findInTheWay(ctx, rs)
+	if err != nil {
+		return err
 	}
-	if b.RequestID == "" && s.opts.GroupCommit > 1 {
-		if err := s.reserveGrouped(ctx, out, b.Hold); err != nil {
-			return nil, err
-		}
-		return out, nil
+	if conflicts, truncated := s.inTheWay(rs, stored, nil); len(conflicts) > 0 {
+		return conflictError(rs, conflicts, truncated)
 	}
-	var req *request
-	if b.RequestID != "" {
-		made := reservation.Booking{Reservations: out, Hold: b.Hold} // normalized
-		req = &request{id: b.RequestID, fingerprint: made.Fingerprint()}
-		// A retry of a call that is done needs no lock.
-		if done, err := s.lookup(ctx, s.db, req, now); err != nil {
-			return nil, err
-		} else if done {
-			return req.result()
-		}
+	w.create(rs, hold)
+	return w.flush(ctx, insertReservations(rs))
+}
+
+// reserveOnce makes out (a booking with the request id id) unless a call with the same id
+// was made before, whose outcome it returns instead: the same reservations, or the same
+// conflict.
+func (s *Store) reserveOnce(ctx context.Context, id string, out []*reservation.Reservation, keys []string, hold time.Duration) ([]*reservation.Reservation, error) {
+	made := reservation.Booking{Reservations: out, Hold: hold} // normalized
+	req := &request{id: id, fingerprint: made.Fingerprint()}
+	// A retry of a call that is done needs no lock.
+	if done, err := s.lookup(ctx, s.db, req, s.now()); err != nil {
+		return nil, err
+	} else if done {
+		return req.result()
 	}
-	var changes []change
-	err := s.write(ctx, keys, func(tx *sqlx.Tx) error {
-		changes = nil
-		// The time is read once the locks are held: a hold that lapsed while this call waited
-		// for them no longer blocks it.
-		now := s.now()
-		stamp(out, now, b.Hold)
-		resources, stored, err := s.lockAndFind(ctx, tx, keys, out, now)
-		if err != nil {
+	err := s.write(ctx, keys, func(w *writeTx) error {
+		// Under the locks, a concurrent call with the same request id has either committed
+		// its outcome or not started.
+		if done, err := s.lookup(ctx, w.tx, req, w.now); done || err != nil {
 			return err
 		}
-		if req != nil {
-			// Under the locks, a concurrent call with the same request id has either
-			// committed its outcome or not started.
-			if done, err := s.lookup(ctx, tx, req, now); done || err != nil {
-				return err
-			}
+		if err := s.admit(ctx, w, out, hold); err != nil {
+			return err
 		}
-		if conflicts, truncated := s.inTheWay(out, stored, nil); len(conflicts) > 0 {
-			return conflictError(out, conflicts, truncated)
-		}
-		changes = created(out, resources)
-		if req != nil {
-			if err := saveOutcome(ctx, tx, req, outcome{Reservations: out}, now); err != nil {
-				return err
-			}
-		}
-		return s.writeAll(ctx, tx, out, resources, changes, now)
+		return saveOutcome(ctx, w.tx, req, outcome{Reservations: out}, w.now)
 	})
 	if reservation.ErrorCode(err) == reservation.ECONFLICT {
 		s.stats.conflicts.Add(1)
-		if req != nil && req.out == nil {
+		if req.out == nil {
 			// The same call again must meet the same conflict, even once the way is clear.
 			var e *reservation.Error
 			errors.As(err, &e)
-			if serr := saveOutcome(ctx, s.db, req, outcome{Conflict: e}, now); serr != nil && !isDupKey(serr) {
+			if serr := saveOutcome(ctx, s.db, req, outcome{Conflict: e}, s.now()); serr != nil && !isDupKey(serr) {
 				s.log.WarnContext(ctx, "saving the outcome of a request failed", "request_id", req.id, "err", serr)
 			}
 		}
@@ -209,8 +221,7 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 	if err != nil {
 		return nil, err
 	}
-	s.remember(changes)
-	if req != nil && req.out != nil {
+	if req.out != nil {
 		return req.result()
 	}
 	return out, nil
@@ -247,7 +258,7 @@ func (s *Store) precheck(ctx context.Context, rs []*reservation.Reservation) err
 // database no longer holds are forgotten, and the call goes on to the write path, as it does
 // when the read fails. Concurrent calls share one read (readBack).
 func (s *Store) refuseRemembered(ctx context.Context, rs []*reservation.Reservation) error {
-	proposed := make(map[*reservation.Reservation][]*reservation.Reservation)
+	proposed := make(blockers)
 	var ids []string
 	for _, r := range rs {
 		for _, e := range s.opts.Taken.Overlapping(r) {
@@ -289,7 +300,7 @@ func (s *Store) refuseRemembered(ctx context.Context, rs []*reservation.Reservat
 // refuseTaken returns the conflict error of rs when lookup finds a committed reservation in
 // the way of any of them, and nil when it finds none.
 func (s *Store) refuseTaken(rs []*reservation.Reservation, lookup func(*reservation.Reservation) ([]*reservation.Reservation, error)) error {
-	stored := make(map[*reservation.Reservation][]*reservation.Reservation)
+	stored := make(blockers)
 	for _, r := range rs {
 		found, err := lookup(r)
 		if err != nil {
@@ -315,22 +326,15 @@ func hasStored(cs []reservation.Conflict, rs []*reservation.Reservation) bool {
 	return false
 }
 
-// prefixed qualifies each of a comma-separated list of columns with prefix.
-func prefixed(prefix, cols string) string {
-	return prefix + strings.ReplaceAll(cols, ", ", ", "+prefix)
-}
-
 // inTheWay lists what is in the way of each of rs, in order: the stored reservations found
 // for it, the call's earlier items, and others written before it in the same transaction (by
 // resource). It keeps MaxConflicts at most, and says whether there were more.
-func (s *Store) inTheWay(rs []*reservation.Reservation, stored map[*reservation.Reservation][]*reservation.Reservation, others map[string][]*reservation.Reservation) ([]reservation.Conflict, bool) {
+func (s *Store) inTheWay(rs []*reservation.Reservation, stored blockers, others map[string][]*reservation.Reservation) ([]reservation.Conflict, bool) {
 	var found []reservation.Conflict
 	for i, r := range rs {
-		in := append(slices.Clone(stored[r]), rs[:i]...)
-		for _, e := range append(in, others[r.ResourceID]...) {
-			if r.Overlaps(e) {
-				found = append(found, reservation.Conflict{Index: i, Existing: e})
-			}
+		held := append(append(slices.Clone(stored[r]), rs[:i]...), others[r.ResourceID]...)
+		for _, e := range reservation.InTheWay(r, held) {
+			found = append(found, reservation.Conflict{Index: i, Existing: e})
 		}
 	}
 	if len(found) > s.opts.MaxConflicts {
@@ -401,57 +405,37 @@ func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(r *r
 		ResourceID string `db:"resource_id"`
 		UserID     string `db:"user_id"`
 	}
-	err := s.db.GetContext(ctx, &owner, "SELECT resource_id, user_id FROM reservations WHERE id = ?", ref.ID)
-	if isNoRows(err) || (err == nil && ref.Owner != "" && owner.UserID != ref.Owner) {
-		return nil, notFound(ref.ID)
+	err := s.db.GetContext(ctx, &owner, sqlOwner, ref.ID)
+	if isNoRows(err) || (err == nil && !reservation.Owns(ref.Owner, owner.UserID)) {
+		return nil, reservation.NotFound(ref.ID)
 	}
 	if err != nil {
 		return nil, classify(err)
 	}
-	resourceID := owner.ResourceID
 	var out *reservation.Reservation
-	var made []change
-	err = s.write(ctx, []string{resourceID}, func(tx *sqlx.Tx) error {
-		made = nil
-		now := s.now()
-		resources, _, err := s.lockAndFind(ctx, tx, []string{resourceID}, nil, now)
-		if err != nil {
-			return err
-		}
-		r, err := getRow(ctx, tx, ref.ID, " FOR UPDATE")
+	err = s.write(ctx, []string{owner.ResourceID}, func(w *writeTx) error {
+		r, err := getRow(ctx, w.tx, ref.ID, " FOR UPDATE")
 		if err != nil {
 			return err
 		}
 		if ref.Version != 0 && ref.Version != r.Version {
 			return reservation.Errorf(reservation.EABORTED, "reservation %s is at version %d, not %d", r.ID, r.Version, ref.Version)
 		}
-		op, err := apply(r, now)
-		if err != nil || op == 0 {
-			out = r
-			return err
-		}
-		r.Version++
-		r.UpdatedAt = now
-		write := stmt{"DELETE FROM reservations WHERE id = ?", []any{r.ID}}
-		if op != reservation.OpDelete {
-			w := toRow(r)
-			write = stmt{"UPDATE reservations SET status = ?, note = ?, updated_at = ?, version = ?, expires_at = ? WHERE id = ?",
-				[]any{w.Status, w.Note, w.UpdatedAt, w.Version, w.ExpiresAt, w.ID}}
-		}
-		res := resources[r.ResourceID]
-		res.version++
 		out = r
-		made = []change{{op, r, res.version}}
-		recorded, err := record(resources, made, now)
-		if err != nil {
+		op, err := apply(r, w.now)
+		if err != nil || op == 0 {
 			return err
 		}
-		return s.exec(ctx, tx, append([]stmt{write}, recorded...)...)
+		w.change(op, r)
+		if op == reservation.OpDelete {
+			return w.flush(ctx, stmt{sqlDelete, []any{r.ID}})
+		}
+		row := toRow(r)
+		return w.flush(ctx, stmt{sqlUpdate, []any{row.Status, row.Note, row.UpdatedAt, row.Version, row.ExpiresAt, row.ID}})
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.remember(made)
 	return out, nil
 }
 
@@ -481,195 +465,6 @@ func (s *Store) FreeSlots(ctx context.Context, q reservation.SlotQuery) ([]reser
 		return nil, err
 	}
 	return reservation.FreeWindows(q, busy), nil
-}
-
-// resource is a locked resources row, as the transaction will leave it.
-type resource struct {
-	version int64
-	maxSpan time.Duration
-}
-
-// lockAndFind locks the rows of the resources ids (sorted), creating the missing ones, and
-// then finds the stored reservations in the way of each of rs (none when rs is empty). InnoDB
-// locks the rows in primary-key order, the same global order as everywhere else, so groups
-// never deadlock each other.
-func (s *Store) lockAndFind(ctx context.Context, tx *sqlx.Tx, ids []string, rs []*reservation.Reservation, now time.Time) (map[string]*resource, map[*reservation.Reservation][]*reservation.Reservation, error) {
-	query, args, err := sqlx.In("SELECT id, version, max_span_us FROM resources WHERE id IN (?) ORDER BY id FOR UPDATE", ids)
-	if err != nil {
-		return nil, nil, err
-	}
-	var rows []struct {
-		ID      string `db:"id"`
-		Version int64  `db:"version"`
-		MaxSpan int64  `db:"max_span_us"`
-	}
-	if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
-		return nil, nil, fmt.Errorf("lock %d resources: %w", len(ids), err)
-	}
-	out := make(map[string]*resource, len(ids))
-	for _, r := range rows {
-		out[r.ID] = &resource{r.Version, time.Duration(r.MaxSpan) * time.Microsecond}
-	}
-	var missing []any
-	for _, id := range ids {
-		if out[id] == nil {
-			missing = append(missing, id, now)
-			out[id] = &resource{}
-		}
-	}
-	if len(missing) > 0 {
-		// A concurrent first writer makes this fail with a duplicate key; the group is then
-		// run again and finds the row.
-		values := strings.Repeat("(?, 0, 0, ?), ", len(missing)/2)
-		if _, err := tx.ExecContext(ctx, "INSERT INTO resources (id, version, max_span_us, created_at) VALUES "+values[:len(values)-2], missing...); err != nil {
-			return nil, nil, fmt.Errorf("create resources: %w", err)
-		}
-	}
-	if len(rs) == 0 {
-		return out, nil, nil
-	}
-	stored, err := s.inTheWayStored(ctx, tx, rs, out, now)
-	if err != nil {
-		return nil, nil, fmt.Errorf("overlap check of %d reservations: %w", len(rs), err)
-	}
-	return out, stored, nil
-}
-
-// inTheWayStored finds the stored reservations in the way of each of rs at now. One statement
-// reads one range of the (resource_id, start_at) index per item, from the item's start minus
-// its resource's longest span to its end. Should an item meet so many that the statement's
-// limit cuts the answer short, a statement with a limit per item answers instead.
-func (s *Store) inTheWayStored(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation, resources map[string]*resource, now time.Time) (map[*reservation.Reservation][]*reservation.Reservation, error) {
-	each := s.opts.MaxConflicts + 1
-	ranges := make([]string, len(rs))
-	args := []any{now}
-	for i, r := range rs {
-		ranges[i] = "(resource_id = ? AND start_at >= ? AND start_at < ? AND end_at > ?)"
-		args = append(args, r.ResourceID, r.Start.Add(-resources[r.ResourceID].maxSpan), r.End, r.Start)
-	}
-	limit := each * len(rs)
-	query := "SELECT " + columns + " FROM reservations FORCE INDEX (reservations_resource_start) WHERE " + live("") +
-		" AND (" + strings.Join(ranges, " OR ") + ") ORDER BY resource_id, start_at, id LIMIT ?"
-	found, err := selectRows(ctx, tx, query, append(args, limit)...)
-	if err != nil {
-		return nil, err
-	}
-	if len(found) == limit {
-		query, args := overlapQuery(rs, now, each, true)
-		var rows []overlapRow
-		if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
-			return nil, err
-		}
-		return byItem(rs, rows), nil
-	}
-	out := make(map[*reservation.Reservation][]*reservation.Reservation)
-	for _, e := range found {
-		for _, r := range rs {
-			if r.Overlaps(e) {
-				out[r] = append(out[r], e)
-			}
-		}
-	}
-	return out, nil
-}
-
-// stamp dates new reservations at now; with a hold, they expire hold later.
-func stamp(rs []*reservation.Reservation, now time.Time, hold time.Duration) {
-	for _, r := range rs {
-		r.CreatedAt, r.UpdatedAt, r.ExpiresAt = now, now, time.Time{}
-		if hold > 0 {
-			r.ExpiresAt = reservation.Truncate(now.Add(hold))
-		}
-	}
-}
-
-// created moves the locked resources of new reservations on by one version each, widens
-// their longest span, and returns the changes to record.
-func created(rs []*reservation.Reservation, resources map[string]*resource) []change {
-	changes := make([]change, len(rs))
-	for i, r := range rs {
-		res := resources[r.ResourceID]
-		res.version++
-		res.maxSpan = max(res.maxSpan, r.End.Sub(r.Start))
-		changes[i] = change{reservation.OpCreate, r, res.version}
-	}
-	return changes
-}
-
-// change is one write to record in reservation_changes.
-type change struct {
-	op              reservation.Op
-	r               *reservation.Reservation
-	resourceVersion int64
-}
-
-// remember passes committed changes on to Taken.
-func (s *Store) remember(changes []change) {
-	if s.opts.Taken == nil || len(changes) == 0 {
-		return
-	}
-	cs := make([]*reservation.Change, len(changes))
-	for i, c := range changes {
-		cs[i] = &reservation.Change{Op: c.op, Reservation: c.r}
-	}
-	s.opts.Taken.Apply(cs...)
-}
-
-// writeAll inserts the new reservations rs and records the resources' new versions and the
-// changes, in one round trip.
-func (s *Store) writeAll(ctx context.Context, tx *sqlx.Tx, rs []*reservation.Reservation, resources map[string]*resource, changes []change, now time.Time) error {
-	recorded, err := record(resources, changes, now)
-	if err != nil {
-		return err
-	}
-	return s.exec(ctx, tx, append([]stmt{insertReservations(rs)}, recorded...)...)
-}
-
-// record returns the statements that save the resources' new versions and the changes.
-func record(resources map[string]*resource, changes []change, now time.Time) ([]stmt, error) {
-	// One statement for every resource: a CASE per column, by id.
-	ids := slices.Sorted(maps.Keys(resources))
-	var version, span strings.Builder
-	var vargs, sargs, idArgs []any
-	for _, id := range ids {
-		res := resources[id]
-		version.WriteString(" WHEN ? THEN ?")
-		span.WriteString(" WHEN ? THEN ?")
-		vargs = append(vargs, id, res.version)
-		sargs = append(sargs, id, res.maxSpan.Microseconds())
-		idArgs = append(idArgs, id)
-	}
-	update := "UPDATE resources SET version = CASE id" + version.String() + " END, max_span_us = CASE id" + span.String() +
-		" END WHERE id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")"
-	query := "INSERT INTO reservation_changes (op, reservation_id, resource_id, resource_version, snapshot, created_at) VALUES "
-	args := make([]any, 0, 6*len(changes))
-	for i, c := range changes {
-		snap, err := snapshot(c.r)
-		if err != nil {
-			return nil, err
-		}
-		if i > 0 {
-			query += ", "
-		}
-		query += "(?, ?, ?, ?, ?, ?)"
-		args = append(args, int(c.op), c.r.ID, c.r.ResourceID, c.resourceVersion, snap, now)
-	}
-	return []stmt{{update, append(append(vargs, sargs...), idArgs...)}, {query, args}}, nil
-}
-
-// insertReservations returns the statement that inserts rs.
-func insertReservations(rs []*reservation.Reservation) stmt {
-	query := "INSERT INTO reservations (" + columns + ") VALUES "
-	args := make([]any, 0, 11*len(rs))
-	for i, r := range rs {
-		if i > 0 {
-			query += ", "
-		}
-		query += "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-		w := toRow(r)
-		args = append(args, w.args()...)
-	}
-	return stmt{query, args}
 }
 
 // stmt is one SQL statement and its arguments.

@@ -37,18 +37,21 @@ const (
 	errWsrepNotReady = 1047
 )
 
-// write runs fn in a transaction while holding the Locker's locks on the resources keys.
-// When the Locker is unreachable the write goes ahead: the transaction is the guard.
-func (s *Store) write(ctx context.Context, keys []string, fn func(*sqlx.Tx) error) error {
+// write runs fn in a transaction whose resources rows keys (sorted) are locked (a writeTx),
+// while holding the Locker's locks on them, and passes what it changed to Taken once
+// committed. When the Locker is unreachable the write goes ahead: the transaction is the guard.
+func (s *Store) write(ctx context.Context, keys []string, fn func(*writeTx) error) error {
 	release, err := s.lock(ctx, keys)
 	if err != nil {
 		return err
 	}
 	defer release()
-	if err := s.inTx(ctx, fn); err != nil {
+	changes, err := s.inWriteTx(ctx, keys, fn)
+	if err != nil {
 		return err
 	}
 	s.committed()
+	s.remember(changes)
 	return nil
 }
 

@@ -112,15 +112,15 @@ func decodeErr(req any) error {
 		}
 		if num == badFieldsNum && typ == protowire.BytesType {
 			v, _ := protowire.ConsumeBytes(unknown[n:])
-			var q request
+			var check fieldCheck
 			for _, f := range strings.Split(string(v), "\n") {
 				if f == "" {
-					q.Add("request", "is not a valid protobuf message")
+					check.Add("request", "is not a valid protobuf message")
 				} else {
-					q.Add(f, "must be valid UTF-8")
+					check.Add(f, "must be valid UTF-8")
 				}
 			}
-			return badRequest(q.String(), q.Violations)
+			return badRequest(check.String(), check.Violations)
 		}
 		unknown = unknown[n+m:]
 	}

@@ -16,30 +16,31 @@ import (
 	pb "reservation/proto/reservation/v1"
 )
 
-// request collects what is wrong with a request while it is translated to the domain.
-type request struct {
+// fieldCheck collects what is wrong with a request's fields while it is translated to the
+// domain; Err is them all, as one INVALID error.
+type fieldCheck struct {
 	reservation.Violations
 }
 
 // time converts a timestamp; nil gives the zero time, which the domain treats as absent.
-func (q *request) time(field string, ts *timestamppb.Timestamp) time.Time {
+func (check *fieldCheck) time(field string, ts *timestamppb.Timestamp) time.Time {
 	if ts == nil {
 		return time.Time{}
 	}
 	if err := ts.CheckValid(); err != nil {
-		q.Add(field, fmt.Sprintf("invalid timestamp (seconds %d, nanos %d)", ts.GetSeconds(), ts.GetNanos()))
+		check.Add(field, fmt.Sprintf("invalid timestamp (seconds %d, nanos %d)", ts.GetSeconds(), ts.GetNanos()))
 		return time.Time{}
 	}
 	return reservation.Truncate(ts.AsTime())
 }
 
 // duration converts a duration; nil gives 0.
-func (q *request) duration(field string, d *durationpb.Duration) time.Duration {
+func (check *fieldCheck) duration(field string, d *durationpb.Duration) time.Duration {
 	if d == nil {
 		return 0
 	}
 	if err := d.CheckValid(); err != nil {
-		q.Add(field, fmt.Sprintf("invalid duration (seconds %d, nanos %d)", d.GetSeconds(), d.GetNanos()))
+		check.Add(field, fmt.Sprintf("invalid duration (seconds %d, nanos %d)", d.GetSeconds(), d.GetNanos()))
 		return 0
 	}
 	return d.AsDuration()
@@ -53,22 +54,22 @@ type refRequest interface {
 
 // ref translates the reservation a write is for, the version it expects, if any, and whose
 // it must be.
-func (q *request) ref(ctx context.Context, req refRequest) reservation.Ref {
+func (check *fieldCheck) ref(ctx context.Context, req refRequest) reservation.Ref {
 	v := req.GetExpectedVersion()
 	if v < 0 {
-		q.Add("expected_version", fmt.Sprintf("must not be negative, got %d", v))
+		check.Add("expected_version", fmt.Sprintf("must not be negative, got %d", v))
 	}
-	return reservation.Ref{ID: q.id("id", req.GetId()), Version: v, Owner: owner(ctx)}
+	return reservation.Ref{ID: check.id("id", req.GetId()), Version: v, Owner: owner(ctx)}
 }
 
 // id parses a reservation id, a UUID, into its canonical form.
-func (q *request) id(field, s string) string {
+func (check *fieldCheck) id(field, s string) string {
 	u, err := uuid.Parse(s)
 	if err != nil || len(s) != 36 {
 		if s == "" {
-			q.Add(field, "is required")
+			check.Add(field, "is required")
 		} else {
-			q.Add(field, fmt.Sprintf("must be a reservation id (a UUID), got %q", clip(s)))
+			check.Add(field, fmt.Sprintf("must be a reservation id (a UUID), got %q", clip(s)))
 		}
 		return ""
 	}
@@ -77,21 +78,21 @@ func (q *request) id(field, s string) string {
 
 // merge adds the violations of a domain check, naming fields under prefix, except for fields
 // already reported while translating.
-func (q *request) merge(prefix string, err error) {
+func (check *fieldCheck) merge(prefix string, err error) {
 	var e *reservation.Error
 	if !errors.As(err, &e) {
 		return
 	}
 	for _, v := range e.Fields {
-		if f := prefix + v.Field; !q.has(f) {
-			q.Add(f, v.Description)
+		if f := prefix + v.Field; !check.has(f) {
+			check.Add(f, v.Description)
 		}
 	}
 }
 
 // has reports whether field was already found wrong.
-func (q *request) has(field string) bool {
-	return slices.ContainsFunc(q.Violations, func(v reservation.FieldViolation) bool { return v.Field == field })
+func (check *fieldCheck) has(field string) bool {
+	return slices.ContainsFunc(check.Violations, func(v reservation.FieldViolation) bool { return v.Field == field })
 }
 
 // clip shortens a hostile value before it is echoed in an error.

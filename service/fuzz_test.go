@@ -58,17 +58,17 @@ func FuzzTimestamp(f *testing.F) {
 		f.Add(s.sec, s.nano)
 	}
 	f.Fuzz(func(t *testing.T, sec int64, nanos int32) {
-		var q request
+		var check fieldCheck
 		ts := &timestamppb.Timestamp{Seconds: sec, Nanos: nanos}
-		got := q.time("t", ts)
+		got := check.time("t", ts)
 		if err := ts.CheckValid(); err != nil {
-			if len(q.Violations) != 1 || !got.IsZero() {
-				t.Fatalf("invalid %v: violations %v, time %v", ts, q.Violations, got)
+			if len(check.Violations) != 1 || !got.IsZero() {
+				t.Fatalf("invalid %v: violations %v, time %v", ts, check.Violations, got)
 			}
 			return
 		}
-		if len(q.Violations) != 0 || got.Location() != time.UTC || got.Nanosecond()%1000 != 0 || ts.AsTime().Sub(got) >= time.Microsecond || ts.AsTime().Before(got) {
-			t.Fatalf("%v became %v (violations %v): want it in UTC, truncated to the microsecond", ts, got, q.Violations)
+		if len(check.Violations) != 0 || got.Location() != time.UTC || got.Nanosecond()%1000 != 0 || ts.AsTime().Sub(got) >= time.Microsecond || ts.AsTime().Before(got) {
+			t.Fatalf("%v became %v (violations %v): want it in UTC, truncated to the microsecond", ts, got, check.Violations)
 		}
 	})
 }

@@ -23,7 +23,7 @@ import (
 	"reservation/queue"
 	"reservation/repo"
 	"reservation/repo/repotest"
-	"reservation/service"
+	"reservation/server"
 )
 
 // quiet keeps expected warnings (a Redis that is down on purpose) out of the test output.
@@ -58,27 +58,19 @@ func startReplicaWith(t testing.TB, db *sqlx.DB, locker reservation.Locker, feed
 	if feedOpts.PollInterval == 0 {
 		feedOpts.PollInterval, feedOpts.StampInterval = 5*time.Millisecond, 5*time.Millisecond
 	}
-	feed := queue.New(repo.NewChanges(db), repo.NewLeader(db), feedOpts)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { feed.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	// As reservationd runs it: a cache of committed reservations, following the feed.
-	taken := cache.New(cache.Options{Logger: quiet})
-	followed := make(chan struct{})
-	go func() { taken.Follow(ctx, feed); close(followed) }()
-	t.Cleanup(func() { cancel(); <-followed })
-	store := repo.New(db, repo.Options{Locker: locker, Logger: quiet, Committed: feed.Nudge, Taken: taken})
-	reaped := make(chan struct{})
-	go func() { store.RunReaper(ctx, 20*time.Millisecond); close(reaped) }()
-	t.Cleanup(func() { cancel(); <-reaped })
-	g := grpc.NewServer(service.ServerOptions(quiet)...)
-	service.New(store, service.Options{Feed: feed, Logger: quiet}).Register(g)
-	lis := listenLoopback(t)
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
-	conn := dial(t, lis.Addr().String())
-	return &replica{addr: lis.Addr().String(), client: pb.NewReservationServiceClient(conn), store: store, feed: feed, taken: taken}
+	// As reservationd runs it, with a cache of committed reservations following the feed;
+	// the reaper runs every 20ms so that the tests of lapsing holds need not wait a second.
+	d, err := server.New(t.Context(), db, locker, server.Options{
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ReapInterval: 20 * time.Millisecond,
+		Feed: feedOpts, Cache: cache.Options{MaxEntries: cache.DefaultMaxEntries}, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Start()
+	t.Cleanup(func() { d.Close() })
+	conn := dial(t, d.GRPCAddr())
+	return &replica{addr: d.GRPCAddr(), client: pb.NewReservationServiceClient(conn), store: d.Store(), feed: d.Feed(), taken: d.Cache()}
 }
 
 // dial connects a client to addr for the rest of the test.

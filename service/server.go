@@ -37,6 +37,15 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// The defaults of Options, which reservationd's flags show too.
+const (
+	DefaultMaxDuration   = 366 * 24 * time.Hour
+	DefaultMinHold       = time.Second
+	DefaultMaxHold       = 24 * time.Hour
+	DefaultMaxBatch      = 100
+	DefaultMaxFreeWindow = 366 * 24 * time.Hour
+)
+
 // Server implements the ReservationService gRPC API.
 type Server struct {
 	pb.UnimplementedReservationServiceServer
@@ -47,21 +56,11 @@ type Server struct {
 
 // New returns a Server that serves svc.
 func New(svc reservation.Service, opts Options) *Server {
-	if opts.MaxDuration <= 0 {
-		opts.MaxDuration = 366 * 24 * time.Hour
-	}
-	if opts.MinHold <= 0 {
-		opts.MinHold = time.Second
-	}
-	if opts.MaxHold <= 0 {
-		opts.MaxHold = 24 * time.Hour
-	}
-	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 100
-	}
-	if opts.MaxFreeWindow <= 0 {
-		opts.MaxFreeWindow = 366 * 24 * time.Hour
-	}
+	opts.MaxDuration = reservation.OrDefault(opts.MaxDuration, DefaultMaxDuration)
+	opts.MinHold = reservation.OrDefault(opts.MinHold, DefaultMinHold)
+	opts.MaxHold = reservation.OrDefault(opts.MaxHold, DefaultMaxHold)
+	opts.MaxBatch = reservation.OrDefault(opts.MaxBatch, DefaultMaxBatch)
+	opts.MaxFreeWindow = reservation.OrDefault(opts.MaxFreeWindow, DefaultMaxFreeWindow)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -81,10 +80,10 @@ func (s *Server) Reserve(ctx context.Context, req *pb.ReserveRequest) (*pb.Reser
 	if err := claim(ctx, req.GetReservation()); err != nil {
 		return nil, s.status(ctx, err)
 	}
-	var q request
-	r := s.reservation(&q, req.GetReservation(), "reservation.", req.GetHold() != nil)
-	b := s.booking(ctx, &q, []*reservation.Reservation{r}, req)
-	if err := q.Err(); err != nil {
+	var check fieldCheck
+	r := s.newReservation(&check, req.GetReservation(), "reservation.", req.GetHold() != nil)
+	b := s.booking(ctx, &check, []*reservation.Reservation{r}, req)
+	if err := check.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
 	out, err := s.svc.Reserve(ctx, b)
@@ -96,13 +95,13 @@ func (s *Server) Reserve(ctx context.Context, req *pb.ReserveRequest) (*pb.Reser
 
 // ReserveBatch makes all the reservations asked for, or none.
 func (s *Server) ReserveBatch(ctx context.Context, req *pb.ReserveBatchRequest) (*pb.ReserveBatchResponse, error) {
-	var q request
+	var check fieldCheck
 	in := req.GetReservations()
 	switch n := len(in); {
 	case n == 0:
-		q.Add("reservations", "at least one is required")
+		check.Add("reservations", "at least one is required")
 	case n > s.opts.MaxBatch:
-		q.Add("reservations", fmt.Sprintf("at most %d in one batch, got %d", s.opts.MaxBatch, n))
+		check.Add("reservations", fmt.Sprintf("at most %d in one batch, got %d", s.opts.MaxBatch, n))
 		in = nil // not worth checking each
 	}
 	rs := make([]*reservation.Reservation, len(in))
@@ -110,10 +109,10 @@ func (s *Server) ReserveBatch(ctx context.Context, req *pb.ReserveBatchRequest) 
 		if err := claim(ctx, r); err != nil {
 			return nil, s.status(ctx, err)
 		}
-		rs[i] = s.reservation(&q, r, fmt.Sprintf("reservations[%d].", i), req.GetHold() != nil)
+		rs[i] = s.newReservation(&check, r, fmt.Sprintf("reservations[%d].", i), req.GetHold() != nil)
 	}
-	b := s.booking(ctx, &q, rs, req)
-	if err := q.Err(); err != nil {
+	b := s.booking(ctx, &check, rs, req)
+	if err := check.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
 	out, err := s.svc.Reserve(ctx, b)
@@ -134,46 +133,46 @@ type bookingRequest interface {
 }
 
 // booking translates and checks the request id and hold of a Reserve call.
-func (s *Server) booking(ctx context.Context, q *request, rs []*reservation.Reservation, req bookingRequest) reservation.Booking {
-	b := reservation.Booking{Reservations: rs, RequestID: req.GetRequestId(), Hold: q.duration("hold", req.GetHold())}
-	q.merge("", b.Validate(s.opts.MinHold, s.opts.MaxHold))
-	if req.GetHold() != nil && b.Hold == 0 && !q.has("hold") {
-		q.Add("hold", fmt.Sprintf("must be between %s and %s, got 0s", s.opts.MinHold, s.opts.MaxHold))
+func (s *Server) booking(ctx context.Context, check *fieldCheck, rs []*reservation.Reservation, req bookingRequest) reservation.Booking {
+	b := reservation.Booking{Reservations: rs, RequestID: req.GetRequestId(), Hold: check.duration("hold", req.GetHold())}
+	check.merge("", b.Validate(s.opts.MinHold, s.opts.MaxHold))
+	if req.GetHold() != nil && b.Hold == 0 && !check.has("hold") {
+		check.Add("hold", fmt.Sprintf("must be between %s and %s, got 0s", s.opts.MinHold, s.opts.MaxHold))
 	}
 	b.RequestID = scope(ctx, b.RequestID)
 	return b
 }
 
-// reservation translates and checks a new reservation; prefix is its path in the request, and
+// newReservation translates and checks a new reservation; prefix is its path in the request, and
 // hold says whether it is asked for as a hold.
-func (s *Server) reservation(q *request, in *pb.Reservation, prefix string, hold bool) *reservation.Reservation {
+func (s *Server) newReservation(check *fieldCheck, in *pb.Reservation, prefix string, hold bool) *reservation.Reservation {
 	if in == nil {
-		q.Add(prefix[:len(prefix)-1], "is required")
+		check.Add(prefix[:len(prefix)-1], "is required")
 		return nil
 	}
 	r := &reservation.Reservation{
 		UserID:     in.GetUserId(),
 		ResourceID: in.GetResourceId(),
 		Status:     reservation.Status(in.GetStatus()),
-		Start:      q.time(prefix+"start", in.GetStart()),
-		End:        q.time(prefix+"end", in.GetEnd()),
+		Start:      check.time(prefix+"start", in.GetStart()),
+		End:        check.time(prefix+"end", in.GetEnd()),
 		Note:       in.GetNote(),
 	}
 	r.Normalize()
-	q.merge(prefix, r.Validate())
-	if hold && r.Status != reservation.StatusPending && !q.has(prefix+"status") {
-		q.Add(prefix+"status", fmt.Sprintf("a hold is PENDING until confirmed, got %s", r.Status))
+	check.merge(prefix, r.Validate())
+	if hold && r.Status != reservation.StatusPending && !check.has(prefix+"status") {
+		check.Add(prefix+"status", fmt.Sprintf("a hold is PENDING until confirmed, got %s", r.Status))
 	}
-	if d := r.End.Sub(r.Start); d > s.opts.MaxDuration && !q.has(prefix+"start") && !q.has(prefix+"end") {
-		q.Add(prefix+"end", fmt.Sprintf("reservation lasts %s, longer than the %s allowed", d, s.opts.MaxDuration))
+	if d := r.End.Sub(r.Start); d > s.opts.MaxDuration && !check.has(prefix+"start") && !check.has(prefix+"end") {
+		check.Add(prefix+"end", fmt.Sprintf("reservation lasts %s, longer than the %s allowed", d, s.opts.MaxDuration))
 	}
 	return r
 }
 
 func (s *Server) Confirm(ctx context.Context, req *pb.ConfirmRequest) (*pb.ConfirmResponse, error) {
-	var q request
-	ref := q.ref(ctx, req)
-	if err := q.Err(); err != nil {
+	var check fieldCheck
+	ref := check.ref(ctx, req)
+	if err := check.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
 	r, err := s.svc.Confirm(ctx, ref)
@@ -184,10 +183,10 @@ func (s *Server) Confirm(ctx context.Context, req *pb.ConfirmRequest) (*pb.Confi
 }
 
 func (s *Server) Update(ctx context.Context, req *pb.UpdateRequest) (*pb.UpdateResponse, error) {
-	var q request
-	ref := q.ref(ctx, req)
-	q.Note("note", req.GetNote())
-	if err := q.Err(); err != nil {
+	var check fieldCheck
+	ref := check.ref(ctx, req)
+	check.Note("note", req.GetNote())
+	if err := check.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
 	r, err := s.svc.Update(ctx, ref, req.GetNote())
@@ -198,9 +197,9 @@ func (s *Server) Update(ctx context.Context, req *pb.UpdateRequest) (*pb.UpdateR
 }
 
 func (s *Server) Cancel(ctx context.Context, req *pb.CancelRequest) (*pb.CancelResponse, error) {
-	var q request
-	ref := q.ref(ctx, req)
-	if err := q.Err(); err != nil {
+	var check fieldCheck
+	ref := check.ref(ctx, req)
+	if err := check.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
 	r, err := s.svc.Cancel(ctx, ref)
@@ -211,14 +210,14 @@ func (s *Server) Cancel(ctx context.Context, req *pb.CancelRequest) (*pb.CancelR
 }
 
 func (s *Server) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, error) {
-	var q request
-	id := q.id("id", req.GetId())
-	if err := q.Err(); err != nil {
+	var check fieldCheck
+	id := check.id("id", req.GetId())
+	if err := check.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
 	r, err := s.svc.Get(ctx, id)
-	if o := owner(ctx); err == nil && o != "" && r.UserID != o {
-		err = reservation.Errorf(reservation.ENOTFOUND, "reservation %q not found", id)
+	if err == nil && !reservation.Owns(owner(ctx), r.UserID) {
+		err = reservation.NotFound(id)
 	}
 	if err != nil {
 		return nil, s.status(ctx, err)
@@ -230,8 +229,8 @@ func (s *Server) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, 
 // holds no database connection between batches.
 func (s *Server) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[pb.Reservation]) error {
 	ctx := stream.Context()
-	f, q := s.filter(req)
-	if err := q.Err(); err != nil {
+	f, check := s.filter(req)
+	if err := check.Err(); err != nil {
 		return s.status(ctx, err)
 	}
 	if err := restrict(ctx, &f); err != nil {
@@ -257,14 +256,14 @@ func (s *Server) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[p
 }
 
 func (s *Server) Filter(ctx context.Context, req *pb.FilterRequest) (*pb.FilterResponse, error) {
-	f, q := s.filter(req)
+	f, check := s.filter(req)
 	if err := restrict(ctx, &f); err != nil {
 		return nil, s.status(ctx, err)
 	}
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0:
-		q.Add("page_size", fmt.Sprintf("must not be negative, got %d", size))
+		check.Add("page_size", fmt.Sprintf("must not be negative, got %d", size))
 	case size == 0:
 		size = defaultPageSize
 	case size > maxPageSize:
@@ -272,10 +271,10 @@ func (s *Server) Filter(ctx context.Context, req *pb.FilterRequest) (*pb.FilterR
 	}
 	if t := req.GetPageToken(); t != "" {
 		if f.After, _ = decodeToken(&f, t); f.After == nil {
-			q.Add("page_token", "is malformed or belongs to another filter: pass next_page_token unchanged, with the same filter")
+			check.Add("page_token", "is malformed or belongs to another filter: pass next_page_token unchanged, with the same filter")
 		}
 	}
-	if err := q.Err(); err != nil {
+	if err := check.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
 	f.Limit = size + 1 // one more, to know whether another page follows
@@ -299,18 +298,18 @@ func (s *Server) Filter(ctx context.Context, req *pb.FilterRequest) (*pb.FilterR
 
 // FreeSlots answers when a resource is free inside a window.
 func (s *Server) FreeSlots(ctx context.Context, req *pb.FreeSlotsRequest) (*pb.FreeSlotsResponse, error) {
-	var q request
+	var check fieldCheck
 	sq := reservation.SlotQuery{
 		ResourceID:  req.GetResourceId(),
-		Start:       q.time("start", req.GetStart()),
-		End:         q.time("end", req.GetEnd()),
-		MinDuration: q.duration("min_duration", req.GetMinDuration()),
+		Start:       check.time("start", req.GetStart()),
+		End:         check.time("end", req.GetEnd()),
+		MinDuration: check.duration("min_duration", req.GetMinDuration()),
 	}
-	q.merge("", sq.Validate())
-	if d := sq.End.Sub(sq.Start); d > s.opts.MaxFreeWindow && !q.has("start") && !q.has("end") {
-		q.Add("end", fmt.Sprintf("window lasts %s, longer than the %s allowed", d, s.opts.MaxFreeWindow))
+	check.merge("", sq.Validate())
+	if d := sq.End.Sub(sq.Start); d > s.opts.MaxFreeWindow && !check.has("start") && !check.has("end") {
+		check.Add("end", fmt.Sprintf("window lasts %s, longer than the %s allowed", d, s.opts.MaxFreeWindow))
 	}
-	if err := q.Err(); err != nil {
+	if err := check.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
 	free, err := s.svc.FreeSlots(ctx, sq)
@@ -340,19 +339,19 @@ func (s *Server) Listen(req *pb.ListenRequest, stream grpc.ServerStreamingServer
 		return status.Error(codes.Unimplemented, "the change feed is not enabled on this server")
 	}
 	f := reservation.ChangeFilter{ResourceID: req.GetResourceId(), UserID: owner(ctx), After: req.AfterSeq}
-	var q request
+	var check fieldCheck
 	if rc := req.GetResumeCursor(); rc != "" {
 		switch c, err := reservation.ParseFeedCursor(rc); {
 		case err != nil:
-			q.Add("resume_cursor", "not a cursor this service gave out")
+			check.Add("resume_cursor", "not a cursor this service gave out")
 		case req.AfterSeq != nil:
-			q.Add("resume_cursor", "give either after_seq or resume_cursor, not both")
+			check.Add("resume_cursor", "give either after_seq or resume_cursor, not both")
 		default:
 			f.Resume = &c
 		}
 	}
-	q.merge("", f.Validate())
-	if err := q.Err(); err != nil {
+	check.merge("", f.Validate())
+	if err := check.Err(); err != nil {
 		return s.status(ctx, err)
 	}
 	sub, err := s.opts.Feed.Subscribe(ctx, f)
@@ -397,16 +396,16 @@ type filterRequest interface {
 	GetDesc() bool
 }
 
-// filter translates and checks the filter of a request; what is wrong is left in q.
-func (s *Server) filter(req filterRequest) (f reservation.Filter, q request) {
+// filter translates and checks the filter of a request; what is wrong is left in check.
+func (s *Server) filter(req filterRequest) (f reservation.Filter, check fieldCheck) {
 	f = reservation.Filter{
 		ResourceID: req.GetResourceId(),
 		UserID:     req.GetUserId(),
 		Status:     reservation.Status(req.GetStatus()),
-		Start:      q.time("start", req.GetStart()),
-		End:        q.time("end", req.GetEnd()),
+		Start:      check.time("start", req.GetStart()),
+		End:        check.time("end", req.GetEnd()),
 		Desc:       req.GetDesc(),
 	}
-	q.merge("", f.Validate())
-	return f, q
+	check.merge("", f.Validate())
+	return f, check
 }

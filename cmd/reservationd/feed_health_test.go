@@ -16,6 +16,7 @@ import (
 
 	pb "reservation/proto/reservation/v1"
 	"reservation/repo/repotest"
+	"reservation/server"
 )
 
 // TestStalledFeedIsVisible stops the sequencer from stamping by making every election fail
@@ -37,9 +38,9 @@ func TestStalledFeedIsVisible(t *testing.T) {
 	base := "http://" + d.http
 
 	feedStatus := func() healthpb.HealthCheckResponse_ServingStatus {
-		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: FeedHealthService})
+		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: server.FeedHealthService})
 		if err != nil {
-			t.Fatalf("health of %s: %v", FeedHealthService, err)
+			t.Fatalf("health of %s: %v", server.FeedHealthService, err)
 		}
 		return resp.GetStatus()
 	}

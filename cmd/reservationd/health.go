@@ -22,7 +22,7 @@ func probeHealth(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	host, port, err := net.SplitHostPort(cfg.grpcAddr)
+	host, port, err := net.SplitHostPort(cfg.Server.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("--grpc-addr: %w", err)
 	}
@@ -30,7 +30,7 @@ func probeHealth(ctx context.Context, args []string) error {
 		host = "127.0.0.1"
 	}
 	creds := insecure.NewCredentials()
-	if cfg.tlsCert != "" {
+	if cfg.TLSCert != "" {
 		// The probe checks liveness on this machine and sends nothing secret: the server's
 		// name is not verified. (With --tls-client-ca the server wants a client certificate,
 		// which the probe does not have: use grpc_health_probe with one there.)

@@ -192,7 +192,7 @@ func TestFlagsFallBackToEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.grpcAddr != "127.0.0.1:6000" || cfg.lock != "redis" || cfg.lockWait != 2*time.Second || !cfg.migrate {
+	if cfg.Server.GRPCAddr != "127.0.0.1:6000" || cfg.Lock != "redis" || cfg.LockWait != 2*time.Second || !cfg.Migrate {
 		t.Errorf("config %+v: want the address and wait from the environment and the lock from the flag", cfg)
 	}
 	if _, err := parseFlags([]string{"stray"}); err == nil {
@@ -219,8 +219,8 @@ func TestREADMEListsEveryFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c config
-	flags(&c).VisitAll(func(f *flag.Flag) {
+	c := DefaultConfig()
+	c.flags().VisitAll(func(f *flag.Flag) {
 		if !strings.Contains(string(readme), "`--"+f.Name+"`") || !strings.Contains(string(readme), envName(f.Name)) {
 			t.Errorf("README's configuration table lacks --%s (%s)", f.Name, envName(f.Name))
 		}
@@ -264,15 +264,15 @@ func TestRedisFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cc.Addrs) != 2 || cc.Mode != "sentinel" || cc.MasterName != "mymaster" || cc.DB != 3 || cc.Username != "svc" || cc.Password != "s3cret" || cc.TLS != nil || cfg.redisPrefix != "blue:" {
-		t.Errorf("client config %+v (prefix %q): want the sentinel settings from the environment and flags", cc, cfg.redisPrefix)
+	if len(cc.Addrs) != 2 || cc.Mode != "sentinel" || cc.MasterName != "mymaster" || cc.DB != 3 || cc.Username != "svc" || cc.Password != "s3cret" || cc.TLS != nil || cfg.RedisLock.Prefix != "blue:" {
+		t.Errorf("client config %+v (prefix %q): want the sentinel settings from the environment and flags", cc, cfg.RedisLock.Prefix)
 	}
 
 	file := filepath.Join(t.TempDir(), "pass")
 	if err := os.WriteFile(file, []byte("from-file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg.redisPassFile = file
+	cfg.Redis.PasswordFile = file
 	if _, err := redisClientConfig(cfg, func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "--redis-password-file") {
 		t.Errorf("password in both the environment and a file: %v, want an error naming --redis-password-file", err)
 	}

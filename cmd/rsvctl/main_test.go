@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,34 +16,28 @@ import (
 	"google.golang.org/grpc"
 
 	"reservation/queue"
-	"reservation/repo"
 	"reservation/repo/repotest"
-	"reservation/service"
+	"reservation/server"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-// serve runs the service in-process on loopback, on a fresh database, and returns its address;
-// opts are added to the gRPC server's.
-func serve(t *testing.T, opts ...grpc.ServerOption) string {
+// serve runs a replica in-process on loopback (as reservationd wires it), on a fresh
+// database, and returns its gRPC address; auth are an authenticator's server options.
+func serve(t *testing.T, auth ...grpc.ServerOption) string {
 	t.Helper()
 	db, _ := repotest.NewDB(t)
 	quiet := slog.New(slog.DiscardHandler)
-	feed := queue.New(repo.NewChanges(db), repo.NewLeader(db), queue.Options{Logger: quiet, PollInterval: 5 * time.Millisecond, StampInterval: 5 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { feed.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	store := repo.New(db, repo.Options{Logger: quiet, Committed: feed.Nudge})
-	g := grpc.NewServer(append(service.ServerOptions(quiet), opts...)...)
-	service.New(store, service.Options{Feed: feed, Logger: quiet}).Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	d, err := server.New(t.Context(), db, nil, server.Options{
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Auth: auth, Logger: quiet,
+		Feed: queue.Options{PollInterval: 5 * time.Millisecond, StampInterval: 5 * time.Millisecond},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
-	return lis.Addr().String()
+	d.Start()
+	t.Cleanup(func() { d.Close() })
+	return d.GRPCAddr()
 }
 
 // rsvctl runs one command line against addr, showing times in UTC, and returns its output,

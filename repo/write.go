@@ -1,0 +1,250 @@
+package repo
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"reservation"
+)
+
+// The statements of the write path whose text does not depend on the call. (Those built per
+// call are below: lockResources, findInTheWay, record, insertReservations; Store.write, which
+// takes the Locker's locks around a writeTx, is in tx.go.)
+const (
+	sqlLockResources = "SELECT id, version, max_span_us FROM resources WHERE id IN (?) ORDER BY id FOR UPDATE"
+	sqlNewResources  = "INSERT INTO resources (id, version, max_span_us, created_at) VALUES "
+	sqlOwner         = "SELECT resource_id, user_id FROM reservations WHERE id = ?"
+	sqlDelete        = "DELETE FROM reservations WHERE id = ?"
+	sqlUpdate        = "UPDATE reservations SET status = ?, note = ?, updated_at = ?, version = ?, expires_at = ? WHERE id = ?"
+	sqlInsert        = "INSERT INTO reservations (" + columns + ") VALUES "
+	sqlRecordChanges = "INSERT INTO reservation_changes (op, reservation_id, resource_id, resource_version, snapshot, created_at) VALUES "
+	// sqlInTheWay reads, at now, one range of the (resource_id, start_at) index per item: the
+	// ranges, joined by OR, and the limit follow.
+	sqlInTheWay = "SELECT " + columns + " FROM reservations FORCE INDEX (reservations_resource_start) WHERE "
+)
+
+// blockers are, for each reservation a call would make, the reservations in its way.
+type blockers map[*reservation.Reservation][]*reservation.Reservation
+
+// writeTx is one attempt at a write transaction: its time, read once the locks are held, the
+// resources rows it locked (as the transaction will leave them), and the changes it will
+// record. A retried transaction starts from a new writeTx, so nothing of a failed attempt
+// carries over.
+type writeTx struct {
+	tx        *sqlx.Tx
+	s         *Store
+	now       time.Time
+	resources map[string]*resource
+	changes   []change
+}
+
+// resource is a locked resources row, as the transaction will leave it.
+type resource struct {
+	version int64
+	maxSpan time.Duration
+}
+
+// inWriteTx runs fn in a transaction (run again as inTx says) on a new writeTx that has
+// locked the resources rows keys, and returns the changes of the attempt that committed.
+func (s *Store) inWriteTx(ctx context.Context, keys []string, fn func(*writeTx) error) ([]change, error) {
+	var changes []change
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		// The time is read once the locks are held: a hold that lapsed while this call waited
+		// for them no longer blocks it.
+		w := &writeTx{tx: tx, s: s, now: s.now()}
+		var err error
+		if w.resources, err = lockResources(ctx, tx, keys, w.now); err != nil {
+			return err
+		}
+		if err := fn(w); err != nil {
+			return err
+		}
+		changes = w.changes
+		return nil
+	})
+	return changes, err
+}
+
+// lockResources locks the rows of the resources ids (sorted), creating the missing ones.
+// InnoDB locks the rows in primary-key order, the same global order as everywhere else, so
+// writes never deadlock each other.
+func lockResources(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time) (map[string]*resource, error) {
+	query, args, err := sqlx.In(sqlLockResources, ids)
+	if err != nil {
+		return nil, err
+	}
+	var rows []struct {
+		ID      string `db:"id"`
+		Version int64  `db:"version"`
+		MaxSpan int64  `db:"max_span_us"`
+	}
+	if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
+		return nil, fmt.Errorf("lock %d resources: %w", len(ids), err)
+	}
+	out := make(map[string]*resource, len(ids))
+	for _, r := range rows {
+		out[r.ID] = &resource{r.Version, time.Duration(r.MaxSpan) * time.Microsecond}
+	}
+	var missing []any
+	for _, id := range ids {
+		if out[id] == nil {
+			missing = append(missing, id, now)
+			out[id] = &resource{}
+		}
+	}
+	if len(missing) > 0 {
+		// A concurrent first writer makes this fail with a duplicate key; the transaction is
+		// then run again and finds the row.
+		values := strings.Repeat("(?, 0, 0, ?), ", len(missing)/2)
+		if _, err := tx.ExecContext(ctx, sqlNewResources+values[:len(values)-2], missing...); err != nil {
+			return nil, fmt.Errorf("create resources: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// findInTheWay finds the stored reservations in the way of each of rs at the write's time.
+// One statement reads one range of the (resource_id, start_at) index per item, from the
+// item's start minus its resource's longest span to its end. Should an item meet so many that
+// the statement's limit cuts the answer short, a statement with a limit per item answers
+// instead.
+func (w *writeTx) findInTheWay(ctx context.Context, rs []*reservation.Reservation) (blockers, error) {
+	each := w.s.opts.MaxConflicts + 1
+	ranges := make([]string, len(rs))
+	args := []any{w.now}
+	for i, r := range rs {
+		ranges[i] = "(resource_id = ? AND start_at >= ? AND start_at < ? AND end_at > ?)"
+		args = append(args, r.ResourceID, r.Start.Add(-w.resources[r.ResourceID].maxSpan), r.End, r.Start)
+	}
+	limit := each * len(rs)
+	query := sqlInTheWay + notLapsed("") + " AND (" + strings.Join(ranges, " OR ") + ") ORDER BY resource_id, start_at, id LIMIT ?"
+	found, err := selectRows(ctx, w.tx, query, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("overlap check of %d reservations: %w", len(rs), err)
+	}
+	if len(found) == limit {
+		query, args := overlapQuery(rs, w.now, each, true)
+		var rows []overlapRow
+		if err := w.tx.SelectContext(ctx, &rows, query, args...); err != nil {
+			return nil, fmt.Errorf("overlap check of %d reservations: %w", len(rs), err)
+		}
+		return byItem(rs, rows), nil
+	}
+	out := make(blockers)
+	for _, r := range rs {
+		if in := reservation.InTheWay(r, found); len(in) > 0 {
+			out[r] = in
+		}
+	}
+	return out, nil
+}
+
+// create dates the new reservations rs at the write's time (with a hold, they expire hold
+// later), moves their resources on by one version each, widens their longest span, and
+// notes the changes to record.
+func (w *writeTx) create(rs []*reservation.Reservation, hold time.Duration) {
+	for _, r := range rs {
+		r.CreatedAt, r.UpdatedAt, r.ExpiresAt = w.now, w.now, time.Time{}
+		if hold > 0 {
+			r.ExpiresAt = reservation.Truncate(w.now.Add(hold))
+		}
+	}
+	for _, r := range rs {
+		res := w.resources[r.ResourceID]
+		res.version++
+		res.maxSpan = max(res.maxSpan, r.End.Sub(r.Start))
+		w.changes = append(w.changes, change{reservation.OpCreate, r, res.version})
+	}
+}
+
+// change notes op, made to the stored reservation r, to record: r's version and its
+// resource's move on by one.
+func (w *writeTx) change(op reservation.Op, r *reservation.Reservation) {
+	r.Version++
+	r.UpdatedAt = w.now
+	res := w.resources[r.ResourceID]
+	res.version++
+	w.changes = append(w.changes, change{op, r, res.version})
+}
+
+// flush runs the write's statements, then those that save the resources' new versions and
+// the changes noted, in one round trip (or one each, as Options.OneStatementPerTrip says).
+func (w *writeTx) flush(ctx context.Context, stmts ...stmt) error {
+	recorded, err := record(w.resources, w.changes, w.now)
+	if err != nil {
+		return err
+	}
+	return w.s.exec(ctx, w.tx, append(stmts, recorded...)...)
+}
+
+// change is one write to record in reservation_changes.
+type change struct {
+	op              reservation.Op
+	r               *reservation.Reservation
+	resourceVersion int64
+}
+
+// remember passes committed changes on to Taken.
+func (s *Store) remember(changes []change) {
+	if s.opts.Taken == nil || len(changes) == 0 {
+		return
+	}
+	cs := make([]*reservation.Change, len(changes))
+	for i, c := range changes {
+		cs[i] = &reservation.Change{Op: c.op, Reservation: c.r}
+	}
+	s.opts.Taken.Apply(cs...)
+}
+
+// record returns the statements that save the resources' new versions and the changes.
+func record(resources map[string]*resource, changes []change, now time.Time) ([]stmt, error) {
+	// One statement for every resource: a CASE per column, by id.
+	ids := slices.Sorted(maps.Keys(resources))
+	var version, span strings.Builder
+	var vargs, sargs, idArgs []any
+	for _, id := range ids {
+		res := resources[id]
+		version.WriteString(" WHEN ? THEN ?")
+		span.WriteString(" WHEN ? THEN ?")
+		vargs = append(vargs, id, res.version)
+		sargs = append(sargs, id, res.maxSpan.Microseconds())
+		idArgs = append(idArgs, id)
+	}
+	update := "UPDATE resources SET version = CASE id" + version.String() + " END, max_span_us = CASE id" + span.String() +
+		" END WHERE id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")"
+	query := sqlRecordChanges
+	args := make([]any, 0, 6*len(changes))
+	for i, c := range changes {
+		snap, err := snapshot(c.r)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			query += ", "
+		}
+		query += "(?, ?, ?, ?, ?, ?)"
+		args = append(args, int(c.op), c.r.ID, c.r.ResourceID, c.resourceVersion, snap, now)
+	}
+	return []stmt{{update, append(append(vargs, sargs...), idArgs...)}, {query, args}}, nil
+}
+
+// insertReservations returns the statement that inserts rs.
+func insertReservations(rs []*reservation.Reservation) stmt {
+	query := sqlInsert
+	args := make([]any, 0, 11*len(rs))
+	for i, r := range rs {
+		if i > 0 {
+			query += ", "
+		}
+		query += "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		w := toRow(r)
+		args = append(args, w.args()...)
+	}
+	return stmt{query, args}
+}
