@@ -29,6 +29,9 @@
 set -euo pipefail
 # Let failures inside $(...) (e.g. in start_private_mysql) abort the script too.
 shopt -s inherit_errexit
+# log/die, emit (fd 3 is the real stdout), apt_install, free_port, wait_for, stop_pidfile...
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR="$ROOT/.local"
@@ -37,63 +40,6 @@ REDIS_DEFAULT_PORT=${RSV_REDIS_PORT:-6379}
 WAIT_SECONDS=${RSV_WAIT_SECONDS:-60}
 PRIVATE=${RSV_PRIVATE:-0}
 APP_DB=reservation
-
-# The caller evals our stdout, so only the export lines may go there: keep the
-# real stdout as fd 3 and send everything else (apt, our messages) to stderr.
-exec 3>&1 1>&2
-
-log() { echo "services.sh: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# Single-quote a value so `eval` gets it back verbatim.
-shquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
-emit() { printf 'export %s=%s\n' "$1" "$(shquote "$2")" >&3; }
-
-is_root() { [ "$(id -u)" = 0 ]; }
-
-# apt_install PKG...: install Debian packages, only possible as root.
-apt_install() {
-  is_root || die "$* not installed and not root: run 'sudo apt-get install -y $*'"
-  command -v apt-get >/dev/null || die "$* not installed and no apt-get to install it with"
-  log "installing $* with apt-get"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq "$@" >&2
-}
-
-# True if something accepts TCP connections on 127.0.0.1:$1.
-port_in_use() { (exec 5<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# free_port [PREFERRED]: PREFERRED if it is free, else a random free port.
-# Bash's /dev/tcp needs no extra tools (ss/python may be missing on a fresh machine).
-free_port() {
-  local p=${1:-}
-  if [ -n "$p" ] && ! port_in_use "$p"; then echo "$p"; return; fi
-  for _ in $(seq 200); do
-    p=$((10000 + RANDOM % 22000)) # below the ephemeral range (32768-60999): a client socket may hold any port there, and bind would fail
-    port_in_use "$p" || { echo "$p"; return; }
-  done
-  die "no free TCP port found"
-}
-
-# pid_alive PIDFILE: the process named in PIDFILE runs.
-pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
-# wait_for DESCRIPTION PID LOGFILE CHECK...: poll CHECK until it succeeds,
-# failing early if process PID died, and with the log tail on timeout.
-wait_for() {
-  local what=$1 pid=$2 logfile=$3; shift 3
-  local deadline=$((SECONDS + WAIT_SECONDS))
-  until "$@"; do
-    if [ "$SECONDS" -ge "$deadline" ] || ! kill -0 "$pid" 2>/dev/null; then
-      log "$what did not come up within ${WAIT_SECONDS}s; last lines of $logfile:"
-      tail -n 30 "$logfile" >&2 2>/dev/null || true
-      log "to start over from empty data: $0 stop; rm -rf '$DIR'"
-      exit 1
-    fi
-    sleep 0.5
-  done
-}
 
 # ---------------------------------------------------------------- MySQL ----
 
@@ -142,7 +88,7 @@ start_private_mysql() {
   if pid_alive "$MY_PID" && [ -s "$MY_PORTFILE" ]; then
     port=$(cat "$MY_PORTFILE")
     log "reusing private MariaDB on port $port"
-    wait_for "private MariaDB" "$(cat "$MY_PID")" "$MY_LOG" mysql_ping 127.0.0.1 "$port" root ""
+    wait_for "private MariaDB" "$(cat "$MY_PID")" "$MY_LOG" "$DIR" mysql_ping 127.0.0.1 "$port" root ""
     echo "$port"; return
   fi
 
@@ -189,7 +135,7 @@ start_private_mysql() {
     </dev/null >>"$MY_LOG" 2>&1 3>&- 9>&- &
   local pid=$!   # setsid execs in place here (we are not a group leader)
   echo "$port" >"$MY_PORTFILE"
-  wait_for "private MariaDB" "$pid" "$MY_LOG" mysql_ping 127.0.0.1 "$port" root ""
+  wait_for "private MariaDB" "$pid" "$MY_LOG" "$DIR" mysql_ping 127.0.0.1 "$port" root ""
   echo "$port"
 }
 
@@ -244,7 +190,7 @@ start_private_redis() {
   if pid_alive "$RD_PID" && [ -s "$RD_PORTFILE" ]; then
     port=$(cat "$RD_PORTFILE")
     log "reusing private Redis on port $port"
-    wait_for "private Redis" "$(cat "$RD_PID")" "$RD_LOG" redis_ping 127.0.0.1 "$port"
+    wait_for "private Redis" "$(cat "$RD_PID")" "$RD_LOG" "$DIR" redis_ping 127.0.0.1 "$port"
     echo "$port"; return
   fi
 
@@ -267,7 +213,7 @@ start_private_redis() {
     </dev/null >>"$RD_DIR/redis.stdout" 2>&1 3>&- 9>&- &
   local pid=$!
   echo "$port" >"$RD_PORTFILE"
-  wait_for "private Redis" "$pid" "$RD_LOG" redis_ping 127.0.0.1 "$port"
+  wait_for "private Redis" "$pid" "$RD_LOG" "$DIR" redis_ping 127.0.0.1 "$port"
   echo "$port"
 }
 
@@ -303,25 +249,6 @@ ensure_sentinel() {
 
 # ----------------------------------------------------------------- stop ----
 
-# stop_pidfile NAME PIDFILE: TERM, wait up to 30 s for a clean exit, then KILL.
-stop_pidfile() {
-  local name=$1 pidfile=$2 pid
-  if ! pid_alive "$pidfile"; then
-    log "$name: no private instance running"
-    return
-  fi
-  pid=$(cat "$pidfile")
-  log "$name: stopping pid $pid"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 60); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; return; }
-    sleep 0.5
-  done
-  log "$name: pid $pid still running after 30s, killing it"
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
-}
-
 cmd_stop() {
   stop_pidfile "private MariaDB" "$MY_PID"
   stop_pidfile "private Redis" "$RD_PID"
@@ -349,10 +276,6 @@ cmd_up() {
   emit RESERVATION_REDIS_ADDR "$REDIS_ADDR"
 }
 
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
-}
-
 main() {
   local cmd=up
   for arg in "$@"; do
@@ -368,8 +291,7 @@ main() {
   mkdir -p "$DIR"
   # Serialise concurrent runs (e.g. `make test` and `make run` started together)
   # so they don't both initialise or start the same private server.
-  exec 9>"$DIR/.lock"
-  flock -w 300 9 || die "another services.sh holds $DIR/.lock"
+  take_lock "$DIR/.lock" 300
 
   case $cmd in
     up) cmd_up ;;
