@@ -25,6 +25,8 @@
 # server to answer (default 120).
 set -euo pipefail
 shopt -s inherit_errexit
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR="$ROOT/.local"
@@ -46,27 +48,6 @@ C_SOCK=/srv/mysqld.sock
 C_INIT=/srv/init.sql
 PIDFILE="$CHROOT$C_PID"
 LOGFILE="$CHROOT$C_LOG"
-
-# stdout is for the export line only; everything else goes to stderr.
-exec 3>&1 1>&2
-
-log() { echo "mysql97.sh: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-shquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
-emit() { printf 'export %s=%s\n' "$1" "$(shquote "$2")" >&3; }
-is_root() { [ "$(id -u)" = 0 ]; }
-
-port_in_use() { (exec 5<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p=${1:-}
-  if [ -n "$p" ] && ! port_in_use "$p"; then echo "$p"; return; fi
-  for _ in $(seq 200); do
-    p=$((10000 + RANDOM % 22000)) # below the ephemeral range (32768-60999): a client socket may hold any port there, and bind would fail
-    port_in_use "$p" || { echo "$p"; return; }
-  done
-  die "no free TCP port found"
-}
-pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # in_chroot CMD...: run CMD inside the chroot with a plain environment.
 in_chroot() {
@@ -117,12 +98,7 @@ install_chroot() {
   [ -f "$READY" ] && [ -x "$CHROOT/usr/sbin/mysqld" ] && return
   is_root || die "MySQL 9.7 chroot missing and not root: run this script once as root"
   local t0=$SECONDS
-  if ! command -v debootstrap >/dev/null; then
-    log "installing debootstrap with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq debootstrap >/dev/null
-  fi
+  command -v debootstrap >/dev/null || apt_install debootstrap
   local mirror
   mirror=$(debian_mirror)
   if [ ! -f "$M_DIR/bootstrapped" ]; then
@@ -206,43 +182,14 @@ cmd_up() {
       </dev/null >/dev/null 2>&1 3>&- 9>&- &
     local pid=$!   # chroot execs mysqld: the same pid
     echo "$port" >"$PORTFILE"
-    local deadline=$((SECONDS + WAIT_SECONDS))
-    until ping_server "$port"; do
-      if [ "$SECONDS" -ge "$deadline" ] || ! kill -0 "$pid" 2>/dev/null; then
-        log "MySQL 9.7 did not come up within ${WAIT_SECONDS}s; last lines of $LOGFILE:"
-        tail -n 30 "$LOGFILE" >&2 2>/dev/null || true
-        log "to start over from empty data: $0 stop; rm -rf '$CHROOT$C_DATA'"
-        exit 1
-      fi
-      sleep 0.5
-    done
+    wait_for "MySQL 9.7" "$pid" "$LOGFILE" "$CHROOT$C_DATA" ping_server "$port"
     log "MySQL 9.7 up in $((SECONDS - t0))s: $(in_chroot mysql --no-defaults --protocol=TCP -h 127.0.0.1 -P "$port" -u root -N -e 'SELECT VERSION()')"
   fi
   ping_server "$port" || die "MySQL 9.7 on port $port does not answer root over TCP"
   emit RESERVATION_TEST_MYSQL_DSN "root@tcp(127.0.0.1:$port)/"
 }
 
-cmd_stop() {
-  if ! pid_alive "$PIDFILE"; then
-    log "MySQL 9.7: not running"
-    return
-  fi
-  local pid
-  pid=$(cat "$PIDFILE")
-  log "MySQL 9.7: stopping pid $pid"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 120); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; return; }
-    sleep 0.5
-  done
-  log "MySQL 9.7: pid $pid still running after 60s, killing it"
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$PIDFILE"
-}
-
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
-}
+cmd_stop() { stop_pidfile "MySQL 9.7" "$PIDFILE" 60 "not running"; }
 
 main() {
   local cmd=up
@@ -256,8 +203,7 @@ main() {
   done
   mkdir -p "$DIR"
   # Its own lock: services.sh may run at the same time.
-  exec 9>"$DIR/.mysql97.lock"
-  flock -w 600 9 || die "another mysql97.sh holds $DIR/.mysql97.lock"
+  take_lock "$DIR/.mysql97.lock" 600
   case $cmd in
     up) cmd_up ;;
     stop) cmd_stop ;;
