@@ -28,6 +28,8 @@
 # Knobs (environment): RSV_WAIT_SECONDS bounds each wait (default 120).
 set -euo pipefail
 shopt -s inherit_errexit
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR="$ROOT/.local/galera"
@@ -35,49 +37,15 @@ WAIT_SECONDS=${RSV_WAIT_SECONDS:-120}
 NODES=(1 2 3)
 PROVIDER=/usr/lib/galera/libgalera_smm.so
 
-# Only the export lines go to stdout (fd 3); everything else to stderr.
-exec 3>&1 1>&2
-
-log() { echo "galera.sh: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-shquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
-emit() { printf 'export %s=%s\n' "$1" "$(shquote "$2")" >&3; }
-is_root() { [ "$(id -u)" = 0 ]; }
-
-apt_install() {
-  is_root || die "$* not installed and not root: run 'sudo apt-get install -y $*'"
-  command -v apt-get >/dev/null || die "$* not installed and no apt-get to install it with"
-  log "installing $* with apt-get"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq "$@" >&2
-}
-
-port_in_use() { (exec 5<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# free_port: a random free port not already handed out by this run.
-TAKEN=" "
-free_port() {
-  local p
-  for _ in $(seq 200); do
-    p=$((10000 + RANDOM % 22000)) # below the ephemeral range (32768-60999): a client socket may hold any port there, and bind would fail
-    [[ $TAKEN == *" $p "* ]] && continue
-    port_in_use "$p" && continue
-    TAKEN+="$p "
-    echo "$p"; return
-  done
-  die "no free TCP port found"
-}
-
 # alive PID: the process runs. A node killed by a test stays a zombie here when
 # nothing reaps it (it was reparented to init), so a zombie counts as dead.
+# Redefines lib.sh's alive, which pid_alive and stop_pidfile use.
 alive() {
   kill -0 "$1" 2>/dev/null || return 1
   local state
   state=$(sed -n 's/^[0-9]* (.*) \([A-Z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null || true)
   [ "$state" != Z ]
 }
-pid_alive() { [ -s "$1" ] && alive "$(cat "$1")"; }
 
 MYSQL_CLIENT=
 SERVER=
@@ -124,6 +92,7 @@ assign_ports() {
   local n
   for n in "${NODES[@]}"; do
     mkdir -p "$(node_dir "$n")"
+    # shellcheck disable=SC2119 # no preferred port: four random ones, distinct (TAKEN)
     { free_port; free_port; free_port; free_port; } >"$(node_dir "$n")/ports"
   done
 }
@@ -275,24 +244,9 @@ cmd_up() {
 
 # Stops nodes 3, 2, 1 in turn: TERM, then KILL after 60 s.
 cmd_stop() {
-  local n pid
+  local n
   for n in 3 2 1; do
-    if ! pid_alive "$(node_pidfile "$n")"; then
-      log "node$n: not running"
-      continue
-    fi
-    pid=$(cat "$(node_pidfile "$n")")
-    log "node$n: stopping pid $pid"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 120); do
-      alive "$pid" || break
-      sleep 0.5
-    done
-    if alive "$pid"; then
-      log "node$n: pid $pid still running after 60s, killing it"
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$(node_pidfile "$n")" "$(node_sock "$n")"
+    stop_pidfile "node$n" "$(node_pidfile "$n")" 60 "not running" "$(node_sock "$n")"
   done
 }
 
@@ -309,8 +263,6 @@ choose_dir() {
   fi
 }
 
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2; }
-
 main() {
   local cmd=up
   for arg in "$@"; do
@@ -323,8 +275,7 @@ main() {
   done
   choose_dir
   mkdir -p "$DIR"
-  exec 9>"$DIR/.lock"
-  flock -w 600 9 || die "another galera.sh holds $DIR/.lock"
+  take_lock "$DIR/.lock" 600
   case $cmd in
     up) cmd_up ;;
     stop) cmd_stop ;;
