@@ -19,27 +19,12 @@
 #   STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0;
 set -euo pipefail
 shopt -s inherit_errexit
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR="$ROOT/.local/replication"
 WAIT_SECONDS=${RSV_WAIT_SECONDS:-60}
-
-exec 3>&1 1>&2
-log() { echo "replication.sh: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-shquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
-emit() { printf 'export %s=%s\n' "$1" "$(shquote "$2")" >&3; }
-is_root() { [ "$(id -u)" = 0 ]; }
-
-port_in_use() { (exec 5<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p
-  for _ in $(seq 200); do
-    p=$((10000 + RANDOM % 22000)) # below the ephemeral range (32768-60999): a client socket may hold any port there, and bind would fail
-    port_in_use "$p" || { echo "$p"; return; }
-  done
-  die "no free TCP port found"
-}
 
 find_bin() {
   command -v "$1" 2>/dev/null || { [ -x "/usr/sbin/$1" ] && echo "/usr/sbin/$1"; } || true
@@ -71,6 +56,7 @@ start() {
   "$INSTALL_DB" --no-defaults --datadir="$dir/data" "${user_opt[@]}" \
     --auth-root-authentication-method=normal --skip-test-db >"$dir/install-db.log" 2>&1 ||
     { tail -n 30 "$dir/install-db.log" >&2; die "mariadb-install-db failed for $name"; }
+  # shellcheck disable=SC2119 # any free port: no preferred one
   port=$(free_port)
   setsid "$SERVER" --no-defaults "${user_opt[@]}" --datadir="$dir/data" \
     --socket="${TMPDIR:-/tmp}/rsv-repl-$name-$port.sock" --pid-file="$dir/mariadbd.pid" \
@@ -144,12 +130,11 @@ cmd_up() {
 }
 
 mkdir -p "$DIR"
-exec 9>"$DIR/.lock"
-flock -w 300 9 || die "another replication.sh holds $DIR/.lock"
+take_lock "$DIR/.lock" 300
 case ${1:-up} in
   up) mode=${2:-semisync}
       case $mode in semisync | async) ;; *) die "mode is semisync or async, not $mode" ;; esac
       cmd_up "$mode" ;;
   stop) cmd_stop ;;
-  *) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+  *) usage; exit 2 ;;
 esac
