@@ -28,6 +28,8 @@
 # RSV_VITESS_KEYSPACE the keyspace (default reservation), VITESS_USER the user (vitess).
 set -euo pipefail
 shopt -s inherit_errexit
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR="$ROOT/.local/vitess"
@@ -45,17 +47,6 @@ VITESS_USER=${VITESS_USER:-vitess}
 KEYSPACE=${RSV_VITESS_KEYSPACE:-reservation}
 WAIT_SECONDS=${RSV_VITESS_WAIT_SECONDS:-300}
 GO=${GO:-go}
-
-# The caller evals our stdout: keep it as fd 3 for the export lines only.
-exec 3>&1 1>&2
-
-log() { echo "vitess.sh: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-shquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
-emit() { printf 'export %s=%s\n' "$1" "$(shquote "$2")" >&3; }
-is_root() { [ "$(id -u)" = 0 ]; }
-port_in_use() { (exec 5<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # ---------------------------------------------------------------- build ----
 
@@ -246,10 +237,6 @@ remove_run_dir() {
   rm -f "$DIR/run_dir"
 }
 
-usage() {
-  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
-}
-
 main() {
   local cmd=up
   for arg in "$@"; do
@@ -262,9 +249,8 @@ main() {
     esac
   done
   mkdir -p "$DIR"
-  exec 9>"$DIR/.lock"
   # The first build takes minutes: a second caller waits for it.
-  flock -w 1800 9 || die "another vitess.sh holds $DIR/.lock"
+  take_lock "$DIR/.lock" 1800
   case $cmd in
     up)
       start
