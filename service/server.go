@@ -318,7 +318,8 @@ func (s *Server) FreeSlots(ctx context.Context, req *pb.FreeSlotsRequest) (*pb.F
 	}
 	resp := &pb.FreeSlotsResponse{Free: make([]*pb.TimeWindow, len(free))}
 	for i, w := range free {
-		resp.Free[i] = &pb.TimeWindow{Start: timestamppb.New(w.Start), End: timestamppb.New(w.End)}
+		// Available 0 is a resource of capacity 1: one place, free.
+		resp.Free[i] = &pb.TimeWindow{Start: timestamppb.New(w.Start), End: timestamppb.New(w.End), Available: int32(max(w.Available, 1))}
 	}
 	return resp, nil
 }
