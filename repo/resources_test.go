@@ -183,6 +183,13 @@ func TestCapacityEdges(t *testing.T) {
 		if _, err := s.Reserve(ctx, reservation.Book(w(15, 17), w(16, 18), w(16, 17))); reservation.ErrorCode(err) != reservation.ECONFLICT {
 			t.Errorf("%s: a batch of three at 16 on capacity 2: %v, want a conflict", name, err)
 		}
+		// One stored and two items of a batch at 21: three at once on capacity 2.
+		if _, err := s.Reserve(ctx, reservation.Book(w(20, 22))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Reserve(ctx, reservation.Book(w(21, 23), w(21, 22))); reservation.ErrorCode(err) != reservation.ECONFLICT {
+			t.Errorf("%s: a batch of two at 21 beside one stored, capacity 2: %v, want a conflict", name, err)
+		}
 		// Lowering the capacity to 1: at 10:00 two are booked.
 		_, err = s.PutResource(ctx, &reservation.Resource{ID: id, Capacity: 1}, 0)
 		if reservation.ErrorCode(err) != reservation.ESTATE || !strings.Contains(err.Error(), "2031-05-04T10:00:00Z") {

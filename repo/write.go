@@ -118,7 +118,7 @@ func lockResources(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time
 	return out, nil
 }
 
-// findInTheWay finds the stored reservations in the way of each of rs at the write's time.
+// findInTheWay finds the stored reservations that overlap each of rs at the write's time.
 // One statement reads one range of the (resource_id, start_at) index per item, from the
 // item's start minus its resource's longest span to its end. Should an item meet so many that
 // the statement's limit cuts the answer short, a statement with a limit per item answers
@@ -160,7 +160,9 @@ func (w *writeTx) findInTheWay(ctx context.Context, rs []*reservation.Reservatio
 	}
 	out := make(blockers)
 	for _, r := range rs {
-		if in := reservation.InTheWay(r, w.resources[r.ResourceID].capacity, found); len(in) > 0 {
+		// Every one that overlaps r: the capacity is weighed with the call's and the group's
+		// other items, by Store.inTheWay.
+		if in := reservation.InTheWay(r, 1, found); len(in) > 0 {
 			out[r] = in
 		}
 	}
