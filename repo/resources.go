@@ -153,6 +153,11 @@ func (s *Store) PutResource(ctx context.Context, in *reservation.Resource, expec
 			_, err = tx.ExecContext(ctx, sqlInsertResource, put.ID, now, put.PoolID, put.Capacity, put.TimeZone, put.DisplayName, labels, put.Disabled, put.Version, now)
 		} else {
 			put.CreatedAt = cur.CreatedAt
+			if cur.PoolID != "" && put.PoolID != cur.PoolID {
+				if err := s.leavesPool(ctx, tx, put.ID, cur.PoolID, now); err != nil {
+					return err
+				}
+			}
 			if put.Capacity < cur.Capacity {
 				if err := s.holdsFewer(ctx, tx, put.ID, put.Capacity, now); err != nil {
 					return err
@@ -193,6 +198,25 @@ func (s *Store) holdsFewer(ctx context.Context, tx *sqlx.Tx, id string, capacity
 		return reservation.Errorf(reservation.ESTATE, "resource %q holds %d reservations at %s: capacity %d is below that", id, n, reservation.FormatTime(at), capacity)
 	}
 	return nil
+}
+
+// leavesPool fails with ESTATE, naming the instant, when the resource holds live
+// reservations booked while it was in pool that end after now: a unit leaves its pool only
+// once nothing to come was booked through it. (Direct bookings of the unit record the pool
+// too, so they hold it in the pool as well: stricter than needed, never an overbooking.)
+func (s *Store) leavesPool(ctx context.Context, tx *sqlx.Tx, id, pool string, now time.Time) error {
+	booked, err := selectRows(ctx, tx, sqlBooked+"pool_id = ? AND "+notLapsed("")+" ORDER BY start_at, id LIMIT 1", id, now, pool, now)
+	if err != nil {
+		return fmt.Errorf("reservations of resource %q in pool %q: %w", id, pool, err)
+	}
+	if len(booked) == 0 {
+		return nil
+	}
+	at := booked[0].Start
+	if at.Before(now) {
+		at = now
+	}
+	return reservation.Errorf(reservation.ESTATE, "resource %q holds reservation %s booked in pool %q at %s: it cannot leave the pool before that ends", id, booked[0].ID, pool, reservation.FormatTime(at))
 }
 
 // capacities reads the capacity of the resources ids; one that is not stored has 1.

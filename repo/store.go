@@ -133,6 +133,9 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 	if err != nil {
 		return nil, err
 	}
+	if pooled := poolItems(out); pooled != nil {
+		return s.reservePool(ctx, b, out, pooled)
+	}
 	if b.RequestID != "" {
 		return s.reserveOnce(ctx, b.RequestID, out, keys, b.Hold)
 	}

@@ -17,7 +17,7 @@ import (
 // call are below: lockResources, findInTheWay, record, insertReservations; Store.write, which
 // takes the Locker's locks around a writeTx, is in tx.go.)
 const (
-	sqlLockResources = "SELECT id, version, max_span_us, capacity, disabled FROM resources WHERE id IN (?) ORDER BY id FOR UPDATE"
+	sqlLockResources = "SELECT id, version, max_span_us, capacity, disabled, pool_id FROM resources WHERE id IN (?) ORDER BY id FOR UPDATE"
 	sqlNewResources  = "INSERT INTO resources (id, version, max_span_us, created_at) VALUES "
 	sqlOwner         = "SELECT resource_id, user_id FROM reservations WHERE id = ?"
 	sqlDelete        = "DELETE FROM reservations WHERE id = ?"
@@ -52,6 +52,7 @@ type resource struct {
 	capacity int  // at least 1
 	disabled bool // takes no new reservations
 	absent   bool // not in the catalogue, which is strict: it was not created
+	poolID   string
 }
 
 // inWriteTx runs fn in a transaction (run again as inTx says) on a new writeTx that has
@@ -90,13 +91,14 @@ func lockResources(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time
 		MaxSpan  int64  `db:"max_span_us"`
 		Capacity int    `db:"capacity"`
 		Disabled bool   `db:"disabled"`
+		PoolID   string `db:"pool_id"`
 	}
 	if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
 		return nil, fmt.Errorf("lock %d resources: %w", len(ids), err)
 	}
 	out := make(map[string]*resource, len(ids))
 	for _, r := range rows {
-		out[r.ID] = &resource{version: r.Version, maxSpan: time.Duration(r.MaxSpan) * time.Microsecond, capacity: max(r.Capacity, 1), disabled: r.Disabled}
+		out[r.ID] = &resource{version: r.Version, maxSpan: time.Duration(r.MaxSpan) * time.Microsecond, capacity: max(r.Capacity, 1), disabled: r.Disabled, poolID: r.PoolID}
 	}
 	var missing []any
 	for _, id := range ids {
@@ -181,6 +183,7 @@ func (w *writeTx) create(rs []*reservation.Reservation, hold time.Duration) {
 	}
 	for _, r := range rs {
 		res := w.resources[r.ResourceID]
+		r.PoolID = res.poolID // the resource's pool, as it is when booked
 		res.version++
 		res.maxSpan = max(res.maxSpan, r.End.Sub(r.Start))
 		w.changes = append(w.changes, change{reservation.OpCreate, r, res.version})
@@ -264,12 +267,12 @@ func record(resources map[string]*resource, changes []change, now time.Time) ([]
 // insertReservations returns the statement that inserts rs.
 func insertReservations(rs []*reservation.Reservation) stmt {
 	query := sqlInsert
-	args := make([]any, 0, 11*len(rs))
+	args := make([]any, 0, 12*len(rs))
 	for i, r := range rs {
 		if i > 0 {
 			query += ", "
 		}
-		query += "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		query += "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 		w := toRow(r)
 		args = append(args, w.args()...)
 	}

@@ -157,6 +157,7 @@ func (s *Server) newReservation(check *fieldCheck, in *pb.Reservation, prefix st
 		Start:      check.time(prefix+"start", in.GetStart()),
 		End:        check.time(prefix+"end", in.GetEnd()),
 		Note:       in.GetNote(),
+		PoolID:     in.GetPoolId(), // a pool booking when resource_id is empty; else the resource's pool is recorded
 	}
 	r.Normalize()
 	check.merge(prefix, r.Validate())
