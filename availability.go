@@ -11,12 +11,14 @@ import (
 type Window struct {
 	Start, End time.Time
 	Available  int
+	ResourceID string // the unit, when the query was about a pool
 }
 
 // SlotQuery asks for the free windows of a resource inside [Start, End), each at least
 // MinDuration long.
 type SlotQuery struct {
 	ResourceID  string
+	PoolID      string // with no ResourceID: the free windows of each enabled unit of the pool
 	Start, End  time.Time
 	MinDuration time.Duration
 }
@@ -24,7 +26,11 @@ type SlotQuery struct {
 // Validate checks a slot query and names every field that is wrong.
 func (q *SlotQuery) Validate() error {
 	var v Violations
-	v.ID("resource_id", q.ResourceID)
+	if q.ResourceID == "" && q.PoolID != "" {
+		v.ID("pool_id", q.PoolID)
+	} else {
+		v.ID("resource_id", q.ResourceID)
+	}
 	v.Window(q.Start, q.End, true)
 	if q.MinDuration < 0 {
 		v.Add("min_duration", fmt.Sprintf("must not be negative, got %s", q.MinDuration))

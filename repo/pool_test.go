@@ -3,8 +3,10 @@ package repo_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"reservation"
 	"reservation/repo"
@@ -73,6 +75,18 @@ func TestPoolAssignsUnitsInOrder(t *testing.T) {
 	}
 	if again[0].ID != first[0].ID || again[0].ResourceID != first[0].ResourceID || again[1].ResourceID != first[1].ResourceID {
 		t.Errorf("retry got %v, want the first call's units", again)
+	}
+	// The pool's free windows, unit by unit: room-1 10-12, room-2 11-13, room-3 11-13 taken.
+	free, err := s.FreeSlots(ctx, reservation.SlotQuery{PoolID: "deluxe", Start: base.Add(9 * time.Hour), End: base.Add(14 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got2 []string
+	for _, w := range free {
+		got2 = append(got2, fmt.Sprintf("%s %d-%d %d", w.ResourceID, w.Start.Hour(), w.End.Hour(), w.Available))
+	}
+	if want := "room-1 9-10 1,room-1 12-14 1,room-2 9-11 1,room-2 13-14 1,room-3 9-11 1,room-3 13-14 1"; strings.Join(got2, ",") != want {
+		t.Errorf("pool FreeSlots = %v, want %s (room-4 disabled)", got2, want)
 	}
 	// room-2 holds future bookings of the pool: it cannot leave it, but may stay and change.
 	_, err = s.PutResource(ctx, &reservation.Resource{ID: "room-2", PoolID: "standard"}, 0)

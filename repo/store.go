@@ -482,8 +482,30 @@ func (s *Store) Find(ctx context.Context, f reservation.Filter) ([]*reservation.
 	return rs, nil
 }
 
-// FreeSlots returns the free windows of a resource; lapsed holds count as free.
+// FreeSlots returns the free windows of a resource, or of each enabled unit of a pool (by
+// unit id, each window naming its unit); lapsed holds count as free.
 func (s *Store) FreeSlots(ctx context.Context, q reservation.SlotQuery) ([]reservation.Window, error) {
+	if q.ResourceID == "" && q.PoolID != "" {
+		units, err := s.ListResources(ctx, reservation.ResourceFilter{PoolID: q.PoolID})
+		if err != nil {
+			return nil, err
+		}
+		var out []reservation.Window
+		for _, u := range units {
+			if u.Disabled {
+				continue
+			}
+			busy, err := s.Find(ctx, reservation.Filter{ResourceID: u.ID, Start: q.Start, End: q.End})
+			if err != nil {
+				return nil, err
+			}
+			for _, w := range reservation.FreePlaces(q, u.Capacity, busy) {
+				w.ResourceID = u.ID
+				out = append(out, w)
+			}
+		}
+		return out, nil
+	}
 	busy, err := s.Find(ctx, reservation.Filter{ResourceID: q.ResourceID, Start: q.Start, End: q.End})
 	if err != nil {
 		return nil, err

@@ -302,6 +302,7 @@ func (s *Server) FreeSlots(ctx context.Context, req *pb.FreeSlotsRequest) (*pb.F
 	var check fieldCheck
 	sq := reservation.SlotQuery{
 		ResourceID:  req.GetResourceId(),
+		PoolID:      req.GetPoolId(),
 		Start:       check.time("start", req.GetStart()),
 		End:         check.time("end", req.GetEnd()),
 		MinDuration: check.duration("min_duration", req.GetMinDuration()),
@@ -320,7 +321,7 @@ func (s *Server) FreeSlots(ctx context.Context, req *pb.FreeSlotsRequest) (*pb.F
 	resp := &pb.FreeSlotsResponse{Free: make([]*pb.TimeWindow, len(free))}
 	for i, w := range free {
 		// Available 0 is a resource of capacity 1: one place, free.
-		resp.Free[i] = &pb.TimeWindow{Start: timestamppb.New(w.Start), End: timestamppb.New(w.End), Available: int32(max(w.Available, 1))}
+		resp.Free[i] = &pb.TimeWindow{Start: timestamppb.New(w.Start), End: timestamppb.New(w.End), Available: int32(max(w.Available, 1)), ResourceId: w.ResourceID}
 	}
 	return resp, nil
 }
