@@ -41,7 +41,7 @@ func TestFreeWindowsAgainstBruteForce(t *testing.T) {
 			for end < to && !taken[end] {
 				end++
 			}
-			if w := (reservation.Window{minute(m), minute(end)}); w.End.Sub(w.Start) >= q.MinDuration {
+			if w := (reservation.Window{Start: minute(m), End: minute(end)}); w.End.Sub(w.Start) >= q.MinDuration {
 				want = append(want, w)
 			}
 			m = end
@@ -106,5 +106,54 @@ func TestBookingFingerprintAndBounds(t *testing.T) {
 	long := reservation.Booking{RequestID: string(make([]byte, 65))}
 	if got := fields(long.Validate(time.Second, time.Hour)); !slices.Equal(got, []string{"request_id"}) {
 		t.Errorf("65-byte request id: fields %v", got)
+	}
+}
+
+// TestFreePlacesAgainstBruteForce compares reservation.FreePlaces with a minute-by-minute
+// count of places left on random layouts and capacities.
+func TestFreePlacesAgainstBruteForce(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	minute := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+	rng := rand.New(rand.NewPCG(3, 4))
+	for trial := range 2000 {
+		capacity := 1 + rng.IntN(4)
+		from, to := rng.IntN(100), 100+rng.IntN(200)
+		q := reservation.SlotQuery{ResourceID: "r", Start: minute(from), End: minute(to), MinDuration: time.Duration(rng.IntN(20)) * time.Minute}
+		var busy []*reservation.Reservation
+		used := make([]int, 400)
+		for range rng.IntN(25) {
+			s := rng.IntN(350)
+			e := s + 1 + rng.IntN(40)
+			busy = append(busy, &reservation.Reservation{Start: minute(s), End: minute(e)})
+			for m := s; m < e; m++ {
+				used[m]++
+			}
+		}
+		left := func(m int) int { return max(capacity-used[m], 0) }
+		var want []reservation.Window
+		for m := from; m < to; {
+			if left(m) == 0 {
+				m++
+				continue
+			}
+			end := m // the run with a place left
+			for end < to && left(end) > 0 {
+				end++
+			}
+			if minute(end).Sub(minute(m)) >= q.MinDuration {
+				for p := m; p < end; {
+					e := p
+					for e < end && left(e) == left(p) {
+						e++
+					}
+					want = append(want, reservation.Window{Start: minute(p), End: minute(e), Available: left(p)})
+					p = e
+				}
+			}
+			m = end
+		}
+		if got := reservation.FreePlaces(q, capacity, busy); !slices.Equal(got, want) {
+			t.Fatalf("trial %d: capacity %d, window %d-%d, min %s, busy %v:\ngot  %v\nwant %v", trial, capacity, from, to, q.MinDuration, spans(busy, t0), got, want)
+		}
 	}
 }

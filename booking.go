@@ -36,6 +36,9 @@ func (b *Booking) Fingerprint() [32]byte {
 		word(r.Start.UnixMicro())
 		word(r.End.UnixMicro())
 		text(r.Note)
+		if r.PoolID != "" && r.ResourceID == "" { // a pool booking; others hash as before pools
+			text("pool:" + r.PoolID)
+		}
 	}
 	var sum [32]byte
 	h.Sum(sum[:0])

@@ -69,6 +69,9 @@ type Reservation struct {
 	// ExpiresAt is set on a hold: a PENDING reservation that lapses at this instant unless
 	// confirmed first. From then on it blocks nothing, whether or not it was removed yet.
 	ExpiresAt time.Time
+	// PoolID is the pool of the resource when the reservation was made. In a new reservation
+	// with no ResourceID, it asks for any free unit of that pool.
+	PoolID string
 }
 
 // Expired reports whether r is a hold that has lapsed at now.
@@ -95,7 +98,11 @@ func (r *Reservation) Normalize() {
 func (r *Reservation) Validate() error {
 	var v Violations
 	v.ID("user_id", r.UserID)
-	v.ID("resource_id", r.ResourceID)
+	if r.ResourceID == "" && r.PoolID != "" {
+		v.ID("pool_id", r.PoolID)
+	} else {
+		v.ID("resource_id", r.ResourceID)
+	}
 	if !r.Status.Valid() {
 		v.Add("status", fmt.Sprintf("unknown status %d", int(r.Status)))
 	}

@@ -123,7 +123,7 @@ func (c *Cache) Overlapping(r *reservation.Reservation) []*reservation.Reservati
 				Start: time.UnixMicro(e.start).UTC(), End: time.UnixMicro(e.end).UTC()})
 		}
 	}
-	out := reservation.InTheWay(r, near)
+	out := reservation.InTheWay(r, 1, near) // every one that overlaps: the Store weighs them by capacity
 	if len(out) > 0 {
 		c.refused.Add(1)
 	}

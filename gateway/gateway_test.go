@@ -64,11 +64,11 @@ func call(t *testing.T, h http.Handler, method, target, body string) (int, apiEr
 func TestUnknownQueryParameters(t *testing.T) {
 	h := handler(t)
 	rs := routes()
-	if len(rs) != 10 {
-		t.Fatalf("%d routes read from the proto, want 10", len(rs))
+	if len(rs) != 13 {
+		t.Fatalf("%d routes read from the proto, want 13", len(rs))
 	}
 	for _, rt := range rs {
-		target := strings.NewReplacer("{id}", "01a204ab-6318-7baf-a7ed-a35f0ef10590", "{resource_id}", "room-1").Replace(rt.template)
+		target := strings.NewReplacer("{id}", "01a204ab-6318-7baf-a7ed-a35f0ef10590", "{resource_id}", "room-1", "{resource.id}", "room-1").Replace(rt.template)
 		code, e, body := call(t, h, rt.verb, target+"?bogus=1", "{}")
 		if code != 400 || e.Error.Code != int(codes.InvalidArgument) || !strings.Contains(e.Error.Message, `"bogus"`) {
 			t.Errorf("%s %s?bogus=1: %d %s; want 400 naming bogus", rt.verb, target, code, body)
@@ -196,7 +196,7 @@ func TestOpenAPIErrorShape(t *testing.T) {
 			}
 		}
 	}
-	if n != 10 || d.Definitions["v1Error"].Properties["error"]["$ref"] != "#/definitions/rpcStatus" {
+	if n != 13 || d.Definitions["v1Error"].Properties["error"]["$ref"] != "#/definitions/rpcStatus" {
 		t.Errorf("%d operations; v1Error %v", n, d.Definitions["v1Error"])
 	}
 }

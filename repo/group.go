@@ -193,7 +193,12 @@ func (s *Store) admitGroup(ctx context.Context, w *writeTx, jobs []*job) error {
 	var rows []*reservation.Reservation
 	for _, j := range jobs {
 		j.err = nil
-		conflicts, truncated := s.inTheWay(j.rs, stored, taken)
+		if j.err = w.refuseResources(j.rs); j.err != nil {
+			continue
+		}
+		// On a resource of capacity N, the group's earlier calls count with the stored
+		// reservations towards N at each instant.
+		conflicts, truncated := s.inTheWay(j.rs, stored, taken, w.capacity)
 		if len(conflicts) > 0 {
 			j.err = conflictError(j.rs, conflicts, truncated)
 			continue

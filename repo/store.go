@@ -54,6 +54,9 @@ type Options struct {
 	// window it knows to be taken is refused before it queues for locks, and every write this
 	// Store commits is passed to it at once.
 	Taken Taken
+	// StrictCatalogue refuses a Reserve of a resource that is not in the catalogue (ENOTFOUND)
+	// instead of creating it with capacity 1 and no pool.
+	StrictCatalogue bool
 }
 
 // The defaults of Options, which reservationd's flags show too.
@@ -130,6 +133,9 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 	if err != nil {
 		return nil, err
 	}
+	if pooled := poolItems(out); pooled != nil {
+		return s.reservePool(ctx, b, out, pooled)
+	}
 	if b.RequestID != "" {
 		return s.reserveOnce(ctx, b.RequestID, out, keys, b.Hold)
 	}
@@ -173,11 +179,14 @@ func newReservations(rs []*reservation.Reservation) ([]*reservation.Reservation,
 // admit writes rs in w, or fails with their conflict when stored reservations, or earlier
 // items of rs, are in the way.
 func (s *Store) admit(ctx context.Context, w *writeTx, rs []*reservation.Reservation, hold time.Duration) error {
+	if err := w.refuseResources(rs); err != nil {
+		return err
+	}
 	stored, err := w.findInTheWay(ctx, rs)
 	if err != nil {
 		return err
 	}
-	if conflicts, truncated := s.inTheWay(rs, stored, nil); len(conflicts) > 0 {
+	if conflicts, truncated := s.inTheWay(rs, stored, nil, w.capacity); len(conflicts) > 0 {
 		return conflictError(rs, conflicts, truncated)
 	}
 	w.create(rs, hold)
@@ -245,7 +254,7 @@ func (s *Store) precheck(ctx context.Context, rs []*reservation.Reservation) err
 		return classify(fmt.Errorf("look for conflicts: %w", err))
 	}
 	stored := byItem(rs, found)
-	return s.refuseTaken(rs, func(r *reservation.Reservation) ([]*reservation.Reservation, error) {
+	return s.refuseTaken(ctx, rs, func(r *reservation.Reservation) ([]*reservation.Reservation, error) {
 		return stored[r], nil
 	})
 }
@@ -286,7 +295,7 @@ func (s *Store) refuseRemembered(ctx context.Context, rs []*reservation.Reservat
 	if len(gone) > 0 {
 		s.opts.Taken.Apply(gone...) // ids are never used again: what is gone stays gone
 	}
-	return s.refuseTaken(rs, func(r *reservation.Reservation) ([]*reservation.Reservation, error) {
+	return s.refuseTaken(ctx, rs, func(r *reservation.Reservation) ([]*reservation.Reservation, error) {
 		var still []*reservation.Reservation
 		for _, e := range proposed[r] {
 			if h := byID[e.ID]; h != nil {
@@ -297,18 +306,32 @@ func (s *Store) refuseRemembered(ctx context.Context, rs []*reservation.Reservat
 	})
 }
 
-// refuseTaken returns the conflict error of rs when lookup finds a committed reservation in
-// the way of any of them, and nil when it finds none.
-func (s *Store) refuseTaken(rs []*reservation.Reservation, lookup func(*reservation.Reservation) ([]*reservation.Reservation, error)) error {
+// refuseTaken returns the conflict error of rs when lookup finds committed reservations in
+// the way of any of them, and nil when it finds none. Their resources' capacities are read
+// (by primary key, unlocked) only when lookup found something: a resource of capacity N is
+// full where N of the reservations found overlap. What lookup finds may be fewer than are
+// stored (the precheck's limit), never more, so a refusal holds; a capacity that cannot be
+// read leaves the call to the write path.
+func (s *Store) refuseTaken(ctx context.Context, rs []*reservation.Reservation, lookup func(*reservation.Reservation) ([]*reservation.Reservation, error)) error {
 	stored := make(blockers)
+	some := false
 	for _, r := range rs {
 		found, err := lookup(r)
 		if err != nil {
 			return err
 		}
 		stored[r] = found
+		some = some || len(found) > 0
 	}
-	found, truncated := s.inTheWay(rs, stored, nil)
+	if !some {
+		return nil
+	}
+	caps, err := s.capacities(ctx, resourcesOf(rs))
+	if err != nil {
+		s.log.DebugContext(ctx, "reading capacities failed", "err", err)
+		return nil
+	}
+	found, truncated := s.inTheWay(rs, stored, nil, func(id string) int { return max(caps[id], 1) })
 	if !hasStored(found, rs) {
 		return nil // only items of the call in each other's way: the write path says so
 	}
@@ -328,12 +351,13 @@ func hasStored(cs []reservation.Conflict, rs []*reservation.Reservation) bool {
 
 // inTheWay lists what is in the way of each of rs, in order: the stored reservations found
 // for it, the call's earlier items, and others written before it in the same transaction (by
-// resource). It keeps MaxConflicts at most, and says whether there were more.
-func (s *Store) inTheWay(rs []*reservation.Reservation, stored blockers, others map[string][]*reservation.Reservation) ([]reservation.Conflict, bool) {
+// resource), on a resource of the capacity given by capacity. It keeps MaxConflicts at most,
+// and says whether there were more.
+func (s *Store) inTheWay(rs []*reservation.Reservation, stored blockers, others map[string][]*reservation.Reservation, capacity func(string) int) ([]reservation.Conflict, bool) {
 	var found []reservation.Conflict
 	for i, r := range rs {
 		held := append(append(slices.Clone(stored[r]), rs[:i]...), others[r.ResourceID]...)
-		for _, e := range reservation.InTheWay(r, held) {
+		for _, e := range reservation.InTheWay(r, capacity(r.ResourceID), held) {
 			found = append(found, reservation.Conflict{Index: i, Existing: e})
 		}
 	}
@@ -458,11 +482,42 @@ func (s *Store) Find(ctx context.Context, f reservation.Filter) ([]*reservation.
 	return rs, nil
 }
 
-// FreeSlots returns the free windows of a resource; lapsed holds count as free.
+// FreeSlots returns the free windows of a resource, or of each enabled unit of a pool (by
+// unit id, each window naming its unit); lapsed holds count as free.
 func (s *Store) FreeSlots(ctx context.Context, q reservation.SlotQuery) ([]reservation.Window, error) {
+	if q.ResourceID == "" && q.PoolID != "" {
+		units, err := s.ListResources(ctx, reservation.ResourceFilter{PoolID: q.PoolID})
+		if err != nil {
+			return nil, err
+		}
+		var out []reservation.Window
+		for _, u := range units {
+			if u.Disabled {
+				continue
+			}
+			busy, err := s.Find(ctx, reservation.Filter{ResourceID: u.ID, Start: q.Start, End: q.End})
+			if err != nil {
+				return nil, err
+			}
+			for _, w := range reservation.FreePlaces(q, u.Capacity, busy) {
+				w.ResourceID = u.ID
+				out = append(out, w)
+			}
+		}
+		return out, nil
+	}
 	busy, err := s.Find(ctx, reservation.Filter{ResourceID: q.ResourceID, Start: q.Start, End: q.End})
 	if err != nil {
 		return nil, err
+	}
+	capacity := 1
+	if res, err := s.GetResource(ctx, q.ResourceID); err == nil {
+		capacity = res.Capacity
+	} else if reservation.ErrorCode(err) != reservation.ENOTFOUND {
+		return nil, err
+	}
+	if capacity > 1 {
+		return reservation.FreePlaces(q, capacity, busy), nil
 	}
 	return reservation.FreeWindows(q, busy), nil
 }

@@ -17,7 +17,7 @@ import (
 // call are below: lockResources, findInTheWay, record, insertReservations; Store.write, which
 // takes the Locker's locks around a writeTx, is in tx.go.)
 const (
-	sqlLockResources = "SELECT id, version, max_span_us FROM resources WHERE id IN (?) ORDER BY id FOR UPDATE"
+	sqlLockResources = "SELECT id, version, max_span_us, capacity, disabled, pool_id FROM resources WHERE id IN (?) ORDER BY id FOR UPDATE"
 	sqlNewResources  = "INSERT INTO resources (id, version, max_span_us, created_at) VALUES "
 	sqlOwner         = "SELECT resource_id, user_id FROM reservations WHERE id = ?"
 	sqlDelete        = "DELETE FROM reservations WHERE id = ?"
@@ -44,10 +44,15 @@ type writeTx struct {
 	changes   []change
 }
 
-// resource is a locked resources row, as the transaction will leave it.
+// resource is a locked resources row, as the transaction will leave it, with what the
+// catalogue says of it.
 type resource struct {
-	version int64
-	maxSpan time.Duration
+	version  int64
+	maxSpan  time.Duration
+	capacity int  // at least 1
+	disabled bool // takes no new reservations
+	absent   bool // not in the catalogue, which is strict: it was not created
+	poolID   string
 }
 
 // inWriteTx runs fn in a transaction (run again as inTx says) on a new writeTx that has
@@ -59,7 +64,7 @@ func (s *Store) inWriteTx(ctx context.Context, keys []string, fn func(*writeTx) 
 		// for them no longer blocks it.
 		w := &writeTx{tx: tx, s: s, now: s.now()}
 		var err error
-		if w.resources, err = lockResources(ctx, tx, keys, w.now); err != nil {
+		if w.resources, err = lockResources(ctx, tx, keys, w.now, !s.opts.StrictCatalogue); err != nil {
 			return err
 		}
 		if err := fn(w); err != nil {
@@ -71,31 +76,37 @@ func (s *Store) inWriteTx(ctx context.Context, keys []string, fn func(*writeTx) 
 	return changes, err
 }
 
-// lockResources locks the rows of the resources ids (sorted), creating the missing ones.
+// lockResources locks the rows of the resources ids (sorted), creating the missing ones when
+// create says so (the open catalogue: capacity 1, no pool) and marking them absent otherwise.
 // InnoDB locks the rows in primary-key order, the same global order as everywhere else, so
 // writes never deadlock each other.
-func lockResources(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time) (map[string]*resource, error) {
+func lockResources(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time, create bool) (map[string]*resource, error) {
 	query, args, err := sqlx.In(sqlLockResources, ids)
 	if err != nil {
 		return nil, err
 	}
 	var rows []struct {
-		ID      string `db:"id"`
-		Version int64  `db:"version"`
-		MaxSpan int64  `db:"max_span_us"`
+		ID       string `db:"id"`
+		Version  int64  `db:"version"`
+		MaxSpan  int64  `db:"max_span_us"`
+		Capacity int    `db:"capacity"`
+		Disabled bool   `db:"disabled"`
+		PoolID   string `db:"pool_id"`
 	}
 	if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
 		return nil, fmt.Errorf("lock %d resources: %w", len(ids), err)
 	}
 	out := make(map[string]*resource, len(ids))
 	for _, r := range rows {
-		out[r.ID] = &resource{r.Version, time.Duration(r.MaxSpan) * time.Microsecond}
+		out[r.ID] = &resource{version: r.Version, maxSpan: time.Duration(r.MaxSpan) * time.Microsecond, capacity: max(r.Capacity, 1), disabled: r.Disabled, poolID: r.PoolID}
 	}
 	var missing []any
 	for _, id := range ids {
 		if out[id] == nil {
-			missing = append(missing, id, now)
-			out[id] = &resource{}
+			out[id] = &resource{capacity: 1, absent: !create}
+			if create {
+				missing = append(missing, id, now)
+			}
 		}
 	}
 	if len(missing) > 0 {
@@ -109,13 +120,20 @@ func lockResources(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time
 	return out, nil
 }
 
-// findInTheWay finds the stored reservations in the way of each of rs at the write's time.
+// findInTheWay finds the stored reservations that overlap each of rs at the write's time.
 // One statement reads one range of the (resource_id, start_at) index per item, from the
 // item's start minus its resource's longest span to its end. Should an item meet so many that
 // the statement's limit cuts the answer short, a statement with a limit per item answers
-// instead.
+// instead. When an item's resource has a capacity above 1, the statement has no limit: the
+// peak concurrency over its window needs every reservation that overlaps it.
 func (w *writeTx) findInTheWay(ctx context.Context, rs []*reservation.Reservation) (blockers, error) {
 	each := w.s.opts.MaxConflicts + 1
+	unlimited := false
+	for _, r := range rs {
+		if w.resources[r.ResourceID].capacity > 1 {
+			unlimited = true
+		}
+	}
 	ranges := make([]string, len(rs))
 	args := []any{w.now}
 	for i, r := range rs {
@@ -123,8 +141,14 @@ func (w *writeTx) findInTheWay(ctx context.Context, rs []*reservation.Reservatio
 		args = append(args, r.ResourceID, r.Start.Add(-w.resources[r.ResourceID].maxSpan), r.End, r.Start)
 	}
 	limit := each * len(rs)
-	query := sqlInTheWay + notLapsed("") + " AND (" + strings.Join(ranges, " OR ") + ") ORDER BY resource_id, start_at, id LIMIT ?"
-	found, err := selectRows(ctx, w.tx, query, append(args, limit)...)
+	query := sqlInTheWay + notLapsed("") + " AND (" + strings.Join(ranges, " OR ") + ") ORDER BY resource_id, start_at, id"
+	if unlimited {
+		limit = -1
+	} else {
+		query += " LIMIT ?"
+		args = append(args, limit)
+	}
+	found, err := selectRows(ctx, w.tx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("overlap check of %d reservations: %w", len(rs), err)
 	}
@@ -138,7 +162,9 @@ func (w *writeTx) findInTheWay(ctx context.Context, rs []*reservation.Reservatio
 	}
 	out := make(blockers)
 	for _, r := range rs {
-		if in := reservation.InTheWay(r, found); len(in) > 0 {
+		// Every one that overlaps r: the capacity is weighed with the call's and the group's
+		// other items, by Store.inTheWay.
+		if in := reservation.InTheWay(r, 1, found); len(in) > 0 {
 			out[r] = in
 		}
 	}
@@ -157,11 +183,15 @@ func (w *writeTx) create(rs []*reservation.Reservation, hold time.Duration) {
 	}
 	for _, r := range rs {
 		res := w.resources[r.ResourceID]
+		r.PoolID = res.poolID // the resource's pool, as it is when booked
 		res.version++
 		res.maxSpan = max(res.maxSpan, r.End.Sub(r.Start))
 		w.changes = append(w.changes, change{reservation.OpCreate, r, res.version})
 	}
 }
+
+// capacity is the capacity of the resource id, locked by the write.
+func (w *writeTx) capacity(id string) int { return w.resources[id].capacity }
 
 // change notes op, made to the stored reservation r, to record: r's version and its
 // resource's move on by one.
@@ -237,12 +267,12 @@ func record(resources map[string]*resource, changes []change, now time.Time) ([]
 // insertReservations returns the statement that inserts rs.
 func insertReservations(rs []*reservation.Reservation) stmt {
 	query := sqlInsert
-	args := make([]any, 0, 11*len(rs))
+	args := make([]any, 0, 12*len(rs))
 	for i, r := range rs {
 		if i > 0 {
 			query += ", "
 		}
-		query += "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		query += "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 		w := toRow(r)
 		args = append(args, w.args()...)
 	}

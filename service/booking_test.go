@@ -381,7 +381,7 @@ func TestFreeSlots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []*pb.TimeWindow{{Start: at(0), End: at(1)}, {Start: at(6), End: at(8)}} // 3.5-4 is too short
+	want := []*pb.TimeWindow{{Start: at(0), End: at(1), Available: 1}, {Start: at(6), End: at(8), Available: 1}} // 3.5-4 is too short
 	if len(resp.Free) != len(want) {
 		t.Fatalf("free %v, want %v", resp.Free, want)
 	}
@@ -391,7 +391,7 @@ func TestFreeSlots(t *testing.T) {
 		}
 	}
 	all, err := c.FreeSlots(ctx, &pb.FreeSlotsRequest{ResourceId: "nowhere", Start: at(0), End: at(8)})
-	if err != nil || len(all.Free) != 1 || !proto.Equal(all.Free[0], &pb.TimeWindow{Start: at(0), End: at(8)}) {
+	if err != nil || len(all.Free) != 1 || !proto.Equal(all.Free[0], &pb.TimeWindow{Start: at(0), End: at(8), Available: 1}) {
 		t.Fatalf("free slots of an unknown resource: %v, %v; want the whole window", all, err)
 	}
 }

@@ -117,6 +117,7 @@ func toProto(r *reservation.Reservation) *pb.Reservation {
 		UpdatedAt:  timestamppb.New(r.UpdatedAt),
 		Version:    r.Version,
 		ExpiresAt:  timestampOrNil(r.ExpiresAt),
+		PoolId:     r.PoolID,
 	}
 }
 

@@ -157,6 +157,7 @@ func (s *Server) newReservation(check *fieldCheck, in *pb.Reservation, prefix st
 		Start:      check.time(prefix+"start", in.GetStart()),
 		End:        check.time(prefix+"end", in.GetEnd()),
 		Note:       in.GetNote(),
+		PoolID:     in.GetPoolId(), // a pool booking when resource_id is empty; else the resource's pool is recorded
 	}
 	r.Normalize()
 	check.merge(prefix, r.Validate())
@@ -301,6 +302,7 @@ func (s *Server) FreeSlots(ctx context.Context, req *pb.FreeSlotsRequest) (*pb.F
 	var check fieldCheck
 	sq := reservation.SlotQuery{
 		ResourceID:  req.GetResourceId(),
+		PoolID:      req.GetPoolId(),
 		Start:       check.time("start", req.GetStart()),
 		End:         check.time("end", req.GetEnd()),
 		MinDuration: check.duration("min_duration", req.GetMinDuration()),
@@ -318,7 +320,8 @@ func (s *Server) FreeSlots(ctx context.Context, req *pb.FreeSlotsRequest) (*pb.F
 	}
 	resp := &pb.FreeSlotsResponse{Free: make([]*pb.TimeWindow, len(free))}
 	for i, w := range free {
-		resp.Free[i] = &pb.TimeWindow{Start: timestamppb.New(w.Start), End: timestamppb.New(w.End)}
+		// Available 0 is a resource of capacity 1: one place, free.
+		resp.Free[i] = &pb.TimeWindow{Start: timestamppb.New(w.Start), End: timestamppb.New(w.End), Available: int32(max(w.Available, 1)), ResourceId: w.ResourceID}
 	}
 	return resp, nil
 }

@@ -37,6 +37,9 @@ func (s *Server) status(ctx context.Context, err error) error {
 	case reservation.ECONFLICT:
 		return withDetails(codes.FailedPrecondition, e.Message, conflictInfo(e))
 	case reservation.ESTATE:
+		if e.Reason != "" { // RESOURCE_DISABLED, POOL_FULL
+			return withDetails(codes.FailedPrecondition, e.Message, &errdetails.ErrorInfo{Reason: e.Reason, Domain: ErrorDomain})
+		}
 		return status.Error(codes.FailedPrecondition, e.Message)
 	case reservation.EABORTED:
 		return status.Error(codes.Aborted, e.Message)

@@ -39,6 +39,9 @@ type Config struct {
 	// OneStatementPerTrip is "auto" (on for a Galera node, which needs it), "on" or "off":
 	// whether a write sends its statements one round trip each (repo.Options).
 	OneStatementPerTrip string
+	// Catalogue is "open" (a Reserve of an unknown resource creates it) or "strict" (it is
+	// NOT_FOUND): repo.Options.StrictCatalogue.
+	Catalogue string
 }
 
 // RedisConfig is where Redis is and how to reach it: what lock.ClientConfig is made from.
@@ -56,6 +59,7 @@ func DefaultConfig() Config {
 		Migrate:             true,
 		LogLevel:            "info",
 		OneStatementPerTrip: "auto",
+		Catalogue:           "open",
 		Lock:                "redis",
 		LockWait:            lock.DefaultWait,
 		Redis:               RedisConfig{Addr: "127.0.0.1:6379", Mode: lock.ModeStandalone},
@@ -161,6 +165,7 @@ func (c *Config) flags() *flagSet {
 	fs.BoolVar(&s.Store.Precheck, "precheck", s.Store.Precheck, "refuse a window taken by a committed reservation before taking any lock (helps hot resources, costs a query per Reserve)")
 	fs.nonNegative(&s.Cache.MaxEntries, "cache-entries", "committed reservations kept in memory to refuse a taken window without a lock or a query (0: no cache)")
 	fs.StringVar(&c.OneStatementPerTrip, "one-statement-per-trip", c.OneStatementPerTrip, "send a write's statements one round trip each instead of together: auto (on for a Galera node, which needs it), on, or off")
+	fs.StringVar(&c.Catalogue, "catalogue", c.Catalogue, "open (a Reserve of an unknown resource creates it, capacity 1, no pool) or strict (NOT_FOUND until PutResource made it)")
 	return fs
 }
 
@@ -192,6 +197,7 @@ func parseFlags(args []string) (Config, error) {
 	}
 	c.Server.Feed.StampInterval = c.Server.Feed.PollInterval
 	c.RedisLock.Wait = c.LockWait
+	c.Server.Store.StrictCatalogue = c.Catalogue == "strict"
 	return c, c.Validate()
 }
 
@@ -211,6 +217,9 @@ func (c *Config) Validate() error {
 	case "auto", "on", "off":
 	default:
 		errs = append(errs, fmt.Errorf("--one-statement-per-trip (%s) must be auto, on or off, got %q", envName("one-statement-per-trip"), c.OneStatementPerTrip))
+	}
+	if c.Catalogue != "open" && c.Catalogue != "strict" {
+		errs = append(errs, fmt.Errorf("--catalogue (%s) must be open or strict, got %q", envName("catalogue"), c.Catalogue))
 	}
 	if c.Lock != "redis" && c.Lock != "local" {
 		errs = append(errs, fmt.Errorf("--lock must be redis or local, got %q", c.Lock))

@@ -21,21 +21,30 @@ import (
 // reject comes from, so that errors name what the user typed.
 
 func (c *cli) reserveCmd() *cobra.Command {
-	var user, resource, start, end, note, st, requestID string
+	var user, resource, pool, start, end, note, st, requestID string
 	var length, hold time.Duration
 	cmd := &cobra.Command{
-		Use:   "reserve --resource R --start T (--end T | --for D)",
+		Use:   "reserve (--resource R | --pool P) --start T (--end T | --for D)",
 		Short: "Book a resource for a window of time",
 		Long: `reserve books a resource from --start to --end (or for --for). It fails with exit code 4,
-listing the reservations in the way, when the window overlaps one.`,
+listing the reservations in the way, when the window overlaps one. With --pool instead of
+--resource it books the first free unit of the pool and prints which; a full pool is exit code 4.`,
 		Example: `  rsvctl reserve --user alice --resource room-1 --start "2030-05-01 14:00" --for 2h
   rsvctl reserve --resource room-1 --start 2030-05-01 --for 1w --status blocked --note "repairs"
-  rsvctl reserve --resource room-1 --start +1h --for 90m --hold 15m`,
+  rsvctl reserve --resource room-1 --start +1h --for 90m --hold 15m
+  rsvctl reserve --pool deluxe-king --start "2030-05-01 15:00" --end "2030-05-03 11:00"`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := c.window(resource, start, end, length)
+			if resource != "" && pool != "" {
+				return usagef("give --resource or --pool, not both")
+			}
+			r, err := c.window(resource+pool, start, end, length)
 			if err != nil {
 				return err
+			}
+			if pool != "" {
+				r.ResourceId, r.PoolId = "", pool
+				c.fields["pool_id"] = "--pool"
 			}
 			r.UserId, r.Note = user, note
 			if r.Status, err = parseStatus(st); err != nil {
@@ -56,7 +65,8 @@ listing the reservations in the way, when the window overlaps one.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&user, "user", "", "user id (with auth on: yours by default)")
-	f.StringVar(&resource, "resource", "", "resource id (required)")
+	f.StringVar(&resource, "resource", "", "resource id (this or --pool is required)")
+	f.StringVar(&pool, "pool", "", "pool id: book its first free unit")
 	f.Var(timeFlag{&start}, "start", "start time (required)")
 	f.Var(timeFlag{&end}, "end", "end time (or --for)")
 	f.Var(durationFlag{&length}, "for", "length, instead of --end: 90m, 2h, 1d, 2w")

@@ -143,8 +143,10 @@ type Reservation struct {
 	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	UpdatedAt  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// Set on a hold: the PENDING reservation lapses at this instant unless confirmed before.
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	Version       int64                  `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	Version   int64                  `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
+	// The pool of the resource when the reservation was made; "" for none.
+	PoolId        string `protobuf:"bytes,12,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,6 +256,13 @@ func (x *Reservation) GetVersion() int64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *Reservation) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
 }
 
 type ReserveRequest struct {
@@ -1093,9 +1102,13 @@ func (x *ReserveBatchResponse) GetReservations() []*Reservation {
 
 // A half-open window [start, end).
 type TimeWindow struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Start         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
-	End           *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Start *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	End   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
+	// The unit the window is free on, when FreeSlots asked about a pool.
+	ResourceId string `protobuf:"bytes,3,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	// Places left throughout the window (1 on a resource of capacity 1).
+	Available     int32 `protobuf:"varint,4,opt,name=available,proto3" json:"available,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1144,6 +1157,20 @@ func (x *TimeWindow) GetEnd() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *TimeWindow) GetResourceId() string {
+	if x != nil {
+		return x.ResourceId
+	}
+	return ""
+}
+
+func (x *TimeWindow) GetAvailable() int32 {
+	if x != nil {
+		return x.Available
+	}
+	return 0
+}
+
 // The free windows of a resource inside [start, end), each at least min_duration long.
 type FreeSlotsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1151,6 +1178,7 @@ type FreeSlotsRequest struct {
 	Start         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
 	End           *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
 	MinDuration   *durationpb.Duration   `protobuf:"bytes,4,opt,name=min_duration,json=minDuration,proto3" json:"min_duration,omitempty"`
+	PoolId        string                 `protobuf:"bytes,5,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1211,6 +1239,13 @@ func (x *FreeSlotsRequest) GetMinDuration() *durationpb.Duration {
 		return x.MinDuration
 	}
 	return nil
+}
+
+func (x *FreeSlotsRequest) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
 }
 
 type FreeSlotsResponse struct {
@@ -1401,11 +1436,428 @@ func (x *ListenResponse) GetCursor() string {
 	return ""
 }
 
+// Every RPC is also served as JSON over HTTP (the gateway on --http-addr); streams come as
+// newline-delimited JSON.
+// A resource of the catalogue: what reservations book.
+type Resource struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`                             // 1-64 bytes, as resource_id
+	PoolId        string                 `protobuf:"bytes,2,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`       // optional: the pool it belongs to (room type, parking level)
+	Capacity      int32                  `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"`                // reservations that may overlap at any instant; 0 means 1
+	TimeZone      string                 `protobuf:"bytes,4,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"` // IANA name, default "UTC": for display now, rules later
+	DisplayName   string                 `protobuf:"bytes,5,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Disabled      bool                   `protobuf:"varint,7,opt,name=disabled,proto3" json:"disabled,omitempty"` // takes no new reservations; existing ones stay
+	Version       int64                  `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resource) Reset() {
+	*x = Resource{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resource) ProtoMessage() {}
+
+func (x *Resource) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resource.ProtoReflect.Descriptor instead.
+func (*Resource) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Resource) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Resource) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+func (x *Resource) GetCapacity() int32 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *Resource) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *Resource) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *Resource) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Resource) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
+func (x *Resource) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Resource) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Resource) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// Creates or replaces a resource. When expected_version is not zero, the resource must be at
+// that version: ABORTED otherwise.
+type PutResourceRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Resource        *Resource              `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	ExpectedVersion int64                  `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PutResourceRequest) Reset() {
+	*x = PutResourceRequest{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutResourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutResourceRequest) ProtoMessage() {}
+
+func (x *PutResourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutResourceRequest.ProtoReflect.Descriptor instead.
+func (*PutResourceRequest) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PutResourceRequest) GetResource() *Resource {
+	if x != nil {
+		return x.Resource
+	}
+	return nil
+}
+
+func (x *PutResourceRequest) GetExpectedVersion() int64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+type PutResourceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resource      *Resource              `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutResourceResponse) Reset() {
+	*x = PutResourceResponse{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutResourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutResourceResponse) ProtoMessage() {}
+
+func (x *PutResourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutResourceResponse.ProtoReflect.Descriptor instead.
+func (*PutResourceResponse) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PutResourceResponse) GetResource() *Resource {
+	if x != nil {
+		return x.Resource
+	}
+	return nil
+}
+
+type GetResourceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetResourceRequest) Reset() {
+	*x = GetResourceRequest{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetResourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetResourceRequest) ProtoMessage() {}
+
+func (x *GetResourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetResourceRequest.ProtoReflect.Descriptor instead.
+func (*GetResourceRequest) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetResourceRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetResourceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resource      *Resource              `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetResourceResponse) Reset() {
+	*x = GetResourceResponse{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetResourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetResourceResponse) ProtoMessage() {}
+
+func (x *GetResourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetResourceResponse.ProtoReflect.Descriptor instead.
+func (*GetResourceResponse) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetResourceResponse) GetResource() *Resource {
+	if x != nil {
+		return x.Resource
+	}
+	return nil
+}
+
+type ListResourcesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PoolId        string                 `protobuf:"bytes,1,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	PageSize      int32                  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListResourcesRequest) Reset() {
+	*x = ListResourcesRequest{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListResourcesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListResourcesRequest) ProtoMessage() {}
+
+func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListResourcesRequest.ProtoReflect.Descriptor instead.
+func (*ListResourcesRequest) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListResourcesRequest) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+func (x *ListResourcesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListResourcesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListResourcesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resources     []*Resource            `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListResourcesResponse) Reset() {
+	*x = ListResourcesResponse{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListResourcesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListResourcesResponse) ProtoMessage() {}
+
+func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListResourcesResponse.ProtoReflect.Descriptor instead.
+func (*ListResourcesResponse) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListResourcesResponse) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *ListResourcesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_reservation_v1_reservation_proto protoreflect.FileDescriptor
 
 const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\n" +
-	" reservation/v1/reservation.proto\x12\x0ereservation.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x03\n" +
+	" reservation/v1/reservation.proto\x12\x0ereservation.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x03\n" +
 	"\vReservation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x129\n" +
@@ -1422,7 +1874,8 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x18\n" +
-	"\aversion\x18\v \x01(\x03R\aversion\"\x9d\x01\n" +
+	"\aversion\x18\v \x01(\x03R\aversion\x12\x17\n" +
+	"\apool_id\x18\f \x01(\tR\x06poolId\"\x9d\x01\n" +
 	"\x0eReserveRequest\x12=\n" +
 	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\x12\x1d\n" +
 	"\n" +
@@ -1479,17 +1932,21 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"request_id\x18\x02 \x01(\tR\trequestId\x12-\n" +
 	"\x04hold\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04hold\"W\n" +
 	"\x14ReserveBatchResponse\x12?\n" +
-	"\freservations\x18\x01 \x03(\v2\x1b.reservation.v1.ReservationR\freservations\"l\n" +
+	"\freservations\x18\x01 \x03(\v2\x1b.reservation.v1.ReservationR\freservations\"\xab\x01\n" +
 	"\n" +
 	"TimeWindow\x120\n" +
 	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
-	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\"\xd1\x01\n" +
+	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x1f\n" +
+	"\vresource_id\x18\x03 \x01(\tR\n" +
+	"resourceId\x12\x1c\n" +
+	"\tavailable\x18\x04 \x01(\x05R\tavailable\"\xea\x01\n" +
 	"\x10FreeSlotsRequest\x12\x1f\n" +
 	"\vresource_id\x18\x01 \x01(\tR\n" +
 	"resourceId\x120\n" +
 	"\x05start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
 	"\x03end\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12<\n" +
-	"\fmin_duration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\vminDuration\"C\n" +
+	"\fmin_duration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\vminDuration\x12\x17\n" +
+	"\apool_id\x18\x05 \x01(\tR\x06poolId\"C\n" +
 	"\x11FreeSlotsResponse\x12.\n" +
 	"\x04free\x18\x01 \x03(\v2\x1a.reservation.v1.TimeWindowR\x04free\"\x85\x01\n" +
 	"\rListenRequest\x12\x1f\n" +
@@ -1504,7 +1961,41 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x02op\x18\x02 \x01(\x0e2%.reservation.v1.ReservationUpdateTypeR\x02op\x12=\n" +
 	"\vreservation\x18\x03 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\x12=\n" +
 	"\fcommitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\x12\x16\n" +
-	"\x06cursor\x18\x05 \x01(\tR\x06cursor*\x95\x01\n" +
+	"\x06cursor\x18\x05 \x01(\tR\x06cursor\"\xb4\x03\n" +
+	"\bResource\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\apool_id\x18\x02 \x01(\tR\x06poolId\x12\x1a\n" +
+	"\bcapacity\x18\x03 \x01(\x05R\bcapacity\x12\x1b\n" +
+	"\ttime_zone\x18\x04 \x01(\tR\btimeZone\x12!\n" +
+	"\fdisplay_name\x18\x05 \x01(\tR\vdisplayName\x12<\n" +
+	"\x06labels\x18\x06 \x03(\v2$.reservation.v1.Resource.LabelsEntryR\x06labels\x12\x1a\n" +
+	"\bdisabled\x18\a \x01(\bR\bdisabled\x12\x18\n" +
+	"\aversion\x18\b \x01(\x03R\aversion\x129\n" +
+	"\n" +
+	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"u\n" +
+	"\x12PutResourceRequest\x124\n" +
+	"\bresource\x18\x01 \x01(\v2\x18.reservation.v1.ResourceR\bresource\x12)\n" +
+	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\"K\n" +
+	"\x13PutResourceResponse\x124\n" +
+	"\bresource\x18\x01 \x01(\v2\x18.reservation.v1.ResourceR\bresource\"$\n" +
+	"\x12GetResourceRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"K\n" +
+	"\x13GetResourceResponse\x124\n" +
+	"\bresource\x18\x01 \x01(\v2\x18.reservation.v1.ResourceR\bresource\"k\n" +
+	"\x14ListResourcesRequest\x12\x17\n" +
+	"\apool_id\x18\x01 \x01(\tR\x06poolId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"w\n" +
+	"\x15ListResourcesResponse\x126\n" +
+	"\tresources\x18\x01 \x03(\v2\x18.reservation.v1.ResourceR\tresources\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x95\x01\n" +
 	"\x11ReservationStatus\x12\x1e\n" +
 	"\x1aRESERVATION_STATUS_UNKNOWN\x10\x00\x12\x1e\n" +
 	"\x1aRESERVATION_STATUS_PENDING\x10\x01\x12 \n" +
@@ -1514,7 +2005,7 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x1fRESERVATION_UPDATE_TYPE_UNKNOWN\x10\x00\x12\"\n" +
 	"\x1eRESERVATION_UPDATE_TYPE_CREATE\x10\x01\x12\"\n" +
 	"\x1eRESERVATION_UPDATE_TYPE_UPDATE\x10\x02\x12\"\n" +
-	"\x1eRESERVATION_UPDATE_TYPE_DELETE\x10\x032\xc8\b\n" +
+	"\x1eRESERVATION_UPDATE_TYPE_DELETE\x10\x032\xb1\v\n" +
 	"\x12ReservationService\x12g\n" +
 	"\aReserve\x12\x1e.reservation.v1.ReserveRequest\x1a\x1f.reservation.v1.ReserveResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/reservations\x12t\n" +
 	"\aConfirm\x12\x1e.reservation.v1.ConfirmRequest\x1a\x1f.reservation.v1.ConfirmResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/reservations/{id}:confirm\x12i\n" +
@@ -1525,7 +2016,10 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x06Filter\x12\x1d.reservation.v1.FilterRequest\x1a\x1e.reservation.v1.FilterResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/reservations\x12^\n" +
 	"\x06Listen\x12\x1d.reservation.v1.ListenRequest\x1a\x1e.reservation.v1.ListenResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/changes0\x01\x12|\n" +
 	"\fReserveBatch\x12#.reservation.v1.ReserveBatchRequest\x1a$.reservation.v1.ReserveBatchResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/reservations:batch\x12z\n" +
-	"\tFreeSlots\x12 .reservation.v1.FreeSlotsRequest\x1a!.reservation.v1.FreeSlotsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/resources/{resource_id}/freeB0Z.reservation/proto/reservation/v1;reservationv1b\x06proto3"
+	"\tFreeSlots\x12 .reservation.v1.FreeSlotsRequest\x1a!.reservation.v1.FreeSlotsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/resources/{resource_id}/free\x12~\n" +
+	"\vPutResource\x12\".reservation.v1.PutResourceRequest\x1a#.reservation.v1.PutResourceResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\x1a\x1b/v1/resources/{resource.id}\x12r\n" +
+	"\vGetResource\x12\".reservation.v1.GetResourceRequest\x1a#.reservation.v1.GetResourceResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/resources/{id}\x12s\n" +
+	"\rListResources\x12$.reservation.v1.ListResourcesRequest\x1a%.reservation.v1.ListResourcesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/resourcesB0Z.reservation/proto/reservation/v1;reservationv1b\x06proto3"
 
 var (
 	file_reservation_v1_reservation_proto_rawDescOnce sync.Once
@@ -1540,7 +2034,7 @@ func file_reservation_v1_reservation_proto_rawDescGZIP() []byte {
 }
 
 var file_reservation_v1_reservation_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_reservation_v1_reservation_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_reservation_v1_reservation_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_reservation_v1_reservation_proto_goTypes = []any{
 	(ReservationStatus)(0),        // 0: reservation.v1.ReservationStatus
 	(ReservationUpdateType)(0),    // 1: reservation.v1.ReservationUpdateType
@@ -1565,67 +2059,88 @@ var file_reservation_v1_reservation_proto_goTypes = []any{
 	(*FreeSlotsResponse)(nil),     // 20: reservation.v1.FreeSlotsResponse
 	(*ListenRequest)(nil),         // 21: reservation.v1.ListenRequest
 	(*ListenResponse)(nil),        // 22: reservation.v1.ListenResponse
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
+	(*Resource)(nil),              // 23: reservation.v1.Resource
+	(*PutResourceRequest)(nil),    // 24: reservation.v1.PutResourceRequest
+	(*PutResourceResponse)(nil),   // 25: reservation.v1.PutResourceResponse
+	(*GetResourceRequest)(nil),    // 26: reservation.v1.GetResourceRequest
+	(*GetResourceResponse)(nil),   // 27: reservation.v1.GetResourceResponse
+	(*ListResourcesRequest)(nil),  // 28: reservation.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil), // 29: reservation.v1.ListResourcesResponse
+	nil,                           // 30: reservation.v1.Resource.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 32: google.protobuf.Duration
 }
 var file_reservation_v1_reservation_proto_depIdxs = []int32{
 	0,  // 0: reservation.v1.Reservation.status:type_name -> reservation.v1.ReservationStatus
-	23, // 1: reservation.v1.Reservation.start:type_name -> google.protobuf.Timestamp
-	23, // 2: reservation.v1.Reservation.end:type_name -> google.protobuf.Timestamp
-	23, // 3: reservation.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
-	23, // 4: reservation.v1.Reservation.updated_at:type_name -> google.protobuf.Timestamp
-	23, // 5: reservation.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	31, // 1: reservation.v1.Reservation.start:type_name -> google.protobuf.Timestamp
+	31, // 2: reservation.v1.Reservation.end:type_name -> google.protobuf.Timestamp
+	31, // 3: reservation.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
+	31, // 4: reservation.v1.Reservation.updated_at:type_name -> google.protobuf.Timestamp
+	31, // 5: reservation.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 6: reservation.v1.ReserveRequest.reservation:type_name -> reservation.v1.Reservation
-	24, // 7: reservation.v1.ReserveRequest.hold:type_name -> google.protobuf.Duration
+	32, // 7: reservation.v1.ReserveRequest.hold:type_name -> google.protobuf.Duration
 	2,  // 8: reservation.v1.ReserveResponse.reservation:type_name -> reservation.v1.Reservation
 	2,  // 9: reservation.v1.ConfirmResponse.reservation:type_name -> reservation.v1.Reservation
 	2,  // 10: reservation.v1.UpdateResponse.reservation:type_name -> reservation.v1.Reservation
 	2,  // 11: reservation.v1.CancelResponse.reservation:type_name -> reservation.v1.Reservation
 	2,  // 12: reservation.v1.GetResponse.reservation:type_name -> reservation.v1.Reservation
 	0,  // 13: reservation.v1.QueryRequest.status:type_name -> reservation.v1.ReservationStatus
-	23, // 14: reservation.v1.QueryRequest.start:type_name -> google.protobuf.Timestamp
-	23, // 15: reservation.v1.QueryRequest.end:type_name -> google.protobuf.Timestamp
+	31, // 14: reservation.v1.QueryRequest.start:type_name -> google.protobuf.Timestamp
+	31, // 15: reservation.v1.QueryRequest.end:type_name -> google.protobuf.Timestamp
 	0,  // 16: reservation.v1.FilterRequest.status:type_name -> reservation.v1.ReservationStatus
-	23, // 17: reservation.v1.FilterRequest.start:type_name -> google.protobuf.Timestamp
-	23, // 18: reservation.v1.FilterRequest.end:type_name -> google.protobuf.Timestamp
+	31, // 17: reservation.v1.FilterRequest.start:type_name -> google.protobuf.Timestamp
+	31, // 18: reservation.v1.FilterRequest.end:type_name -> google.protobuf.Timestamp
 	2,  // 19: reservation.v1.FilterResponse.reservations:type_name -> reservation.v1.Reservation
 	2,  // 20: reservation.v1.ReserveBatchRequest.reservations:type_name -> reservation.v1.Reservation
-	24, // 21: reservation.v1.ReserveBatchRequest.hold:type_name -> google.protobuf.Duration
+	32, // 21: reservation.v1.ReserveBatchRequest.hold:type_name -> google.protobuf.Duration
 	2,  // 22: reservation.v1.ReserveBatchResponse.reservations:type_name -> reservation.v1.Reservation
-	23, // 23: reservation.v1.TimeWindow.start:type_name -> google.protobuf.Timestamp
-	23, // 24: reservation.v1.TimeWindow.end:type_name -> google.protobuf.Timestamp
-	23, // 25: reservation.v1.FreeSlotsRequest.start:type_name -> google.protobuf.Timestamp
-	23, // 26: reservation.v1.FreeSlotsRequest.end:type_name -> google.protobuf.Timestamp
-	24, // 27: reservation.v1.FreeSlotsRequest.min_duration:type_name -> google.protobuf.Duration
+	31, // 23: reservation.v1.TimeWindow.start:type_name -> google.protobuf.Timestamp
+	31, // 24: reservation.v1.TimeWindow.end:type_name -> google.protobuf.Timestamp
+	31, // 25: reservation.v1.FreeSlotsRequest.start:type_name -> google.protobuf.Timestamp
+	31, // 26: reservation.v1.FreeSlotsRequest.end:type_name -> google.protobuf.Timestamp
+	32, // 27: reservation.v1.FreeSlotsRequest.min_duration:type_name -> google.protobuf.Duration
 	18, // 28: reservation.v1.FreeSlotsResponse.free:type_name -> reservation.v1.TimeWindow
 	1,  // 29: reservation.v1.ListenResponse.op:type_name -> reservation.v1.ReservationUpdateType
 	2,  // 30: reservation.v1.ListenResponse.reservation:type_name -> reservation.v1.Reservation
-	23, // 31: reservation.v1.ListenResponse.committed_at:type_name -> google.protobuf.Timestamp
-	3,  // 32: reservation.v1.ReservationService.Reserve:input_type -> reservation.v1.ReserveRequest
-	5,  // 33: reservation.v1.ReservationService.Confirm:input_type -> reservation.v1.ConfirmRequest
-	7,  // 34: reservation.v1.ReservationService.Update:input_type -> reservation.v1.UpdateRequest
-	9,  // 35: reservation.v1.ReservationService.Cancel:input_type -> reservation.v1.CancelRequest
-	11, // 36: reservation.v1.ReservationService.Get:input_type -> reservation.v1.GetRequest
-	13, // 37: reservation.v1.ReservationService.Query:input_type -> reservation.v1.QueryRequest
-	14, // 38: reservation.v1.ReservationService.Filter:input_type -> reservation.v1.FilterRequest
-	21, // 39: reservation.v1.ReservationService.Listen:input_type -> reservation.v1.ListenRequest
-	16, // 40: reservation.v1.ReservationService.ReserveBatch:input_type -> reservation.v1.ReserveBatchRequest
-	19, // 41: reservation.v1.ReservationService.FreeSlots:input_type -> reservation.v1.FreeSlotsRequest
-	4,  // 42: reservation.v1.ReservationService.Reserve:output_type -> reservation.v1.ReserveResponse
-	6,  // 43: reservation.v1.ReservationService.Confirm:output_type -> reservation.v1.ConfirmResponse
-	8,  // 44: reservation.v1.ReservationService.Update:output_type -> reservation.v1.UpdateResponse
-	10, // 45: reservation.v1.ReservationService.Cancel:output_type -> reservation.v1.CancelResponse
-	12, // 46: reservation.v1.ReservationService.Get:output_type -> reservation.v1.GetResponse
-	2,  // 47: reservation.v1.ReservationService.Query:output_type -> reservation.v1.Reservation
-	15, // 48: reservation.v1.ReservationService.Filter:output_type -> reservation.v1.FilterResponse
-	22, // 49: reservation.v1.ReservationService.Listen:output_type -> reservation.v1.ListenResponse
-	17, // 50: reservation.v1.ReservationService.ReserveBatch:output_type -> reservation.v1.ReserveBatchResponse
-	20, // 51: reservation.v1.ReservationService.FreeSlots:output_type -> reservation.v1.FreeSlotsResponse
-	42, // [42:52] is the sub-list for method output_type
-	32, // [32:42] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	31, // 31: reservation.v1.ListenResponse.committed_at:type_name -> google.protobuf.Timestamp
+	30, // 32: reservation.v1.Resource.labels:type_name -> reservation.v1.Resource.LabelsEntry
+	31, // 33: reservation.v1.Resource.created_at:type_name -> google.protobuf.Timestamp
+	31, // 34: reservation.v1.Resource.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 35: reservation.v1.PutResourceRequest.resource:type_name -> reservation.v1.Resource
+	23, // 36: reservation.v1.PutResourceResponse.resource:type_name -> reservation.v1.Resource
+	23, // 37: reservation.v1.GetResourceResponse.resource:type_name -> reservation.v1.Resource
+	23, // 38: reservation.v1.ListResourcesResponse.resources:type_name -> reservation.v1.Resource
+	3,  // 39: reservation.v1.ReservationService.Reserve:input_type -> reservation.v1.ReserveRequest
+	5,  // 40: reservation.v1.ReservationService.Confirm:input_type -> reservation.v1.ConfirmRequest
+	7,  // 41: reservation.v1.ReservationService.Update:input_type -> reservation.v1.UpdateRequest
+	9,  // 42: reservation.v1.ReservationService.Cancel:input_type -> reservation.v1.CancelRequest
+	11, // 43: reservation.v1.ReservationService.Get:input_type -> reservation.v1.GetRequest
+	13, // 44: reservation.v1.ReservationService.Query:input_type -> reservation.v1.QueryRequest
+	14, // 45: reservation.v1.ReservationService.Filter:input_type -> reservation.v1.FilterRequest
+	21, // 46: reservation.v1.ReservationService.Listen:input_type -> reservation.v1.ListenRequest
+	16, // 47: reservation.v1.ReservationService.ReserveBatch:input_type -> reservation.v1.ReserveBatchRequest
+	19, // 48: reservation.v1.ReservationService.FreeSlots:input_type -> reservation.v1.FreeSlotsRequest
+	24, // 49: reservation.v1.ReservationService.PutResource:input_type -> reservation.v1.PutResourceRequest
+	26, // 50: reservation.v1.ReservationService.GetResource:input_type -> reservation.v1.GetResourceRequest
+	28, // 51: reservation.v1.ReservationService.ListResources:input_type -> reservation.v1.ListResourcesRequest
+	4,  // 52: reservation.v1.ReservationService.Reserve:output_type -> reservation.v1.ReserveResponse
+	6,  // 53: reservation.v1.ReservationService.Confirm:output_type -> reservation.v1.ConfirmResponse
+	8,  // 54: reservation.v1.ReservationService.Update:output_type -> reservation.v1.UpdateResponse
+	10, // 55: reservation.v1.ReservationService.Cancel:output_type -> reservation.v1.CancelResponse
+	12, // 56: reservation.v1.ReservationService.Get:output_type -> reservation.v1.GetResponse
+	2,  // 57: reservation.v1.ReservationService.Query:output_type -> reservation.v1.Reservation
+	15, // 58: reservation.v1.ReservationService.Filter:output_type -> reservation.v1.FilterResponse
+	22, // 59: reservation.v1.ReservationService.Listen:output_type -> reservation.v1.ListenResponse
+	17, // 60: reservation.v1.ReservationService.ReserveBatch:output_type -> reservation.v1.ReserveBatchResponse
+	20, // 61: reservation.v1.ReservationService.FreeSlots:output_type -> reservation.v1.FreeSlotsResponse
+	25, // 62: reservation.v1.ReservationService.PutResource:output_type -> reservation.v1.PutResourceResponse
+	27, // 63: reservation.v1.ReservationService.GetResource:output_type -> reservation.v1.GetResourceResponse
+	29, // 64: reservation.v1.ReservationService.ListResources:output_type -> reservation.v1.ListResourcesResponse
+	52, // [52:65] is the sub-list for method output_type
+	39, // [39:52] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_reservation_v1_reservation_proto_init() }
@@ -1640,7 +2155,7 @@ func file_reservation_v1_reservation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reservation_v1_reservation_proto_rawDesc), len(file_reservation_v1_reservation_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   21,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

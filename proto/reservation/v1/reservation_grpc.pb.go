@@ -21,24 +21,24 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ReservationService_Reserve_FullMethodName      = "/reservation.v1.ReservationService/Reserve"
-	ReservationService_Confirm_FullMethodName      = "/reservation.v1.ReservationService/Confirm"
-	ReservationService_Update_FullMethodName       = "/reservation.v1.ReservationService/Update"
-	ReservationService_Cancel_FullMethodName       = "/reservation.v1.ReservationService/Cancel"
-	ReservationService_Get_FullMethodName          = "/reservation.v1.ReservationService/Get"
-	ReservationService_Query_FullMethodName        = "/reservation.v1.ReservationService/Query"
-	ReservationService_Filter_FullMethodName       = "/reservation.v1.ReservationService/Filter"
-	ReservationService_Listen_FullMethodName       = "/reservation.v1.ReservationService/Listen"
-	ReservationService_ReserveBatch_FullMethodName = "/reservation.v1.ReservationService/ReserveBatch"
-	ReservationService_FreeSlots_FullMethodName    = "/reservation.v1.ReservationService/FreeSlots"
+	ReservationService_Reserve_FullMethodName       = "/reservation.v1.ReservationService/Reserve"
+	ReservationService_Confirm_FullMethodName       = "/reservation.v1.ReservationService/Confirm"
+	ReservationService_Update_FullMethodName        = "/reservation.v1.ReservationService/Update"
+	ReservationService_Cancel_FullMethodName        = "/reservation.v1.ReservationService/Cancel"
+	ReservationService_Get_FullMethodName           = "/reservation.v1.ReservationService/Get"
+	ReservationService_Query_FullMethodName         = "/reservation.v1.ReservationService/Query"
+	ReservationService_Filter_FullMethodName        = "/reservation.v1.ReservationService/Filter"
+	ReservationService_Listen_FullMethodName        = "/reservation.v1.ReservationService/Listen"
+	ReservationService_ReserveBatch_FullMethodName  = "/reservation.v1.ReservationService/ReserveBatch"
+	ReservationService_FreeSlots_FullMethodName     = "/reservation.v1.ReservationService/FreeSlots"
+	ReservationService_PutResource_FullMethodName   = "/reservation.v1.ReservationService/PutResource"
+	ReservationService_GetResource_FullMethodName   = "/reservation.v1.ReservationService/GetResource"
+	ReservationService_ListResources_FullMethodName = "/reservation.v1.ReservationService/ListResources"
 )
 
 // ReservationServiceClient is the client API for ReservationService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
-//
-// Every RPC is also served as JSON over HTTP (the gateway on --http-addr); streams come as
-// newline-delimited JSON.
 type ReservationServiceClient interface {
 	Reserve(ctx context.Context, in *ReserveRequest, opts ...grpc.CallOption) (*ReserveResponse, error)
 	Confirm(ctx context.Context, in *ConfirmRequest, opts ...grpc.CallOption) (*ConfirmResponse, error)
@@ -50,6 +50,9 @@ type ReservationServiceClient interface {
 	Listen(ctx context.Context, in *ListenRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ListenResponse], error)
 	ReserveBatch(ctx context.Context, in *ReserveBatchRequest, opts ...grpc.CallOption) (*ReserveBatchResponse, error)
 	FreeSlots(ctx context.Context, in *FreeSlotsRequest, opts ...grpc.CallOption) (*FreeSlotsResponse, error)
+	PutResource(ctx context.Context, in *PutResourceRequest, opts ...grpc.CallOption) (*PutResourceResponse, error)
+	GetResource(ctx context.Context, in *GetResourceRequest, opts ...grpc.CallOption) (*GetResourceResponse, error)
+	ListResources(ctx context.Context, in *ListResourcesRequest, opts ...grpc.CallOption) (*ListResourcesResponse, error)
 }
 
 type reservationServiceClient struct {
@@ -178,12 +181,39 @@ func (c *reservationServiceClient) FreeSlots(ctx context.Context, in *FreeSlotsR
 	return out, nil
 }
 
+func (c *reservationServiceClient) PutResource(ctx context.Context, in *PutResourceRequest, opts ...grpc.CallOption) (*PutResourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutResourceResponse)
+	err := c.cc.Invoke(ctx, ReservationService_PutResource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reservationServiceClient) GetResource(ctx context.Context, in *GetResourceRequest, opts ...grpc.CallOption) (*GetResourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetResourceResponse)
+	err := c.cc.Invoke(ctx, ReservationService_GetResource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reservationServiceClient) ListResources(ctx context.Context, in *ListResourcesRequest, opts ...grpc.CallOption) (*ListResourcesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListResourcesResponse)
+	err := c.cc.Invoke(ctx, ReservationService_ListResources_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReservationServiceServer is the server API for ReservationService service.
 // All implementations must embed UnimplementedReservationServiceServer
 // for forward compatibility.
-//
-// Every RPC is also served as JSON over HTTP (the gateway on --http-addr); streams come as
-// newline-delimited JSON.
 type ReservationServiceServer interface {
 	Reserve(context.Context, *ReserveRequest) (*ReserveResponse, error)
 	Confirm(context.Context, *ConfirmRequest) (*ConfirmResponse, error)
@@ -195,6 +225,9 @@ type ReservationServiceServer interface {
 	Listen(*ListenRequest, grpc.ServerStreamingServer[ListenResponse]) error
 	ReserveBatch(context.Context, *ReserveBatchRequest) (*ReserveBatchResponse, error)
 	FreeSlots(context.Context, *FreeSlotsRequest) (*FreeSlotsResponse, error)
+	PutResource(context.Context, *PutResourceRequest) (*PutResourceResponse, error)
+	GetResource(context.Context, *GetResourceRequest) (*GetResourceResponse, error)
+	ListResources(context.Context, *ListResourcesRequest) (*ListResourcesResponse, error)
 	mustEmbedUnimplementedReservationServiceServer()
 }
 
@@ -234,6 +267,15 @@ func (UnimplementedReservationServiceServer) ReserveBatch(context.Context, *Rese
 }
 func (UnimplementedReservationServiceServer) FreeSlots(context.Context, *FreeSlotsRequest) (*FreeSlotsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FreeSlots not implemented")
+}
+func (UnimplementedReservationServiceServer) PutResource(context.Context, *PutResourceRequest) (*PutResourceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutResource not implemented")
+}
+func (UnimplementedReservationServiceServer) GetResource(context.Context, *GetResourceRequest) (*GetResourceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetResource not implemented")
+}
+func (UnimplementedReservationServiceServer) ListResources(context.Context, *ListResourcesRequest) (*ListResourcesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListResources not implemented")
 }
 func (UnimplementedReservationServiceServer) mustEmbedUnimplementedReservationServiceServer() {}
 func (UnimplementedReservationServiceServer) testEmbeddedByValue()                            {}
@@ -422,6 +464,60 @@ func _ReservationService_FreeSlots_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReservationService_PutResource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutResourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReservationServiceServer).PutResource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReservationService_PutResource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReservationServiceServer).PutResource(ctx, req.(*PutResourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReservationService_GetResource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetResourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReservationServiceServer).GetResource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReservationService_GetResource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReservationServiceServer).GetResource(ctx, req.(*GetResourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReservationService_ListResources_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListResourcesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReservationServiceServer).ListResources(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReservationService_ListResources_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReservationServiceServer).ListResources(ctx, req.(*ListResourcesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReservationService_ServiceDesc is the grpc.ServiceDesc for ReservationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -460,6 +556,18 @@ var ReservationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "FreeSlots",
 			Handler:    _ReservationService_FreeSlots_Handler,
+		},
+		{
+			MethodName: "PutResource",
+			Handler:    _ReservationService_PutResource_Handler,
+		},
+		{
+			MethodName: "GetResource",
+			Handler:    _ReservationService_GetResource_Handler,
+		},
+		{
+			MethodName: "ListResources",
+			Handler:    _ReservationService_ListResources_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

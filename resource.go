@@ -1,0 +1,111 @@
+package reservation
+
+import (
+	"context"
+	"fmt"
+	"time"
+	_ "time/tzdata" // time zone names are checked the same on every host, with or without a zoneinfo
+	"unicode/utf8"
+)
+
+// Resource is an entry of the catalogue: what reservations book. A resource that was never
+// put is created by its first reservation (with the open catalogue) with the defaults below.
+type Resource struct {
+	ID     string
+	PoolID string // the pool it belongs to (a room type, a parking level); "" for none
+	// Capacity is how many reservations may overlap at any instant; 0 means 1.
+	Capacity    int
+	TimeZone    string // IANA name; "" means UTC
+	DisplayName string
+	Labels      map[string]string
+	Disabled    bool  // takes no new reservations; those it has stay
+	Version     int64 // 1 when created, bumped by every Put
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Limits of a resource's descriptive fields.
+const (
+	MaxCapacity       = 1_000_000
+	MaxDisplayNameLen = 256 // bytes
+	MaxLabels         = 64
+	MaxLabelLen       = 256 // bytes, for each key and each value
+)
+
+// Normalize applies the defaults: capacity 1, time zone UTC.
+func (r *Resource) Normalize() {
+	if r.Capacity == 0 {
+		r.Capacity = 1
+	}
+	if r.TimeZone == "" {
+		r.TimeZone = "UTC"
+	}
+}
+
+// Validate checks a resource to put (before Normalize) and names every field that is wrong,
+// each under prefix ("resource." on the wire).
+func (r *Resource) Validate(prefix string) error {
+	var v Violations
+	v.ID(prefix+"id", r.ID)
+	if r.PoolID != "" {
+		v.ID(prefix+"pool_id", r.PoolID)
+	}
+	if r.Capacity < 0 || r.Capacity > MaxCapacity {
+		v.Add(prefix+"capacity", fmt.Sprintf("must be between 0 (meaning 1) and %d, got %d", MaxCapacity, r.Capacity))
+	}
+	if r.TimeZone != "" {
+		if _, err := time.LoadLocation(r.TimeZone); err != nil || r.TimeZone == "Local" {
+			v.Add(prefix+"time_zone", fmt.Sprintf("must be an IANA time zone name, got %q", clipText(r.TimeZone)))
+		}
+	}
+	if len(r.DisplayName) > MaxDisplayNameLen {
+		v.Add(prefix+"display_name", fmt.Sprintf("must be at most %d bytes, got %d", MaxDisplayNameLen, len(r.DisplayName)))
+	} else {
+		v.Note(prefix+"display_name", r.DisplayName)
+	}
+	if len(r.Labels) > MaxLabels {
+		v.Add(prefix+"labels", fmt.Sprintf("at most %d labels, got %d", MaxLabels, len(r.Labels)))
+	}
+	for k, val := range r.Labels {
+		if k == "" || len(k) > MaxLabelLen || len(val) > MaxLabelLen || !utf8.ValidString(k) || !utf8.ValidString(val) {
+			v.Add(prefix+"labels", fmt.Sprintf("keys must be 1 to %d bytes and values at most %d, of UTF-8, got key %q", MaxLabelLen, MaxLabelLen, clipText(k)))
+			break
+		}
+	}
+	return v.Err()
+}
+
+func clipText(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// ResourceFilter selects resources of the catalogue, in id order.
+type ResourceFilter struct {
+	PoolID string // "" for every resource
+	After  string // keyset: the ids after this one
+	Limit  int    // at most this many; 0 means no limit
+}
+
+// Catalogue keeps the resources.
+type Catalogue interface {
+	// PutResource creates or replaces a resource. With expectedVersion not zero the resource
+	// must be at that version (a missing one is at 0): EABORTED otherwise. Lowering the
+	// capacity below the reservations booked at some instant to come is ESTATE, naming it.
+	PutResource(ctx context.Context, r *Resource, expectedVersion int64) (*Resource, error)
+	// GetResource returns a resource; ENOTFOUND when there is none.
+	GetResource(ctx context.Context, id string) (*Resource, error)
+	// ListResources returns the resources the filter selects, by id.
+	ListResources(ctx context.Context, f ResourceFilter) ([]*Resource, error)
+}
+
+// Reasons of the errors of the catalogue, as ErrorInfo reasons on the wire.
+const (
+	ReasonResourceDisabled = "RESOURCE_DISABLED" // ESTATE: a Reserve of a disabled resource
+	ReasonPoolFull         = "POOL_FULL"         // ESTATE: no unit of the pool is free for the window
+)
+
+// ResourceNotFound is the ENOTFOUND error for the resource id.
+func ResourceNotFound(id string) error { return Errorf(ENOTFOUND, "resource %q not found", id) }
