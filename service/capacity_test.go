@@ -7,12 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"reservation"
-	"reservation/lock"
 	"reservation/lock/locktest"
 	pb "reservation/proto/reservation/v1"
 	"reservation/repo"
@@ -26,16 +23,7 @@ import (
 // full in the final rows too, and one never full there was refused wrongly.)
 func TestCapacityAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	lockers := map[string]func(t *testing.T, prefix string) reservation.Locker{
-		"redis": func(t *testing.T, prefix string) reservation.Locker {
-			return lock.NewRedis(locktest.Client(t), lock.RedisOptions{Prefix: prefix, Wait: 20 * time.Second, Logger: quiet})
-		},
-		"redis unreachable": func(t *testing.T, prefix string) reservation.Locker {
-			client := redis.NewClient(lock.ClientOptions(locktest.ClosedAddr(t)))
-			t.Cleanup(func() { client.Close() })
-			return lock.NewRedis(client, lock.RedisOptions{Prefix: prefix, Logger: quiet})
-		},
-	}
+	lockers := concurrentLockers()
 	const capacity, slots = 3, 160 // half-hour slots from base
 	for name, newLocker := range lockers {
 		t.Run(name, func(t *testing.T) {

@@ -3,12 +3,12 @@ package service_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -27,21 +27,14 @@ import (
 func TestNoOverlapAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	// Each replica has its own Redis client; prefix is the test's key space, shared by them.
-	lockers := map[string]func(t *testing.T, prefix string) reservation.Locker{
-		"redis": func(t *testing.T, prefix string) reservation.Locker {
-			return lock.NewRedis(locktest.Client(t), lock.RedisOptions{Prefix: prefix, Wait: 20 * time.Second, Logger: quiet})
-		},
-		"redis unreachable": func(t *testing.T, prefix string) reservation.Locker {
-			client := redis.NewClient(lock.ClientOptions(locktest.ClosedAddr(t)))
-			t.Cleanup(func() { client.Close() })
-			return lock.NewRedis(client, lock.RedisOptions{Prefix: prefix, Logger: quiet})
-		},
+	lockers := concurrentLockers()
+	maps.Copy(lockers, map[string]func(t *testing.T, prefix string) reservation.Locker{
 		// Locks that expire almost at once: holders run on without them.
 		"redis lock expiring mid-write": func(t *testing.T, prefix string) reservation.Locker {
 			return lock.NewRedis(locktest.Client(t), lock.RedisOptions{Prefix: prefix, TTL: time.Millisecond, Wait: 20 * time.Second, Logger: quiet})
 		},
 		"database only": func(*testing.T, string) reservation.Locker { return nil },
-	}
+	})
 	for name, newLocker := range lockers {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,6 +20,8 @@ import (
 
 	"reservation"
 	"reservation/cache"
+	"reservation/lock"
+	"reservation/lock/locktest"
 	pb "reservation/proto/reservation/v1"
 	"reservation/queue"
 	"reservation/repo"
@@ -204,5 +207,22 @@ func waitUntil(t testing.TB, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// concurrentLockers are the lockers the concurrency tests run each workload under: Redis, and
+// a Redis that cannot be reached, so that the database alone guards. The waits are longer than
+// the default (5s) so that 32 clients on one resource queue rather than give up: the tests
+// count refusals, not timeouts.
+func concurrentLockers() map[string]func(t *testing.T, prefix string) reservation.Locker {
+	return map[string]func(t *testing.T, prefix string) reservation.Locker{
+		"redis": func(t *testing.T, prefix string) reservation.Locker {
+			return lock.NewRedis(locktest.Client(t), lock.RedisOptions{Prefix: prefix, Wait: 20 * time.Second, Logger: quiet})
+		},
+		"redis unreachable": func(t *testing.T, prefix string) reservation.Locker {
+			client := redis.NewClient(lock.ClientOptions(locktest.ClosedAddr(t)))
+			t.Cleanup(func() { client.Close() })
+			return lock.NewRedis(client, lock.RedisOptions{Prefix: prefix, Logger: quiet})
+		},
 	}
 }

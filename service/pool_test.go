@@ -9,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/status"
 
 	"reservation"
-	"reservation/lock"
 	"reservation/lock/locktest"
 	pb "reservation/proto/reservation/v1"
 	"reservation/repo"
@@ -27,16 +25,7 @@ import (
 // a unit taken when the pool was refused is taken in the final rows too.)
 func TestPoolAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	lockers := map[string]func(t *testing.T, prefix string) reservation.Locker{
-		"redis": func(t *testing.T, prefix string) reservation.Locker {
-			return lock.NewRedis(locktest.Client(t), lock.RedisOptions{Prefix: prefix, Wait: 20 * time.Second, Logger: quiet})
-		},
-		"redis unreachable": func(t *testing.T, prefix string) reservation.Locker {
-			client := redis.NewClient(lock.ClientOptions(locktest.ClosedAddr(t)))
-			t.Cleanup(func() { client.Close() })
-			return lock.NewRedis(client, lock.RedisOptions{Prefix: prefix, Logger: quiet})
-		},
-	}
+	lockers := concurrentLockers()
 	const slots = 48 // half-hour slots from base
 	units := []string{"spot-1", "spot-2", "spot-3", "spot-4", "spot-5"}
 	for name, newLocker := range lockers {
