@@ -52,6 +52,11 @@ func browserSized(t *testing.T, w, h int) context.Context {
 	return ctx
 }
 
+// pageWait bounds how long a page test waits for the page to show something. It is a bound for
+// failing, never an expected time: the legs of make test run packages side by side on two cores,
+// and a redraw has been seen to take over 2 s there.
+const pageWait = 15 * time.Second
+
 // within polls the page until cond (a JavaScript expression) is true, failing after d.
 func within(t *testing.T, page context.Context, d time.Duration, what, cond string) time.Duration {
 	t.Helper()
@@ -130,29 +135,30 @@ func TestTimelinePage(t *testing.T) {
 	if err := chromedp.Do(page, chromedp.Navigate(url)); err != nil {
 		t.Fatal(err)
 	}
-	within(t, page, 10*time.Second, "existing reservations drawn", `document.querySelectorAll('.bar').length === 3 && document.getElementById('conn').textContent === 'live'`)
-	within(t, page, time.Second, "bars are buttons with their booking", fmt.Sprintf(
+	within(t, page, pageWait, "existing reservations drawn", `document.querySelectorAll('.bar').length === 3 && document.getElementById('conn').textContent === 'live'`)
+	within(t, page, pageWait, "bars are buttons with their booking", fmt.Sprintf(
 		`(() => { const b = document.querySelector('.bar[data-id=%q]'); return b.tagName === 'BUTTON' && b.textContent.includes('alice') && b.classList.contains('PENDING'); })()`, alice.Id))
-	within(t, page, time.Second, "blocked drawn as blocked", fmt.Sprintf(`document.querySelector('.bar[data-id=%q]').classList.contains('BLOCKED')`, blocked.Reservation.Id))
+	within(t, page, pageWait, "blocked drawn as blocked", fmt.Sprintf(`document.querySelector('.bar[data-id=%q]').classList.contains('BLOCKED')`, blocked.Reservation.Id))
 
-	// Live: a reservation made through gRPC appears within a second; its cancel removes it.
+	// Live: a reservation made through gRPC appears without a reload (the time it took is logged, not
+	// asserted); its cancel removes it.
 	live := book("carol", "room-2", 2*24*time.Hour+9*time.Hour, 2*24*time.Hour+11*time.Hour, "live")
-	took := within(t, page, time.Second, "a gRPC reservation appears", fmt.Sprintf(`!!document.querySelector('.bar[data-id=%q]')`, live.Id))
+	took := within(t, page, pageWait, "a gRPC reservation appears", fmt.Sprintf(`!!document.querySelector('.bar[data-id=%q]')`, live.Id))
 	t.Logf("a reservation made through gRPC appeared on the page after %s", took)
 	if _, err := c.Cancel(ctx, &pb.CancelRequest{Id: live.Id}); err != nil {
 		t.Fatal(err)
 	}
-	took = within(t, page, time.Second, "a cancelled reservation disappears", fmt.Sprintf(`!document.querySelector('.bar[data-id=%q]')`, live.Id))
+	took = within(t, page, pageWait, "a cancelled reservation disappears", fmt.Sprintf(`!document.querySelector('.bar[data-id=%q]')`, live.Id))
 	t.Logf("a cancel through gRPC removed the bar after %s", took)
 
 	// Drag across empty time on room-3 to reserve Thursday 10:00-12:00.
 	drag(t, page, "room-3", week.Add(3*24*time.Hour+10*time.Hour), week.Add(3*24*time.Hour+12*time.Hour), week)
-	within(t, page, 2*time.Second, "the new-reservation dialog opens", `document.getElementById('new').open`)
+	within(t, page, pageWait, "the new-reservation dialog opens", `document.getElementById('new').open`)
 	if err := chromedp.Do(page, chromedp.SetValue(chromedp.ID("new-user"), "dana"), chromedp.SetValue(chromedp.ID("new-note"), "interviews"),
 		chromedp.Click(chromedp.ID("new-submit"))); err != nil {
 		t.Fatal(err)
 	}
-	within(t, page, 3*time.Second, "the dragged reservation is drawn", `[...document.querySelectorAll('.row[data-resource="room-3"] .bar')].some(b => b.textContent.includes('dana'))`)
+	within(t, page, pageWait, "the dragged reservation is drawn", `[...document.querySelectorAll('.row[data-resource="room-3"] .bar')].some(b => b.textContent.includes('dana'))`)
 	got, err := c.Filter(ctx, &pb.FilterRequest{ResourceId: "room-3", UserId: "dana"})
 	if err != nil || len(got.Reservations) != 1 {
 		t.Fatalf("the dragged reservation through gRPC: %v, %v", got, err)
@@ -164,11 +170,11 @@ func TestTimelinePage(t *testing.T) {
 
 	// A drag from free time into alice's meeting is refused, in words naming it.
 	drag(t, page, "room-1", week.Add(13*time.Hour), week.Add(11*time.Hour), week)
-	within(t, page, 2*time.Second, "the dialog opens", `document.getElementById('new').open`)
+	within(t, page, pageWait, "the dialog opens", `document.getElementById('new').open`)
 	if err := chromedp.Do(page, chromedp.SetValue(chromedp.ID("new-user"), "erin"), chromedp.Click(chromedp.ID("new-submit"))); err != nil {
 		t.Fatal(err)
 	}
-	within(t, page, 3*time.Second, "the conflict is explained beside the times, in the dialog still open with what was typed", `(() => {
+	within(t, page, pageWait, "the conflict is explained beside the times, in the dialog still open with what was typed", `(() => {
 		const m = document.getElementById('new-when-error');
 		return document.getElementById('new').open && !m.hidden && m.textContent.includes('already booked') && m.textContent.includes("alice's booking")
 			&& document.getElementById('new-user').value === 'erin' && document.getElementById('new-start').getAttribute('aria-invalid') === 'true'; })()`)
@@ -177,17 +183,17 @@ func TestTimelinePage(t *testing.T) {
 	if err := chromedp.Do(page, chromedp.Click(`#new button[value="cancel"]`)); err != nil {
 		t.Fatal(err)
 	}
-	within(t, page, time.Second, "Close closes the dialog", `!document.getElementById('new').open`)
+	within(t, page, pageWait, "Close closes the dialog", `!document.getElementById('new').open`)
 
 	// Click alice's bar, confirm it from the details dialog.
 	if err := chromedp.Do(page, chromedp.Click(chromedp.CSS(fmt.Sprintf(`.bar[data-id=%q]`, alice.Id)))); err != nil {
 		t.Fatal(err)
 	}
-	within(t, page, 2*time.Second, "details show the reservation", fmt.Sprintf(`document.getElementById('details').open && document.getElementById('details-list').textContent.includes(%q)`, alice.Id))
+	within(t, page, pageWait, "details show the reservation", fmt.Sprintf(`document.getElementById('details').open && document.getElementById('details-list').textContent.includes(%q)`, alice.Id))
 	if err := chromedp.Do(page, chromedp.Click(chromedp.ID("details-confirm"))); err != nil {
 		t.Fatal(err)
 	}
-	within(t, page, 3*time.Second, "the bar turns confirmed", fmt.Sprintf(`document.querySelector('.bar[data-id=%q]').classList.contains('CONFIRMED')`, alice.Id))
+	within(t, page, pageWait, "the bar turns confirmed", fmt.Sprintf(`document.querySelector('.bar[data-id=%q]').classList.contains('CONFIRMED')`, alice.Id))
 	if r, err := c.Get(ctx, &pb.GetRequest{Id: alice.Id}); err != nil || r.Reservation.Status != pb.ReservationStatus_RESERVATION_STATUS_CONFIRMED {
 		t.Fatalf("confirmed from the page, through gRPC: %v, %v", r, err)
 	}
@@ -249,11 +255,11 @@ func TestTimelinePageSignsInAndScales(t *testing.T) {
 	if err := chromedp.Do(page, chromedp.Navigate("http://"+d.http+"/?view=week&start=2030-03-04")); err != nil {
 		t.Fatal(err)
 	}
-	within(t, page, 5*time.Second, "the page asks for a token", `document.getElementById('login').open`)
+	within(t, page, pageWait, "the page asks for a token", `document.getElementById('login').open`)
 	if err := chromedp.Do(page, chromedp.SetValue(chromedp.ID("login-token"), "alice-secret"), chromedp.KeyEvent("\r")); err != nil {
 		t.Fatal(err)
 	}
-	within(t, page, 10*time.Second, "alice's bookings, and only hers", fmt.Sprintf(
+	within(t, page, pageWait, "alice's bookings, and only hers", fmt.Sprintf(
 		`document.querySelectorAll('.bar').length === %d && [...document.querySelectorAll('.bar')].every(b => b.textContent.startsWith('alice'))`, aliceCount))
 
 	// As the desk (admin): all 500 bars over 50 rows.
@@ -263,7 +269,7 @@ func TestTimelinePageSignsInAndScales(t *testing.T) {
 	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`sessionStorage.setItem('token', 'desk-secret'); location.reload(); true`)); err != nil {
 		t.Fatal(err)
 	}
-	within(t, page, 10*time.Second, "50 resources and 500 bookings drawn", `document.querySelectorAll('.row').length === 50 && document.querySelectorAll('.bar').length === 500`)
+	within(t, page, pageWait, "50 resources and 500 bookings drawn", `document.querySelectorAll('.row').length === 50 && document.querySelectorAll('.bar').length === 500`)
 	ms, err := chromedp.Run(page, chromedp.Evaluate[float64](`(() => { const t = performance.now(); draw(); document.body.offsetHeight; return performance.now() - t; })()`))
 	if err != nil {
 		t.Fatal(err)
@@ -274,5 +280,5 @@ func TestTimelinePageSignsInAndScales(t *testing.T) {
 	if err := chromedp.Do(page, chromedp.Focus(chromedp.CSS(".bar")), chromedp.KeyEvent("\r")); err != nil {
 		t.Fatal(err)
 	}
-	within(t, page, 2*time.Second, "Enter on a focused bar opens its details", `document.getElementById('details').open`)
+	within(t, page, pageWait, "Enter on a focused bar opens its details", `document.getElementById('details').open`)
 }
