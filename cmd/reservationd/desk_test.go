@@ -36,11 +36,13 @@ window.checks = {
     const z = document.getElementById("zone");
     if (z.textContent !== "Times in UTC" || !z.getBoundingClientRect().width) return "zone: " + JSON.stringify(z.textContent);
     const items = [...document.querySelectorAll(".legend li")].filter((li) => li.getBoundingClientRect().width > 0).map((li) => li.textContent);
-    return items.length === 5 ? "" : "legend: " + items.join(", ");
+    return items.length === 6 ? "" : "legend: " + items.join(", ");
   },
-  // Resource names whole: not cut, not clipped, inside the window.
-  names: () => [...document.querySelectorAll(".label span")].filter((s) => s.scrollWidth > s.clientWidth + 0.5 || s.scrollHeight > s.clientHeight + 0.5
-    || s.textContent !== s.closest(".row").dataset.resource || s.getBoundingClientRect().right > innerWidth).map((s) => s.textContent).join(", "),
+  // Resource and pool names whole, and what is said under them (capacity, places taken, units,
+  // disabled): not cut, not clipped, inside the window.
+  names: () => [...document.querySelectorAll(".label .name, .label .meta")].filter((s) => s.scrollWidth > s.clientWidth + 0.5 || s.scrollHeight > s.clientHeight + 0.5
+    || (s.classList.contains("name") && s.textContent !== s.closest(".row").dataset.name) || s.getBoundingClientRect().right > innerWidth
+    || !s.getBoundingClientRect().width).map((s) => s.textContent).join(", "),
   // No time label runs into the next.
   ticks: () => {
     const r = [...document.querySelectorAll(".tick")].map((t) => t.getBoundingClientRect());
@@ -61,6 +63,12 @@ window.checks = {
         if (mustLabel.includes(b.dataset.text) && !l) bad.push(b.dataset.text + ": short, yet no label beside it");
       }
       for (const l of labels) for (const o of [...bars, ...labels]) if (o !== l && rectsOverlap(l.getBoundingClientRect(), o.getBoundingClientRect())) bad.push("label " + l.textContent + " covers " + (o.dataset.text || o.textContent));
+      // Bookings that overlap in time (a resource with capacity) lie in lanes, never on each other.
+      // (A bar drawn at its minimum width is wider than its time: back to back, it may lie on the next.)
+      const widened = (b) => b.getBoundingClientRect().width > track.clientWidth * parseFloat(b.style.width) / 100 + 0.5;
+      for (let i = 0; i < bars.length; i++) for (let j = i + 1; j < bars.length; j++) {
+        if (rectsOverlap(bars[i].getBoundingClientRect(), bars[j].getBoundingClientRect()) && !widened(bars[i]) && !widened(bars[j])) bad.push(bars[i].dataset.text + " lies on " + bars[j].dataset.text);
+      }
     }
     return bad.join("; ");
   },
@@ -68,8 +76,9 @@ window.checks = {
 true`
 
 // TestTimelinePageAtTheDesk checks the page at a desk's 1400 px and a phone's 390 and 360 px: zone
-// and legend shown, whole resource names, time labels apart, short bookings labelled beside
-// their bar, no sideways scroll but the timeline's; Cancel asks first, with an optional
+// and legend shown, whole resource names (a pool's header and its units, a resource with
+// capacity and its places taken among them), time labels apart, short bookings labelled beside
+// their bar, overlapping ones in lanes, no sideways scroll but the timeline's; Cancel asks first, with an optional
 // reason; a refused submit keeps the dialog and what was typed, the error beside its field.
 func TestTimelinePageAtTheDesk(t *testing.T) {
 	_, dsn := repotest.NewDB(t)
@@ -78,6 +87,12 @@ func TestTimelinePageAtTheDesk(t *testing.T) {
 	defer cancel()
 	d.waitServing(t, ctx, d.dial(t))
 	c := pb.NewReservationServiceClient(d.dial(t))
+	// From the catalogue: a pool of two rooms (one never booked) and a lounge with 4 places.
+	for _, r := range []*pb.Resource{{Id: "room-201", PoolId: "standard"}, {Id: "room-202", PoolId: "standard"}, {Id: "lounge", Capacity: 4}} {
+		if _, err := c.PutResource(ctx, &pb.PutResourceRequest{Resource: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// 1400: a desk; 390: a phone (the README's screenshots); 360: the narrowest phones.
 	for i, width := range []int{1400, 390, 360} {
@@ -105,13 +120,18 @@ func TestTimelinePageAtTheDesk(t *testing.T) {
 			book("carol", "meeting-room-north-wing-12", day+10*time.Hour+30*time.Minute, day+11*time.Hour, "1:1", 0, 0)
 			book("erin", "room-101", 2*day+14*time.Hour, 2*day+16*time.Hour, "viewing", 0, time.Hour)
 			book("facilities", "room-101", 4*day, 5*day, "repairs", pb.ReservationStatus_RESERVATION_STATUS_BLOCKED, 0)
+			book("gina", "lounge", 2*day+9*time.Hour, 2*day+12*time.Hour, "workshop", 0, 0)
+			book("hal", "lounge", 2*day+10*time.Hour, 2*day+13*time.Hour, "", 0, 0)
+			book("ivan", "room-201", 3*day+8*time.Hour, 3*day+18*time.Hour, "guest", 0, 0)
 
 			page := browserSized(t, width, 800)
-			url := fmt.Sprintf("http://%s/?view=week&start=%s&resources=room-1,meeting-room-north-wing-12,room-101", d.http, week.Format("2006-01-02"))
+			url := fmt.Sprintf("http://%s/?view=week&start=%s&resources=room-1,meeting-room-north-wing-12,room-101,lounge,standard", d.http, week.Format("2006-01-02"))
 			if err := chromedp.Do(page, chromedp.Navigate(url)); err != nil {
 				t.Fatal(err)
 			}
-			within(t, page, pageWait, "the bookings drawn", `document.querySelectorAll('.bar').length === 5 && document.getElementById('conn').textContent === 'live'`)
+			within(t, page, pageWait, "the bookings drawn, the pool and the lounge from the catalogue", `document.querySelectorAll('.bar').length === 8 && document.getElementById('conn').textContent === 'live'
+				&& !!document.querySelector('.pool-row[data-pool="standard"]') && !!document.querySelector('.row[data-resource="room-202"]')
+				&& document.querySelector('.row[data-resource="lounge"] .label').textContent.includes('2/4 taken')`)
 			if _, err := chromedp.Run(page, chromedp.Evaluate[bool](pageChecks)); err != nil {
 				t.Fatal(err)
 			}
@@ -155,7 +175,7 @@ func TestTimelinePageAtTheDesk(t *testing.T) {
 			t.Logf("screenshot at %d px: %s (%d bytes)", width, file, len(png))
 
 			// The day view of Tuesday: the hours apart, the short bookings now wide enough.
-			if _, err := chromedp.Run(page, chromedp.Evaluate[bool](fmt.Sprintf(`(() => { history.replaceState(null, '', '?view=day&start=%s&resources=room-1,meeting-room-north-wing-12,room-101'); readURL(); changed(); return true; })()`,
+			if _, err := chromedp.Run(page, chromedp.Evaluate[bool](fmt.Sprintf(`(() => { history.replaceState(null, '', '?view=day&start=%s&resources=room-1,meeting-room-north-wing-12,room-101,lounge,standard'); readURL(); changed(); return true; })()`,
 				week.Add(day).Format("2006-01-02")))); err != nil {
 				t.Fatal(err)
 			}
@@ -164,7 +184,7 @@ func TestTimelinePageAtTheDesk(t *testing.T) {
 			if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`(() => { history.replaceState(null, '', location.search.replace(/view=day&start=[0-9-]+/, 'view=week&start=`+week.Format("2006-01-02")+`')); readURL(); changed(); return true; })()`)); err != nil {
 				t.Fatal(err)
 			}
-			within(t, page, pageWait, "back to the week", `document.getElementById('view').value === 'week' && document.querySelectorAll('.bar').length === 5`)
+			within(t, page, pageWait, "back to the week", `document.getElementById('view').value === 'week' && document.querySelectorAll('.bar').length === 8`)
 
 			// Cancel asks first; "Keep it" keeps it.
 			open := func() {

@@ -73,7 +73,7 @@ func within(t *testing.T, page context.Context, d time.Duration, what, cond stri
 			state, err := chromedp.Run(page, chromedp.Evaluate[string](`JSON.stringify({conn: document.getElementById('conn').textContent,
 				message: document.getElementById('message').textContent, bars: document.querySelectorAll('.bar').length,
 				dialogs: [...document.querySelectorAll('dialog[open]')].map((d) => d.id), errors: [...document.querySelectorAll('.field-error:not([hidden])')].map((e) => e.id + ": " + e.textContent),
-				rows: [...document.querySelectorAll('.row')].map(r => r.dataset.resource), url: location.href})`))
+				rows: [...document.querySelectorAll('.row')].map(r => r.dataset.resource || 'pool ' + r.dataset.pool), url: location.href})`))
 			t.Fatalf("%s: not within %s; the page: %s %v", what, d, state, err)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -83,7 +83,13 @@ func within(t *testing.T, page context.Context, d time.Duration, what, cond stri
 // drag presses the mouse on resource's row at from, moves to to, and releases.
 func drag(t *testing.T, page context.Context, resource string, from, to time.Time, weekStart time.Time) {
 	t.Helper()
-	js := fmt.Sprintf(`(() => { const r = document.querySelector('.row[data-resource=%q] .track').getBoundingClientRect(); return {X: r.x, Y: r.y, W: r.width, H: r.height}; })()`, resource)
+	dragOn(t, page, fmt.Sprintf(`.row[data-resource=%q] .track`, resource), from, to, weekStart)
+}
+
+// dragOn drags across the week view's track that the CSS selector track names, from from to to.
+func dragOn(t *testing.T, page context.Context, track string, from, to time.Time, weekStart time.Time) {
+	t.Helper()
+	js := fmt.Sprintf(`(() => { const r = document.querySelector(%q).getBoundingClientRect(); return {X: r.x, Y: r.y, W: r.width, H: r.height}; })()`, track)
 	box, err := chromedp.Run(page, chromedp.Evaluate[struct{ X, Y, W, H float64 }](js))
 	if err != nil {
 		t.Fatal(err)

@@ -8,8 +8,11 @@ const $ = (id) => document.getElementById(id);
 const state = {
   view: "week", start: null, filter: "",
   reservations: new Map(), // id -> reservation, as the API spells it
-  known: new Set(),        // every resource seen
+  known: new Set(),        // every resource seen in a booking
+  catalogue: new Map(),    // id -> resource, as ListResources last said
+  listed: false,           // the catalogue has been read once
   seq: null,               // newest change applied
+  assigned: null,          // the booking this page last made through a pool
   token: sessionStorage.getItem("token") || "",
   user: localStorage.getItem("user") || "",
 };
@@ -82,12 +85,16 @@ async function lines(resp, fn) {
     }
   }
 }
+// signIn asks for a token once, however many calls were refused meanwhile (the feed and the
+// catalogue ask side by side).
+let signingIn = null;
 function signIn() {
-  return new Promise((resolve) => {
+  signingIn = signingIn || new Promise((resolve) => {
     const d = $("login");
-    d.onclose = () => { state.token = $("login-token").value.trim(); sessionStorage.setItem("token", state.token); resolve(); };
+    d.onclose = () => { state.token = $("login-token").value.trim(); sessionStorage.setItem("token", state.token); signingIn = null; resolve(); };
     d.showModal();
   });
+  return signingIn;
 }
 
 // ---- words people understand ----
@@ -100,8 +107,14 @@ function explain(err) {
         const r = state.reservations.get(md[`conflict_${i}_id`]);
         parts.push(`${r ? r.user_id + "'s booking" : "booking " + md[`conflict_${i}_id`]} from ${fmt(md[`conflict_${i}_start`])} to ${fmt(md[`conflict_${i}_end`])}`);
       }
+      const cap = capacityOf(err.resource);
+      if (cap > 1) return `All ${cap} places are taken then: it overlaps ${parts.join(" and ")}.`;
       return `That time is already booked: it overlaps ${parts.join(" and ")}.`;
     }
+    if (d.reason === "POOL_FULL") {
+      return `No unit${err.pool ? " of " + err.pool : ""} is free for all of that time: every one is booked then, or disabled. Try another time, or a unit's own row.`;
+    }
+    if (d.reason === "RESOURCE_DISABLED") return `${err.resource || "This resource"} is disabled: it takes no new reservations.`;
     if ((d["@type"] || "").endsWith("BadRequest")) {
       return "Please check: " + (d.field_violations || d.fieldViolations || []).map((v) => `${v.field.replace(/^reservation\./, "")} ${v.description}`).join("; ") + ".";
     }
@@ -119,6 +132,55 @@ function put(r) {
   if (old && Number(old.version) > Number(r.version)) return;
   state.reservations.set(r.id, r);
   state.known.add(r.resource_id);
+  if (!state.catalogue.has(r.resource_id)) unknown(r.resource_id);
+}
+
+// ---- the catalogue ----
+// listCatalogue reads every resource, page by page, and redraws. Calls while one runs make one
+// more run after it: what it read may predate the change that asked.
+let listing = null, listAgain = false;
+function listCatalogue() {
+  if (listing) { listAgain = true; return listing; }
+  listing = (async () => {
+    do {
+      listAgain = false;
+      const fresh = new Map();
+      let token = "";
+      do {
+        const q = new URLSearchParams({ page_size: 100 });
+        if (token) q.set("page_token", token);
+        const out = await api("GET", "/v1/resources?" + q);
+        for (const r of out.resources || []) fresh.set(r.id, r);
+        token = out.next_page_token || "";
+      } while (token);
+      state.catalogue = fresh;
+      state.listed = true;
+      drawSoon();
+    } while (listAgain);
+  })().catch((e) => console.warn("catalogue:", e)).finally(() => { listing = null; });
+  return listing;
+}
+// unknown re-lists the catalogue for a resource it has not heard of (a new one, or one that
+// an open catalogue made on its first booking): once per resource, so that one missing from
+// the catalogue does not list it again with every change. The timer catches the rest.
+const asked = new Set();
+function unknown(id) {
+  if (!state.listed || asked.has(id)) return;
+  asked.add(id);
+  listCatalogue();
+}
+function capacityOf(id) { const r = state.catalogue.get(id); return Math.max(1, Number((r && r.capacity) || 1)); }
+function poolOf(id) { const r = state.catalogue.get(id); return (r && r.pool_id) || ""; }
+// units lists the pools of the catalogue, each with its units by id: the order the service
+// tries them in.
+function units() {
+  const pools = new Map();
+  for (const r of [...state.catalogue.values()].sort((a, b) => (a.id < b.id ? -1 : 1))) {
+    if (!r.pool_id) continue;
+    if (!pools.has(r.pool_id)) pools.set(r.pool_id, []);
+    pools.get(r.pool_id).push(r.id);
+  }
+  return pools;
 }
 // load reads the window shown. What it read replaces what is known of that window, the one
 // it asked about: a load that a quicker move overtook must not drop the bookings of the window
@@ -186,24 +248,50 @@ let pending = false, dragging = false;
 function drawSoon() {
   if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; if (dragging) drawSoon(); else draw(); }); }
 }
-function resources() {
-  const f = state.filter.trim();
-  if (f.includes(",")) return f.split(",").map((s) => s.trim()).filter(Boolean);
-  const all = [...state.known].sort();
-  return f ? all.filter((r) => r.toLowerCase().includes(f.toLowerCase())) : all;
+// shown lists the rows to draw, in order: resources ({res}) and pools ({pool, units}), each
+// pool where it is first named with its units under it. A list in the filter (a,b,c) keeps its
+// order, shows names the catalogue lacks as today, and may name a pool for all its units. Else
+// every resource of the catalogue and every one seen in a booking that the filter's substring
+// matches (by id, pool or display name): those in no pool first, then each pool, all by id.
+function shown() {
+  const f = state.filter.trim(), pools = units();
+  let ids;
+  if (f.includes(",")) {
+    ids = f.split(",").map((s) => s.trim()).filter(Boolean)
+      .flatMap((n) => (!state.catalogue.has(n) && pools.has(n) ? pools.get(n) : [n]));
+  } else {
+    const needle = f.toLowerCase(), has = (s) => (s || "").toLowerCase().includes(needle);
+    const key = (id) => [poolOf(id) ? 1 : 0, poolOf(id), id];
+    const cmp = (a, b) => { const ka = key(a), kb = key(b); for (let i = 0; i < 3; i++) if (ka[i] !== kb[i]) return ka[i] < kb[i] ? -1 : 1; return 0; };
+    ids = [...new Set([...state.catalogue.keys(), ...state.known])]
+      .filter((id) => !f || has(id) || has(poolOf(id)) || has((state.catalogue.get(id) || {}).display_name)).sort(cmp);
+  }
+  const out = [], groups = new Map();
+  for (const id of new Set(ids)) {
+    const pool = poolOf(id);
+    if (!pool) { out.push({ res: id }); continue; }
+    if (!groups.has(pool)) { const g = { pool, units: [] }; groups.set(pool, g); out.push(g); }
+    groups.get(pool).units.push(id);
+  }
+  return out;
 }
 function pct(t) { return ((new Date(t) - state.start) / span()) * 100; }
 function draw() {
-  const t0 = state.start, list = resources();
+  const t0 = state.start;
   $("range").textContent = state.view === "day" ? t0.toLocaleDateString([], { dateStyle: "full" })
     : `${t0.toLocaleDateString([], { dateStyle: "medium" })} – ${new Date(windowEnd() - 1).toLocaleDateString([], { dateStyle: "medium" })}`;
-  $("resource-list").replaceChildren(...[...state.known].sort().map((r) => new Option(r)));
+  $("resource-list").replaceChildren(...[...new Set([...state.catalogue.keys(), ...state.known, ...units().keys()])].sort().map((r) => new Option(r)));
   $("zone").textContent = zoneText();
   const step = drawScale();
   const grid = `repeating-linear-gradient(90deg, var(--line) 0 1px, transparent 1px ${100 / (span() / step)}%)`;
-  const now = Date.now();
-  $("rows").replaceChildren(...list.map((res) => row(res, grid, now)));
-  $("empty").hidden = list.length > 0;
+  const now = Date.now(), rows = [];
+  for (const item of shown()) {
+    if (!item.pool) { rows.push(row(item.res, grid, now)); continue; }
+    rows.push(poolRow(item.pool, grid, now));
+    for (const u of item.units) rows.push(row(u, grid, now, item.pool));
+  }
+  $("rows").replaceChildren(...rows);
+  $("empty").hidden = rows.length > 0;
   labelShortBars();
 }
 // drawScale writes the time labels with the smallest step at which none runs into the next
@@ -229,10 +317,10 @@ function drawScale() {
   }
 }
 // labelShortBars writes the text of a bar too short to show it beside the bar, on whichever
-// side has room, or else under it, on a line of its own that the row grows to hold; never over
-// another bar or label. A label lies on free time, so it lets a drag through. With no room at
-// all, the bar's tooltip (and its details) still say it all. All reads come before all writes:
-// one layout.
+// side has room in the bar's own lane, or else under the bars, on a line of its own that the
+// row grows to hold; never over another bar or label. A label lies on free time, so it lets a
+// drag through. With no room at all, the bar's tooltip (and its details) still say it all. All
+// reads come before all writes: one layout.
 const LANE = 1.15; // rem, the height of a line of labels under the bars
 const MAX_LANES = 3;
 let measure = null;
@@ -242,82 +330,224 @@ function labelShortBars() {
   for (const track of document.querySelectorAll("#rows .track")) {
     const bars = [...track.querySelectorAll(".bar")];
     if (!bars.length) continue;
-    const width = track.clientWidth;
-    const spans = bars.map((b) => ({ b, x0: b.offsetLeft, x1: b.offsetLeft + b.offsetWidth, short: b.scrollWidth > b.clientWidth + 1 }));
-    const lanes = [spans.map((sp) => [sp.x0, sp.x1])]; // lane 0: the bars' own line
-    for (let i = 1; i <= MAX_LANES; i++) lanes.push([]);
+    const width = track.clientWidth, barLanes = Number(track.dataset.lanes || 1);
+    const spans = bars.map((b) => ({ b, lane: Number(b.dataset.lane || 0), x0: b.offsetLeft, x1: b.offsetLeft + b.offsetWidth, short: b.scrollWidth > b.clientWidth + 1 }));
+    // Lanes 0 … barLanes-1 are the bars' own lines; the lines of labels under them follow.
+    const lanes = [];
+    for (let i = 0; i < barLanes + MAX_LANES; i++) lanes.push(i < barLanes ? spans.filter((sp) => sp.lane === i).map((sp) => [sp.x0, sp.x1]) : []);
     measure.font = getComputedStyle(bars[0]).font;
     const free = (lane, a, z) => a >= 0 && z <= width && lanes[lane].every(([x0, x1]) => z + 2 <= x0 || a >= x1 + 2);
     let used = 0;
     for (const sp of spans.filter((sp) => sp.short)) {
-      // The whole text, else who and the note, else who; beside the bar, else under it.
+      // The whole text, else who and the note, else who; beside the bar, else under the bars.
       placing: for (const text of [...new Set([sp.b.dataset.text, sp.b.dataset.short, sp.b.dataset.who])]) {
         const w = Math.ceil(measure.measureText(text).width) + 8;
-        const tries = [[0, sp.x1 + 2], [0, sp.x0 - 2 - w]];
-        for (let lane = 1; lane <= MAX_LANES; lane++) tries.push([lane, Math.max(0, Math.min(sp.x0, width - w))]);
+        const tries = [[sp.lane, sp.x1 + 2], [sp.lane, sp.x0 - 2 - w]];
+        for (let lane = barLanes; lane < barLanes + MAX_LANES; lane++) tries.push([lane, Math.max(0, Math.min(sp.x0, width - w))]);
         for (const [lane, at] of tries) {
           if (!free(lane, at, at + w)) continue;
           lanes[lane].push([at, at + w]);
-          used = Math.max(used, lane);
-          plans.push({ track, bar: sp.b, at, w, text, lane });
+          used = Math.max(used, lane - barLanes + 1);
+          plans.push({ track, bar: sp.b, at, w, text, lane, under: lane >= barLanes ? lane - barLanes : -1, barLanes });
           break placing;
         }
       }
     }
     if (used) grow.push({ track, used });
   }
-  for (const { track, used } of grow) track.style.height = `calc(2.5rem + ${used * LANE}rem)`;
-  for (const { track, bar, at, w, text, lane } of plans) {
+  for (const { track, used } of grow) track.style.minHeight = `${Number(track.dataset.height) + used * LANE}rem`;
+  for (const { track, bar, at, w, text, lane, under, barLanes } of plans) {
     const label = document.createElement("span");
-    label.className = "bar-label" + (lane ? " under" : "");
+    label.className = "bar-label" + (under >= 0 ? " under" : "");
     label.dataset.for = bar.dataset.id;
     label.textContent = text;
     label.style.left = at + "px";
     label.style.width = w + "px";
-    if (lane) label.style.top = `${2.2 + (lane - 1) * LANE}rem`;
+    label.style.top = under >= 0 ? `${BAR_TOP - 0.2 + barLanes * PITCH + under * LANE}rem` : bar.style.top;
+    if (under < 0 && lane > 0) label.style.height = bar.style.height;
     label.setAttribute("aria-hidden", "true"); // the bar's own label says it to a screen reader
     bar.classList.add("labelled-outside");
     track.append(label);
   }
 }
-function row(res, grid, now) {
-  const row = document.createElement("div");
-  row.className = "row";
-  row.dataset.resource = res;
+// Bars stack in lanes when bookings overlap (a resource with capacity): PITCH rem apart, and
+// past MAX_BAR_LANES lanes thinner, without text, so that a row stays a row.
+const BAR_TOP = 0.3, PITCH = 2.1, MAX_BAR_LANES = 6;
+
+// live lists the reservations of res that the window shows: lapsed holds block nothing.
+function live(res, now) {
+  const out = [];
+  for (const r of state.reservations.values()) {
+    if (r.resource_id !== res || !overlapsWindow(r)) continue;
+    if (r.expires_at && new Date(r.expires_at) <= now) continue;
+    out.push(r);
+  }
+  return out.sort((a, b) => new Date(a.start) - new Date(b.start) || new Date(a.end) - new Date(b.end) || (a.id < b.id ? -1 : 1));
+}
+// lanesOf gives each reservation (sorted by start) the first lane free at its start.
+function lanesOf(list) {
+  const ends = [], lane = new Map();
+  for (const r of list) {
+    const s = +new Date(r.start);
+    let i = ends.findIndex((e) => e <= s);
+    if (i < 0) i = ends.push(0) - 1;
+    ends[i] = +new Date(r.end);
+    lane.set(r.id, i);
+  }
+  return { lane, count: Math.max(1, ends.length) };
+}
+// busy sweeps list over the window: the peak of reservations at once (not the number of rows
+// that overlap: three bookings in a row never hold two places), and the spans in which at
+// least cap are taken.
+function busy(list, cap) {
+  const w0 = +state.start, w1 = +windowEnd(), ev = [];
+  for (const r of list) {
+    const a = Math.max(w0, +new Date(r.start)), z = Math.min(w1, +new Date(r.end));
+    if (a < z) ev.push([a, 1], [z, -1]);
+  }
+  ev.sort((x, y) => x[0] - y[0] || x[1] - y[1]); // an end before a start at the same instant
+  let n = 0, peak = 0, from = null;
+  const full = [];
+  for (const [t, d] of ev) {
+    n += d;
+    peak = Math.max(peak, n);
+    if (n >= cap && from === null) from = t;
+    if (n < cap && from !== null) { if (t > from) full.push([from, t]); from = null; }
+  }
+  return { peak, full };
+}
+// takenAt counts the reservations of list that hold a place at instant t.
+function takenAt(list, t) { return list.filter((r) => +new Date(r.start) <= t && t < +new Date(r.end)).length; }
+// intersect keeps the time in both lists of sorted, disjoint spans.
+function intersect(a, b) {
+  const out = [];
+  for (let i = 0, j = 0; i < a.length && j < b.length;) {
+    const s = Math.max(a[i][0], b[j][0]), e = Math.min(a[i][1], b[j][1]);
+    if (s < e) out.push([s, e]);
+    if (a[i][1] < b[j][1]) i++; else j++;
+  }
+  return out;
+}
+function labelCell(name, id, meta, add) {
   const label = document.createElement("div");
   label.className = "label";
-  const name = document.createElement("span");
-  name.textContent = res;
-  name.title = res;
+  const text = document.createElement("div");
+  text.className = "text";
+  const n = document.createElement("span");
+  n.className = "name";
+  n.textContent = name;
+  n.title = id;
+  text.append(n);
+  for (const m of meta) {
+    const el = document.createElement("small");
+    el.className = "meta" + (m.cls ? " " + m.cls : "");
+    el.textContent = m.text;
+    if (m.title) el.title = m.title;
+    text.append(el);
+  }
+  label.append(text, add);
+  return label;
+}
+function addButton(what, open, disabled) {
   const add = document.createElement("button");
   add.type = "button";
   add.textContent = "+";
-  add.setAttribute("aria-label", "New reservation of " + res);
-  add.onclick = () => { const s = new Date(Math.max(now, +state.start)); s.setMinutes(0, 0, 0); s.setHours(s.getHours() + 1); openNew(res, s, new Date(+s + HOUR)); };
-  label.append(name, add);
+  add.setAttribute("aria-label", "New reservation of " + what);
+  add.disabled = !!disabled;
+  if (disabled) add.title = what + " is disabled: it takes no new reservations";
+  add.onclick = () => { const s = new Date(Math.max(Date.now(), +state.start)); s.setMinutes(0, 0, 0); s.setHours(s.getHours() + 1); open(s, new Date(+s + HOUR)); };
+  return add;
+}
+function nowLine(track, now) {
+  if (now < +state.start || now >= +windowEnd()) return;
+  const line = document.createElement("div");
+  line.className = "now";
+  line.style.left = pct(now) + "%";
+  track.append(line);
+}
+// row draws a resource: its name (and capacity, and the most places taken at once in the
+// period shown), its bookings in lanes, and a drag to book it. A disabled one is dimmed, and
+// takes no new bookings.
+function row(res, grid, now, pool) {
+  const r = state.catalogue.get(res), cap = capacityOf(res), disabled = !!(r && r.disabled);
+  const name = (r && r.display_name) || res;
+  const el = document.createElement("div");
+  el.className = "row" + (pool ? " unit" : "") + (disabled ? " disabled" : "");
+  el.dataset.resource = res;
+  el.dataset.name = name;
+  if (pool) el.dataset.pool = pool;
+  const list = live(res, now), { lane, count } = lanesOf(list), meta = [];
+  if (name !== res) meta.push({ text: res });
+  if (cap > 1) {
+    const { peak } = busy(list, cap);
+    meta.push({ text: `${cap} places`, cls: "capacity" });
+    meta.push({ text: `${peak}/${cap} taken at peak`, cls: "taken" + (peak >= cap ? " full" : ""),
+      title: `At most ${peak} of its ${cap} places are taken at once in the period shown` });
+  }
+  if (disabled) meta.push({ text: "disabled", cls: "off", title: "Takes no new reservations; those it has stay" });
   const track = document.createElement("div");
   track.className = "track";
   track.style.setProperty("--grid", grid);
-  for (const r of state.reservations.values()) {
-    if (r.resource_id !== res || !overlapsWindow(r)) continue;
-    if (r.expires_at && new Date(r.expires_at) <= now) continue; // a lapsed hold blocks nothing
-    track.append(bar(r, now));
+  const thin = count > MAX_BAR_LANES, pitch = thin ? (MAX_BAR_LANES * PITCH) / count : PITCH;
+  const height = BAR_TOP + 0.1 + count * pitch;
+  track.dataset.lanes = count;
+  track.dataset.height = height;
+  if (count > 1) track.style.minHeight = height + "rem";
+  for (const x of list) {
+    const b = bar(x, now);
+    b.dataset.lane = lane.get(x.id);
+    b.style.top = `${BAR_TOP + lane.get(x.id) * pitch}rem`;
+    if (thin) { b.style.height = `${pitch - 0.15}rem`; b.classList.add("thin"); b.textContent = ""; }
+    track.append(b);
   }
-  if (now >= +state.start && now < +windowEnd()) {
-    const line = document.createElement("div");
-    line.className = "now";
-    line.style.left = pct(now) + "%";
-    track.append(line);
+  nowLine(track, now);
+  if (cap > 1) hoverCount(track, (t) => `${takenAt(list, t)}/${cap} taken at ${fmt(t)}`);
+  dragToReserve(track, { res, disabled });
+  el.append(labelCell(name, res, meta, addButton(res, (a, b) => openNew({ res }, a, b), disabled)), track);
+  return el;
+}
+// poolRow draws a pool's header: its name and units, hatched where no unit is free, and a
+// drag to book whichever unit is free (the service picks it).
+function poolRow(pool, grid, now) {
+  const all = units().get(pool) || [], on = all.filter((id) => !state.catalogue.get(id).disabled);
+  const el = document.createElement("div");
+  el.className = "row pool-row";
+  el.dataset.pool = pool;
+  el.dataset.name = pool;
+  const meta = [{ text: `${all.length} unit${all.length === 1 ? "" : "s"}${on.length < all.length ? `, ${all.length - on.length} disabled` : ""}`, cls: "units" }];
+  const track = document.createElement("div");
+  track.className = "track";
+  track.style.setProperty("--grid", grid);
+  const lists = on.map((id) => [id, live(id, now)]);
+  let full = [[+state.start, +windowEnd()]];
+  for (const [id, list] of lists) full = intersect(full, busy(list, capacityOf(id)).full);
+  for (const [a, z] of full) {
+    const f = document.createElement("div");
+    f.className = "full";
+    f.style.left = pct(a) + "%";
+    f.style.width = (pct(z) - pct(a)) + "%";
+    f.title = `${pool} is full from ${fmt(a)} to ${fmt(z)}: every unit is booked`;
+    track.append(f);
   }
-  dragToReserve(track, res);
-  row.append(label, track);
-  return row;
+  nowLine(track, now);
+  hoverCount(track, (t) => `${lists.filter(([id, list]) => takenAt(list, t) < capacityOf(id)).length} of ${all.length} units free at ${fmt(t)}`);
+  dragToReserve(track, { pool });
+  el.append(labelCell(pool, pool, meta, addButton("any free unit of " + pool, (a, b) => openNew({ pool }, a, b))), track);
+  return el;
+}
+// hoverCount keeps the track's tooltip on what is taken at the instant under the pointer.
+function hoverCount(track, text) {
+  track.addEventListener("pointermove", (e) => {
+    if (dragging) return;
+    const box = track.getBoundingClientRect();
+    track.title = text(+state.start + ((e.clientX - box.left) / box.width) * span());
+  });
 }
 function bar(r, now) {
   const b = document.createElement("button");
   b.type = "button";
   const status = (r.status || "RESERVATION_STATUS_PENDING").replace("RESERVATION_STATUS_", "");
-  b.className = "bar " + status + (r.expires_at ? " hold" : "");
+  b.className = "bar " + status + (r.expires_at ? " hold" : "") + (r.id === state.assigned ? " assigned" : "");
   b.dataset.id = r.id;
   const left = Math.max(0, pct(r.start)), right = Math.min(100, pct(r.end));
   b.style.left = left + "%";
@@ -336,7 +566,9 @@ function bar(r, now) {
 }
 
 // ---- acting ----
-function dragToReserve(track, res) {
+// dragToReserve opens the new-reservation dialog for the time dragged across on a track:
+// target is {res} or {pool}. A disabled resource says so instead.
+function dragToReserve(track, target) {
   let from = null, sel = null;
   const at = (e) => {
     const box = track.getBoundingClientRect();
@@ -346,6 +578,7 @@ function dragToReserve(track, res) {
   };
   track.onpointerdown = (e) => {
     if (e.button !== 0) return;
+    if (target.disabled) { say(`${target.res} is disabled: it takes no new reservations.`); return; }
     from = at(e);
     dragging = true;
     track.setPointerCapture(e.pointerId);
@@ -366,12 +599,16 @@ function dragToReserve(track, res) {
     from = null;
     dragging = false;
     sel.remove();
-    if (b - a >= 15 * 60e3) openNew(res, a, b);
+    if (b - a >= 15 * 60e3) openNew(target, a, b);
   };
 }
-function openNew(res, start, end) {
-  $("new-what").textContent = res;
-  $("new").dataset.resource = res;
+// openNew asks for the user and note of a booking of target ({res}, or {pool}: any free unit
+// of it).
+function openNew(target, start, end) {
+  const n = target.pool ? (units().get(target.pool) || []).length : 0;
+  $("new-what").textContent = target.pool ? `Any free unit of ${target.pool} (${n} unit${n === 1 ? "" : "s"}): the first free one is assigned.` : target.res;
+  $("new").dataset.resource = target.res || "";
+  $("new").dataset.pool = target.pool || "";
   $("new-start").value = localInput(start);
   $("new-end").value = localInput(end);
   $("new-user").value = state.user;
@@ -381,22 +618,28 @@ function openNew(res, start, end) {
   $("new-user").focus();
 }
 async function submitNew() {
-  const res = $("new").dataset.resource;
+  const res = $("new").dataset.resource, pool = $("new").dataset.pool;
   const body = { reservation: {
-    resource_id: res, user_id: $("new-user").value.trim(), note: $("new-note").value,
+    user_id: $("new-user").value.trim(), note: $("new-note").value,
     start: new Date($("new-start").value).toISOString(), end: new Date($("new-end").value).toISOString(),
   }, request_id: crypto.randomUUID() };
+  if (pool) body.reservation.pool_id = pool; else body.reservation.resource_id = res;
   state.user = body.reservation.user_id;
   localStorage.setItem("user", state.user);
   showErrors("new", null);
   $("new-submit").disabled = true;
   try {
-    const out = await api("POST", "/v1/reservations", body);
-    put(out.reservation);
+    const out = await api("POST", "/v1/reservations", body), r = out.reservation;
+    put(r);
     $("new").close();
-    say("");
+    if (pool) {
+      state.assigned = r.id;
+      say(`${r.resource_id} was assigned from ${pool}: ${r.user_id}'s booking from ${fmt(r.start)} to ${fmt(r.end)}.`, "info");
+    } else say("");
     draw();
   } catch (e) {
+    e.pool = pool;
+    e.resource = res;
     showErrors("new", e); // the dialog stays open with what was typed
   } finally {
     $("new-submit").disabled = false;
@@ -418,7 +661,7 @@ function showErrors(prefix, err) {
   };
   let placed = false;
   for (const d of err.details || []) {
-    if (d.reason === "RESERVATION_CONFLICT") { add("when", explain(err)); placed = true; }
+    if (["RESERVATION_CONFLICT", "POOL_FULL"].includes(d.reason)) { add("when", explain(err)); placed = true; }
     for (const v of d.field_violations || d.fieldViolations || []) {
       const field = v.field.replace(/^reservation\./, "");
       add(FIELD_SLOT[field] || "", `${field.replace("_id", "")} ${v.description}.`);
@@ -510,8 +753,11 @@ document.addEventListener("keydown", (e) => {
   if (e.key === "ArrowRight") move(1);
 });
 setInterval(drawSoon, 30e3); // the now line and the holds' time left
+// The feed carries reservations, not resources: new resources (and changed ones) are learnt
+// by listing the catalogue again now and then, and at once when a booking names one unknown.
+setInterval(listCatalogue, 30e3);
 
 readURL();
-resources().forEach((r) => state.known.add(r));
 draw();
+listCatalogue();
 follow();
