@@ -2,7 +2,6 @@ package service_test
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -16,17 +15,20 @@ import (
 	pb "reservation/proto/reservation/v1"
 	"reservation/repo"
 	"reservation/repo/repotest"
+	"reservation/service"
 )
 
-// 32 clients on three replicas book a pool of 5 units and its units directly, at random.
-// Checked from the stored rows: no two reservations of a unit overlap, every acknowledged
-// pool booking names a unit of the pool and is stored with its pool, and every POOL_FULL
-// came when all 5 units overlapped its window. (Nothing is cancelled, so the rows only grow:
-// a unit taken when the pool was refused is taken in the final rows too.)
+// 32 clients on three replicas book a pool of 5 units and its units directly, at random, and
+// cancel some of their own reservations. Checked from the recorded history: every POOL_FULL
+// came when reservations possibly live during it took all 5 units at an instant of its window,
+// every RESERVATION_CONFLICT when they took the unit, naming them, and reservations certainly
+// stored together never share a unit. Checked from the stored rows: no two reservations of a
+// unit overlap, every acknowledged booking names a unit of the pool and is stored with its
+// pool, and the rows are the acknowledged reservations not cancelled.
 func TestPoolAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	lockers := concurrentLockers()
-	const slots = 48 // half-hour slots from base
+	const slots = 36 // half-hour slots from base: few enough that the pool fills despite the cancels
 	units := []string{"spot-1", "spot-2", "spot-3", "spot-4", "spot-5"}
 	for name, newLocker := range lockers {
 		t.Run(name, func(t *testing.T) {
@@ -49,10 +51,9 @@ func TestPoolAcrossReplicas(t *testing.T) {
 			}
 
 			const writers, ops = 32, 20
+			rec := newHistRecorder()
 			var mu sync.Mutex
-			acked := map[string]string{} // reservation id: unit
-			var full [][2]int            // windows, in slots, refused with POOL_FULL
-			codesSeen := map[string]int{}
+			codesSeen := map[string]int{} // "Reserve OK", "Reserve POOL_FULL", "Cancel OK", ...
 			var wg sync.WaitGroup
 			for w := range writers {
 				wg.Add(1)
@@ -60,38 +61,55 @@ func TestPoolAcrossReplicas(t *testing.T) {
 					defer wg.Done()
 					rng := rand.New(rand.NewPCG(uint64(w), 13))
 					c := replicas[w%len(replicas)].client
+					var mine []string // this writer's reservations, not yet cancelled
 					for range ops {
-						from := rng.IntN(slots - 1)
-						to := min(from+1+rng.IntN(4), slots)
-						r := booking("", float64(from)/2, float64(to)/2)
-						pooled := rng.IntN(3) > 0
-						if pooled {
-							r.PoolId = "level-1"
-						} else {
-							r.ResourceId = units[rng.IntN(len(units))]
-						}
 						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-						resp, err := c.Reserve(ctx, &pb.ReserveRequest{Reservation: r})
+						var call histCall
+						var err error
+						if len(mine) > 0 && rng.IntN(3) == 0 { // cancel one of its own
+							k := rng.IntN(len(mine))
+							call = histCall{Op: opCancel, ID: mine[k], Invoked: rec.now()}
+							mine = slices.Delete(mine, k, k+1)
+							_, err = c.Cancel(ctx, &pb.CancelRequest{Id: call.ID})
+							call.Returned = rec.now()
+							settleCancel(&call, err)
+						} else {
+							from := rng.IntN(slots - 1)
+							to := min(from+1+rng.IntN(4), slots)
+							r := booking("", float64(from)/2, float64(to)/2)
+							if rng.IntN(3) > 0 {
+								r.PoolId = "level-1"
+							} else {
+								r.ResourceId = units[rng.IntN(len(units))]
+							}
+							call = histCall{Op: opReserve, Items: []histItem{itemOf(r)}, Invoked: rec.now()}
+							var resp *pb.ReserveResponse
+							resp, err = c.Reserve(ctx, &pb.ReserveRequest{Reservation: r})
+							call.Returned = rec.now()
+							var made []*pb.Reservation
+							if err == nil {
+								got := resp.GetReservation()
+								made = append(made, got)
+								if !slices.Contains(units, got.GetResourceId()) || got.GetPoolId() != "level-1" {
+									t.Errorf("booking acknowledged on %q, pool %q: not a unit of level-1", got.GetResourceId(), got.GetPoolId())
+								}
+							}
+							settleReserve(&call, made, err)
+							if call.Outcome == outPoolFull && r.GetPoolId() == "" {
+								t.Errorf("POOL_FULL for a direct booking of %s", r.GetResourceId())
+							}
+						}
 						cancel()
+						rec.add(call)
+						for _, b := range call.Booked {
+							mine = append(mine, b.ID)
+						}
 						outcome := status.Code(err).String()
 						if ei := conflictInfo(status.Convert(err)); ei != nil {
 							outcome = ei.GetReason()
 						}
 						mu.Lock()
-						codesSeen[outcome]++
-						switch {
-						case err == nil:
-							got := resp.GetReservation()
-							acked[got.GetId()] = got.GetResourceId()
-							if !slices.Contains(units, got.GetResourceId()) || got.GetPoolId() != "level-1" {
-								t.Errorf("booking acknowledged on %q, pool %q: not a unit of level-1", got.GetResourceId(), got.GetPoolId())
-							}
-						case outcome == reservation.ReasonPoolFull:
-							if !pooled {
-								t.Errorf("POOL_FULL for a direct booking")
-							}
-							full = append(full, [2]int{from, to})
-						}
+						codesSeen[map[histOp]string{opReserve: "Reserve ", opCancel: "Cancel "}[call.Op]+outcome]++
 						mu.Unlock()
 					}
 				}()
@@ -100,13 +118,32 @@ func TestPoolAcrossReplicas(t *testing.T) {
 
 			t.Logf("outcomes: %v", codesSeen)
 			for outcome, n := range codesSeen {
-				if outcome != "OK" && outcome != reservation.ReasonPoolFull && outcome != "RESERVATION_CONFLICT" {
+				switch outcome {
+				case "Reserve OK", "Reserve " + reservation.ReasonPoolFull, "Reserve " + service.ConflictReason, "Cancel OK":
+				default:
 					t.Errorf("%d calls ended %s", n, outcome)
 				}
 			}
-			if codesSeen["OK"] == 0 || codesSeen[reservation.ReasonPoolFull] == 0 {
-				t.Errorf("outcomes %v: the workload should both book and fill the pool", codesSeen)
+			if codesSeen["Reserve OK"] == 0 || codesSeen["Reserve "+reservation.ReasonPoolFull] == 0 || codesSeen["Cancel OK"] == 0 {
+				t.Errorf("outcomes %v: the workload should book, fill the pool and cancel", codesSeen)
 			}
+			history := rec.history()
+			checked := checkHistory(inventory{Pools: map[string][]string{"level-1": units}}, history)
+			for _, p := range checked.Problems {
+				t.Error(p)
+			}
+			var poolFull int
+			for _, c := range history {
+				if c.Outcome == outPoolFull {
+					poolFull++
+				}
+			}
+			t.Logf("history of %d calls: %d reservations acknowledged, %d refusals checked (%d POOL_FULL; %d reservations named by conflicts), %d cancels acknowledged, %d outcomes unknown",
+				len(history), checked.Reserved, checked.Refused, poolFull, checked.NamedChecked, checked.Cancelled, checked.Unknown)
+			if poolFull == 0 {
+				t.Error("no POOL_FULL was checked")
+			}
+
 			if n := overlaps(t, db); n != 0 {
 				t.Fatalf("%d pairs of stored reservations overlap", n)
 			}
@@ -114,37 +151,27 @@ func TestPoolAcrossReplicas(t *testing.T) {
 				t.Errorf("%d reservations stored without their pool", n)
 			}
 			var stored []struct {
-				ID       string    `db:"id"`
-				Resource string    `db:"resource_id"`
-				Start    time.Time `db:"start_at"`
-				End      time.Time `db:"end_at"`
+				ID       string `db:"id"`
+				Resource string `db:"resource_id"`
 			}
-			if err := db.Select(&stored, "SELECT id, resource_id, start_at, end_at FROM reservations"); err != nil {
+			if err := db.Select(&stored, "SELECT id, resource_id FROM reservations"); err != nil {
 				t.Fatal(err)
 			}
-			if len(stored) != len(acked) {
-				t.Errorf("%d reservations stored, %d acknowledged", len(stored), len(acked))
+			unitOf := map[string]string{}
+			for _, c := range history {
+				for _, b := range c.Booked {
+					unitOf[b.ID] = b.Resource
+				}
 			}
-			taken := map[string][]bool{}
-			for _, u := range units {
-				taken[u] = make([]bool, slots)
-			}
+			var ids []string
 			for _, r := range stored {
-				if acked[r.ID] != r.Resource {
-					t.Errorf("stored reservation %s on %s was acknowledged on %q", r.ID, r.Resource, acked[r.ID])
+				if unitOf[r.ID] != r.Resource {
+					t.Errorf("stored reservation %s on %s was acknowledged on %q", r.ID, r.Resource, unitOf[r.ID])
 				}
-				for s := int(r.Start.Sub(base) / (30 * time.Minute)); s < int(r.End.Sub(base)/(30*time.Minute)); s++ {
-					taken[r.Resource][s] = true
-				}
+				ids = append(ids, r.ID)
 			}
-			for _, w := range full {
-				for _, u := range units {
-					if !slices.Contains(taken[u][w[0]:w[1]], true) {
-						t.Errorf("POOL_FULL for slots %d-%d, but %s is free throughout them", w[0], w[1], u)
-					}
-				}
-			}
-			t.Logf("%d POOL_FULL checked against the stored rows; %s", len(full), fmt.Sprint(len(stored), " stored"))
+			checkStored(t, history, ids)
+			t.Logf("%d reservations stored", len(stored))
 		})
 	}
 }
