@@ -31,6 +31,9 @@ const (
 	errTiDBSchema   = 8028 // TiDB: the schema changed under the transaction
 	errTiDBWrite    = 9007 // TiDB: write conflict
 	errQueryTimeout = 3024 // MySQL: max_execution_time passed
+	errTooManyConns = 1040 // ER_CON_COUNT_ERROR: the server's max_connections are in use
+	errUserConns    = 1203 // ER_TOO_MANY_USER_CONNECTIONS: max_user_connections are in use
+	errUserLimit    = 1226 // ER_USER_LIMIT_REACHED: the account's MAX_USER_CONNECTIONS (among others)
 	// Galera: "WSREP has not yet prepared node for application use", a node that is joining,
 	// catching up or cut off from the cluster's primary component. (MySQL's "unknown command"
 	// otherwise, which the driver never sends.)
@@ -155,6 +158,9 @@ func classify(err error) error {
 			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database timed out", Err: err}
 		case errWsrepNotReady:
 			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database node not ready", Err: err}
+		case errTooManyConns, errUserConns, errUserLimit:
+			// The server refused a new connection, so nothing ran: a later try may get one.
+			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database refused a connection: too many connections", Err: err}
 		case errLockWait, errDeadlock:
 			// A read outside any retried transaction that waited too long: on Galera, a
 			// causal read (wsrep_sync_wait) while the cluster stalls on a dead or paused
