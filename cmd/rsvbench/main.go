@@ -10,7 +10,8 @@
 // on --resources 1 or a few), mixed (reserve, confirm, query, cancel), read (Get, and a
 // one-week Query and FreeSlots on one resource, on a pre-filled table), pool (bookings of a pool
 // of --resources 10 units, put in the catalogue first: the service assigns a unit or answers
-// POOL_FULL) and capacity (bookings of --resources 1 resource of --capacity 20). A
+// POOL_FULL; windows within two weeks) and capacity (bookings of --resources 1 resource of
+// --capacity 20, put first; windows within 30 days). A
 // comma-separated list runs each workload in turn and closes with each one's ok/s and p99
 // beside the first's. After each run it checks with SQL that no resource ever held more
 // reservations at once than its capacity.
@@ -124,7 +125,7 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long each workload runs on each target")
 	flag.IntVar(&cfg.resources, "resources", 0, "resources to spread over, or the pool's units (default: 10000 for spread, mixed and read, 1 for hot and capacity, 10 for pool)")
 	flag.IntVar(&cfg.capacity, "capacity", 20, "capacity: the capacity of its resources")
-	flag.DurationVar(&cfg.span, "span", 0, "the windows start within this long from 2031-01-01 (default: a year; a week for pool and capacity)")
+	flag.DurationVar(&cfg.span, "span", 0, "the windows start within this long from 2031-01-01 (default: a year; 336h for pool, 720h for capacity)")
 	flag.Uint64Var(&cfg.seed, "seed", 1, "random seed")
 	flag.StringVar(&cfg.prefix, "resource-prefix", "", "resource ids are this prefix and a number below --resources (default: a prefix new to the run)")
 	flag.IntVar(&cfg.prefill, "prefill", 100000, "read: reservations stored before the run; 0 reads up to 100,000 stored ids through --verify-dsn instead (for a table filled by other means)")
@@ -199,9 +200,11 @@ func planFor(cfg config, w, prefix string) plan {
 		}
 	}
 	if span == 0 {
-		span = 365 * 24 * time.Hour
-		if w == "pool" || w == "capacity" {
-			span = 7 * 24 * time.Hour
+		// pool and capacity: narrow enough that a 10 s run books their units or places full at
+		// times, wide enough that it does not fill them (then ok/s would measure the fill).
+		span = map[string]time.Duration{"pool": 14 * 24 * time.Hour, "capacity": 30 * 24 * time.Hour}[w]
+		if span == 0 {
+			span = 365 * 24 * time.Hour
 		}
 	}
 	window := func(rng *rand.Rand) (time.Time, time.Time) {

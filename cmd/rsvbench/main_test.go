@@ -94,8 +94,9 @@ func TestOverbooked(t *testing.T) {
 }
 
 // TestWorkloads runs spread, pool and capacity in one run against an in-process replica with
-// reservationd's defaults (Redis lock, group commit, conflict cache, open catalogue), as a
-// run of rsvbench does, and checks what they did against the stored rows. The pool and the
+// reservationd's defaults (Redis lock, group commit, conflict cache, open catalogue) and
+// against the MySQL floor, as a run of rsvbench does, and checks what they did against the
+// stored rows. The pool and the
 // capacity resource are small and their windows close together, so that a run of a second
 // fills them: POOL_FULL and RESERVATION_CONFLICT must both show among the refusals.
 func TestWorkloads(t *testing.T) {
@@ -121,44 +122,53 @@ func TestWorkloads(t *testing.T) {
 	t.Cleanup(func() { d.Close() })
 
 	ctx := context.Background()
+	targets := map[string]func() (target, error){
+		"service": func() (target, error) { return newService(ctx, d.GRPCAddr(), dsn) },
+		"mysql-floor": func() (target, error) {
+			floor, err := repo.Open(ctx, dsn) // the test's database, beside the service's rows
+			return mysqlFloorOn(floor), err
+		},
+	}
 	var results []result
 	for _, w := range []string{"spread", "pool", "capacity"} {
-		cfg := config{clients: 4, duration: time.Second, seed: 1, capacity: 3, prefix: "t-" + w + "-"}
-		if w != "spread" {
-			cfg.resources, cfg.span = 2, 6*time.Hour // 2 units; 1 resource of capacity 3 would do, 2 test the pick
-		}
-		tg, err := newService(ctx, d.GRPCAddr(), dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, ran, err := runWorkload(ctx, tg, cfg, w)
-		tg.close()
-		if err != nil || !ran {
-			t.Fatalf("%s: ran %v, %v", w, ran, err)
-		}
-		results = append(results, r)
-		if r.ok == 0 || len(r.errs) != 0 || r.over != 0 {
-			t.Errorf("%s: %d ok, errors %v, %d overbooked", w, r.ok, r.errs, r.over)
-		}
-		var stored int
-		check(t, db, &stored, "SELECT COUNT(*) FROM reservations WHERE resource_id LIKE ?", cfg.prefix+"%")
-		if stored != r.ok {
-			t.Errorf("%s: %d ok, %d stored", w, r.ok, stored)
-		}
-		switch w {
-		case "pool":
-			var outside int
-			check(t, db, &outside, "SELECT COUNT(*) FROM reservations WHERE resource_id LIKE ? AND (pool_id <> ? OR resource_id NOT IN (?, ?))",
-				cfg.prefix+"%", cfg.prefix+"pool", cfg.prefix+"u0", cfg.prefix+"u1")
-			if outside != 0 || r.refused[reasonPoolFull] == 0 || len(r.refused) != 1 {
-				t.Errorf("pool: %d reservations outside the pool's units, refusals %v (want POOL_FULL only)", outside, r.refused)
+		for _, name := range []string{"service", "mysql-floor"} {
+			cfg := config{clients: 4, duration: time.Second, seed: 1, capacity: 3, prefix: "t-" + name + "-" + w + "-"}
+			if w != "spread" {
+				cfg.resources, cfg.span = 2, 6*time.Hour // 2 units; 1 resource of capacity 3 would do, 2 test the pick
 			}
-		case "capacity":
-			var peak int // the stored rows' most at once, at some row's start
-			check(t, db, &peak, `SELECT COALESCE(MAX(n), 0) FROM (SELECT COUNT(*) n FROM reservations r JOIN reservations x
-				ON x.resource_id = r.resource_id AND x.start_at <= r.start_at AND x.end_at > r.start_at WHERE r.resource_id LIKE ? GROUP BY r.id) p`, cfg.prefix+"%")
-			if peak != 3 || r.refused[reasonConflict] == 0 || len(r.refused) != 1 {
-				t.Errorf("capacity 3: peak %d stored, refusals %v (want a full resource and RESERVATION_CONFLICT only)", peak, r.refused)
+			tg, err := targets[name]()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, ran, err := runWorkload(ctx, tg, cfg, w)
+			tg.close()
+			if err != nil || !ran {
+				t.Fatalf("%s, %s: ran %v, %v", name, w, ran, err)
+			}
+			results = append(results, r)
+			if r.ok == 0 || len(r.errs) != 0 || r.over != 0 {
+				t.Errorf("%s, %s: %d ok, errors %v, %d overbooked", name, w, r.ok, r.errs, r.over)
+			}
+			var stored int
+			check(t, db, &stored, "SELECT COUNT(*) FROM reservations WHERE resource_id LIKE ?", cfg.prefix+"%")
+			if stored != r.ok {
+				t.Errorf("%s, %s: %d ok, %d stored", name, w, r.ok, stored)
+			}
+			switch w {
+			case "pool":
+				var outside int
+				check(t, db, &outside, "SELECT COUNT(*) FROM reservations WHERE resource_id LIKE ? AND (pool_id <> ? OR resource_id NOT IN (?, ?))",
+					cfg.prefix+"%", cfg.prefix+"pool", cfg.prefix+"u0", cfg.prefix+"u1")
+				if outside != 0 || r.refused[reasonPoolFull] == 0 || len(r.refused) != 1 {
+					t.Errorf("%s, pool: %d reservations outside the pool's units, refusals %v (want POOL_FULL only)", name, outside, r.refused)
+				}
+			case "capacity":
+				var peak int // the stored rows' most at once, at some row's start
+				check(t, db, &peak, `SELECT COALESCE(MAX(n), 0) FROM (SELECT COUNT(*) n FROM reservations r JOIN reservations x
+					ON x.resource_id = r.resource_id AND x.start_at <= r.start_at AND x.end_at > r.start_at WHERE r.resource_id LIKE ? GROUP BY r.id) p`, cfg.prefix+"%")
+				if peak != 3 || r.refused[reasonConflict] == 0 || len(r.refused) != 1 {
+					t.Errorf("%s, capacity 3: peak %d stored, refusals %v (want a full resource and RESERVATION_CONFLICT only)", name, peak, r.refused)
+				}
 			}
 		}
 	}
@@ -166,8 +176,8 @@ func TestWorkloads(t *testing.T) {
 	var out bytes.Buffer
 	report(&out, config{clients: 4, duration: time.Second, seed: 1}, results)
 	t.Log(out.String())
-	for _, want := range []string{"workload pool, 4 clients", "service refusals: POOL_FULL:", "service, in this run: spread ",
-		"\npool / spread: ok/s ", "\ncapacity / spread: ok/s "} {
+	for _, want := range []string{"workload pool, 4 clients", "service refusals: POOL_FULL:", "mysql-floor refusals: POOL_FULL:",
+		"service / mysql-floor: ok/s ", "service, in this run: spread ", "\npool / spread: ok/s ", "\ncapacity / spread: ok/s "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}

@@ -212,7 +212,12 @@ func newMySQLFloor(ctx context.Context, serverDSN string) (target, error) {
 	if err := repo.Migrate(ctx, db.DB); err != nil {
 		return nil, err
 	}
-	return &mysqlFloor{db: db, store: repo.New(db, repo.Options{Logger: slog.New(slog.DiscardHandler), GroupCommit: 1})}, nil
+	return mysqlFloorOn(db), nil
+}
+
+// mysqlFloorOn is the floor on a migrated database, which its close closes.
+func mysqlFloorOn(db *sqlx.DB) *mysqlFloor {
+	return &mysqlFloor{db: db, store: repo.New(db, repo.Options{Logger: slog.New(slog.DiscardHandler), GroupCommit: 1})}
 }
 
 func (m *mysqlFloor) name() string { return "mysql-floor" }
