@@ -10,8 +10,8 @@
 // on --resources 1 or a few), mixed (reserve, confirm, query, cancel), read (Get, and a
 // one-week Query and FreeSlots on one resource, on a pre-filled table), pool (bookings of a pool
 // of --resources 10 units, put in the catalogue first: the service assigns a unit or answers
-// POOL_FULL; windows within two weeks) and capacity (bookings of --resources 1 resource of
-// --capacity 20, put first; windows within 30 days). A
+// POOL_FULL) and capacity (bookings of --resources 1 resource of --capacity 20, put first), both
+// on a calendar that rolls forward as they book, asking for --load 0.7 of the places. A
 // comma-separated list runs each workload in turn and closes with each one's ok/s and p99
 // beside the first's. After each run it checks with SQL that no resource ever held more
 // reservations at once than its capacity.
@@ -28,6 +28,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 )
@@ -83,6 +84,7 @@ type config struct {
 	resources int // 0: each workload's default
 	capacity  int
 	span      time.Duration // 0: each workload's default
+	load      float64       // pool and capacity: demand over places
 	seed      uint64
 	prefill   int
 	prefix    string
@@ -125,7 +127,8 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long each workload runs on each target")
 	flag.IntVar(&cfg.resources, "resources", 0, "resources to spread over, or the pool's units (default: 10000 for spread, mixed and read, 1 for hot and capacity, 10 for pool)")
 	flag.IntVar(&cfg.capacity, "capacity", 20, "capacity: the capacity of its resources")
-	flag.DurationVar(&cfg.span, "span", 0, "the windows start within this long from 2031-01-01 (default: a year; 336h for pool, 720h for capacity)")
+	flag.DurationVar(&cfg.span, "span", 0, "the windows start within this long from 2031-01-01 (default: a year), or for pool and capacity from where their calendar has rolled to (default: 24h)")
+	flag.Float64Var(&cfg.load, "load", 0.7, "pool and capacity: the bookings asked for at an instant, as a share of the places (units, or resources times capacity)")
 	flag.Uint64Var(&cfg.seed, "seed", 1, "random seed")
 	flag.StringVar(&cfg.prefix, "resource-prefix", "", "resource ids are this prefix and a number below --resources (default: a prefix new to the run)")
 	flag.IntVar(&cfg.prefill, "prefill", 100000, "read: reservations stored before the run; 0 reads up to 100,000 stored ids through --verify-dsn instead (for a table filled by other means)")
@@ -137,8 +140,8 @@ func main() {
 		}
 		cfg.workloads = append(cfg.workloads, strings.TrimSpace(w))
 	}
-	if cfg.clients < 1 || cfg.capacity < 1 || cfg.resources < 0 || cfg.span < 0 {
-		fmt.Fprintln(os.Stderr, "rsvbench: --clients and --capacity must be at least 1, --resources and --span not negative")
+	if cfg.clients < 1 || cfg.capacity < 1 || cfg.resources < 0 || cfg.span < 0 || cfg.load <= 0 {
+		fmt.Fprintln(os.Stderr, "rsvbench: --clients and --capacity must be at least 1, --resources and --span not negative, --load above 0")
 		os.Exit(2)
 	}
 	ctx := context.Background()
@@ -190,7 +193,13 @@ type plan struct {
 var year = time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // planFor makes workload w's plan, its resource ids starting with prefix. Each booking is a
-// random 1–3 h window starting within the span from the start of 2031.
+// random 1–3 h window (2 h on average). spread, hot, mixed and read start it within the span
+// from the start of 2031. pool and capacity sell a calendar that rolls forward as they book:
+// call k starts within the span after k steps, a step being what makes the bookings asked for
+// at an instant, once the span has rolled past it, cfg.load times the places there are (units,
+// or resources times capacity). So their units or places fill at times, as a hotel's nights
+// do, in the same share of calls however fast the target is; the first span/step calls find
+// the calendar emptier.
 func planFor(cfg config, w, prefix string) plan {
 	n, span := cfg.resources, cfg.span
 	if n == 0 {
@@ -199,16 +208,25 @@ func planFor(cfg config, w, prefix string) plan {
 			n = 10000
 		}
 	}
+	rolling := w == "pool" || w == "capacity"
 	if span == 0 {
-		// pool and capacity: narrow enough that a 10 s run books their units or places full at
-		// times, wide enough that it does not fill them (then ok/s would measure the fill).
-		span = map[string]time.Duration{"pool": 14 * 24 * time.Hour, "capacity": 30 * 24 * time.Hour}[w]
-		if span == 0 {
-			span = 365 * 24 * time.Hour
+		span = 365 * 24 * time.Hour
+		if rolling {
+			span = 24 * time.Hour
 		}
 	}
+	places := n
+	if w == "capacity" {
+		places *= cfg.capacity
+	}
+	step := time.Duration(float64(2*time.Hour) / (cfg.load * float64(places)))
+	var calls atomic.Int64
 	window := func(rng *rand.Rand) (time.Time, time.Time) {
-		start := year.Add(time.Duration(rng.Int64N(int64(span/time.Minute))) * time.Minute)
+		from := year
+		if rolling {
+			from = from.Add(time.Duration(calls.Add(1)) * step).Truncate(time.Minute)
+		}
+		start := from.Add(time.Duration(rng.Int64N(int64(span/time.Minute))) * time.Minute)
 		return start, start.Add(time.Duration(60+rng.IntN(121)) * time.Minute)
 	}
 	p := plan{resources: n}

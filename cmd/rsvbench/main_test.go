@@ -96,9 +96,9 @@ func TestOverbooked(t *testing.T) {
 // TestWorkloads runs spread, pool and capacity in one run against an in-process replica with
 // reservationd's defaults (Redis lock, group commit, conflict cache, open catalogue) and
 // against the MySQL floor, as a run of rsvbench does, and checks what they did against the
-// stored rows. The pool and the
-// capacity resource are small and their windows close together, so that a run of a second
-// fills them: POOL_FULL and RESERVATION_CONFLICT must both show among the refusals.
+// stored rows. The pool and the capacity resources are small and asked for twice over, so
+// that a run of two seconds fills them: POOL_FULL and RESERVATION_CONFLICT must both show among
+// the refusals.
 func TestWorkloads(t *testing.T) {
 	db, dsn := repotest.NewDB(t)
 	client := locktest.Client(t)
@@ -132,9 +132,12 @@ func TestWorkloads(t *testing.T) {
 	var results []result
 	for _, w := range []string{"spread", "pool", "capacity"} {
 		for _, name := range []string{"service", "mysql-floor"} {
-			cfg := config{clients: 4, duration: time.Second, seed: 1, capacity: 3, prefix: "t-" + name + "-" + w + "-"}
+			cfg := config{clients: 4, duration: 2 * time.Second, seed: 1, capacity: 3, load: 0.7, prefix: "t-" + name + "-" + w + "-"}
 			if w != "spread" {
-				cfg.resources, cfg.span = 2, 6*time.Hour // 2 units; 1 resource of capacity 3 would do, 2 test the pick
+				// 2 units, or 2 resources of capacity 3 (1 would do; 2 test the pick), asked for
+				// twice over, the calendar rolling past a 6 h span in 12 or 36 calls: the calls of
+				// two seconds fill them.
+				cfg.resources, cfg.span, cfg.load = 2, 6*time.Hour, 2
 			}
 			tg, err := targets[name]()
 			if err != nil {
@@ -174,7 +177,7 @@ func TestWorkloads(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	report(&out, config{clients: 4, duration: time.Second, seed: 1}, results)
+	report(&out, config{clients: 4, duration: 2 * time.Second, seed: 1}, results)
 	t.Log(out.String())
 	for _, want := range []string{"workload pool, 4 clients", "service refusals: POOL_FULL:", "mysql-floor refusals: POOL_FULL:",
 		"service / mysql-floor: ok/s ", "service, in this run: spread ", "\npool / spread: ok/s ", "\ncapacity / spread: ok/s "} {
