@@ -17,10 +17,13 @@ import (
 	"reservation/repo/repotest"
 )
 
-// TestREADMECurl replays the README's curl section against the binary, as written: each
-// `$ curl …` line is run by bash with the README's 127.0.0.1:8080 replaced by the test's port
-// and $ID set to the first reservation id answered, and its output must match the lines shown.
-// In the shown JSON, "…" in a string stands for any text; key order and spacing do not matter.
+// TestREADMECurl replays the README's curl section against the binary, as written: the `$ curl
+// …` lines of each console block of the section are run by bash, in order, with the README's
+// 127.0.0.1:8080 replaced by the test's port and $ID set to the first reservation id answered,
+// and their output must match the lines shown. In the shown JSON, "…" in a string stands for
+// any text; key order and spacing do not matter. The blocks share one daemon, except a block
+// whose first line is "# reservationd --flag value …": it gets a daemon of its own, with those
+// flags, on a fresh database. Other lines that start with "#" are comments.
 func TestREADMECurl(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatalf("curl: %v (apt-get install curl)", err)
@@ -34,55 +37,106 @@ func TestREADMECurl(t *testing.T) {
 		t.Fatal("README has no curl section")
 	}
 	section, _, _ = strings.Cut(section, "\n## ")
-	_, block, _ := strings.Cut(section, "```console\n")
-	block, _, _ = strings.Cut(block, "```")
 	type step struct {
 		cmd  string
 		want []string
 	}
-	var steps []step
-	for _, line := range strings.Split(strings.TrimSpace(block), "\n") {
-		if cmd, ok := strings.CutPrefix(line, "$ "); ok {
-			steps = append(steps, step{cmd: cmd})
-		} else if len(steps) > 0 {
-			steps[len(steps)-1].want = append(steps[len(steps)-1].want, line)
-		}
+	type block struct {
+		env   []string // the daemon's flags, as environment variables; nil: the shared daemon
+		steps []step
 	}
-	if len(steps) < 8 {
-		t.Fatalf("%d commands in the README's curl section", len(steps))
+	var blocks []block
+	steps := 0
+	for rest := section; ; {
+		_, text, found := strings.Cut(rest, "```console\n")
+		if !found {
+			break
+		}
+		text, rest, _ = strings.Cut(text, "```")
+		var b block
+		for i, line := range strings.Split(strings.TrimSpace(text), "\n") {
+			if flags, ok := strings.CutPrefix(line, "# reservationd "); ok && i == 0 {
+				b.env = flagsEnv(t, strings.Fields(flags))
+			} else if cmd, ok := strings.CutPrefix(line, "$ "); ok {
+				b.steps = append(b.steps, step{cmd: cmd})
+			} else if len(b.steps) > 0 && !strings.HasPrefix(line, "#") {
+				b.steps[len(b.steps)-1].want = append(b.steps[len(b.steps)-1].want, line)
+			}
+		}
+		blocks = append(blocks, b)
+		steps += len(b.steps)
+	}
+	if steps < 8 {
+		t.Fatalf("%d commands in the README's curl section", steps)
 	}
 
-	_, dsn := repotest.NewDB(t)
-	d := startDaemon(t, "RESERVATION_MYSQL_DSN="+dsn, "RESERVATION_LOCK=local")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	d.waitServing(t, ctx, d.dial(t))
+	start := func(env ...string) *daemon {
+		_, dsn := repotest.NewDB(t)
+		d := startDaemon(t, append([]string{"RESERVATION_MYSQL_DSN=" + dsn, "RESERVATION_LOCK=local"}, env...)...)
+		d.waitServing(t, ctx, d.dial(t))
+		return d
+	}
+	var shared *daemon
 	id := ""
-	for _, s := range steps {
-		cmd := strings.ReplaceAll(s.cmd, "127.0.0.1:8080", d.http)
-		sh := exec.CommandContext(ctx, "bash", "-c", cmd)
-		sh.Env = append(os.Environ(), "ID="+id)
-		out, err := sh.Output()
-		if err != nil {
-			t.Fatalf("%s: %v", s.cmd, err)
+	for _, b := range blocks {
+		d := shared
+		switch {
+		case b.env != nil:
+			d = start(b.env...)
+		case shared == nil:
+			shared = start()
+			d = shared
 		}
-		got := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
-		if len(got) != len(s.want) {
-			t.Errorf("%s\ngot:\n%s\nwant:\n%s", s.cmd, out, strings.Join(s.want, "\n"))
-			continue
-		}
-		for i := range got {
-			if err := matchLine(got[i], s.want[i]); err != nil {
-				t.Errorf("%s\ngot:  %s\nwant: %s\n%v", s.cmd, got[i], s.want[i], err)
+		for _, s := range b.steps {
+			cmd := strings.ReplaceAll(s.cmd, "127.0.0.1:8080", d.http)
+			sh := exec.CommandContext(ctx, "bash", "-c", cmd)
+			sh.Env = append(os.Environ(), "ID="+id)
+			out, err := sh.Output()
+			if err != nil {
+				t.Fatalf("%s: %v", s.cmd, err)
 			}
-		}
-		if id == "" {
-			var v struct{ Reservation struct{ ID string } }
-			if json.Unmarshal([]byte(strings.Split(got[0], " → ")[0]), &v) == nil {
-				id = v.Reservation.ID
+			got := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+			if len(got) != len(s.want) {
+				t.Errorf("%s\ngot:\n%s\nwant:\n%s", s.cmd, out, strings.Join(s.want, "\n"))
+				continue
+			}
+			for i := range got {
+				if err := matchLine(got[i], s.want[i]); err != nil {
+					t.Errorf("%s\ngot:  %s\nwant: %s\n%v", s.cmd, got[i], s.want[i], err)
+				}
+			}
+			if id == "" {
+				var v struct{ Reservation struct{ ID string } }
+				if json.Unmarshal([]byte(strings.Split(got[0], " → ")[0]), &v) == nil {
+					id = v.Reservation.ID
+				}
 			}
 		}
 	}
+}
+
+// flagsEnv turns reservationd flags ("--catalogue strict", "--catalogue=strict") into the
+// environment variables that set them.
+func flagsEnv(t *testing.T, args []string) []string {
+	var env []string
+	for i := 0; i < len(args); i++ {
+		name, ok := strings.CutPrefix(args[i], "--")
+		if !ok {
+			t.Fatalf("README: %q in a block's reservationd line is not a --flag", args[i])
+		}
+		name, value, hasValue := strings.Cut(name, "=")
+		if !hasValue {
+			if i+1 == len(args) {
+				t.Fatalf("README: --%s in a block's reservationd line has no value", name)
+			}
+			i++
+			value = args[i]
+		}
+		env = append(env, envName(name)+"="+value)
+	}
+	return env
 }
 
 var statusSuffix = regexp.MustCompile(` → (\d{3})$`)

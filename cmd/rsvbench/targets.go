@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jmoiron/sqlx"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -24,10 +25,32 @@ import (
 	"reservation/repo"
 )
 
-// overlapSQL counts overlapping pairs of a MySQL reservations table.
-const overlapSQL = `SELECT COUNT(*) FROM reservations a JOIN reservations b
-	ON a.resource_id = b.resource_id AND a.id < b.id AND a.start_at < b.end_at AND b.start_at < a.end_at
-	AND (a.expires_at IS NULL OR a.expires_at > UTC_TIMESTAMP(6)) AND (b.expires_at IS NULL OR b.expires_at > UTC_TIMESTAMP(6))`
+// overbookedSQL counts the reservations of a MySQL reservations table that start at an instant
+// when their resource holds more live reservations than its capacity (0 or none: 1). The peak
+// number of reservations at once is reached at some reservation's start, so this is 0 exactly
+// when no resource was ever over its capacity; on a capacity-1 resource any overlap counts. The
+// one placeholder is the longest reservation stored, in microseconds (maxSpanSQL): a reservation
+// that starts earlier than that before another's start ends before it.
+const overbookedSQL = `SELECT COUNT(*) FROM (
+	SELECT r.id FROM reservations r
+	JOIN reservations x ON x.resource_id = r.resource_id AND x.start_at <= r.start_at AND x.end_at > r.start_at
+		AND x.start_at > r.start_at - INTERVAL ? MICROSECOND
+	LEFT JOIN resources c ON c.id = r.resource_id
+	WHERE (r.expires_at IS NULL OR r.expires_at > UTC_TIMESTAMP(6)) AND (x.expires_at IS NULL OR x.expires_at > UTC_TIMESTAMP(6))
+	GROUP BY r.id, c.capacity
+	HAVING COUNT(*) > GREATEST(COALESCE(c.capacity, 1), 1)) overbooked_rows`
+
+const maxSpanSQL = `SELECT COALESCE(MAX(TIMESTAMPDIFF(MICROSECOND, start_at, end_at)), 0) FROM reservations`
+
+// overbooked runs overbookedSQL on db.
+func overbooked(ctx context.Context, db *sqlx.DB) (int, error) {
+	var span int64
+	if err := db.GetContext(ctx, &span, maxSpanSQL); err != nil {
+		return 0, err
+	}
+	var n int
+	return n, db.GetContext(ctx, &n, overbookedSQL, span)
+}
 
 // service is the full service over gRPC.
 type service struct {
@@ -64,22 +87,43 @@ func (s *service) client() pb.ReservationServiceClient {
 	return pb.NewReservationServiceClient(s.conns[i])
 }
 
+// grpcOutcome sorts a call's error: a refusal (FAILED_PRECONDITION whose ErrorInfo reason is
+// RESERVATION_CONFLICT or POOL_FULL) with its reason, or a failure with its code (and reason).
 func grpcOutcome(err error) (outcome, string) {
-	switch code := status.Code(err); code {
-	case codes.OK:
+	st := status.Convert(err)
+	if st.Code() == codes.OK {
 		return ok, ""
-	case codes.FailedPrecondition:
-		return conflict, ""
-	default:
-		return failed, code.String()
 	}
+	reason := ""
+	for _, d := range st.Details() {
+		if info, isInfo := d.(*errdetails.ErrorInfo); isInfo {
+			reason = info.GetReason()
+		}
+	}
+	if st.Code() == codes.FailedPrecondition && (reason == reasonConflict || reason == reasonPoolFull) {
+		return refused, reason
+	}
+	if reason != "" {
+		return failed, st.Code().String() + "/" + reason
+	}
+	return failed, st.Code().String()
 }
 
-func (s *service) reserve(ctx context.Context, resource string, start, end time.Time) (string, outcome, string) {
-	resp, err := s.client().Reserve(ctx, &pb.ReserveRequest{Reservation: &pb.Reservation{UserId: "bench", ResourceId: resource,
-		Start: timestamppb.New(start), End: timestamppb.New(end)}})
+func (s *service) catalogue(ctx context.Context, rs []resourceSpec) (bool, error) {
+	c := s.client()
+	for _, r := range rs {
+		if _, err := c.PutResource(ctx, &pb.PutResourceRequest{Resource: &pb.Resource{Id: r.id, PoolId: r.pool, Capacity: int32(r.capacity)}}); err != nil {
+			return true, fmt.Errorf("PutResource %s: %w", r.id, err)
+		}
+	}
+	return true, nil
+}
+
+func (s *service) reserve(ctx context.Context, b booking) (string, string, outcome, string) {
+	resp, err := s.client().Reserve(ctx, &pb.ReserveRequest{Reservation: &pb.Reservation{UserId: "bench", ResourceId: b.resource,
+		PoolId: b.pool, Start: timestamppb.New(b.start), End: timestamppb.New(b.end)}})
 	out, code := grpcOutcome(err)
-	return resp.GetReservation().GetId(), out, code
+	return resp.GetReservation().GetId(), resp.GetReservation().GetResourceId(), out, code
 }
 
 func (s *service) other(ctx context.Context, kind, id, resource string, start, end time.Time) (outcome, string, bool) {
@@ -112,12 +156,11 @@ func (s *service) other(ctx context.Context, kind, id, resource string, start, e
 	return out, code, true
 }
 
-func (s *service) overlaps(ctx context.Context) (int, error) {
+func (s *service) overbooked(ctx context.Context) (int, error) {
 	if s.verify == nil {
 		return -1, errors.New("no --verify-dsn: not checked")
 	}
-	var n int
-	return n, s.verify.GetContext(ctx, &n, overlapSQL)
+	return overbooked(ctx, s.verify)
 }
 
 // ids reads up to n stored reservation ids, for Get, through --verify-dsn.
@@ -169,20 +212,38 @@ func newMySQLFloor(ctx context.Context, serverDSN string) (target, error) {
 	if err := repo.Migrate(ctx, db.DB); err != nil {
 		return nil, err
 	}
-	return &mysqlFloor{db: db, store: repo.New(db, repo.Options{Logger: slog.New(slog.DiscardHandler), GroupCommit: 1})}, nil
+	return mysqlFloorOn(db), nil
+}
+
+// mysqlFloorOn is the floor on a migrated database, which its close closes.
+func mysqlFloorOn(db *sqlx.DB) *mysqlFloor {
+	return &mysqlFloor{db: db, store: repo.New(db, repo.Options{Logger: slog.New(slog.DiscardHandler), GroupCommit: 1})}
 }
 
 func (m *mysqlFloor) name() string { return "mysql-floor" }
 
-func (m *mysqlFloor) reserve(ctx context.Context, resource string, start, end time.Time) (string, outcome, string) {
-	out, err := m.store.Reserve(ctx, reservation.Book(&reservation.Reservation{UserID: "bench", ResourceID: resource, Start: start, End: end}))
-	switch reservation.ErrorCode(err) {
-	case "":
-		return out[0].ID, ok, ""
-	case reservation.ECONFLICT:
-		return "", conflict, ""
+func (m *mysqlFloor) catalogue(ctx context.Context, rs []resourceSpec) (bool, error) {
+	for _, r := range rs {
+		if _, err := m.store.PutResource(ctx, &reservation.Resource{ID: r.id, PoolID: r.pool, Capacity: r.capacity}, 0); err != nil {
+			return true, fmt.Errorf("PutResource %s: %w", r.id, err)
+		}
+	}
+	return true, nil
+}
+
+func (m *mysqlFloor) reserve(ctx context.Context, b booking) (string, string, outcome, string) {
+	out, err := m.store.Reserve(ctx, reservation.Book(&reservation.Reservation{UserID: "bench", ResourceID: b.resource, PoolID: b.pool,
+		Start: b.start, End: b.end}))
+	var e *reservation.Error
+	switch code := reservation.ErrorCode(err); {
+	case code == "":
+		return out[0].ID, out[0].ResourceID, ok, ""
+	case code == reservation.ECONFLICT:
+		return "", "", refused, reasonConflict
+	case errors.As(err, &e) && e.Reason == reservation.ReasonPoolFull:
+		return "", "", refused, reasonPoolFull
 	default:
-		return "", failed, reservation.ErrorCode(err)
+		return "", "", failed, code
 	}
 }
 
@@ -190,10 +251,7 @@ func (m *mysqlFloor) other(context.Context, string, string, string, time.Time, t
 	return ok, "", false
 }
 
-func (m *mysqlFloor) overlaps(ctx context.Context) (int, error) {
-	var n int
-	return n, m.db.GetContext(ctx, &n, overlapSQL)
-}
+func (m *mysqlFloor) overbooked(ctx context.Context) (int, error) { return overbooked(ctx, m.db) }
 
 func (m *mysqlFloor) close() { m.db.Close() }
 
@@ -264,18 +322,21 @@ func newPostgresFloor(ctx context.Context, serverDSN string) (target, error) {
 
 func (p *postgresFloor) name() string { return "postgres-floor" }
 
-func (p *postgresFloor) reserve(ctx context.Context, resource string, start, end time.Time) (string, outcome, string) {
+// catalogue: the RFC's design has no catalogue (every resource holds one reservation at a time).
+func (p *postgresFloor) catalogue(context.Context, []resourceSpec) (bool, error) { return false, nil }
+
+func (p *postgresFloor) reserve(ctx context.Context, b booking) (string, string, outcome, string) {
 	var id string
 	err := p.pool.QueryRow(ctx, "INSERT INTO reservations (user_id, resource_id, timespan) VALUES ($1, $2, tstzrange($3, $4, '[)')) RETURNING id::text",
-		"bench", resource, start, end).Scan(&id)
+		"bench", b.resource, b.start, b.end).Scan(&id)
 	var pe *pgconn.PgError
 	switch {
 	case err == nil:
-		return id, ok, ""
+		return id, b.resource, ok, ""
 	case errors.As(err, &pe) && pe.Code == "23P01": // exclusion_violation
-		return "", conflict, ""
+		return "", "", refused, reasonConflict
 	default:
-		return "", failed, "pg"
+		return "", "", failed, "pg"
 	}
 }
 
@@ -283,7 +344,8 @@ func (p *postgresFloor) other(context.Context, string, string, string, time.Time
 	return ok, "", false
 }
 
-func (p *postgresFloor) overlaps(ctx context.Context) (int, error) {
+// overbooked counts overlapping pairs: every resource has capacity 1 here.
+func (p *postgresFloor) overbooked(ctx context.Context) (int, error) {
 	var n int
 	err := p.pool.QueryRow(ctx, `SELECT COUNT(*) FROM reservations a JOIN reservations b
 		ON a.resource_id = b.resource_id AND a.id < b.id AND a.timespan && b.timespan`).Scan(&n)
