@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"reservation"
 	pb "reservation/proto/reservation/v1"
 	"reservation/service"
 )
@@ -33,8 +34,8 @@ import (
 // unary ones the same way.
 
 // conflictReasons are the ErrorInfo reasons answered with 409 Conflict: the request is sound
-// but collides with the state of the resource. (POOL_FULL is the inventory's, once it lands.)
-var conflictReasons = []string{service.ConflictReason, "POOL_FULL"}
+// but collides with the state of the resource, or of every unit of a pool.
+var conflictReasons = []string{service.ConflictReason, reservation.ReasonPoolFull}
 
 // httpStatus is the HTTP status of a gRPC status: the standard google.rpc mapping, except 409
 // for a conflict that the service reports as FAILED_PRECONDITION (400 in that mapping).

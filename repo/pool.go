@@ -65,7 +65,8 @@ func (s *Store) reservePool(ctx context.Context, b reservation.Booking, out []*r
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 	if len(keys) == 0 {
-		return nil, poolFull(out[slices.Index(pooled, true)])
+		first := slices.Index(pooled, true)
+		return nil, reservation.PoolFull(first, out[first])
 	}
 	err = s.write(ctx, keys, func(w *writeTx) error {
 		if req != nil {
@@ -160,14 +161,8 @@ func (s *Store) assign(ctx context.Context, w *writeTx, rs []*reservation.Reserv
 			}
 		}
 		if r.ResourceID == "" {
-			return poolFull(r)
+			return reservation.PoolFull(i, r)
 		}
 	}
 	return nil
-}
-
-func poolFull(r *reservation.Reservation) error {
-	e := reservation.Errorf(reservation.ESTATE, "pool %q has no free unit from %s to %s", r.PoolID, reservation.FormatTime(r.Start), reservation.FormatTime(r.End))
-	e.Reason = reservation.ReasonPoolFull
-	return e
 }

@@ -2,13 +2,18 @@ package service_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"reservation"
@@ -16,6 +21,7 @@ import (
 	pb "reservation/proto/reservation/v1"
 	"reservation/repo"
 	"reservation/repo/repotest"
+	"reservation/service"
 )
 
 // 32 clients on three replicas book a pool of 5 units and its units directly, at random.
@@ -146,5 +152,69 @@ func TestPoolAcrossReplicas(t *testing.T) {
 			}
 			t.Logf("%d POOL_FULL checked against the stored rows; %s", len(full), fmt.Sprint(len(stored), " stored"))
 		})
+	}
+}
+
+// POOL_FULL names the pool, the window refused and the item of the call it refused, in its
+// ErrorInfo's metadata, over gRPC and over HTTP (409, as a conflict).
+func TestPoolFullNamesThePool(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	r := startReplica(t, db, nil)
+	for _, u := range []string{"room-1", "room-2"} {
+		if _, err := r.client.PutResource(ctxFor(t), &pb.PutResourceRequest{Resource: &pb.Resource{Id: u, PoolId: "deluxe"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pooled := func(from, to float64) *pb.Reservation {
+		b := booking("", from, to)
+		b.PoolId = "deluxe"
+		return b
+	}
+	reserve(t, r.client, pooled(1, 3))
+	reserve(t, r.client, pooled(2, 4))
+	want := func(item int) map[string]string {
+		return map[string]string{"pool_id": "deluxe", "start": "2030-03-01T11:00:00Z", "end": "2030-03-01T13:00:00Z", "item": fmt.Sprint(item)}
+	}
+	check := func(what string, ei *errdetails.ErrorInfo, item int) {
+		t.Helper()
+		if ei.GetReason() != reservation.ReasonPoolFull || ei.GetDomain() != service.ErrorDomain || !maps.Equal(ei.GetMetadata(), want(item)) {
+			t.Errorf("%s: ErrorInfo %v, want %s of %s with metadata %v", what, ei, reservation.ReasonPoolFull, service.ErrorDomain, want(item))
+		}
+	}
+
+	_, err := r.client.Reserve(ctxFor(t), &pb.ReserveRequest{Reservation: pooled(2, 4)})
+	check("Reserve", conflictInfo(wantCode(t, err, codes.FailedPrecondition)), 0)
+	_, err = r.client.ReserveBatch(ctxFor(t), &pb.ReserveBatchRequest{Reservations: []*pb.Reservation{booking("room-9", 2, 4), pooled(2, 4)}})
+	check("ReserveBatch", conflictInfo(wantCode(t, err, codes.FailedPrecondition)), 1)
+
+	item := map[string]any{"user_id": "alice", "pool_id": "deluxe", "start": "2030-03-01T11:00:00Z", "end": "2030-03-01T13:00:00Z"}
+	for _, c := range []struct {
+		path string
+		body map[string]any
+		item int
+	}{
+		{"/v1/reservations", map[string]any{"reservation": item}, 0},
+		{"/v1/reservations:batch", map[string]any{"reservations": []any{map[string]any{"user_id": "alice", "resource_id": "room-9", "start": "2030-03-01T08:00:00Z", "end": "2030-03-01T09:00:00Z"}, item}}, 1},
+	} {
+		code, body := r.httpJSON(t, "POST", c.path, c.body)
+		var answer struct {
+			Error struct {
+				Code    int `json:"code"`
+				Details []struct {
+					Reason   string            `json:"reason"`
+					Domain   string            `json:"domain"`
+					Metadata map[string]string `json:"metadata"`
+				} `json:"details"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(body, &answer); err != nil || code != http.StatusConflict || answer.Error.Code != int(codes.FailedPrecondition) || len(answer.Error.Details) != 1 {
+			t.Fatalf("POST %s of a full pool: %d %s; want 409 with one ErrorInfo under \"error\"", c.path, code, body)
+		}
+		d := answer.Error.Details[0]
+		check("POST "+c.path, &errdetails.ErrorInfo{Reason: d.Reason, Domain: d.Domain, Metadata: d.Metadata}, c.item)
+	}
+	if n := count(t, db, "SELECT COUNT(*) FROM reservations"); n != 2 {
+		t.Errorf("%d reservations stored, want 2: POOL_FULL writes nothing", n)
 	}
 }
