@@ -218,3 +218,86 @@ func TestPoolFullNamesThePool(t *testing.T) {
 		t.Errorf("%d reservations stored, want 2: POOL_FULL writes nothing", n)
 	}
 }
+
+// A pooled item of a batch is given a unit that fits beside every direct item of the batch,
+// before or after it, and beside the pooled items given theirs before it. A batch that
+// cannot fit that way is refused whole: POOL_FULL or RESERVATION_CONFLICT, nothing written.
+func TestPoolBatchFitsBesideEveryDirectItem(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	r := startReplica(t, db, nil)
+	for _, u := range []*pb.Resource{{Id: "u1", PoolId: "p"}, {Id: "u2", PoolId: "p"}, {Id: "c1", PoolId: "q", Capacity: 2}, {Id: "c2", PoolId: "q"}} {
+		if _, err := r.client.PutResource(ctxFor(t), &pb.PutResourceRequest{Resource: u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pooled := func(pool string, from, to float64) *pb.Reservation {
+		b := booking("", from, to)
+		b.PoolId = pool
+		return b
+	}
+	units := func(resp *pb.ReserveBatchResponse) []string {
+		var out []string
+		for _, b := range resp.GetReservations() {
+			out = append(out, b.GetResourceId())
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name  string
+		batch []*pb.Reservation
+		units []string
+	}{
+		{"direct item after", []*pb.Reservation{pooled("p", 1, 3), booking("u1", 1, 3)}, []string{"u2", "u1"}},
+		{"direct item before", []*pb.Reservation{booking("u1", 4, 6), pooled("p", 4, 6)}, []string{"u1", "u2"}},
+		{"two pooled around a direct", []*pb.Reservation{pooled("p", 7, 9), booking("u2", 8, 10), pooled("p", 8, 9)}, []string{"u1", "u2", ""}},
+		{"capacity 2 filled by the direct items after", []*pb.Reservation{pooled("q", 1, 3), booking("c1", 1, 3), booking("c1", 2, 4)}, []string{"c2", "c1", "c1"}},
+	} {
+		resp, err := r.client.ReserveBatch(ctxFor(t), &pb.ReserveBatchRequest{Reservations: c.batch})
+		if c.units[len(c.units)-1] == "" {
+			// u1 goes to the first pooled item, u2 to the direct one: the last pooled item of
+			// 8-9 has no unit left.
+			ei := conflictInfo(wantCode(t, err, codes.FailedPrecondition))
+			if ei.GetReason() != reservation.ReasonPoolFull || ei.GetMetadata()["item"] != "2" {
+				t.Errorf("%s: %v, want POOL_FULL for item 2", c.name, ei)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v; want %v", c.name, err, c.units)
+			continue
+		}
+		if got := units(resp); !slices.Equal(got, c.units) {
+			t.Errorf("%s: units %v, want %v", c.name, got, c.units)
+		}
+	}
+	stored := count(t, db, "SELECT COUNT(*) FROM reservations")
+	if stored != 7 {
+		t.Fatalf("%d reservations stored, want 7", stored)
+	}
+	// Windows that cannot fit: every unit of p taken by the batch's direct items, a conflict
+	// between the direct items, and two pooled items for one free unit.
+	for _, c := range []struct {
+		name   string
+		batch  []*pb.Reservation
+		reason string
+		item   string // the metadata naming the item refused
+	}{
+		{"both units taken by direct items", []*pb.Reservation{pooled("p", 11, 13), booking("u1", 11, 13), booking("u2", 12, 14)}, reservation.ReasonPoolFull, "item"},
+		{"direct items in each other's way", []*pb.Reservation{pooled("p", 11, 13), booking("u1", 11, 13), booking("u1", 12, 14)}, service.ConflictReason, "conflict_0_item"},
+		{"one unit left for two", []*pb.Reservation{pooled("p", 11, 13), pooled("p", 12, 13), booking("u1", 11, 13)}, reservation.ReasonPoolFull, "item"},
+		{"capacity 2 and a unit, three direct and one pooled", []*pb.Reservation{pooled("q", 11, 13), booking("c1", 11, 13), booking("c1", 12, 14), booking("c2", 12, 13)}, reservation.ReasonPoolFull, "item"},
+	} {
+		_, err := r.client.ReserveBatch(ctxFor(t), &pb.ReserveBatchRequest{Reservations: c.batch})
+		st := status.Convert(err)
+		if ei := conflictInfo(st); st.Code() != codes.FailedPrecondition || ei.GetReason() != c.reason || ei.GetMetadata()[c.item] == "" {
+			t.Errorf("%s: %v, want FAILED_PRECONDITION, %s naming %s", c.name, err, c.reason, c.item)
+		}
+		if n := count(t, db, "SELECT COUNT(*) FROM reservations"); n != stored {
+			t.Errorf("%s: %d reservations stored, want %d: a refused batch writes nothing", c.name, n, stored)
+		}
+	}
+	if n := overlaps(t, db); n != 1 {
+		t.Errorf("%d pairs of stored reservations overlap, want 1 (c1 of capacity 2 holds both of its)", n)
+	}
+}
