@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"reservation"
 	"reservation/lock/locktest"
@@ -299,5 +301,61 @@ func TestPoolBatchFitsBesideEveryDirectItem(t *testing.T) {
 	}
 	if n := overlaps(t, db); n != 1 {
 		t.Errorf("%d pairs of stored reservations overlap, want 1 (c1 of capacity 2 holds both of its)", n)
+	}
+}
+
+// FreeSlots on a pool over HTTP, GET /v1/pools/{pool_id}/free: each enabled unit's free
+// windows, tagged with the unit and its places left, as gRPC answers them.
+func TestPoolFreeSlotsOverHTTP(t *testing.T) {
+	t.Parallel()
+	r := startReplica(t, newDB(t), nil)
+	for _, u := range []*pb.Resource{{Id: "room-1", PoolId: "deluxe"}, {Id: "room-2", PoolId: "deluxe", Capacity: 2}, {Id: "room-3", PoolId: "deluxe", Disabled: true}} {
+		if _, err := r.client.PutResource(ctxFor(t), &pb.PutResourceRequest{Resource: u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reserve(t, r.client, booking("room-1", 1, 2))
+	reserve(t, r.client, booking("room-2", 1, 3))
+	reserve(t, r.client, booking("room-2", 2, 4))
+
+	code, body := r.httpJSON(t, "GET", "/v1/pools/deluxe/free?start=2030-03-01T09:00:00Z&end=2030-03-01T14:00:00Z&min_duration=1800s", nil)
+	var answer struct {
+		Free []struct {
+			Start      string `json:"start"`
+			End        string `json:"end"`
+			ResourceID string `json:"resource_id"`
+			Available  int    `json:"available"`
+		} `json:"free"`
+	}
+	if err := json.Unmarshal(body, &answer); code != http.StatusOK || err != nil {
+		t.Fatalf("GET /v1/pools/deluxe/free: %d %s", code, body)
+	}
+	var got []string
+	for _, w := range answer.Free {
+		got = append(got, fmt.Sprintf("%s %s-%s %d", w.ResourceID, w.Start[11:16], w.End[11:16], w.Available))
+	}
+	want := []string{
+		"room-1 09:00-10:00 1", "room-1 11:00-14:00 1",
+		"room-2 09:00-10:00 2", "room-2 10:00-11:00 1", "room-2 12:00-13:00 1", "room-2 13:00-14:00 2",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("pool's free windows over HTTP:\ngot  %v\nwant %v", got, want)
+	}
+	resp, err := r.client.FreeSlots(ctxFor(t), &pb.FreeSlotsRequest{PoolId: "deluxe", Start: at(0), End: at(5), MinDuration: durationpb.New(30 * time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetFree()) != len(answer.Free) {
+		t.Errorf("gRPC answers %d windows, HTTP %d", len(resp.GetFree()), len(answer.Free))
+	}
+	for i, w := range resp.GetFree() {
+		if i < len(answer.Free) && (w.GetResourceId() != answer.Free[i].ResourceID || reservation.FormatTime(w.GetStart().AsTime()) != answer.Free[i].Start || int(w.GetAvailable()) != answer.Free[i].Available) {
+			t.Errorf("window %d: gRPC %v, HTTP %+v", i, w, answer.Free[i])
+		}
+	}
+	// The pool's path chooses the pool: a resource_id in its query is refused, naming it.
+	code, body = r.httpJSON(t, "GET", "/v1/pools/deluxe/free?start=2030-03-01T09:00:00Z&end=2030-03-01T14:00:00Z&resource_id=room-1", nil)
+	if code != http.StatusBadRequest || !strings.Contains(string(body), `"field":"resource_id"`) {
+		t.Errorf("a pool's free windows with a resource_id: %d %s; want 400 naming resource_id", code, body)
 	}
 }
