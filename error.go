@@ -28,6 +28,9 @@ type Error struct {
 	Truncated bool       // ECONFLICT: there are more conflicts than listed
 	Reason    string     // a machine-readable reason, such as ReasonFeedDiverged; "" for none
 	Err       error      // the cause, if any
+	// Metadata says what Reason is about, as google.rpc.ErrorInfo metadata: snake_case keys,
+	// times in RFC 3339 (FormatTime) as the conflicts' are; nil for none.
+	Metadata map[string]string
 }
 
 // Conflict is a reservation in the way of item Index of a Reserve call: a stored one, or an

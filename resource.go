@@ -3,6 +3,7 @@ package reservation
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 	_ "time/tzdata" // time zone names are checked the same on every host, with or without a zoneinfo
 	"unicode/utf8"
@@ -106,6 +107,16 @@ const (
 	ReasonResourceDisabled = "RESOURCE_DISABLED" // ESTATE: a Reserve of a disabled resource
 	ReasonPoolFull         = "POOL_FULL"         // ESTATE: no unit of the pool is free for the window
 )
+
+// PoolFull is the ESTATE error of item (its index in the call) of a Reserve, which asks r's
+// pool for a unit: no enabled unit of the pool is free for r's window. Its metadata names the
+// pool, the window and the item.
+func PoolFull(item int, r *Reservation) *Error {
+	e := Errorf(ESTATE, "pool %q has no free unit from %s to %s", r.PoolID, FormatTime(r.Start), FormatTime(r.End))
+	e.Reason = ReasonPoolFull
+	e.Metadata = map[string]string{"pool_id": r.PoolID, "start": FormatTime(r.Start), "end": FormatTime(r.End), "item": strconv.Itoa(item)}
+	return e
+}
 
 // ResourceNotFound is the ENOTFOUND error for the resource id.
 func ResourceNotFound(id string) error { return Errorf(ENOTFOUND, "resource %q not found", id) }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"reservation"
 	pb "reservation/proto/reservation/v1"
 	"reservation/service"
 )
@@ -33,8 +34,8 @@ import (
 // unary ones the same way.
 
 // conflictReasons are the ErrorInfo reasons answered with 409 Conflict: the request is sound
-// but collides with the state of the resource. (POOL_FULL is the inventory's, once it lands.)
-var conflictReasons = []string{service.ConflictReason, "POOL_FULL"}
+// but collides with the state of the resource, or of every unit of a pool.
+var conflictReasons = []string{service.ConflictReason, reservation.ReasonPoolFull}
 
 // httpStatus is the HTTP status of a gRPC status: the standard google.rpc mapping, except 409
 // for a conflict that the service reports as FAILED_PRECONDITION (400 in that mapping).
@@ -100,6 +101,10 @@ type route struct {
 	// path are the fields bound in the template; query the query parameters the route takes,
 	// by proto and JSON name (the two spellings grpc-gateway accepts).
 	path, query map[string]bool
+	// elsewhere are the fields another binding of the RPC takes in its path, by proto and
+	// JSON name, with that binding: they choose the binding, so this one does not take them
+	// in its query (GET /v1/pools/{pool_id}/free?resource_id=… would ask about the resource).
+	elsewhere map[string]*route
 }
 
 // routeSet holds the routes keyed by verb and pattern as runtime.Pattern.String spells it
@@ -116,12 +121,47 @@ func routes() routeSet {
 		if rule == nil {
 			continue
 		}
+		var bindings []*route
 		for _, b := range append([]*annotations.HttpRule{rule}, rule.GetAdditionalBindings()...) {
 			rt := newRoute(m, b)
+			bindings = append(bindings, rt)
 			out[rt.verb+" "+patternString(rt.template)] = rt
+		}
+		for _, rt := range bindings {
+			for _, other := range bindings {
+				for name := range other.path {
+					if rt.path[name] {
+						continue
+					}
+					for _, n := range []string{name, jsonName(m.Input(), name)} {
+						if rt.query[n] {
+							delete(rt.query, n)
+							rt.elsewhere[n] = other
+						}
+					}
+				}
+			}
 		}
 	}
 	return out
+}
+
+// jsonName is the JSON spelling of the field path name (a.b) of msg, or name when it is not
+// one.
+func jsonName(msg protoreflect.MessageDescriptor, name string) string {
+	var parts []string
+	for p := range strings.SplitSeq(name, ".") {
+		if msg == nil {
+			return name
+		}
+		f := msg.Fields().ByName(protoreflect.Name(p))
+		if f == nil {
+			return name
+		}
+		parts = append(parts, f.JSONName())
+		msg = f.Message()
+	}
+	return strings.Join(parts, ".")
 }
 
 var pathVar = regexp.MustCompile(`\{([^}=]+)(=[^}]*)?\}`)
@@ -137,7 +177,7 @@ func patternString(template string) string {
 }
 
 func newRoute(m protoreflect.MethodDescriptor, rule *annotations.HttpRule) *route {
-	rt := &route{method: m, body: rule.GetBody(), path: map[string]bool{}, query: map[string]bool{}}
+	rt := &route{method: m, body: rule.GetBody(), path: map[string]bool{}, query: map[string]bool{}, elsewhere: map[string]*route{}}
 	switch p := rule.GetPattern().(type) {
 	case *annotations.HttpRule_Get:
 		rt.verb, rt.template = http.MethodGet, p.Get
@@ -233,6 +273,8 @@ func (rt *route) checkQuery(r *http.Request) error {
 		desc := "not a query parameter of " + what
 		if rt.path[u] {
 			desc = u + " is given in the path"
+		} else if other := rt.elsewhere[u]; other != nil {
+			desc = u + " is given in the path of " + other.verb + " " + other.template
 		}
 		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: u, Description: desc})
 	}
@@ -341,6 +383,38 @@ func documentErrors(doc []byte) ([]byte, error) {
 				schema["$ref"] = "#/definitions/v1Error"
 			}
 		}
+	}
+	return json.MarshalIndent(d, "", "  ")
+}
+
+// documentQuery leaves out of the OpenAPI document's routes the query parameters they do not
+// take because another binding of the RPC takes them in its path (route.elsewhere):
+// protoc-gen-openapiv2 lists every field that is not in the route's own path.
+func (rs routeSet) documentQuery(doc []byte) ([]byte, error) {
+	var d map[string]any
+	if err := json.Unmarshal(doc, &d); err != nil {
+		return nil, fmt.Errorf("openapi document: %w", err)
+	}
+	paths, _ := d["paths"].(map[string]any)
+	for _, rt := range rs {
+		if len(rt.elsewhere) == 0 {
+			continue
+		}
+		// The document spells the path's fields in JSON: /v1/pools/{poolId}/free.
+		path := pathVar.ReplaceAllStringFunc(rt.template, func(v string) string {
+			return "{" + jsonName(rt.method.Input(), pathVar.FindStringSubmatch(v)[1]) + "}"
+		})
+		ops, _ := paths[path].(map[string]any)
+		op, _ := ops[strings.ToLower(rt.verb)].(map[string]any)
+		params, _ := op["parameters"].([]any)
+		if op == nil {
+			return nil, fmt.Errorf("openapi document: no %s %s", rt.verb, path)
+		}
+		op["parameters"] = slices.DeleteFunc(params, func(p any) bool {
+			param, _ := p.(map[string]any)
+			name, _ := param["name"].(string)
+			return param["in"] == "query" && rt.elsewhere[name] != nil
+		})
 	}
 	return json.MarshalIndent(d, "", "  ")
 }

@@ -58,6 +58,9 @@ func New(ctx context.Context, opts Options) (http.Handler, error) {
 		return nil, err
 	}
 	doc, err := documentErrors(openAPI)
+	if err == nil {
+		doc, err = rs.documentQuery(doc)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -64,11 +64,11 @@ func call(t *testing.T, h http.Handler, method, target, body string) (int, apiEr
 func TestUnknownQueryParameters(t *testing.T) {
 	h := handler(t)
 	rs := routes()
-	if len(rs) != 13 {
-		t.Fatalf("%d routes read from the proto, want 13", len(rs))
+	if len(rs) != 14 {
+		t.Fatalf("%d routes read from the proto, want 14", len(rs))
 	}
 	for _, rt := range rs {
-		target := strings.NewReplacer("{id}", "01a204ab-6318-7baf-a7ed-a35f0ef10590", "{resource_id}", "room-1", "{resource.id}", "room-1").Replace(rt.template)
+		target := strings.NewReplacer("{id}", "01a204ab-6318-7baf-a7ed-a35f0ef10590", "{resource_id}", "room-1", "{resource.id}", "room-1", "{pool_id}", "deluxe").Replace(rt.template)
 		code, e, body := call(t, h, rt.verb, target+"?bogus=1", "{}")
 		if code != 400 || e.Error.Code != int(codes.InvalidArgument) || !strings.Contains(e.Error.Message, `"bogus"`) {
 			t.Errorf("%s %s?bogus=1: %d %s; want 400 naming bogus", rt.verb, target, code, body)
@@ -101,6 +101,7 @@ func TestUnknownQueryParameters(t *testing.T) {
 		"/v1/reservations?page_size=2&pageToken=",
 		"/v1/changes?after_seq=3&resource_id=room-1",
 		"/v1/resources/room-1/free?start=2030-01-01T00:00:00Z&end=2030-01-02T00:00:00Z&min_duration=3600s",
+		"/v1/pools/deluxe/free?start=2030-01-01T00:00:00Z&end=2030-01-02T00:00:00Z&minDuration=3600s",
 		"/v1/reservations/01a204ab-6318-7baf-a7ed-a35f0ef10590?expected_version=2",
 	} {
 		method := "GET"
@@ -109,6 +110,50 @@ func TestUnknownQueryParameters(t *testing.T) {
 		}
 		if code, _, body := call(t, h, method, target, ""); code != http.StatusServiceUnavailable {
 			t.Errorf("%s %s: %d %s, want it passed on (503 from the absent server)", method, target, code, body)
+		}
+	}
+}
+
+// The bindings of FreeSlots are chosen by their path: neither takes in its query the field
+// the other has in its path, in either spelling, and the OpenAPI document lists neither.
+func TestBindingsOfOneRPC(t *testing.T) {
+	h := handler(t)
+	for target, want := range map[string]string{
+		"/v1/pools/deluxe/free?resource_id=room-1": "resource_id is given in the path of GET /v1/resources/{resource_id}/free",
+		"/v1/pools/deluxe/free?resourceId=room-1":  "resourceId is given in the path of GET /v1/resources/{resource_id}/free",
+		"/v1/resources/room-1/free?pool_id=deluxe": "pool_id is given in the path of GET /v1/pools/{pool_id}/free",
+		"/v1/resources/room-1/free?poolId=deluxe":  "poolId is given in the path of GET /v1/pools/{pool_id}/free",
+	} {
+		code, e, body := call(t, h, "GET", target, "")
+		if code != 400 || len(e.Error.Details) != 1 || len(e.Error.Details[0].FieldViolations) != 1 || e.Error.Details[0].FieldViolations[0].Description != want {
+			t.Errorf("GET %s: %d %s; want 400: %s", target, code, body, want)
+		}
+	}
+	_, e, _ := call(t, h, "GET", "/v1/pools/deluxe/free?colour=red", "")
+	if want := `unknown query parameter "colour": GET /v1/pools/{pool_id}/free takes end, min_duration, start`; e.Error.Message != want {
+		t.Errorf("got %q\nwant %q", e.Error.Message, want)
+	}
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/openapi.json", nil))
+	var d struct {
+		Paths map[string]map[string]struct {
+			Parameters []struct{ Name, In string }
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &d); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"/v1/pools/{poolId}/free":         "poolId in path, start in query, end in query, minDuration in query",
+		"/v1/resources/{resourceId}/free": "resourceId in path, start in query, end in query, minDuration in query",
+	} {
+		var got []string
+		for _, p := range d.Paths[path]["get"].Parameters {
+			got = append(got, p.Name+" in "+p.In)
+		}
+		if strings.Join(got, ", ") != want {
+			t.Errorf("OpenAPI GET %s parameters: %v, want %s", path, got, want)
 		}
 	}
 }
@@ -196,7 +241,7 @@ func TestOpenAPIErrorShape(t *testing.T) {
 			}
 		}
 	}
-	if n != 13 || d.Definitions["v1Error"].Properties["error"]["$ref"] != "#/definitions/rpcStatus" {
+	if n != 14 || d.Definitions["v1Error"].Properties["error"]["$ref"] != "#/definitions/rpcStatus" {
 		t.Errorf("%d operations; v1Error %v", n, d.Definitions["v1Error"])
 	}
 }

@@ -12,7 +12,8 @@ import (
 
 // Pools: a Reserve item with no resource and a pool books the first unit of the pool, by
 // resource id, that is enabled, still in the pool and whose admission rule accepts the
-// window beside what is stored and the call's earlier items. The call locks every unit of
+// window beside what is stored, the call's direct items and its pooled items already given a
+// unit. The call locks every unit of
 // its pools (and its other resources), in the one global order, and chooses under those
 // locks: two pool bookings never take one unit for overlapping windows, a direct booking of a
 // unit waits for the pool booking or goes first, and POOL_FULL means every unit was full at
@@ -65,7 +66,8 @@ func (s *Store) reservePool(ctx context.Context, b reservation.Booking, out []*r
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 	if len(keys) == 0 {
-		return nil, poolFull(out[slices.Index(pooled, true)])
+		first := slices.Index(pooled, true)
+		return nil, reservation.PoolFull(first, out[first])
 	}
 	err = s.write(ctx, keys, func(w *writeTx) error {
 		if req != nil {
@@ -122,8 +124,9 @@ func (s *Store) poolUnits(ctx context.Context, pools []string) (map[string][]str
 }
 
 // assign chooses, under the write's locks, a unit for each pooled item of rs, in order: the
-// first by id that is enabled, still in its pool, and fits beside what is stored and the
-// call's earlier items. None: POOL_FULL.
+// first by id that is enabled, still in its pool, and fits beside what is stored, every
+// direct item of the call (those after it too) and the pooled items given a unit before it.
+// None: POOL_FULL.
 func (s *Store) assign(ctx context.Context, w *writeTx, rs []*reservation.Reservation, pooled []bool, units map[string][]string) error {
 	candidates := map[*reservation.Reservation][]*reservation.Reservation{}
 	var all []*reservation.Reservation
@@ -148,26 +151,29 @@ func (s *Store) assign(ctx context.Context, w *writeTx, rs []*reservation.Reserv
 			return err
 		}
 	}
+	// Every direct item of the call is in the way, wherever it stands in the call, and so is
+	// each pooled item once it has its unit; those to come have none yet.
+	var placed []*reservation.Reservation
+	for i, r := range rs {
+		if !pooled[i] {
+			placed = append(placed, r)
+		}
+	}
 	for i, r := range rs {
 		if !pooled[i] {
 			continue
 		}
 		for _, c := range candidates[r] {
-			held := append(slices.Clone(stored[c]), rs[:i]...)
+			held := append(slices.Clone(stored[c]), placed...)
 			if reservation.Fits(c, w.capacity(c.ResourceID), held) {
 				r.ResourceID = c.ResourceID
 				break
 			}
 		}
 		if r.ResourceID == "" {
-			return poolFull(r)
+			return reservation.PoolFull(i, r)
 		}
+		placed = append(placed, r)
 	}
 	return nil
-}
-
-func poolFull(r *reservation.Reservation) error {
-	e := reservation.Errorf(reservation.ESTATE, "pool %q has no free unit from %s to %s", r.PoolID, reservation.FormatTime(r.Start), reservation.FormatTime(r.End))
-	e.Reason = reservation.ReasonPoolFull
-	return e
 }

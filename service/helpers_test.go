@@ -1,10 +1,13 @@
 package service_test
 
 import (
+	"bytes"
 	"context"
-
+	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -43,6 +46,7 @@ func following(t testing.TB, r *replica) {
 // replica is one service instance: its own pool, store, gRPC server and client.
 type replica struct {
 	addr   string
+	http   string // the HTTP gateway's address
 	client pb.ReservationServiceClient
 	store  *repo.Store
 	feed   *queue.Queue
@@ -73,7 +77,7 @@ func startReplicaWith(t testing.TB, db *sqlx.DB, locker reservation.Locker, feed
 	d.Start()
 	t.Cleanup(func() { d.Close() })
 	conn := dial(t, d.GRPCAddr())
-	return &replica{addr: d.GRPCAddr(), client: pb.NewReservationServiceClient(conn), store: d.Store(), feed: d.Feed(), taken: d.Cache()}
+	return &replica{addr: d.GRPCAddr(), http: d.HTTPAddr(), client: pb.NewReservationServiceClient(conn), store: d.Store(), feed: d.Feed(), taken: d.Cache()}
 }
 
 // dial connects a client to addr for the rest of the test.
@@ -225,4 +229,33 @@ func concurrentLockers() map[string]func(t *testing.T, prefix string) reservatio
 			return lock.NewRedis(client, lock.RedisOptions{Prefix: prefix, Logger: quiet})
 		},
 	}
+}
+
+// httpJSON calls the replica's HTTP gateway with body (nil for none) as JSON and returns the
+// status code and the body answered.
+func (r *replica) httpJSON(t *testing.T, method, path string, body any) (int, []byte) {
+	t.Helper()
+	var in io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctxFor(t), method, "http://"+r.http+path, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the answer: %v", method, path, err)
+	}
+	return resp.StatusCode, out
 }

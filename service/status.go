@@ -38,7 +38,7 @@ func (s *Server) status(ctx context.Context, err error) error {
 		return withDetails(codes.FailedPrecondition, e.Message, conflictInfo(e))
 	case reservation.ESTATE:
 		if e.Reason != "" { // RESOURCE_DISABLED, POOL_FULL
-			return withDetails(codes.FailedPrecondition, e.Message, &errdetails.ErrorInfo{Reason: e.Reason, Domain: ErrorDomain})
+			return withDetails(codes.FailedPrecondition, e.Message, reasonInfo(e))
 		}
 		return status.Error(codes.FailedPrecondition, e.Message)
 	case reservation.EABORTED:
@@ -47,7 +47,7 @@ func (s *Server) status(ctx context.Context, err error) error {
 		return status.Error(codes.PermissionDenied, e.Message)
 	case reservation.EOUTOFRANGE:
 		if e.Reason != "" {
-			return withDetails(codes.OutOfRange, e.Message, &errdetails.ErrorInfo{Reason: e.Reason, Domain: ErrorDomain})
+			return withDetails(codes.OutOfRange, e.Message, reasonInfo(e))
 		}
 		return status.Error(codes.OutOfRange, e.Message)
 	case reservation.EEXHAUSTED:
@@ -81,6 +81,13 @@ func withDetails(code codes.Code, msg string, details ...protoadapt.MessageV1) e
 		st = d
 	}
 	return st.Err()
+}
+
+// reasonInfo is the ErrorInfo of an error with a Reason: the reason, and the metadata the
+// domain gives it (POOL_FULL: pool_id, start and end in RFC 3339, and item, the index of the
+// requested reservation refused).
+func reasonInfo(e *reservation.Error) *errdetails.ErrorInfo {
+	return &errdetails.ErrorInfo{Reason: e.Reason, Domain: ErrorDomain, Metadata: e.Metadata}
 }
 
 // conflictInfo lists the reservations in the way: for each, conflict_<n>_id, _start, _end (RFC

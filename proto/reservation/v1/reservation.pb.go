@@ -2005,7 +2005,7 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x1fRESERVATION_UPDATE_TYPE_UNKNOWN\x10\x00\x12\"\n" +
 	"\x1eRESERVATION_UPDATE_TYPE_CREATE\x10\x01\x12\"\n" +
 	"\x1eRESERVATION_UPDATE_TYPE_UPDATE\x10\x02\x12\"\n" +
-	"\x1eRESERVATION_UPDATE_TYPE_DELETE\x10\x032\xb1\v\n" +
+	"\x1eRESERVATION_UPDATE_TYPE_DELETE\x10\x032\xce\v\n" +
 	"\x12ReservationService\x12g\n" +
 	"\aReserve\x12\x1e.reservation.v1.ReserveRequest\x1a\x1f.reservation.v1.ReserveResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/reservations\x12t\n" +
 	"\aConfirm\x12\x1e.reservation.v1.ConfirmRequest\x1a\x1f.reservation.v1.ConfirmResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/reservations/{id}:confirm\x12i\n" +
@@ -2015,8 +2015,8 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x05Query\x12\x1c.reservation.v1.QueryRequest\x1a\x1b.reservation.v1.Reservation\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/reservations:query0\x01\x12a\n" +
 	"\x06Filter\x12\x1d.reservation.v1.FilterRequest\x1a\x1e.reservation.v1.FilterResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/reservations\x12^\n" +
 	"\x06Listen\x12\x1d.reservation.v1.ListenRequest\x1a\x1e.reservation.v1.ListenResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/changes0\x01\x12|\n" +
-	"\fReserveBatch\x12#.reservation.v1.ReserveBatchRequest\x1a$.reservation.v1.ReserveBatchResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/reservations:batch\x12z\n" +
-	"\tFreeSlots\x12 .reservation.v1.FreeSlotsRequest\x1a!.reservation.v1.FreeSlotsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/resources/{resource_id}/free\x12~\n" +
+	"\fReserveBatch\x12#.reservation.v1.ReserveBatchRequest\x1a$.reservation.v1.ReserveBatchResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/reservations:batch\x12\x96\x01\n" +
+	"\tFreeSlots\x12 .reservation.v1.FreeSlotsRequest\x1a!.reservation.v1.FreeSlotsResponse\"D\x82\xd3\xe4\x93\x02>Z\x1a\x12\x18/v1/pools/{pool_id}/free\x12 /v1/resources/{resource_id}/free\x12~\n" +
 	"\vPutResource\x12\".reservation.v1.PutResourceRequest\x1a#.reservation.v1.PutResourceResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\x1a\x1b/v1/resources/{resource.id}\x12r\n" +
 	"\vGetResource\x12\".reservation.v1.GetResourceRequest\x1a#.reservation.v1.GetResourceResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/resources/{id}\x12s\n" +
 	"\rListResources\x12$.reservation.v1.ListResourcesRequest\x1a%.reservation.v1.ListResourcesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/resourcesB0Z.reservation/proto/reservation/v1;reservationv1b\x06proto3"

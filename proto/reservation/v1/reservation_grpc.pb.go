@@ -49,6 +49,7 @@ type ReservationServiceClient interface {
 	Filter(ctx context.Context, in *FilterRequest, opts ...grpc.CallOption) (*FilterResponse, error)
 	Listen(ctx context.Context, in *ListenRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ListenResponse], error)
 	ReserveBatch(ctx context.Context, in *ReserveBatchRequest, opts ...grpc.CallOption) (*ReserveBatchResponse, error)
+	// The free windows of a resource, or of each enabled unit of a pool (/v1/pools/{pool_id}/free).
 	FreeSlots(ctx context.Context, in *FreeSlotsRequest, opts ...grpc.CallOption) (*FreeSlotsResponse, error)
 	PutResource(ctx context.Context, in *PutResourceRequest, opts ...grpc.CallOption) (*PutResourceResponse, error)
 	GetResource(ctx context.Context, in *GetResourceRequest, opts ...grpc.CallOption) (*GetResourceResponse, error)
@@ -224,6 +225,7 @@ type ReservationServiceServer interface {
 	Filter(context.Context, *FilterRequest) (*FilterResponse, error)
 	Listen(*ListenRequest, grpc.ServerStreamingServer[ListenResponse]) error
 	ReserveBatch(context.Context, *ReserveBatchRequest) (*ReserveBatchResponse, error)
+	// The free windows of a resource, or of each enabled unit of a pool (/v1/pools/{pool_id}/free).
 	FreeSlots(context.Context, *FreeSlotsRequest) (*FreeSlotsResponse, error)
 	PutResource(context.Context, *PutResourceRequest) (*PutResourceResponse, error)
 	GetResource(context.Context, *GetResourceRequest) (*GetResourceResponse, error)
