@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -158,21 +157,11 @@ func TestTimelinePageAtTheDesk(t *testing.T) {
 					t.Errorf("at %d px the timeline does not scroll sideways (%v): it must, within itself", width, err)
 				}
 			}
-			png, err := chromedp.Run(page, chromedp.FullScreenshot(100))
-			if err != nil {
-				t.Fatal(err)
-			}
 			file := ""
 			if out := map[int]*string{1400: screenshotWide, 390: screenshotNarrow}[width]; out != nil {
 				file = *out
 			}
-			if file == "" {
-				file = fmt.Sprintf("%s/timeline-%d.png", t.TempDir(), width)
-			}
-			if err := os.WriteFile(file, png, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("screenshot at %d px: %s (%d bytes)", width, file, len(png))
+			saveScreenshot(t, page, file, fmt.Sprintf("timeline-%d.png", width), fmt.Sprintf("at %d px", width))
 
 			// The day view of Tuesday: the hours apart, the short bookings now wide enough.
 			if _, err := chromedp.Run(page, chromedp.Evaluate[bool](fmt.Sprintf(`(() => { history.replaceState(null, '', '?view=day&start=%s&resources=room-1,meeting-room-north-wing-12,room-101,lounge,standard'); readURL(); changed(); return true; })()`,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -160,18 +159,7 @@ func TestTimelinePageInventory(t *testing.T) {
 	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`document.getElementById('message').hidden = true`)); err != nil {
 		t.Fatal(err)
 	}
-	png, err := chromedp.Run(page, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := *screenshotInventory
-	if out == "" {
-		out = t.TempDir() + "/timeline-inventory.png"
-	}
-	if err := os.WriteFile(out, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot of the catalogue's week at 1400 px: %s (%d bytes)", out, len(png))
+	saveScreenshot(t, page, *screenshotInventory, "timeline-inventory.png", "of the catalogue's week at 1400 px")
 
 	// The page learns resources while open: a unit put into the pool (never booked, so only the
 	// catalogue knows it), then a booking of a resource the page has not heard of, which has it

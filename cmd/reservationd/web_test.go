@@ -207,21 +207,27 @@ func TestTimelinePage(t *testing.T) {
 	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`document.getElementById('message').hidden = true`)); err != nil {
 		t.Fatal(err)
 	}
+	saveScreenshot(t, page, *screenshot, "timeline-week.png", "of the week view")
+}
+
+// saveScreenshot saves the whole page as a PNG to file, or to name in a temporary directory
+// when file is "", and logs where, with what (it says what the picture shows).
+func saveScreenshot(t *testing.T, page context.Context, file, name, what string) {
+	t.Helper()
 	png, err := chromedp.Run(page, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := *screenshot
-	if out == "" {
-		out = t.TempDir() + "/timeline-week.png"
+	if len(png) < 1000 {
+		t.Fatalf("screenshot %s: %d bytes", what, len(png))
 	}
-	if err := os.WriteFile(out, png, 0o644); err != nil {
+	if file == "" {
+		file = t.TempDir() + "/" + name
+	}
+	if err := os.WriteFile(file, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if len(png) < 1000 {
-		t.Fatalf("screenshot of %d bytes", len(png))
-	}
-	t.Logf("screenshot of the week view: %s (%d bytes)", out, len(png))
+	t.Logf("screenshot %s: %s (%d bytes)", what, file, len(png))
 }
 
 // TestTimelinePageSignsInAndScales: with auth on, the page asks for a token and draws only
