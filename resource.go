@@ -118,5 +118,15 @@ func PoolFull(item int, r *Reservation) *Error {
 	return e
 }
 
+// ResourceDisabled is the ESTATE error of item (its index in the call) of a Reserve, which
+// books r's resource, disabled: it takes no new reservations. field is the request field
+// that named the resource. Its metadata names the resource and the item, as PoolFull's does.
+func ResourceDisabled(item int, field string, r *Reservation) *Error {
+	e := Errorf(ESTATE, "%s: resource %q is disabled", field, r.ResourceID)
+	e.Reason = ReasonResourceDisabled
+	e.Metadata = map[string]string{"resource_id": r.ResourceID, "item": strconv.Itoa(item)}
+	return e
+}
+
 // ResourceNotFound is the ENOTFOUND error for the resource id.
 func ResourceNotFound(id string) error { return Errorf(ENOTFOUND, "resource %q not found", id) }

@@ -252,9 +252,7 @@ func (w *writeTx) refuseResources(rs []*reservation.Reservation) error {
 		case res.absent:
 			return reservation.Errorf(reservation.ENOTFOUND, "%s: resource %q is not in the catalogue", field, r.ResourceID)
 		case res.disabled:
-			e := reservation.Errorf(reservation.ESTATE, "%s: resource %q is disabled", field, r.ResourceID)
-			e.Reason = reservation.ReasonResourceDisabled
-			return e
+			return reservation.ResourceDisabled(i, field, r)
 		}
 	}
 	return nil

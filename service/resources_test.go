@@ -127,3 +127,52 @@ func TestPutResourceIsForAdmins(t *testing.T) {
 		t.Errorf("a user listing resources: %v", err)
 	}
 }
+
+// A disabled resource's refusal names it and the refused item in its ErrorInfo, whichever way
+// the call is written: a lone Reserve (group commit), one with a request id, a batch whose
+// second item books it, and a batch whose first item is a pool booking. Nothing is written.
+func TestResourceDisabledNamesResourceAndItem(t *testing.T) {
+	t.Parallel()
+	c, db := newClient(t)
+	ctx := ctxFor(t)
+	for _, r := range []*pb.Resource{{Id: "room-7", Disabled: true}, {Id: "room-1", PoolId: "suite"}} {
+		if _, err := c.PutResource(ctx, &pb.PutResourceRequest{Resource: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pooled := &pb.Reservation{UserId: "alice", PoolId: "suite", Start: at(0), End: at(1)}
+	calls := []struct {
+		name string
+		call func() error
+		item string
+	}{
+		{"Reserve", func() error {
+			_, err := c.Reserve(ctx, &pb.ReserveRequest{Reservation: booking("room-7", 0, 1)})
+			return err
+		}, "0"},
+		{"Reserve with a request id", func() error {
+			_, err := c.Reserve(ctx, &pb.ReserveRequest{Reservation: booking("room-7", 0, 1), RequestId: "disabled-1"})
+			return err
+		}, "0"},
+		{"ReserveBatch, second item", func() error {
+			_, err := c.ReserveBatch(ctx, &pb.ReserveBatchRequest{Reservations: []*pb.Reservation{booking("room-2", 0, 1), booking("room-7", 2, 3)}})
+			return err
+		}, "1"},
+		{"ReserveBatch after a pool item", func() error {
+			_, err := c.ReserveBatch(ctx, &pb.ReserveBatchRequest{Reservations: []*pb.Reservation{pooled, booking("room-7", 2, 3)}})
+			return err
+		}, "1"},
+	}
+	for _, tc := range calls {
+		st := wantCode(t, tc.call(), codes.FailedPrecondition)
+		ei := conflictInfo(st)
+		md := ei.GetMetadata()
+		if ei.GetReason() != reservation.ReasonResourceDisabled || ei.GetDomain() != service.ErrorDomain ||
+			md["resource_id"] != "room-7" || md["item"] != tc.item || len(md) != 2 {
+			t.Errorf("%s: ErrorInfo %v, want %s naming resource_id room-7 and item %s, nothing else", tc.name, ei, reservation.ReasonResourceDisabled, tc.item)
+		}
+	}
+	if n := count(t, db, "SELECT COUNT(*) FROM reservations"); n != 0 {
+		t.Errorf("%d reservations written by refused calls, want 0", n)
+	}
+}

@@ -254,19 +254,28 @@ func (c *cli) queryCmd() *cobra.Command {
 }
 
 func (c *cli) freeCmd() *cobra.Command {
-	var resource, start, end string
+	var resource, pool, start, end string
 	var minimum time.Duration
 	cmd := &cobra.Command{
-		Use:   "free --resource R [--start T] [--end T] [--min D]",
-		Short: "List a resource's free windows",
+		Use:   "free (--resource R | --pool P) [--start T] [--end T] [--min D]",
+		Short: "List a resource's or a pool's free windows, with the places left",
+		Long: `free lists the windows of a resource that have a place left, split where the number of
+places left (AVAILABLE) changes. With --pool instead of --resource it lists the free windows of
+each enabled unit of the pool, by unit (RESOURCE), each with the unit's places left.`,
 		Example: `  rsvctl free --resource room-1 --min 1h
-  rsvctl free --resource room-1 --start "2030-05-01 08:00" --end "2030-05-01 20:00"`,
+  rsvctl free --resource room-1 --start "2030-05-01 08:00" --end "2030-05-01 20:00"
+  rsvctl free --pool deluxe-king --start 2030-05-01 --end 2030-05-04 --min 1d`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if resource == "" {
-				return usagef("--resource is required")
+			help := cmd.CommandPath() + " --help"
+			switch {
+			case resource != "" && pool != "":
+				return usageError{msg: "give --resource or --pool, not both", help: help}
+			case resource == "" && pool == "":
+				return usageError{msg: "--resource or --pool is required", help: help}
 			}
-			req := &pb.FreeSlotsRequest{ResourceId: resource, MinDuration: durationpb.New(minimum)}
+			c.fields["pool_id"] = "--pool"
+			req := &pb.FreeSlotsRequest{ResourceId: resource, PoolId: pool, MinDuration: durationpb.New(minimum)}
 			var err error
 			if req.Start, err = c.timestamp("start", start); err != nil {
 				return err
@@ -279,22 +288,13 @@ func (c *cli) freeCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if c.json {
-					for _, w := range resp.Free {
-						c.printJSON(w)
-					}
-					return nil
-				}
-				tw := newTable(c.out, "START", "END", "LENGTH")
-				for _, w := range resp.Free {
-					tw.row(c.formatTimestamp(w.Start), c.formatTimestamp(w.End), formatDuration(w.End.AsTime().Sub(w.Start.AsTime())))
-				}
-				return tw.flush()
+				return c.windows(pool != "", resp.Free)
 			})
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&resource, "resource", "", "resource id (required)")
+	f.StringVar(&resource, "resource", "", "resource id (this or --pool is required)")
+	f.StringVar(&pool, "pool", "", "pool id: the free windows of each of its units")
 	start, end = "now", "+1w"
 	f.Var(timeFlag{&start}, "start", "window start")
 	f.Var(timeFlag{&end}, "end", "window end")

@@ -213,6 +213,30 @@ func (c *cli) reservations(rs ...*pb.Reservation) error {
 	return tw.flush()
 }
 
+// windows prints free windows as a table, with the places left in each and, for a pool, the
+// unit it is on first; or one JSON object per line.
+func (c *cli) windows(pool bool, ws []*pb.TimeWindow) error {
+	if c.json {
+		for _, w := range ws {
+			c.printJSON(w)
+		}
+		return nil
+	}
+	header := []string{"START", "END", "LENGTH", "AVAILABLE"}
+	if pool {
+		header = append([]string{"RESOURCE"}, header...)
+	}
+	tw := newTable(c.out, header...)
+	for _, w := range ws {
+		row := []string{c.formatTimestamp(w.Start), c.formatTimestamp(w.End), formatDuration(w.End.AsTime().Sub(w.Start.AsTime())), fmt.Sprint(w.Available)}
+		if pool {
+			row = append([]string{w.ResourceId}, row...)
+		}
+		tw.row(row...)
+	}
+	return tw.flush()
+}
+
 func (c *cli) printJSON(m proto.Message) {
 	b, _ := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
 	fmt.Fprintf(c.out, "%s\n", b)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -49,5 +50,74 @@ func TestReservePool(t *testing.T) {
 	}
 	if _, errOut, code := rsvctl(t, addr, "reserve", "--pool", "p", "--resource", "r", "--start", "+1h", "--for", "1h"); code != 2 {
 		t.Errorf("--pool with --resource: exit %d, %q; want 2", code, errOut)
+	}
+}
+
+// free --pool lists each unit's free windows, by unit, with its places left; free on a
+// capacity resource shows the places left, split where they change; -o json spells both as
+// the API does. Both --resource and --pool, or neither, is exit 2 naming the flags.
+func TestFreePool(t *testing.T) {
+	clean(t, "")
+	addr := serve(t)
+	for _, args := range [][]string{
+		{"resource", "put", "room-101", "--pool", "deluxe-king"},
+		{"resource", "put", "room-102", "--pool", "deluxe-king", "--capacity", "2"},
+		{"resource", "put", "level-2", "--capacity", "50"},
+		{"reserve", "--user", "alice", "--resource", "room-101", "--start", "2030-05-01 10:00", "--end", "2030-05-01 12:00"},
+		{"reserve", "--user", "bob", "--resource", "room-102", "--start", "2030-05-01 09:00", "--end", "2030-05-01 11:00"},
+		{"reserve", "--user", "car-1", "--resource", "level-2", "--start", "2030-05-01 09:00", "--end", "2030-05-01 11:00"},
+	} {
+		if out, errOut, code := rsvctl(t, addr, args...); code != 0 {
+			t.Fatalf("%v: exit %d, %s%s", args, code, out, errOut)
+		}
+	}
+	window := []string{"--start", "2030-05-01 08:00", "--end", "2030-05-01 12:00"}
+
+	out, errOut, code := rsvctl(t, addr, append([]string{"free", "--pool", "deluxe-king"}, window...)...)
+	want := `RESOURCE  START                 END                   LENGTH  AVAILABLE
+room-101  2030-05-01 08:00 UTC  2030-05-01 10:00 UTC  2h      1
+room-102  2030-05-01 08:00 UTC  2030-05-01 09:00 UTC  1h      2
+room-102  2030-05-01 09:00 UTC  2030-05-01 11:00 UTC  2h      1
+room-102  2030-05-01 11:00 UTC  2030-05-01 12:00 UTC  1h      2
+`
+	if code != 0 || out != want {
+		t.Errorf("free --pool: exit %d, %s%s\nwant:\n%s", code, out, errOut, want)
+	}
+	out, errOut, code = rsvctl(t, addr, append([]string{"free", "--resource", "level-2"}, window...)...)
+	want = `START                 END                   LENGTH  AVAILABLE
+2030-05-01 08:00 UTC  2030-05-01 09:00 UTC  1h      50
+2030-05-01 09:00 UTC  2030-05-01 11:00 UTC  2h      49
+2030-05-01 11:00 UTC  2030-05-01 12:00 UTC  1h      50
+`
+	if code != 0 || out != want {
+		t.Errorf("free --resource of capacity 50: exit %d, %s%s\nwant:\n%s", code, out, errOut, want)
+	}
+
+	out, errOut, code = rsvctl(t, addr, append([]string{"free", "--pool", "deluxe-king", "-o", "json"}, window...)...)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var first struct {
+		ResourceID string `json:"resource_id"`
+		Available  int    `json:"available"`
+		Start      string `json:"start"`
+	}
+	if code != 0 || len(lines) != 4 {
+		t.Fatalf("free --pool -o json: exit %d, %s%s; want 4 lines", code, out, errOut)
+	}
+	if err := json.Unmarshal([]byte(lines[1]), &first); err != nil || first.ResourceID != "room-102" || first.Available != 2 || first.Start != "2030-05-01T08:00:00Z" {
+		t.Errorf("free --pool -o json second line %s: %+v, %v; want room-102 from 08:00 with 2 places", lines[1], first, err)
+	}
+
+	for _, args := range [][]string{
+		{"free", "--pool", "deluxe-king", "--resource", "room-101"},
+		{"free", "--start", "2030-05-01"},
+	} {
+		_, errOut, code := rsvctl(t, addr, args...)
+		if code != 2 || !strings.Contains(errOut, "--resource") || !strings.Contains(errOut, "--pool") || !strings.Contains(errOut, "rsvctl free --help") {
+			t.Errorf("%v: exit %d, %q; want 2 naming --resource and --pool, pointing at the help", args, code, errOut)
+		}
+	}
+	// The server's refusal of the pool id names the flag it came from.
+	if _, errOut, code := rsvctl(t, addr, "free", "--pool", strings.Repeat("p", 65)); code != 2 || !strings.HasPrefix(errOut, "rsvctl: --pool") {
+		t.Errorf("free --pool of 65 bytes: exit %d, %q; want 2 naming --pool", code, errOut)
 	}
 }
