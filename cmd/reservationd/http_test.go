@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
+	"reservation/lock/locktest"
 	"reservation/repo/repotest"
 )
 
@@ -73,8 +76,15 @@ func TestREADMECurl(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := func(env ...string) *daemon {
+		// The production lock, Redis, under a prefix of the daemon's own: the examples book the
+		// same resource ids as other tests running beside this one.
 		_, dsn := repotest.NewDB(t)
-		d := startDaemon(t, append([]string{"RESERVATION_MYSQL_DSN=" + dsn, "RESERVATION_LOCK=local"}, env...)...)
+		cfg, err := mysql.ParseDSN(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := startDaemon(t, append([]string{"RESERVATION_MYSQL_DSN=" + dsn, "RESERVATION_LOCK=redis",
+			"RESERVATION_REDIS_ADDR=" + locktest.Addr(), "RESERVATION_REDIS_PREFIX=" + cfg.DBName + ":"}, env...)...)
 		d.waitServing(t, ctx, d.dial(t))
 		return d
 	}
