@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"sync"
 	"time"
@@ -29,11 +30,13 @@ type readBatch struct {
 	lead chan struct{} // closed when the batch's first caller may send it
 	done chan struct{} // closed once held and err are set
 	held map[string]*reservation.Reservation
+	caps map[string]int // the capacity of each resource of held, read in the same statement
 	err  error
 }
 
-// read returns, of ids, those stored now and live at now, by id.
-func (rb *readBack) read(ctx context.Context, db *sqlx.DB, ids []string, now func() time.Time) (map[string]*reservation.Reservation, error) {
+// read returns, of ids, those stored now and live at now, by id, and the capacities of their
+// resources, by resource id, as one statement saw them.
+func (rb *readBack) read(ctx context.Context, db *sqlx.DB, ids []string, now func() time.Time) (map[string]*reservation.Reservation, map[string]int, error) {
 	rb.mu.Lock()
 	b, first := rb.next, false
 	if b == nil {
@@ -46,7 +49,7 @@ func (rb *readBack) read(ctx context.Context, db *sqlx.DB, ids []string, now fun
 	if !first {
 		rb.mu.Unlock()
 		<-b.done // bounded: its first caller sends it as soon as the statement before it is done
-		return b.held, b.err
+		return b.held, b.caps, b.err
 	}
 	if rb.running < readsInFlight {
 		rb.running++
@@ -55,7 +58,7 @@ func (rb *readBack) read(ctx context.Context, db *sqlx.DB, ids []string, now fun
 	}
 	rb.mu.Unlock()
 	<-b.lead // bounded by the statements before it
-	b.held, b.err = readHeld(ctx, db, b.ids, now())
+	b.held, b.caps, b.err = readHeld(ctx, db, b.ids, now())
 	rb.mu.Lock()
 	if n := rb.next; n != nil {
 		rb.next = nil // sealed: nobody joins it from here on
@@ -65,26 +68,39 @@ func (rb *readBack) read(ctx context.Context, db *sqlx.DB, ids []string, now fun
 	}
 	rb.mu.Unlock()
 	close(b.done)
-	return b.held, b.err
+	return b.held, b.caps, b.err
 }
 
-// readHeld reads the reservations ids that are stored and live at now.
-func readHeld(ctx context.Context, db *sqlx.DB, ids map[string]bool, now time.Time) (map[string]*reservation.Reservation, error) {
+// heldRow is a reservations row read with its resource's capacity.
+type heldRow struct {
+	row
+	Capacity sql.NullInt64 `db:"capacity"`
+}
+
+// readHeld reads the reservations ids that are stored and live at now, and the capacities of
+// their resources (at least 1).
+func readHeld(ctx context.Context, db *sqlx.DB, ids map[string]bool, now time.Time) (map[string]*reservation.Reservation, map[string]int, error) {
 	list := make([]string, 0, len(ids))
 	for id := range ids {
 		list = append(list, id)
 	}
-	query, args, err := sqlx.In("SELECT "+columns+" FROM reservations WHERE id IN (?) AND "+notLapsed(""), list, now)
+	// Each row comes with its resource's capacity: a refusal weighs the rows by it, and one
+	// statement sees both at one instant.
+	query, args, err := sqlx.In("SELECT "+columns+", (SELECT c.capacity FROM resources c WHERE c.id = reservations.resource_id) AS capacity"+
+		" FROM reservations WHERE id IN (?) AND "+notLapsed(""), list, now)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	held, err := selectRows(ctx, db, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read %d remembered reservations: %w", len(list), err)
+	var rows []heldRow
+	if err := sqlx.SelectContext(ctx, db, &rows, query, args...); err != nil {
+		return nil, nil, fmt.Errorf("read %d remembered reservations: %w", len(list), err)
 	}
-	out := make(map[string]*reservation.Reservation, len(held))
-	for _, h := range held {
-		out[h.ID] = h
+	held := make(map[string]*reservation.Reservation, len(rows))
+	caps := make(map[string]int, len(rows))
+	for i := range rows {
+		r := rows[i].reservation()
+		held[r.ID] = r
+		caps[r.ResourceID] = max(int(rows[i].Capacity.Int64), 1)
 	}
-	return out, nil
+	return held, caps, nil
 }

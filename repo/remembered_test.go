@@ -106,3 +106,45 @@ func TestRememberedConflictIsReadBack(t *testing.T) {
 		t.Errorf("the cache holds %d reservations, want %d", got, n)
 	}
 }
+
+// TestRememberedConflictWeighsCapacity: the cache proposes every remembered reservation in the
+// way, and the read-back weighs them by the resource's capacity as the same statement read it.
+// On a capacity-2 room a second overlapping booking is given and a third refused; once another
+// replica raises the capacity to 3 (the cache hears nothing), the third is given.
+func TestRememberedConflictWeighsCapacity(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	taken := stalledCache(t)
+	a := repo.New(db, repo.Options{Taken: taken})
+	b := repo.New(db, repo.Options{})
+	ctx := context.Background()
+	if _, err := b.PutResource(ctx, &reservation.Resource{ID: "hall", Capacity: 2}, 0); err != nil {
+		t.Fatal(err)
+	}
+	first, err := a.Reserve(ctx, reservation.Book(window("hall", 10, 12)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := a.Reserve(ctx, reservation.Book(window("hall", 11, 13)))
+	if err != nil {
+		t.Fatalf("a second booking of a capacity-2 hall, one remembered in the way: %v, want it given", err)
+	}
+	refused := taken.Stats().Refused
+	_, err = a.Reserve(ctx, reservation.Book(window("hall", 11, 12)))
+	var e *reservation.Error
+	if !errors.As(err, &e) || e.Code != reservation.ECONFLICT || len(e.Conflicts) != 2 {
+		t.Fatalf("a third booking with both in the way: %v, want a conflict naming %s and %s", err, first[0].ID, second[0].ID)
+	}
+	if taken.Stats().Refused == refused {
+		t.Fatalf("the cache proposed nothing for the third booking: the read-back was not what refused it")
+	}
+	if _, err := b.PutResource(ctx, &reservation.Resource{ID: "hall", Capacity: 3}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Reserve(ctx, reservation.Book(window("hall", 11, 12))); err != nil {
+		t.Fatalf("the third booking once another replica raised the capacity to 3: %v, want it given", err)
+	}
+	if got := count(t, db, "SELECT COUNT(*) FROM reservations"); got != 3 {
+		t.Errorf("%d reservations stored, want 3", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -256,7 +257,7 @@ func (s *Store) precheck(ctx context.Context, rs []*reservation.Reservation) err
 	stored := byItem(rs, found)
 	return s.refuseTaken(ctx, rs, func(r *reservation.Reservation) ([]*reservation.Reservation, error) {
 		return stored[r], nil
-	})
+	}, func() (map[string]int, error) { return s.capacities(ctx, resourcesOf(rs)) })
 }
 
 // refuseRemembered refuses rs when Taken remembers a reservation in the way of one of them
@@ -280,7 +281,7 @@ func (s *Store) refuseRemembered(ctx context.Context, rs []*reservation.Reservat
 	if len(ids) == 0 {
 		return nil
 	}
-	byID, err := s.readBack.read(ctx, s.db, ids, s.now)
+	byID, caps, err := s.readBack.read(ctx, s.db, ids, s.now)
 	if err != nil {
 		// Not known to be taken: the write path decides.
 		s.log.DebugContext(ctx, "reading remembered reservations back failed", "err", err)
@@ -303,16 +304,35 @@ func (s *Store) refuseRemembered(ctx context.Context, rs []*reservation.Reservat
 			}
 		}
 		return still, nil
+	}, func() (map[string]int, error) {
+		// The read gave the capacity of every resource with a reservation still held; the
+		// other items' resources (a batch's) are read apart.
+		var missing []string
+		for _, id := range resourcesOf(rs) {
+			if _, ok := caps[id]; !ok {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 {
+			return caps, nil
+		}
+		more, err := s.capacities(ctx, missing)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(more, caps)
+		return more, nil
 	})
 }
 
 // refuseTaken returns the conflict error of rs when lookup finds committed reservations in
-// the way of any of them, and nil when it finds none. Their resources' capacities are read
-// (by primary key, unlocked) only when lookup found something: a resource of capacity N is
-// full where N of the reservations found overlap. What lookup finds may be fewer than are
-// stored (the precheck's limit), never more, so a refusal holds; a capacity that cannot be
-// read leaves the call to the write path.
-func (s *Store) refuseTaken(ctx context.Context, rs []*reservation.Reservation, lookup func(*reservation.Reservation) ([]*reservation.Reservation, error)) error {
+// the way of any of them, and nil when it finds none. The capacities of their resources
+// (capacities reads them, unlocked, or gives what was read with the reservations) are asked
+// for only when lookup found something: a resource of capacity N is full where N of the
+// reservations found overlap. What lookup finds may be fewer than are stored (the precheck's
+// limit), never more, so a refusal holds; a capacity that cannot be read leaves the call to
+// the write path.
+func (s *Store) refuseTaken(ctx context.Context, rs []*reservation.Reservation, lookup func(*reservation.Reservation) ([]*reservation.Reservation, error), capacities func() (map[string]int, error)) error {
 	stored := make(blockers)
 	some := false
 	for _, r := range rs {
@@ -326,7 +346,7 @@ func (s *Store) refuseTaken(ctx context.Context, rs []*reservation.Reservation, 
 	if !some {
 		return nil
 	}
-	caps, err := s.capacities(ctx, resourcesOf(rs))
+	caps, err := capacities()
 	if err != nil {
 		s.log.DebugContext(ctx, "reading capacities failed", "err", err)
 		return nil
