@@ -30,6 +30,7 @@ type job struct {
 	ctx     context.Context // the call's: a job whose call ended before its group locked is not written
 	rs      []*reservation.Reservation
 	hold    time.Duration
+	pooled  []bool // the items of rs booked through a pool, on the unit chosen (nil: none)
 	err     error
 	done    chan struct{} // closed once the job's outcome is known
 	lead    chan struct{} // closed when the job is to write the queue
@@ -171,7 +172,7 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 		if err != nil {
 			j.err = err
 		}
-		if reservation.ErrorCode(j.err) == reservation.ECONFLICT {
+		if reservation.ErrorCode(j.err) == reservation.ECONFLICT && j.pooled == nil { // a pool call counts its own
 			s.stats.conflicts.Add(1)
 		}
 		close(j.done)
@@ -193,6 +194,9 @@ func (s *Store) admitGroup(ctx context.Context, w *writeTx, jobs []*job) error {
 	var rows []*reservation.Reservation
 	for _, j := range jobs {
 		j.err = nil
+		if j.err = w.refuseUnits(j.rs, j.pooled); j.err != nil {
+			continue
+		}
 		if j.err = w.refuseResources(j.rs); j.err != nil {
 			continue
 		}

@@ -2,8 +2,10 @@ package repo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 
@@ -13,14 +15,27 @@ import (
 // Pools: a Reserve item with no resource and a pool books the first unit of the pool, by
 // resource id, that is enabled, still in the pool and whose admission rule accepts the
 // window beside what is stored, the call's direct items and its pooled items already given a
-// unit. The call locks every unit of
-// its pools (and its other resources), in the one global order, and chooses under those
-// locks: two pool bookings never take one unit for overlapping windows, a direct booking of a
-// unit waits for the pool booking or goes first, and POOL_FULL means every unit was full at
-// one moment. Pool calls are written alone: not grouped, not prechecked, not refused from the
-// conflict cache.
+// unit, as a read made without locks finds them. The call then writes on the units chosen
+// alone (with its direct items), as a direct booking does, grouped with other calls unless it
+// has a request id; under those locks each unit must still be in its pool and enabled, and
+// the admission rule is asked again. A unit taken or moved meanwhile sends the call back to
+// read again and choose anew, a bounded number of times (optimisticTries). When the read finds
+// the pool full, or the tries run out, the call locks every unit of its pools (and its other
+// resources), in the one global order, and chooses under those locks: POOL_FULL means every
+// unit was full at one moment. Either way two pool bookings never take one unit for
+// overlapping windows, and a direct booking of a unit waits for the pool booking or goes
+// first. Pool calls are not prechecked nor refused from the conflict cache: the read that
+// chooses is their precheck.
 
-const sqlPoolUnits = "SELECT id, pool_id FROM resources WHERE pool_id IN (?) ORDER BY id"
+const sqlPoolUnits = "SELECT id, pool_id, max_span_us, capacity, disabled FROM resources WHERE pool_id IN (?) ORDER BY id"
+
+// optimisticTries bounds how often a pool call chooses its units from a read made without
+// locks before it locks every unit of its pools.
+const optimisticTries = 3
+
+// errUnitGone refuses a write on a unit chosen from a read made without locks that has since
+// left its pool or been disabled: the call chooses again.
+var errUnitGone = errors.New("unit left its pool or was disabled since it was chosen")
 
 // poolItems marks the items of rs that ask for a pool; nil when none does.
 func poolItems(rs []*reservation.Reservation) []bool {
@@ -56,7 +71,16 @@ func (s *Store) reservePool(ctx context.Context, b reservation.Booking, out []*r
 			keys = append(keys, r.ResourceID)
 		}
 	}
-	units, err := s.poolUnits(ctx, pools)
+	if made, err := s.reserveChosen(ctx, b.Hold, out, pooled, pools, req); made || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		if req != nil && req.out != nil {
+			return req.result()
+		}
+		return out, nil
+	}
+	units, _, err := s.poolUnits(ctx, pools)
 	if err != nil {
 		return nil, err
 	}
@@ -90,11 +114,7 @@ func (s *Store) reservePool(ctx context.Context, b reservation.Booking, out []*r
 		s.stats.conflicts.Add(1)
 	}
 	if err != nil {
-		for i, r := range out {
-			if pooled[i] {
-				r.ResourceID = ""
-			}
-		}
+		unassign(out, pooled)
 		return nil, err
 	}
 	if req != nil && req.out != nil {
@@ -103,31 +123,144 @@ func (s *Store) reservePool(ctx context.Context, b reservation.Booking, out []*r
 	return out, nil
 }
 
-// poolUnits reads the units of the pools, by id.
-func (s *Store) poolUnits(ctx context.Context, pools []string) (map[string][]string, error) {
-	query, args, err := sqlx.In(sqlPoolUnits, pools)
-	if err != nil {
-		return nil, err
+// reserveChosen tries to make out by choosing its pooled items' units from a read made
+// without locks and writing on those units alone, up to optimisticTries times, and reports
+// whether out was made (or, with req, a call with its request id was found done). It gives up,
+// leaving the decision to the write that locks every unit, when the read finds a pool full,
+// when something other than a unit taken or gone since the read refuses the write (a direct
+// item's conflict, say), or when the tries run out.
+func (s *Store) reserveChosen(ctx context.Context, hold time.Duration, out []*reservation.Reservation, pooled []bool, pools []string, req *request) (bool, error) {
+	for range optimisticTries {
+		units, resources, err := s.poolUnits(ctx, pools)
+		if err != nil {
+			return false, err
+		}
+		now := s.now()
+		err = chooseUnits(ctx, out, pooled, units, resources, func(ctx context.Context, rs []*reservation.Reservation) (blockers, error) {
+			found, err := findInTheWay(ctx, s.db, s.opts.MaxConflicts, resources, now, rs)
+			return found, classify(err)
+		})
+		if err == nil {
+			err = s.writeChosen(ctx, hold, out, pooled, req)
+			if err == nil {
+				return true, nil
+			}
+		}
+		unassign(out, pooled)
+		switch {
+		case errors.Is(err, errUnitGone), reservation.ErrorCode(err) == reservation.ECONFLICT && conflictOnUnit(err, pooled):
+			continue // taken or gone since the read: read again
+		case reservation.ErrorCode(err) == reservation.ECONFLICT, reservation.ErrorCode(err) == reservation.ESTATE,
+			reservation.ErrorCode(err) == reservation.ENOTFOUND:
+			return false, nil // POOL_FULL as read, or a direct item refused: decided under every lock
+		}
+		return false, err
 	}
-	var rows []struct {
-		ID     string `db:"id"`
-		PoolID string `db:"pool_id"`
-	}
-	if err := sqlx.SelectContext(ctx, s.db, &rows, query, args...); err != nil {
-		return nil, classify(fmt.Errorf("units of %d pools: %w", len(pools), err))
-	}
-	out := map[string][]string{}
-	for _, r := range rows {
-		out[r.PoolID] = append(out[r.PoolID], r.ID)
-	}
-	return out, nil
+	return false, nil
 }
 
-// assign chooses, under the write's locks, a unit for each pooled item of rs, in order: the
-// first by id that is enabled, still in its pool, and fits beside what is stored, every
-// direct item of the call (those after it too) and the pooled items given a unit before it.
-// None: POOL_FULL.
+// writeChosen writes out, whose pooled items have the units chosen, locking their resources
+// alone: grouped with other calls, or, with a request id, on its own.
+func (s *Store) writeChosen(ctx context.Context, hold time.Duration, out []*reservation.Reservation, pooled []bool, req *request) error {
+	if req == nil && s.opts.GroupCommit > 1 {
+		return s.groups.Do(ctx, &job{ctx: ctx, rs: out, hold: hold, pooled: pooled})
+	}
+	return s.write(ctx, resourcesOf(out), func(w *writeTx) error {
+		if req != nil {
+			// Under the locks of other units, a concurrent call with the same request id may
+			// be writing too: the one that saves its outcome second fails on the duplicate
+			// key, runs again, and finds the first's outcome here.
+			if done, err := s.lookup(ctx, w.tx, req, w.now); done || err != nil {
+				return err
+			}
+		}
+		if err := w.refuseUnits(out, pooled); err != nil {
+			return err
+		}
+		if err := s.admit(ctx, w, out, hold); err != nil {
+			return err
+		}
+		if req != nil {
+			return saveOutcome(ctx, w.tx, req, outcome{Reservations: out}, w.now)
+		}
+		return nil
+	})
+}
+
+// refuseUnits fails with errUnitGone when a pooled item of rs (pooled may be nil: none) has
+// a unit that, locked, is no longer enabled and in the item's pool.
+func (w *writeTx) refuseUnits(rs []*reservation.Reservation, pooled []bool) error {
+	for i, r := range rs {
+		if pooled == nil || !pooled[i] {
+			continue
+		}
+		if res := w.resources[r.ResourceID]; res.absent || res.disabled || res.poolID != r.PoolID {
+			return fmt.Errorf("%w: %s", errUnitGone, r.ResourceID)
+		}
+	}
+	return nil
+}
+
+// conflictOnUnit reports whether the conflict err names a pooled item: its unit was taken
+// since the read.
+func conflictOnUnit(err error, pooled []bool) bool {
+	var e *reservation.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	for _, c := range e.Conflicts {
+		if c.Index < len(pooled) && pooled[c.Index] {
+			return true
+		}
+	}
+	return false
+}
+
+// unassign clears the units of out's pooled items.
+func unassign(out []*reservation.Reservation, pooled []bool) {
+	for i, r := range out {
+		if pooled[i] {
+			r.ResourceID = ""
+		}
+	}
+}
+
+// poolUnits reads, without locks, the units of the pools, by id, and their rows.
+func (s *Store) poolUnits(ctx context.Context, pools []string) (map[string][]string, map[string]*resource, error) {
+	query, args, err := sqlx.In(sqlPoolUnits, pools)
+	if err != nil {
+		return nil, nil, err
+	}
+	var rows []struct {
+		ID       string `db:"id"`
+		PoolID   string `db:"pool_id"`
+		MaxSpan  int64  `db:"max_span_us"`
+		Capacity int    `db:"capacity"`
+		Disabled bool   `db:"disabled"`
+	}
+	if err := sqlx.SelectContext(ctx, s.db, &rows, query, args...); err != nil {
+		return nil, nil, classify(fmt.Errorf("units of %d pools: %w", len(pools), err))
+	}
+	units := map[string][]string{}
+	resources := make(map[string]*resource, len(rows))
+	for _, r := range rows {
+		units[r.PoolID] = append(units[r.PoolID], r.ID)
+		resources[r.ID] = &resource{maxSpan: time.Duration(r.MaxSpan) * time.Microsecond, capacity: max(r.Capacity, 1), disabled: r.Disabled, poolID: r.PoolID}
+	}
+	return units, resources, nil
+}
+
+// assign chooses, under the write's locks, a unit for each pooled item of rs (chooseUnits).
 func (s *Store) assign(ctx context.Context, w *writeTx, rs []*reservation.Reservation, pooled []bool, units map[string][]string) error {
+	return chooseUnits(ctx, rs, pooled, units, w.resources, w.findInTheWay)
+}
+
+// chooseUnits chooses a unit for each pooled item of rs, in order: the first of units (by
+// pool, by id) that resources says is enabled and still in the item's pool, and that fits
+// beside what find says is stored there, every direct item of the call (those after it too)
+// and the pooled items given a unit before it. None: POOL_FULL.
+func chooseUnits(ctx context.Context, rs []*reservation.Reservation, pooled []bool, units map[string][]string, resources map[string]*resource,
+	find func(context.Context, []*reservation.Reservation) (blockers, error)) error {
 	candidates := map[*reservation.Reservation][]*reservation.Reservation{}
 	var all []*reservation.Reservation
 	for i, r := range rs {
@@ -136,7 +269,7 @@ func (s *Store) assign(ctx context.Context, w *writeTx, rs []*reservation.Reserv
 		}
 		r.ResourceID = "" // a transaction run again chooses again
 		for _, u := range units[r.PoolID] {
-			if res := w.resources[u]; res != nil && !res.disabled && !res.absent && res.poolID == r.PoolID {
+			if res := resources[u]; res != nil && !res.disabled && !res.absent && res.poolID == r.PoolID {
 				c := *r
 				c.ResourceID = u
 				candidates[r] = append(candidates[r], &c)
@@ -147,7 +280,7 @@ func (s *Store) assign(ctx context.Context, w *writeTx, rs []*reservation.Reserv
 	stored := blockers{}
 	if len(all) > 0 {
 		var err error
-		if stored, err = w.findInTheWay(ctx, all); err != nil {
+		if stored, err = find(ctx, all); err != nil {
 			return err
 		}
 	}
@@ -165,7 +298,7 @@ func (s *Store) assign(ctx context.Context, w *writeTx, rs []*reservation.Reserv
 		}
 		for _, c := range candidates[r] {
 			held := append(slices.Clone(stored[c]), placed...)
-			if reservation.Fits(c, w.capacity(c.ResourceID), held) {
+			if reservation.Fits(c, resources[c.ResourceID].capacity, held) {
 				r.ResourceID = c.ResourceID
 				break
 			}
