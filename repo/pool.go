@@ -15,27 +15,40 @@ import (
 // Pools: a Reserve item with no resource and a pool books the first unit of the pool, by
 // resource id, that is enabled, still in the pool and whose admission rule accepts the
 // window beside what is stored, the call's direct items and its pooled items already given a
-// unit, as a read made without locks finds them. The call then writes on the units chosen
-// alone (with its direct items), as a direct booking does, grouped with other calls unless it
-// has a request id; under those locks each unit must still be in its pool and enabled, and
-// the admission rule is asked again. A unit taken or moved meanwhile sends the call back to
-// read again and choose anew, a bounded number of times (optimisticTries). When the read finds
-// the pool full, or the tries run out, the call locks every unit of its pools (and its other
-// resources), in the one global order, and chooses under those locks: POOL_FULL means every
-// unit was full at one moment. Either way two pool bookings never take one unit for
-// overlapping windows, and a direct booking of a unit waits for the pool booking or goes
-// first. Pool calls are not prechecked nor refused from the conflict cache: the read that
-// chooses is their precheck.
+// unit. A read made without locks finds, for each pooled item, the first unitsPerTry units
+// that look free; the call locks those alone (and its direct resources), grouped with other
+// calls unless it has a request id, and chooses under the locks the first of them that is
+// still in the pool, enabled and free. When none is, the call reads again, up to
+// optimisticTries times. When the read finds no unit free, or the tries run out, the call
+// locks every unit of its pools, in the one global order, and chooses among them all: only
+// that answers POOL_FULL, which so means every unit was full at one moment. Either way two
+// pool bookings never take one unit for overlapping windows, a direct booking of a unit waits
+// for the pool booking or goes first, and the unit booked is the first by id that was free
+// when read. Pool calls are not prechecked nor refused from the conflict cache: the read is
+// their precheck.
 
 const sqlPoolUnits = "SELECT id, pool_id, max_span_us, capacity, disabled FROM resources WHERE pool_id IN (?) ORDER BY id"
 
-// optimisticTries bounds how often a pool call chooses its units from a read made without
-// locks before it locks every unit of its pools.
-const optimisticTries = 3
+const (
+	// optimisticTries bounds how often a pool call locks only the units a read found free
+	// before it locks every unit of its pools.
+	optimisticTries = 3
+	// unitsPerTry is how many of the units a read found free for a pooled item the call
+	// locks: concurrent calls that read the same first free unit move on to the next under
+	// the locks, rather than read again.
+	unitsPerTry = 3
+)
 
-// errUnitGone refuses a write on a unit chosen from a read made without locks that has since
-// left its pool or been disabled: the call chooses again.
-var errUnitGone = errors.New("unit left its pool or was disabled since it was chosen")
+// errUnitsGone refuses a write on units a read found free, none of which, locked, still is
+// (taken, disabled or moved out of the pool since): the call reads again.
+var errUnitsGone = errors.New("the units read free were taken or left the pool")
+
+// pick is the units a pool call locks and chooses among: by pool, by id. all says they are
+// every unit of the pools, so that none fitting is POOL_FULL, not errUnitsGone.
+type pick struct {
+	units map[string][]string
+	all   bool
+}
 
 // poolItems marks the items of rs that ask for a pool; nil when none does.
 func poolItems(rs []*reservation.Reservation) []bool {
@@ -63,15 +76,37 @@ func (s *Store) reservePool(ctx context.Context, b reservation.Booking, out []*r
 			return req.result()
 		}
 	}
-	var pools, keys []string
+	var pools []string
 	for i, r := range out {
 		if pooled[i] {
 			pools = append(pools, r.PoolID)
-		} else {
-			keys = append(keys, r.ResourceID)
 		}
 	}
-	if made, err := s.reserveChosen(ctx, b.Hold, out, pooled, pools, req); made || err != nil {
+	for try := 0; ; try++ {
+		units, resources, err := s.poolUnits(ctx, pools)
+		if err != nil {
+			return nil, err
+		}
+		p := pick{units: units, all: true}
+		if try < optimisticTries {
+			free, err := s.freeUnits(ctx, out, pooled, units, resources)
+			if err != nil {
+				return nil, err
+			}
+			if free != nil {
+				p = pick{units: free}
+			}
+		}
+		err = s.writePooled(ctx, b.Hold, out, pooled, p, req)
+		if err != nil {
+			unassign(out, pooled)
+		}
+		if errors.Is(err, errUnitsGone) {
+			continue
+		}
+		if reservation.ErrorCode(err) == reservation.ECONFLICT {
+			s.stats.conflicts.Add(1)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -80,101 +115,72 @@ func (s *Store) reservePool(ctx context.Context, b reservation.Booking, out []*r
 		}
 		return out, nil
 	}
-	units, _, err := s.poolUnits(ctx, pools)
+}
+
+// freeUnits reads, without locks, which units of each pooled item's pool (units, whose rows
+// are resources) its window fits on beside what is stored and the call's direct items, and
+// returns the first unitsPerTry of them for each item, by pool and id; nil when an item has
+// none: the pool looks full.
+func (s *Store) freeUnits(ctx context.Context, rs []*reservation.Reservation, pooled []bool, units map[string][]string, resources map[string]*resource) (map[string][]string, error) {
+	candidates, all := candidatesOf(rs, pooled, units, resources)
+	if len(all) == 0 {
+		return nil, nil
+	}
+	stored, err := findInTheWay(ctx, s.db, s.opts.MaxConflicts, resources, s.now(), all)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
-	for _, us := range units {
-		keys = append(keys, us...)
+	var direct []*reservation.Reservation
+	for i, r := range rs {
+		if !pooled[i] {
+			direct = append(direct, r)
+		}
 	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
+	free := map[string][]string{}
+	for i, r := range rs {
+		if !pooled[i] {
+			continue
+		}
+		n := 0
+		for _, c := range candidates[r] {
+			if n < unitsPerTry && reservation.Fits(c, resources[c.ResourceID].capacity, append(slices.Clone(stored[c]), direct...)) {
+				free[r.PoolID] = append(free[r.PoolID], c.ResourceID)
+				n++
+			}
+		}
+		if n == 0 {
+			return nil, nil
+		}
+	}
+	for pool, us := range free {
+		slices.Sort(us)
+		free[pool] = slices.Compact(us)
+	}
+	return free, nil
+}
+
+// writePooled writes out, choosing its pooled items' units under the locks of p's units (and
+// of its direct items' resources): grouped with other calls, or, with a request id or
+// without group commit, on its own.
+func (s *Store) writePooled(ctx context.Context, hold time.Duration, out []*reservation.Reservation, pooled []bool, p pick, req *request) error {
+	keys := pooledKeys(out, pooled, p)
 	if len(keys) == 0 {
 		first := slices.Index(pooled, true)
-		return nil, reservation.PoolFull(first, out[first])
+		return reservation.PoolFull(first, out[first])
 	}
-	err = s.write(ctx, keys, func(w *writeTx) error {
-		if req != nil {
-			if done, err := s.lookup(ctx, w.tx, req, w.now); done || err != nil {
-				return err
-			}
-		}
-		if err := s.assign(ctx, w, out, pooled, units); err != nil {
-			return err
-		}
-		if err := s.admit(ctx, w, out, b.Hold); err != nil {
-			return err
-		}
-		if req != nil {
-			return saveOutcome(ctx, w.tx, req, outcome{Reservations: out}, w.now)
-		}
-		return nil
-	})
-	if reservation.ErrorCode(err) == reservation.ECONFLICT {
-		s.stats.conflicts.Add(1)
-	}
-	if err != nil {
-		unassign(out, pooled)
-		return nil, err
-	}
-	if req != nil && req.out != nil {
-		return req.result()
-	}
-	return out, nil
-}
-
-// reserveChosen tries to make out by choosing its pooled items' units from a read made
-// without locks and writing on those units alone, up to optimisticTries times, and reports
-// whether out was made (or, with req, a call with its request id was found done). It gives up,
-// leaving the decision to the write that locks every unit, when the read finds a pool full,
-// when something other than a unit taken or gone since the read refuses the write (a direct
-// item's conflict, say), or when the tries run out.
-func (s *Store) reserveChosen(ctx context.Context, hold time.Duration, out []*reservation.Reservation, pooled []bool, pools []string, req *request) (bool, error) {
-	for range optimisticTries {
-		units, resources, err := s.poolUnits(ctx, pools)
-		if err != nil {
-			return false, err
-		}
-		now := s.now()
-		err = chooseUnits(ctx, out, pooled, units, resources, func(ctx context.Context, rs []*reservation.Reservation) (blockers, error) {
-			found, err := findInTheWay(ctx, s.db, s.opts.MaxConflicts, resources, now, rs)
-			return found, classify(err)
-		})
-		if err == nil {
-			err = s.writeChosen(ctx, hold, out, pooled, req)
-			if err == nil {
-				return true, nil
-			}
-		}
-		unassign(out, pooled)
-		switch {
-		case errors.Is(err, errUnitGone), reservation.ErrorCode(err) == reservation.ECONFLICT && conflictOnUnit(err, pooled):
-			continue // taken or gone since the read: read again
-		case reservation.ErrorCode(err) == reservation.ECONFLICT, reservation.ErrorCode(err) == reservation.ESTATE,
-			reservation.ErrorCode(err) == reservation.ENOTFOUND:
-			return false, nil // POOL_FULL as read, or a direct item refused: decided under every lock
-		}
-		return false, err
-	}
-	return false, nil
-}
-
-// writeChosen writes out, whose pooled items have the units chosen, locking their resources
-// alone: grouped with other calls, or, with a request id, on its own.
-func (s *Store) writeChosen(ctx context.Context, hold time.Duration, out []*reservation.Reservation, pooled []bool, req *request) error {
 	if req == nil && s.opts.GroupCommit > 1 {
-		return s.groups.Do(ctx, &job{ctx: ctx, rs: out, hold: hold, pooled: pooled})
+		return s.groups.Do(ctx, &job{ctx: ctx, rs: out, hold: hold, pooled: pooled, pick: p})
 	}
-	return s.write(ctx, resourcesOf(out), func(w *writeTx) error {
+	return s.write(ctx, keys, func(w *writeTx) error {
 		if req != nil {
-			// Under the locks of other units, a concurrent call with the same request id may
-			// be writing too: the one that saves its outcome second fails on the duplicate
-			// key, runs again, and finds the first's outcome here.
+			// A concurrent call with the same request id may hold other units' locks: the one
+			// that saves its outcome second fails on the duplicate key, runs again, and finds
+			// the first's outcome here.
 			if done, err := s.lookup(ctx, w.tx, req, w.now); done || err != nil {
 				return err
 			}
 		}
-		if err := w.refuseUnits(out, pooled); err != nil {
+		if err := s.assign(ctx, w, out, pooled, p); err != nil {
 			return err
 		}
 		if err := s.admit(ctx, w, out, hold); err != nil {
@@ -187,33 +193,19 @@ func (s *Store) writeChosen(ctx context.Context, hold time.Duration, out []*rese
 	})
 }
 
-// refuseUnits fails with errUnitGone when a pooled item of rs (pooled may be nil: none) has
-// a unit that, locked, is no longer enabled and in the item's pool.
-func (w *writeTx) refuseUnits(rs []*reservation.Reservation, pooled []bool) error {
+// pooledKeys are the resources a pool call locks: its direct items' and p's units, sorted.
+func pooledKeys(rs []*reservation.Reservation, pooled []bool, p pick) []string {
+	var keys []string
 	for i, r := range rs {
-		if pooled == nil || !pooled[i] {
-			continue
-		}
-		if res := w.resources[r.ResourceID]; res.absent || res.disabled || res.poolID != r.PoolID {
-			return fmt.Errorf("%w: %s", errUnitGone, r.ResourceID)
+		if !pooled[i] {
+			keys = append(keys, r.ResourceID)
 		}
 	}
-	return nil
-}
-
-// conflictOnUnit reports whether the conflict err names a pooled item: its unit was taken
-// since the read.
-func conflictOnUnit(err error, pooled []bool) bool {
-	var e *reservation.Error
-	if !errors.As(err, &e) {
-		return false
+	for _, us := range p.units {
+		keys = append(keys, us...)
 	}
-	for _, c := range e.Conflicts {
-		if c.Index < len(pooled) && pooled[c.Index] {
-			return true
-		}
-	}
-	return false
+	slices.Sort(keys)
+	return slices.Compact(keys)
 }
 
 // unassign clears the units of out's pooled items.
@@ -250,24 +242,31 @@ func (s *Store) poolUnits(ctx context.Context, pools []string) (map[string][]str
 	return units, resources, nil
 }
 
-// assign chooses, under the write's locks, a unit for each pooled item of rs (chooseUnits).
-func (s *Store) assign(ctx context.Context, w *writeTx, rs []*reservation.Reservation, pooled []bool, units map[string][]string) error {
-	return chooseUnits(ctx, rs, pooled, units, w.resources, w.findInTheWay)
+// assign chooses, under the write's locks, a unit of p for each pooled item of rs
+// (chooseUnits).
+func (s *Store) assign(ctx context.Context, w *writeTx, rs []*reservation.Reservation, pooled []bool, p pick) error {
+	candidates, all := candidatesOf(rs, pooled, p.units, w.resources)
+	stored := blockers{}
+	if len(all) > 0 {
+		var err error
+		if stored, err = w.findInTheWay(ctx, all); err != nil {
+			return err
+		}
+	}
+	return chooseUnits(rs, pooled, candidates, stored, w.capacity, nil, p.all)
 }
 
-// chooseUnits chooses a unit for each pooled item of rs, in order: the first of units (by
-// pool, by id) that resources says is enabled and still in the item's pool, and that fits
-// beside what find says is stored there, every direct item of the call (those after it too)
-// and the pooled items given a unit before it. None: POOL_FULL.
-func chooseUnits(ctx context.Context, rs []*reservation.Reservation, pooled []bool, units map[string][]string, resources map[string]*resource,
-	find func(context.Context, []*reservation.Reservation) (blockers, error)) error {
+// candidatesOf pairs each pooled item of rs with a copy of it on each unit of its pool in
+// units that resources says is enabled and in the pool, by id, and returns all the copies
+// too. It clears the items' units: a transaction run again chooses again.
+func candidatesOf(rs []*reservation.Reservation, pooled []bool, units map[string][]string, resources map[string]*resource) (map[*reservation.Reservation][]*reservation.Reservation, []*reservation.Reservation) {
 	candidates := map[*reservation.Reservation][]*reservation.Reservation{}
 	var all []*reservation.Reservation
 	for i, r := range rs {
 		if !pooled[i] {
 			continue
 		}
-		r.ResourceID = "" // a transaction run again chooses again
+		r.ResourceID = ""
 		for _, u := range units[r.PoolID] {
 			if res := resources[u]; res != nil && !res.disabled && !res.absent && res.poolID == r.PoolID {
 				c := *r
@@ -277,13 +276,16 @@ func chooseUnits(ctx context.Context, rs []*reservation.Reservation, pooled []bo
 			}
 		}
 	}
-	stored := blockers{}
-	if len(all) > 0 {
-		var err error
-		if stored, err = find(ctx, all); err != nil {
-			return err
-		}
-	}
+	return candidates, all
+}
+
+// chooseUnits gives each pooled item of rs, in order, the unit of its first candidate that
+// fits beside what is stored there, others (written earlier in the same transaction, by
+// resource), every direct item of the call (those after it too) and the pooled items given
+// a unit before it, and notes in stored what is in its way there. None: POOL_FULL when the
+// candidates are every unit of the pool (all), errUnitsGone otherwise.
+func chooseUnits(rs []*reservation.Reservation, pooled []bool, candidates map[*reservation.Reservation][]*reservation.Reservation,
+	stored blockers, capacity func(string) int, others map[string][]*reservation.Reservation, all bool) error {
 	// Every direct item of the call is in the way, wherever it stands in the call, and so is
 	// each pooled item once it has its unit; those to come have none yet.
 	var placed []*reservation.Reservation
@@ -297,13 +299,17 @@ func chooseUnits(ctx context.Context, rs []*reservation.Reservation, pooled []bo
 			continue
 		}
 		for _, c := range candidates[r] {
-			held := append(slices.Clone(stored[c]), placed...)
-			if reservation.Fits(c, resources[c.ResourceID].capacity, held) {
+			held := append(append(slices.Clone(stored[c]), placed...), others[c.ResourceID]...)
+			if reservation.Fits(c, capacity(c.ResourceID), held) {
 				r.ResourceID = c.ResourceID
+				stored[r] = stored[c]
 				break
 			}
 		}
 		if r.ResourceID == "" {
+			if !all {
+				return errUnitsGone
+			}
 			return reservation.PoolFull(i, r)
 		}
 		placed = append(placed, r)

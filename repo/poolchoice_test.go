@@ -43,24 +43,26 @@ func (g *gatedLocker) Lock(ctx context.Context, keys ...string) (reservation.Unl
 	return g.Locker.Lock(ctx, keys...)
 }
 
-// A pool call chooses its unit from a read made without locks, then locks that unit alone.
-// Here, each time it has chosen, another writer (a second store, with no Locker: the database
-// guard alone) takes the unit directly, disables it or moves it out of the pool before the
-// call's locks are taken. The call must never book a unit so taken or gone: it reads again and
-// chooses the next, and after three tries locks every unit, which books the one left or,
-// when that one is taken too, answers POOL_FULL. Through group commit, and on its own with a
-// request id, whose retry then returns the same unit.
+// A pool call reads, without locks, which units look free, locks the first three alone and
+// chooses among them. Here, each time it has read, another writer (a second store, with no
+// Locker: the database guard alone) takes units directly, disables one or moves one out of
+// the pool before the call's locks are taken. The call must never book a unit so taken or
+// gone: it moves on to the next unit it locked, or reads again, and after three tries locks
+// every unit, which books the one left or, when none is, answers POOL_FULL. Through group
+// commit, and on its own with a request id, whose retry then returns the same unit.
 func TestPoolChoiceTakenOrGoneBeforeItsLocks(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name      string
 		requestID string
-		full      bool // room-4 is taken before the locked try too
+		end       string // "next": the second unit locked is booked; "free": room-4 is, once every unit is locked; "full": POOL_FULL
 	}{
-		{"grouped", "", false},
-		{"grouped/full", "", true},
-		{"request id", "req-1", false},
-		{"request id/full", "req-2", true},
+		{"grouped/next", "", "next"},
+		{"grouped/free", "", "free"},
+		{"grouped/full", "", "full"},
+		{"request id/next", "req-1", "next"},
+		{"request id/free", "req-2", "free"},
+		{"request id/full", "req-3", "full"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -74,65 +76,76 @@ func TestPoolChoiceTakenOrGoneBeforeItsLocks(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			take := func(id string, fromH, toH int) string {
+				t.Helper()
+				made, err := other.Reserve(ctx, reservation.Book(window(id, fromH, toH)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return made[0].ID
+			}
+			put := func(id, pool string, disabled bool) {
+				t.Helper()
+				if _, err := other.PutResource(ctx, &reservation.Resource{ID: id, PoolID: pool, Disabled: disabled}, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cancel := func(id string) {
+				t.Helper()
+				if _, err := other.Cancel(ctx, reservation.Ref{ID: id}); err != nil {
+					t.Fatal(err)
+				}
+			}
 			gate.gating.Store(true)
 			type result struct {
 				out []*reservation.Reservation
 				err error
 			}
 			done := make(chan result, 1)
+			book := reservation.Booking{Reservations: []*reservation.Reservation{poolBooking("deluxe", 10, 12)}, RequestID: tc.requestID}
 			go func() {
-				out, err := s.Reserve(ctx, reservation.Booking{Reservations: []*reservation.Reservation{poolBooking("deluxe", 10, 12)}, RequestID: tc.requestID})
+				out, err := s.Reserve(ctx, book)
 				done <- result{out, err}
 			}()
-			next := func() []string {
+			step := func(want ...string) {
 				t.Helper()
 				select {
 				case keys := <-gate.calls:
-					return keys
+					if !slices.Equal(keys, want) {
+						t.Fatalf("locks %v, want %v", keys, want)
+					}
 				case r := <-done:
 					var got []string
 					for _, o := range r.out {
 						got = append(got, o.ResourceID+" in pool "+o.PoolID)
 					}
-					t.Fatalf("the call ended (%v, %v) before locking again", got, r.err)
+					t.Fatalf("the call ended (%v, %v) before locking %v", got, r.err, want)
 				case <-time.After(30 * time.Second):
 					t.Fatal("no Lock call within 30s")
 				}
-				return nil
 			}
-			steps := []struct {
-				want  string
-				steal func() error
-			}{
-				{"room-1", func() error { // taken directly
-					_, err := other.Reserve(ctx, reservation.Book(window("room-1", 11, 13)))
-					return err
-				}},
-				{"room-2", func() error { // disabled
-					_, err := other.PutResource(ctx, &reservation.Resource{ID: "room-2", PoolID: "deluxe", Disabled: true}, 0)
-					return err
-				}},
-				{"room-3", func() error { // moved to another pool
-					_, err := other.PutResource(ctx, &reservation.Resource{ID: "room-3", PoolID: "standard"}, 0)
-					return err
-				}},
-			}
-			for _, st := range steps {
-				if keys := next(); !slices.Equal(keys, []string{st.want}) {
-					t.Fatalf("locks %v, want %s alone: the first unit free when read", keys, st.want)
-				}
-				if err := st.steal(); err != nil {
-					t.Fatal(err)
-				}
+			// Try 1: the first three units free when read.
+			step("room-1", "room-2", "room-3")
+			first := take("room-1", 11, 13)
+			wantUnit := "room-2"
+			if tc.end != "next" {
+				put("room-2", "deluxe", true)
+				put("room-3", "standard", false)
 				gate.proceed <- struct{}{}
-			}
-			// The tries are spent: every unit still in the pool is locked, room-2 disabled too.
-			if keys := next(); !slices.Equal(keys, []string{"room-1", "room-2", "room-4"}) {
-				t.Fatalf("locks %v, want every unit of the pool", keys)
-			}
-			if tc.full {
-				if _, err := other.Reserve(ctx, reservation.Book(window("room-4", 9, 11))); err != nil {
-					t.Fatal(err)
+				// Try 2: room-4 alone is free; it is taken, and room-1 freed.
+				step("room-4")
+				fourth := take("room-4", 9, 11)
+				cancel(first)
+				gate.proceed <- struct{}{}
+				// Try 3: room-1 is free again, and taken again.
+				step("room-1")
+				take("room-1", 10, 11)
+				gate.proceed <- struct{}{}
+				// The tries are spent: every unit still in the pool is locked, room-2 disabled too.
+				step("room-1", "room-2", "room-4")
+				wantUnit = "room-4"
+				if tc.end == "free" {
+					cancel(fourth)
 				}
 			}
 			gate.proceed <- struct{}{}
@@ -143,7 +156,7 @@ func TestPoolChoiceTakenOrGoneBeforeItsLocks(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Fatal("the pool call did not end within 30s")
 			}
-			if tc.full {
+			if tc.end == "full" {
 				var e *reservation.Error
 				if !errors.As(r.err, &e) || e.Reason != reservation.ReasonPoolFull || e.Metadata["pool_id"] != "deluxe" {
 					t.Fatalf("got %v, %v; want POOL_FULL for deluxe", r.out, r.err)
@@ -152,28 +165,25 @@ func TestPoolChoiceTakenOrGoneBeforeItsLocks(t *testing.T) {
 				if r.err != nil {
 					t.Fatal(r.err)
 				}
-				if got := r.out[0]; got.ResourceID != "room-4" || got.PoolID != "deluxe" {
-					t.Fatalf("booked %s in pool %q, want room-4 in deluxe", got.ResourceID, got.PoolID)
+				if got := r.out[0]; got.ResourceID != wantUnit || got.PoolID != "deluxe" {
+					t.Fatalf("booked %s in pool %q, want %s in deluxe", got.ResourceID, got.PoolID, wantUnit)
 				}
 				if tc.requestID != "" {
-					again, err := s.Reserve(ctx, reservation.Booking{Reservations: []*reservation.Reservation{poolBooking("deluxe", 10, 12)}, RequestID: tc.requestID})
-					if err != nil || again[0].ID != r.out[0].ID || again[0].ResourceID != "room-4" {
-						t.Errorf("retry with the request id: %v, %v; want reservation %s on room-4", again, err, r.out[0].ID)
+					again, err := s.Reserve(ctx, book)
+					if err != nil || again[0].ID != r.out[0].ID || again[0].ResourceID != wantUnit {
+						t.Errorf("retry with the request id: %v, %v; want reservation %s on %s", again, err, r.out[0].ID, wantUnit)
 					}
 				}
 			}
 			if n := repotest.Overlaps(t, db); n != 0 {
 				t.Errorf("%d pairs of stored reservations overlap", n)
 			}
-			want := 1 // room-1's direct booking, and room-4's (full) or the pool call's
-			if tc.full || r.err == nil {
-				want = 2
+			want := 0 // room-2 was disabled and room-3 moved out before the call locked them
+			if tc.end == "next" {
+				want = 1 // room-2 booked
 			}
-			if n := count(t, db, "SELECT COUNT(*) FROM reservations"); n != want {
-				t.Errorf("%d reservations stored, want %d", n, want)
-			}
-			if n := count(t, db, "SELECT COUNT(*) FROM reservations WHERE resource_id IN ('room-2', 'room-3')"); n != 0 {
-				t.Errorf("%d reservations on the unit disabled or moved out of the pool", n)
+			if n := count(t, db, "SELECT COUNT(*) FROM reservations WHERE resource_id IN ('room-2', 'room-3')"); n != want {
+				t.Errorf("%d reservations on room-2 and room-3, want %d", n, want)
 			}
 		})
 	}
