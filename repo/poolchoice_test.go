@@ -190,7 +190,7 @@ func TestPoolChoiceTakenOrGoneBeforeItsLocks(t *testing.T) {
 }
 
 // Many writers on two stores (one with a Locker, one on the database guard alone) book a pool
-// of 6 units and its units directly, while another disables and enables one unit and moves
+// of 6 units and its units directly, alone and in batches, some as holds, while another disables and enables one unit and moves
 // another out of the pool and back. Checked in SQL: no two reservations of a unit overlap,
 // every pool booking acknowledged is stored on a unit of the pool, with its pool, and the
 // rows are the bookings acknowledged. The workload must both book and fill the pool.
@@ -236,17 +236,29 @@ func TestPoolChoiceRacesDirectBookings(t *testing.T) {
 		writersWG.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(w), 7))
 			s := stores[w%len(stores)]
-			for range ops {
+			item := func(pooled bool) *reservation.Reservation {
 				from := rng.IntN(slots - 1)
 				r := &reservation.Reservation{UserID: "u", Start: base.Add(time.Duration(from) * 30 * time.Minute)}
 				r.End = r.Start.Add(time.Duration(1+rng.IntN(4)) * 30 * time.Minute)
-				if rng.IntN(3) > 0 {
+				if pooled {
 					r.PoolID = "p"
 				} else {
 					r.ResourceID = units[rng.IntN(len(units))]
 				}
+				return r
+			}
+			for range ops {
+				// A pool booking, a direct one, or a batch of two pool bookings and a direct one.
+				kind := [...]string{"pool", "pool", "pool", "direct", "direct", "batch"}[rng.IntN(6)]
+				b := reservation.Booking{Reservations: []*reservation.Reservation{item(kind != "direct")}}
+				if kind == "batch" {
+					b.Reservations = append(b.Reservations, item(false), item(true))
+				}
+				if rng.IntN(4) == 0 {
+					b.Hold = time.Hour // a hold, unconfirmed: it keeps its unit until it lapses
+				}
 				cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-				out, err := s.Reserve(cctx, reservation.Book(r))
+				out, err := s.Reserve(cctx, b)
 				cancel()
 				outcome := "OK"
 				var e *reservation.Error
@@ -260,11 +272,11 @@ func TestPoolChoiceRacesDirectBookings(t *testing.T) {
 					continue
 				}
 				mu.Lock()
-				outcomes[map[bool]string{true: "pool ", false: "direct "}[r.PoolID != ""]+outcome]++
-				if err == nil {
-					acked[out[0].ID] = out[0].ResourceID
-					if r.PoolID != "" && (!slices.Contains(units, out[0].ResourceID) || out[0].PoolID != "p") {
-						t.Errorf("pool booking acknowledged on %s in pool %q", out[0].ResourceID, out[0].PoolID)
+				outcomes[kind+" "+outcome]++
+				for i, o := range out {
+					acked[o.ID] = o.ResourceID
+					if b.Reservations[i].PoolID != "" && (!slices.Contains(units, o.ResourceID) || o.PoolID != "p") {
+						t.Errorf("pool booking acknowledged on %s in pool %q", o.ResourceID, o.PoolID)
 					}
 				}
 				mu.Unlock()
@@ -275,8 +287,9 @@ func TestPoolChoiceRacesDirectBookings(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	t.Logf("outcomes: %v", outcomes)
-	if outcomes["pool OK"] == 0 || outcomes["pool "+fmt.Sprint(reservation.ESTATE, reservation.ReasonPoolFull)] == 0 {
-		t.Errorf("outcomes %v: the workload should book the pool and fill it", outcomes)
+	full := fmt.Sprint(reservation.ESTATE, reservation.ReasonPoolFull)
+	if outcomes["pool OK"] == 0 || outcomes["pool "+full] == 0 || outcomes["batch OK"] == 0 || outcomes["batch "+full] == 0 {
+		t.Errorf("outcomes %v: the workload should book the pool and fill it, alone and in batches", outcomes)
 	}
 	if n := repotest.Overlaps(t, db); n != 0 {
 		t.Fatalf("%d pairs of stored reservations overlap", n)
