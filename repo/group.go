@@ -30,6 +30,8 @@ type job struct {
 	ctx     context.Context // the call's: a job whose call ended before its group locked is not written
 	rs      []*reservation.Reservation
 	hold    time.Duration
+	pooled  []bool // the items of rs booked through a pool (nil: none), on a unit of pick
+	pick    pick
 	err     error
 	done    chan struct{} // closed once the job's outcome is known
 	lead    chan struct{} // closed when the job is to write the queue
@@ -140,11 +142,12 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 	if jobs = dropEnded(jobs); len(jobs) == 0 {
 		return
 	}
-	var all []*reservation.Reservation
+	var keys []string
 	for _, j := range jobs {
-		all = append(all, j.rs...)
+		keys = append(keys, j.keys()...)
 	}
-	keys := resourcesOf(all)
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
 	lockCtx, stop := untilAllEnd(ctx, jobs)
 	defer stop()
 	release, err := s.lock(lockCtx, keys)
@@ -171,7 +174,7 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 		if err != nil {
 			j.err = err
 		}
-		if reservation.ErrorCode(j.err) == reservation.ECONFLICT {
+		if reservation.ErrorCode(j.err) == reservation.ECONFLICT && j.pooled == nil { // a pool call counts its own
 			s.stats.conflicts.Add(1)
 		}
 		close(j.done)
@@ -181,18 +184,40 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 // admitGroup writes in w the reservations of those jobs that nothing stored, and no earlier
 // job of the group, is in the way of, and sets the others' conflicts.
 func (s *Store) admitGroup(ctx context.Context, w *writeTx, jobs []*job) error {
+	// The direct items, and a copy of each pooled item on each unit it may take.
 	var all []*reservation.Reservation
+	candidates := map[*job]map[*reservation.Reservation][]*reservation.Reservation{}
 	for _, j := range jobs {
-		all = append(all, j.rs...)
+		if j.pooled == nil {
+			all = append(all, j.rs...)
+			continue
+		}
+		for i, r := range j.rs {
+			if !j.pooled[i] {
+				all = append(all, r)
+			}
+		}
+		var copies []*reservation.Reservation
+		candidates[j], copies = candidatesOf(j.rs, j.pooled, j.pick.units, w.resources)
+		all = append(all, copies...)
 	}
-	stored, err := w.findInTheWay(ctx, all)
-	if err != nil {
-		return err
+	stored := blockers{}
+	if len(all) > 0 {
+		var err error
+		if stored, err = w.findInTheWay(ctx, all); err != nil {
+			return err
+		}
 	}
 	taken := map[string][]*reservation.Reservation{} // written earlier in this group, by resource
 	var rows []*reservation.Reservation
 	for _, j := range jobs {
 		j.err = nil
+		if j.pooled != nil {
+			// Its units, chosen beside the group's earlier calls too.
+			if j.err = chooseUnits(j.rs, j.pooled, candidates[j], stored, w.capacity, taken, j.pick.all); j.err != nil {
+				continue
+			}
+		}
 		if j.err = w.refuseResources(j.rs); j.err != nil {
 			continue
 		}
@@ -213,6 +238,15 @@ func (s *Store) admitGroup(ctx context.Context, w *writeTx, jobs []*job) error {
 		return errNothingToWrite // roll back the resource rows made for the rejected
 	}
 	return w.flush(ctx, insertReservations(rows))
+}
+
+// keys are the resources j's call locks: its items', and its pooled items' units to choose
+// among.
+func (j *job) keys() []string {
+	if j.pooled != nil {
+		return pooledKeys(j.rs, j.pooled, j.pick)
+	}
+	return resourcesOf(j.rs)
 }
 
 // resourcesOf returns the resources of rs, sorted: one global order for every lock, in

@@ -2,8 +2,10 @@ package repo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 
@@ -13,14 +15,40 @@ import (
 // Pools: a Reserve item with no resource and a pool books the first unit of the pool, by
 // resource id, that is enabled, still in the pool and whose admission rule accepts the
 // window beside what is stored, the call's direct items and its pooled items already given a
-// unit. The call locks every unit of
-// its pools (and its other resources), in the one global order, and chooses under those
-// locks: two pool bookings never take one unit for overlapping windows, a direct booking of a
-// unit waits for the pool booking or goes first, and POOL_FULL means every unit was full at
-// one moment. Pool calls are written alone: not grouped, not prechecked, not refused from the
-// conflict cache.
+// unit. A read made without locks finds, for each pooled item, the first unitsPerTry units
+// that look free; the call locks those alone (and its direct resources), grouped with other
+// calls unless it has a request id, and chooses under the locks the first of them that is
+// still in the pool, enabled and free. When none is, the call reads again, up to
+// optimisticTries times. When the read finds no unit free, or the tries run out, the call
+// locks every unit of its pools, in the one global order, and chooses among them all: only
+// that answers POOL_FULL, which so means every unit was full at one moment. Either way two
+// pool bookings never take one unit for overlapping windows, a direct booking of a unit waits
+// for the pool booking or goes first, and the unit booked is the first by id that was free
+// when read. Pool calls are not prechecked nor refused from the conflict cache: the read is
+// their precheck.
 
-const sqlPoolUnits = "SELECT id, pool_id FROM resources WHERE pool_id IN (?) ORDER BY id"
+const sqlPoolUnits = "SELECT id, pool_id, max_span_us, capacity, disabled FROM resources WHERE pool_id IN (?) ORDER BY id"
+
+const (
+	// optimisticTries bounds how often a pool call locks only the units a read found free
+	// before it locks every unit of its pools.
+	optimisticTries = 3
+	// unitsPerTry is how many of the units a read found free for a pooled item the call
+	// locks: concurrent calls that read the same first free unit move on to the next under
+	// the locks, rather than read again.
+	unitsPerTry = 3
+)
+
+// errUnitsGone refuses a write on units a read found free, none of which, locked, still is
+// (taken, disabled or moved out of the pool since): the call reads again.
+var errUnitsGone = errors.New("the units read free were taken or left the pool")
+
+// pick is the units a pool call locks and chooses among: by pool, by id. all says they are
+// every unit of the pools, so that none fitting is POOL_FULL, not errUnitsGone.
+type pick struct {
+	units map[string][]string
+	all   bool
+}
 
 // poolItems marks the items of rs that ask for a pool; nil when none does.
 func poolItems(rs []*reservation.Reservation) []bool {
@@ -48,37 +76,114 @@ func (s *Store) reservePool(ctx context.Context, b reservation.Booking, out []*r
 			return req.result()
 		}
 	}
-	var pools, keys []string
+	var pools []string
 	for i, r := range out {
 		if pooled[i] {
 			pools = append(pools, r.PoolID)
-		} else {
-			keys = append(keys, r.ResourceID)
 		}
 	}
-	units, err := s.poolUnits(ctx, pools)
+	for try := 0; ; try++ {
+		units, resources, err := s.poolUnits(ctx, pools)
+		if err != nil {
+			return nil, err
+		}
+		p := pick{units: units, all: true}
+		if try < optimisticTries {
+			free, err := s.freeUnits(ctx, out, pooled, units, resources)
+			if err != nil {
+				return nil, err
+			}
+			if free != nil {
+				p = pick{units: free}
+			}
+		}
+		err = s.writePooled(ctx, b.Hold, out, pooled, p, req)
+		if err != nil {
+			unassign(out, pooled)
+		}
+		if errors.Is(err, errUnitsGone) {
+			continue
+		}
+		if reservation.ErrorCode(err) == reservation.ECONFLICT {
+			s.stats.conflicts.Add(1)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if req != nil && req.out != nil {
+			return req.result()
+		}
+		return out, nil
+	}
+}
+
+// freeUnits reads, without locks, which units of each pooled item's pool (units, whose rows
+// are resources) its window fits on beside what is stored and the call's direct items, and
+// returns the first unitsPerTry of them for each item, by pool and id; nil when an item has
+// none: the pool looks full.
+func (s *Store) freeUnits(ctx context.Context, rs []*reservation.Reservation, pooled []bool, units map[string][]string, resources map[string]*resource) (map[string][]string, error) {
+	candidates, all := candidatesOf(rs, pooled, units, resources)
+	if len(all) == 0 {
+		return nil, nil
+	}
+	stored, err := findInTheWay(ctx, s.db, s.opts.MaxConflicts, resources, s.now(), all)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
-	for _, us := range units {
-		keys = append(keys, us...)
+	var direct []*reservation.Reservation
+	for i, r := range rs {
+		if !pooled[i] {
+			direct = append(direct, r)
+		}
 	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
+	free := map[string][]string{}
+	for i, r := range rs {
+		if !pooled[i] {
+			continue
+		}
+		n := 0
+		for _, c := range candidates[r] {
+			if n < unitsPerTry && reservation.Fits(c, resources[c.ResourceID].capacity, append(slices.Clone(stored[c]), direct...)) {
+				free[r.PoolID] = append(free[r.PoolID], c.ResourceID)
+				n++
+			}
+		}
+		if n == 0 {
+			return nil, nil
+		}
+	}
+	for pool, us := range free {
+		slices.Sort(us)
+		free[pool] = slices.Compact(us)
+	}
+	return free, nil
+}
+
+// writePooled writes out, choosing its pooled items' units under the locks of p's units (and
+// of its direct items' resources): grouped with other calls, or, with a request id or
+// without group commit, on its own.
+func (s *Store) writePooled(ctx context.Context, hold time.Duration, out []*reservation.Reservation, pooled []bool, p pick, req *request) error {
+	keys := pooledKeys(out, pooled, p)
 	if len(keys) == 0 {
 		first := slices.Index(pooled, true)
-		return nil, reservation.PoolFull(first, out[first])
+		return reservation.PoolFull(first, out[first])
 	}
-	err = s.write(ctx, keys, func(w *writeTx) error {
+	if req == nil && s.opts.GroupCommit > 1 {
+		return s.groups.Do(ctx, &job{ctx: ctx, rs: out, hold: hold, pooled: pooled, pick: p})
+	}
+	return s.write(ctx, keys, func(w *writeTx) error {
 		if req != nil {
+			// A concurrent call with the same request id may hold other units' locks: the one
+			// that saves its outcome second fails on the duplicate key, runs again, and finds
+			// the first's outcome here.
 			if done, err := s.lookup(ctx, w.tx, req, w.now); done || err != nil {
 				return err
 			}
 		}
-		if err := s.assign(ctx, w, out, pooled, units); err != nil {
+		if err := s.assign(ctx, w, out, pooled, p); err != nil {
 			return err
 		}
-		if err := s.admit(ctx, w, out, b.Hold); err != nil {
+		if err := s.admit(ctx, w, out, hold); err != nil {
 			return err
 		}
 		if req != nil {
@@ -86,64 +191,61 @@ func (s *Store) reservePool(ctx context.Context, b reservation.Booking, out []*r
 		}
 		return nil
 	})
-	if reservation.ErrorCode(err) == reservation.ECONFLICT {
-		s.stats.conflicts.Add(1)
-	}
-	if err != nil {
-		for i, r := range out {
-			if pooled[i] {
-				r.ResourceID = ""
-			}
-		}
-		return nil, err
-	}
-	if req != nil && req.out != nil {
-		return req.result()
-	}
-	return out, nil
 }
 
-// poolUnits reads the units of the pools, by id.
-func (s *Store) poolUnits(ctx context.Context, pools []string) (map[string][]string, error) {
-	query, args, err := sqlx.In(sqlPoolUnits, pools)
-	if err != nil {
-		return nil, err
-	}
-	var rows []struct {
-		ID     string `db:"id"`
-		PoolID string `db:"pool_id"`
-	}
-	if err := sqlx.SelectContext(ctx, s.db, &rows, query, args...); err != nil {
-		return nil, classify(fmt.Errorf("units of %d pools: %w", len(pools), err))
-	}
-	out := map[string][]string{}
-	for _, r := range rows {
-		out[r.PoolID] = append(out[r.PoolID], r.ID)
-	}
-	return out, nil
-}
-
-// assign chooses, under the write's locks, a unit for each pooled item of rs, in order: the
-// first by id that is enabled, still in its pool, and fits beside what is stored, every
-// direct item of the call (those after it too) and the pooled items given a unit before it.
-// None: POOL_FULL.
-func (s *Store) assign(ctx context.Context, w *writeTx, rs []*reservation.Reservation, pooled []bool, units map[string][]string) error {
-	candidates := map[*reservation.Reservation][]*reservation.Reservation{}
-	var all []*reservation.Reservation
+// pooledKeys are the resources a pool call locks: its direct items' and p's units, sorted.
+func pooledKeys(rs []*reservation.Reservation, pooled []bool, p pick) []string {
+	var keys []string
 	for i, r := range rs {
 		if !pooled[i] {
-			continue
-		}
-		r.ResourceID = "" // a transaction run again chooses again
-		for _, u := range units[r.PoolID] {
-			if res := w.resources[u]; res != nil && !res.disabled && !res.absent && res.poolID == r.PoolID {
-				c := *r
-				c.ResourceID = u
-				candidates[r] = append(candidates[r], &c)
-				all = append(all, &c)
-			}
+			keys = append(keys, r.ResourceID)
 		}
 	}
+	for _, us := range p.units {
+		keys = append(keys, us...)
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// unassign clears the units of out's pooled items.
+func unassign(out []*reservation.Reservation, pooled []bool) {
+	for i, r := range out {
+		if pooled[i] {
+			r.ResourceID = ""
+		}
+	}
+}
+
+// poolUnits reads, without locks, the units of the pools, by id, and their rows.
+func (s *Store) poolUnits(ctx context.Context, pools []string) (map[string][]string, map[string]*resource, error) {
+	query, args, err := sqlx.In(sqlPoolUnits, pools)
+	if err != nil {
+		return nil, nil, err
+	}
+	var rows []struct {
+		ID       string `db:"id"`
+		PoolID   string `db:"pool_id"`
+		MaxSpan  int64  `db:"max_span_us"`
+		Capacity int    `db:"capacity"`
+		Disabled bool   `db:"disabled"`
+	}
+	if err := sqlx.SelectContext(ctx, s.db, &rows, query, args...); err != nil {
+		return nil, nil, classify(fmt.Errorf("units of %d pools: %w", len(pools), err))
+	}
+	units := map[string][]string{}
+	resources := make(map[string]*resource, len(rows))
+	for _, r := range rows {
+		units[r.PoolID] = append(units[r.PoolID], r.ID)
+		resources[r.ID] = &resource{maxSpan: time.Duration(r.MaxSpan) * time.Microsecond, capacity: max(r.Capacity, 1), disabled: r.Disabled, poolID: r.PoolID}
+	}
+	return units, resources, nil
+}
+
+// assign chooses, under the write's locks, a unit of p for each pooled item of rs
+// (chooseUnits).
+func (s *Store) assign(ctx context.Context, w *writeTx, rs []*reservation.Reservation, pooled []bool, p pick) error {
+	candidates, all := candidatesOf(rs, pooled, p.units, w.resources)
 	stored := blockers{}
 	if len(all) > 0 {
 		var err error
@@ -151,6 +253,39 @@ func (s *Store) assign(ctx context.Context, w *writeTx, rs []*reservation.Reserv
 			return err
 		}
 	}
+	return chooseUnits(rs, pooled, candidates, stored, w.capacity, nil, p.all)
+}
+
+// candidatesOf pairs each pooled item of rs with a copy of it on each unit of its pool in
+// units that resources says is enabled and in the pool, by id, and returns all the copies
+// too. It clears the items' units: a transaction run again chooses again.
+func candidatesOf(rs []*reservation.Reservation, pooled []bool, units map[string][]string, resources map[string]*resource) (map[*reservation.Reservation][]*reservation.Reservation, []*reservation.Reservation) {
+	candidates := map[*reservation.Reservation][]*reservation.Reservation{}
+	var all []*reservation.Reservation
+	for i, r := range rs {
+		if !pooled[i] {
+			continue
+		}
+		r.ResourceID = ""
+		for _, u := range units[r.PoolID] {
+			if res := resources[u]; res != nil && !res.disabled && !res.absent && res.poolID == r.PoolID {
+				c := *r
+				c.ResourceID = u
+				candidates[r] = append(candidates[r], &c)
+				all = append(all, &c)
+			}
+		}
+	}
+	return candidates, all
+}
+
+// chooseUnits gives each pooled item of rs, in order, the unit of its first candidate that
+// fits beside what is stored there, others (written earlier in the same transaction, by
+// resource), every direct item of the call (those after it too) and the pooled items given
+// a unit before it, and notes in stored what is in its way there. None: POOL_FULL when the
+// candidates are every unit of the pool (all), errUnitsGone otherwise.
+func chooseUnits(rs []*reservation.Reservation, pooled []bool, candidates map[*reservation.Reservation][]*reservation.Reservation,
+	stored blockers, capacity func(string) int, others map[string][]*reservation.Reservation, all bool) error {
 	// Every direct item of the call is in the way, wherever it stands in the call, and so is
 	// each pooled item once it has its unit; those to come have none yet.
 	var placed []*reservation.Reservation
@@ -164,13 +299,17 @@ func (s *Store) assign(ctx context.Context, w *writeTx, rs []*reservation.Reserv
 			continue
 		}
 		for _, c := range candidates[r] {
-			held := append(slices.Clone(stored[c]), placed...)
-			if reservation.Fits(c, w.capacity(c.ResourceID), held) {
+			held := append(append(slices.Clone(stored[c]), placed...), others[c.ResourceID]...)
+			if reservation.Fits(c, capacity(c.ResourceID), held) {
 				r.ResourceID = c.ResourceID
+				stored[r] = stored[c]
 				break
 			}
 		}
 		if r.ResourceID == "" {
+			if !all {
+				return errUnitsGone
+			}
 			return reservation.PoolFull(i, r)
 		}
 		placed = append(placed, r)

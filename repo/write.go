@@ -121,24 +121,30 @@ func lockResources(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time
 }
 
 // findInTheWay finds the stored reservations that overlap each of rs at the write's time.
-// One statement reads one range of the (resource_id, start_at) index per item, from the
-// item's start minus its resource's longest span to its end. Should an item meet so many that
-// the statement's limit cuts the answer short, a statement with a limit per item answers
-// instead. When an item's resource has a capacity above 1, the statement has no limit: the
-// peak concurrency over its window needs every reservation that overlaps it.
 func (w *writeTx) findInTheWay(ctx context.Context, rs []*reservation.Reservation) (blockers, error) {
-	each := w.s.opts.MaxConflicts + 1
+	return findInTheWay(ctx, w.tx, w.s.opts.MaxConflicts, w.resources, w.now, rs)
+}
+
+// findInTheWay finds the stored reservations, read through q, that overlap each of rs at now,
+// their resources being as resources says. One statement reads one range of the
+// (resource_id, start_at) index per item, from the item's start minus its resource's longest
+// span to its end. Should an item meet so many that the statement's limit (maxConflicts+1 per
+// item) cuts the answer short, a statement with a limit per item answers instead. When an
+// item's resource has a capacity above 1, the statement has no limit: the peak concurrency
+// over its window needs every reservation that overlaps it.
+func findInTheWay(ctx context.Context, q sqlx.QueryerContext, maxConflicts int, resources map[string]*resource, now time.Time, rs []*reservation.Reservation) (blockers, error) {
+	each := maxConflicts + 1
 	unlimited := false
 	for _, r := range rs {
-		if w.resources[r.ResourceID].capacity > 1 {
+		if resources[r.ResourceID].capacity > 1 {
 			unlimited = true
 		}
 	}
 	ranges := make([]string, len(rs))
-	args := []any{w.now}
+	args := []any{now}
 	for i, r := range rs {
 		ranges[i] = "(resource_id = ? AND start_at >= ? AND start_at < ? AND end_at > ?)"
-		args = append(args, r.ResourceID, r.Start.Add(-w.resources[r.ResourceID].maxSpan), r.End, r.Start)
+		args = append(args, r.ResourceID, r.Start.Add(-resources[r.ResourceID].maxSpan), r.End, r.Start)
 	}
 	limit := each * len(rs)
 	query := sqlInTheWay + notLapsed("") + " AND (" + strings.Join(ranges, " OR ") + ") ORDER BY resource_id, start_at, id"
@@ -148,14 +154,14 @@ func (w *writeTx) findInTheWay(ctx context.Context, rs []*reservation.Reservatio
 		query += " LIMIT ?"
 		args = append(args, limit)
 	}
-	found, err := selectRows(ctx, w.tx, query, args...)
+	found, err := selectRows(ctx, q, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("overlap check of %d reservations: %w", len(rs), err)
 	}
 	if len(found) == limit {
-		query, args := overlapQuery(rs, w.now, each, true)
+		query, args := overlapQuery(rs, now, each, true)
 		var rows []overlapRow
-		if err := w.tx.SelectContext(ctx, &rows, query, args...); err != nil {
+		if err := sqlx.SelectContext(ctx, q, &rows, query, args...); err != nil {
 			return nil, fmt.Errorf("overlap check of %d reservations: %w", len(rs), err)
 		}
 		return byItem(rs, rows), nil
