@@ -22,8 +22,10 @@ type readBack struct {
 	running int        // statements being run
 }
 
-// readsInFlight bounds the statements readBack runs at once.
-const readsInFlight = 4
+// readsInFlight bounds the statements readBack runs at once. Fewer statements in flight means
+// more calls share each one: on rsvbench hot (16 clients), 2 gave 2,229–2,282 refusals/s where
+// 4 gave 1,823–1,924, in one sitting (BENCHMARKS.md).
+const readsInFlight = 2
 
 type readBatch struct {
 	ids  map[string]bool
