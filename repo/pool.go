@@ -279,40 +279,70 @@ func candidatesOf(rs []*reservation.Reservation, pooled []bool, units map[string
 	return candidates, all
 }
 
-// chooseUnits gives each pooled item of rs, in order, the unit of its first candidate that
+// maxUnitChoices bounds the fit checks one chooseUnits makes. A call's pooled items are few
+// and a pool's units tens, so a search that runs out of it is a batch asking for much of a
+// large pool; it is answered as if no assignment fitted.
+const maxUnitChoices = 10_000
+
+// chooseUnits gives each pooled item of rs a unit among its candidates such that every item
 // fits beside what is stored there, others (written earlier in the same transaction, by
-// resource), every direct item of the call (those after it too) and the pooled items given
-// a unit before it, and notes in stored what is in its way there. None: POOL_FULL when the
-// candidates are every unit of the pool (all), errUnitsGone otherwise.
+// resource), every direct item of the call and the other pooled items. Of the assignments
+// that fit it takes the first in the candidates' order, item by item: a lone pooled item gets
+// its first candidate that fits, and a batch's first item gives up its first choice only
+// when the items after it could not all be placed otherwise. It notes in stored what is in
+// each item's way at its unit. None fits: POOL_FULL, naming the item the search could not
+// get past, when the candidates are every unit of the pool (all); errUnitsGone otherwise.
 func chooseUnits(rs []*reservation.Reservation, pooled []bool, candidates map[*reservation.Reservation][]*reservation.Reservation,
 	stored blockers, capacity func(string) int, others map[string][]*reservation.Reservation, all bool) error {
 	// Every direct item of the call is in the way, wherever it stands in the call, and so is
 	// each pooled item once it has its unit; those to come have none yet.
-	var placed []*reservation.Reservation
-	for i, r := range rs {
-		if !pooled[i] {
-			placed = append(placed, r)
+	var placed, items []int
+	for i := range rs {
+		if pooled[i] {
+			items = append(items, i)
+			rs[i].ResourceID = ""
+		} else {
+			placed = append(placed, i)
 		}
 	}
-	for i, r := range rs {
-		if !pooled[i] {
-			continue
+	checks, stuck := 0, 0 // stuck: the furthest item, in items, that found no unit
+	var place func(k int) bool
+	place = func(k int) bool {
+		if k == len(items) {
+			return true
 		}
+		r := rs[items[k]]
 		for _, c := range candidates[r] {
-			held := append(append(slices.Clone(stored[c]), placed...), others[c.ResourceID]...)
-			if reservation.Fits(c, capacity(c.ResourceID), held) {
-				r.ResourceID = c.ResourceID
-				stored[r] = stored[c]
-				break
+			if checks++; checks > maxUnitChoices {
+				return false
 			}
-		}
-		if r.ResourceID == "" {
-			if !all {
-				return errUnitsGone
+			held := append(slices.Clone(stored[c]), others[c.ResourceID]...)
+			for _, j := range placed {
+				held = append(held, rs[j])
 			}
-			return reservation.PoolFull(i, r)
+			if !reservation.Fits(c, capacity(c.ResourceID), held) {
+				continue
+			}
+			r.ResourceID = c.ResourceID
+			stored[r] = stored[c]
+			placed = append(placed, items[k])
+			if place(k + 1) {
+				return true
+			}
+			placed = placed[:len(placed)-1]
+			r.ResourceID = ""
 		}
-		placed = append(placed, r)
+		stuck = max(stuck, k)
+		return false
 	}
-	return nil
+	if place(0) {
+		return nil
+	}
+	for _, i := range items {
+		rs[i].ResourceID = ""
+	}
+	if !all {
+		return errUnitsGone
+	}
+	return reservation.PoolFull(items[stuck], rs[items[stuck]])
 }

@@ -103,3 +103,47 @@ func TestPoolAssignsUnitsInOrder(t *testing.T) {
 		t.Errorf("a pool with no units: %v, want POOL_FULL", err)
 	}
 }
+
+// TestPoolBatchFindsAnAssignment: a batch of several pooled items gets units that fit all of
+// them when some do, even where giving each item, in turn, its first unit that fits would not.
+// room-2 is taken from 12:00 to 13:00. A short stay (10–11) fits both rooms and a long one
+// (10–13) only room-1: the short stay must give room-1 up. Three stays that overlap on a pool
+// of two rooms are refused with POOL_FULL, naming the item that could not be placed, and
+// write nothing.
+func TestPoolBatchFindsAnAssignment(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, _ := repotest.NewDB(t)
+	s := repo.New(db, repo.Options{})
+	for _, id := range []string{"room-1", "room-2"} {
+		if _, err := s.PutResource(ctx, &reservation.Resource{ID: id, PoolID: "twin"}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Reserve(ctx, reservation.Book(window("room-2", 12, 13))); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Reserve(ctx, reservation.Book(poolBooking("twin", 10, 11), poolBooking("twin", 10, 13)))
+	if err != nil {
+		t.Fatalf("a short and a long stay that fit room-2 and room-1: %v", err)
+	}
+	if out[0].ResourceID != "room-2" || out[1].ResourceID != "room-1" {
+		t.Errorf("units %s, %s; want room-2 for the short stay and room-1 for the long one", out[0].ResourceID, out[1].ResourceID)
+	}
+	// The order of the items does not matter when one assignment fits.
+	out, err = s.Reserve(ctx, reservation.Book(poolBooking("twin", 20, 23), poolBooking("twin", 20, 21)))
+	if err != nil || out[0].ResourceID != "room-1" || out[1].ResourceID != "room-2" {
+		t.Fatalf("two evening stays on a free pool: %v, %v; want room-1 then room-2", out, err)
+	}
+	_, err = s.Reserve(ctx, reservation.Book(poolBooking("twin", 30, 32), poolBooking("twin", 31, 33), poolBooking("twin", 31, 32)))
+	var e *reservation.Error
+	if !errors.As(err, &e) || e.Reason != reservation.ReasonPoolFull || e.Metadata["item"] != "2" {
+		t.Fatalf("three overlapping stays on two rooms: %v, want POOL_FULL naming item 2", err)
+	}
+	if n := count(t, db, "SELECT COUNT(*) FROM reservations"); n != 5 {
+		t.Errorf("%d reservations stored, want 5 (nothing of the refused batch)", n)
+	}
+	if o := repotest.Overlaps(t, db); o != 0 {
+		t.Errorf("%d overlapping pairs", o)
+	}
+}
