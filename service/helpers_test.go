@@ -59,6 +59,22 @@ func startReplica(t testing.TB, db *sqlx.DB, locker reservation.Locker) *replica
 	return startReplicaWith(t, db, locker, queue.Options{})
 }
 
+// replicasOn starts n replicas on the database dsn, each with its own connection pool and the
+// locker newLocker makes: many replicas of one service.
+func replicasOn(t testing.TB, dsn string, n int, newLocker func() reservation.Locker) []*replica {
+	t.Helper()
+	var replicas []*replica
+	for range n {
+		pool, err := repo.Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pool.Close() })
+		replicas = append(replicas, startReplica(t, pool, newLocker()))
+	}
+	return replicas
+}
+
 func startReplicaWith(t testing.TB, db *sqlx.DB, locker reservation.Locker, feedOpts queue.Options) *replica {
 	t.Helper()
 	feedOpts.Logger = quiet

@@ -21,7 +21,6 @@ import (
 	"reservation"
 	"reservation/lock/locktest"
 	pb "reservation/proto/reservation/v1"
-	"reservation/repo"
 	"reservation/repo/repotest"
 	"reservation/service"
 )
@@ -43,15 +42,7 @@ func TestPoolAcrossReplicas(t *testing.T) {
 			t.Parallel()
 			db, dsn := repotest.NewDB(t)
 			prefix := locktest.Prefix(t, locktest.Client(t))
-			var replicas []*replica
-			for range 3 {
-				pool, err := repo.Open(context.Background(), dsn)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { pool.Close() })
-				replicas = append(replicas, startReplica(t, pool, newLocker(t, prefix)))
-			}
+			replicas := replicasOn(t, dsn, 3, func() reservation.Locker { return newLocker(t, prefix) })
 			for _, u := range units {
 				if _, err := replicas[0].client.PutResource(ctxFor(t), &pb.PutResourceRequest{Resource: &pb.Resource{Id: u, PoolId: "level-1"}}); err != nil {
 					t.Fatal(err)
