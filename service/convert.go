@@ -76,6 +76,19 @@ func (check *fieldCheck) id(field, s string) string {
 	return u.String()
 }
 
+// pageSize reads a list's page_size: 0 means defaultPageSize, and more than maxPageSize is
+// cut to it, as AIP-158 allows.
+func (check *fieldCheck) pageSize(n int32) int {
+	switch {
+	case n < 0:
+		check.Add("page_size", fmt.Sprintf("must not be negative, got %d", n))
+		return 0
+	case n == 0:
+		return defaultPageSize
+	}
+	return min(int(n), maxPageSize)
+}
+
 // merge adds the violations of a domain check, naming fields under prefix, except for fields
 // already reported while translating.
 func (check *fieldCheck) merge(prefix string, err error) {

@@ -85,15 +85,7 @@ func (s *Server) ListResources(ctx context.Context, req *pb.ListResourcesRequest
 	if f.PoolID != "" {
 		check.ID("pool_id", f.PoolID)
 	}
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		check.Add("page_size", fmt.Sprintf("must not be negative, got %d", size))
-	case size == 0:
-		size = defaultPageSize
-	case size > maxPageSize:
-		size = maxPageSize
-	}
+	size := check.pageSize(req.GetPageSize())
 	if t := req.GetPageToken(); t != "" {
 		after, err := base64.RawURLEncoding.DecodeString(t)
 		if err != nil || len(after) == 0 || len(after) > reservation.MaxIDLen {

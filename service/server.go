@@ -261,15 +261,7 @@ func (s *Server) Filter(ctx context.Context, req *pb.FilterRequest) (*pb.FilterR
 	if err := restrict(ctx, &f); err != nil {
 		return nil, s.status(ctx, err)
 	}
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		check.Add("page_size", fmt.Sprintf("must not be negative, got %d", size))
-	case size == 0:
-		size = defaultPageSize
-	case size > maxPageSize:
-		size = maxPageSize
-	}
+	size := check.pageSize(req.GetPageSize())
 	if t := req.GetPageToken(); t != "" {
 		if f.After, _ = decodeToken(&f, t); f.After == nil {
 			check.Add("page_token", "is malformed or belongs to another filter: pass next_page_token unchanged, with the same filter")
