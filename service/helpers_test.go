@@ -79,6 +79,9 @@ func startReplicaWith(t testing.TB, db *sqlx.DB, locker reservation.Locker, feed
 	t.Helper()
 	feedOpts.Logger = quiet
 	if feedOpts.PollInterval == 0 {
+		// The feed polls and stamps every 5ms, not every default interval, so that the Listen
+		// tests see a change in milliseconds; rsvbench's TestWorkloads, cmd/reservationd's
+		// tests and the chaos suite run the feed with its defaults.
 		feedOpts.PollInterval, feedOpts.StampInterval = 5*time.Millisecond, 5*time.Millisecond
 	}
 	// As reservationd runs it, with a cache of committed reservations following the feed;
