@@ -62,14 +62,16 @@ func within(t *testing.T, page context.Context, d time.Duration, what, cond stri
 	t.Helper()
 	start := time.Now()
 	for {
+		// An evaluation that fails (the page between two documents, say) counts as not yet;
+		// its error is reported if the condition never holds.
 		ok, err := chromedp.Run(page, chromedp.Evaluate[bool](cond))
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if ok {
+		if err == nil && ok {
 			return time.Since(start)
 		}
 		if time.Since(start) > d {
+			if err != nil {
+				t.Fatalf("%s: not within %s: %v", what, d, err)
+			}
 			state, err := chromedp.Run(page, chromedp.Evaluate[string](`JSON.stringify({conn: document.getElementById('conn').textContent,
 				message: document.getElementById('message').textContent, bars: document.querySelectorAll('.bar').length,
 				dialogs: [...document.querySelectorAll('dialog[open]')].map((d) => d.id), errors: [...document.querySelectorAll('.field-error:not([hidden])')].map((e) => e.id + ": " + e.textContent),
@@ -278,7 +280,13 @@ func TestTimelinePageSignsInAndScales(t *testing.T) {
 	if err := chromedp.Do(page, chromedp.Navigate("http://"+d.http+"/?view=week&start=2030-03-04")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`sessionStorage.setItem('token', 'desk-secret'); location.reload(); true`)); err != nil {
+	// Reload through the browser, which waits for the new page: a reload from script returned
+	// at once, and the next evaluation ran into the navigation ("Inspected target navigated
+	// or closed", seen under CI load).
+	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`sessionStorage.setItem('token', 'desk-secret'); true`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(page, chromedp.Reload()); err != nil {
 		t.Fatal(err)
 	}
 	within(t, page, pageWait, "50 resources and 500 bookings drawn", `document.querySelectorAll('.row').length === 50 && document.querySelectorAll('.bar').length === 500`)
