@@ -16,6 +16,9 @@ type Booking struct {
 	// RequestID, when not empty, makes the call idempotent: a retry with the same id and the
 	// same parameters gets the first call's outcome, and nothing is written again.
 	RequestID string
+	// Actor is who makes the booking, as History records it; "" records each reservation's
+	// user. It is not one of the parameters a retry must repeat.
+	Actor string
 }
 
 // Book is the Booking of rs, with no hold and no request id.

@@ -16,7 +16,7 @@ type Op int
 // The ops, numbered as on the wire.
 const (
 	OpCreate Op = 1
-	OpUpdate Op = 2 // confirm or note
+	OpUpdate Op = 2 // confirm, note or move
 	OpDelete Op = 3 // cancel
 )
 
@@ -34,7 +34,14 @@ type Change struct {
 	// every replica unchanged: with the reservation's id and the op it tells this change from
 	// another one that a different history gave the same Seq (see FeedCursor).
 	RowID int64
+	// Actor is who made the change (Ref.Actor; the reservation's user with auth off;
+	// ActorSystem for a hold that lapsed), and Reason why, as the request said.
+	Actor  string
+	Reason string
 }
+
+// ActorSystem is the actor of the changes the service makes itself: a hold that lapsed.
+const ActorSystem = "system"
 
 // Fingerprint names the change apart from its seq: a hash of its row id, op and reservation
 // id. Two histories that gave one seq to different changes give it different fingerprints.

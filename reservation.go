@@ -72,6 +72,8 @@ type Reservation struct {
 	// PoolID is the pool of the resource when the reservation was made. In a new reservation
 	// with no ResourceID, it asks for any free unit of that pool.
 	PoolID string
+	// SeriesID names the series ReserveSeries made the reservation in; "" for none.
+	SeriesID string
 }
 
 // Expired reports whether r is a hold that has lapsed at now.
@@ -129,6 +131,11 @@ type Ref struct {
 	ID      string
 	Version int64
 	Owner   string
+	// Actor is who makes the change, as History and the feed record it: the authenticated
+	// user; "" (auth off) records the reservation's user.
+	Actor string
+	// Reason is why, as the request gave it; "" for none.
+	Reason string
 }
 
 // Owns is the ownership rule: a caller limited to owner finds, and may change, a reservation
@@ -184,8 +191,9 @@ type Service interface {
 	Reserve(ctx context.Context, b Booking) ([]*Reservation, error)
 	// Confirm turns a PENDING reservation into a CONFIRMED one; a CONFIRMED one comes back unchanged.
 	Confirm(ctx context.Context, ref Ref) (*Reservation, error)
-	// Update replaces the note.
-	Update(ctx context.Context, ref Ref, note string) (*Reservation, error)
+	// Update changes what e names: the note, or the window and resource (a move, all or
+	// nothing: ECONFLICT naming what is in the way of the new window, and nothing changed).
+	Update(ctx context.Context, ref Ref, e Edit) (*Reservation, error)
 	// Cancel removes a reservation, freeing its window, and returns what was removed.
 	Cancel(ctx context.Context, ref Ref) (*Reservation, error)
 	// Get returns one reservation by id.

@@ -23,6 +23,19 @@ type Resource struct {
 	Version     int64 // 1 when created, bumped by every Put
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	Rules
+}
+
+// Rules are a resource's buffers and booking rules; the zero value has none.
+type Rules struct {
+	// BufferBefore and BufferAfter widen the window a reservation blocks (turnaround): it
+	// blocks [Start-BufferBefore, End+BufferAfter). The stored window is the booked one.
+	BufferBefore, BufferAfter time.Duration
+	// MinDuration and MaxDuration bound a reservation's length; 0 is no bound.
+	MinDuration, MaxDuration time.Duration
+	// MinNotice makes a start at least now plus it; MaxAdvance at most now plus it. 0 is no rule.
+	// BLOCKED reservations are exempt from both.
+	MinNotice, MaxAdvance time.Duration
 }
 
 // Limits of a resource's descriptive fields.

@@ -146,7 +146,7 @@ func TestChangesCarryTheRowAsOfTheChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noted, err := r.store.Update(ctx, reservation.Ref{ID: made.ID}, "late check-in")
+	noted, err := r.store.Update(ctx, reservation.Ref{ID: made.ID}, reservation.SetNote("late check-in"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func TestHoldLapsesAtItsExpiry(t *testing.T) {
 	if _, err := s.Confirm(ctx, reservation.Ref{ID: hold.ID}); reservation.ErrorCode(err) != reservation.ESTATE {
 		t.Fatalf("confirm at the expiry: %v, want ESTATE", err)
 	}
-	if _, err := s.Update(ctx, reservation.Ref{ID: hold.ID}, "n"); reservation.ErrorCode(err) != reservation.ESTATE {
+	if _, err := s.Update(ctx, reservation.Ref{ID: hold.ID}, reservation.SetNote("n")); reservation.ErrorCode(err) != reservation.ESTATE {
 		t.Fatalf("update at the expiry: %v, want ESTATE", err)
 	}
 	found, err := s.Find(ctx, reservation.Filter{ResourceID: "room"})

@@ -15,7 +15,7 @@ import (
 )
 
 // columns are the reservations columns, in the order row scans them.
-const columns = "id, user_id, resource_id, status, start_at, end_at, note, created_at, updated_at, version, expires_at, pool_id"
+const columns = "id, user_id, resource_id, status, start_at, end_at, note, created_at, updated_at, version, expires_at, pool_id, series_id"
 
 // row is a reservations row. Its JSON form is the snapshot stored with each change.
 type row struct {
@@ -31,10 +31,11 @@ type row struct {
 	Version    int64      `db:"version" json:"version"`
 	ExpiresAt  *time.Time `db:"expires_at" json:"expires_at,omitempty"`
 	PoolID     string     `db:"pool_id" json:"pool_id,omitempty"`
+	SeriesID   string     `db:"series_id" json:"series_id,omitempty"`
 }
 
 func toRow(r *reservation.Reservation) row {
-	w := row{r.ID, r.UserID, r.ResourceID, int(r.Status), r.Start, r.End, r.Note, r.CreatedAt, r.UpdatedAt, r.Version, nil, r.PoolID}
+	w := row{r.ID, r.UserID, r.ResourceID, int(r.Status), r.Start, r.End, r.Note, r.CreatedAt, r.UpdatedAt, r.Version, nil, r.PoolID, r.SeriesID}
 	if !r.ExpiresAt.IsZero() {
 		w.ExpiresAt = &r.ExpiresAt
 	}
@@ -45,7 +46,7 @@ func (w *row) reservation() *reservation.Reservation {
 	r := &reservation.Reservation{
 		ID: w.ID, UserID: w.UserID, ResourceID: w.ResourceID, Status: reservation.Status(w.Status),
 		Start: w.Start.UTC(), End: w.End.UTC(), Note: w.Note,
-		CreatedAt: w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(), Version: w.Version, PoolID: w.PoolID,
+		CreatedAt: w.CreatedAt.UTC(), UpdatedAt: w.UpdatedAt.UTC(), Version: w.Version, PoolID: w.PoolID, SeriesID: w.SeriesID,
 	}
 	if w.ExpiresAt != nil {
 		r.ExpiresAt = w.ExpiresAt.UTC()
@@ -54,7 +55,7 @@ func (w *row) reservation() *reservation.Reservation {
 }
 
 func (w *row) args() []any {
-	return []any{w.ID, w.UserID, w.ResourceID, w.Status, w.Start, w.End, w.Note, w.CreatedAt, w.UpdatedAt, w.Version, w.ExpiresAt, w.PoolID}
+	return []any{w.ID, w.UserID, w.ResourceID, w.Status, w.Start, w.End, w.Note, w.CreatedAt, w.UpdatedAt, w.Version, w.ExpiresAt, w.PoolID, w.SeriesID}
 }
 
 // notLapsed is the condition that leaves out holds lapsed at its argument, on the reservations

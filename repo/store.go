@@ -419,13 +419,19 @@ func (s *Store) Confirm(ctx context.Context, ref reservation.Ref) (*reservation.
 	})
 }
 
-// Update replaces the note of a reservation that is not a lapsed hold.
-func (s *Store) Update(ctx context.Context, ref reservation.Ref, note string) (*reservation.Reservation, error) {
+// Update changes what e names: a move (move.go) when it names the window or the resource,
+// else the note of a reservation that is not a lapsed hold.
+func (s *Store) Update(ctx context.Context, ref reservation.Ref, e reservation.Edit) (*reservation.Reservation, error) {
+	if e.Moves() {
+		return s.move(ctx, ref, e)
+	}
 	return s.modify(ctx, ref, func(r *reservation.Reservation, now time.Time) (reservation.Op, error) {
 		if r.Expired(now) {
 			return 0, lapsed(r)
 		}
-		r.Note = note
+		if e.Note != nil {
+			r.Note = *e.Note
+		}
 		return reservation.OpUpdate, nil
 	})
 }

@@ -273,12 +273,12 @@ func record(resources map[string]*resource, changes []change, now time.Time) ([]
 // insertReservations returns the statement that inserts rs.
 func insertReservations(rs []*reservation.Reservation) stmt {
 	query := sqlInsert
-	args := make([]any, 0, 12*len(rs))
+	args := make([]any, 0, 13*len(rs))
 	for i, r := range rs {
 		if i > 0 {
 			query += ", "
 		}
-		query += "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		query += "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 		w := toRow(r)
 		args = append(args, w.args()...)
 	}

@@ -22,6 +22,15 @@ func owner(ctx context.Context) string {
 	return ""
 }
 
+// actor is who makes a change, as History records it: the authenticated user (an admin
+// included); "" with auth off, which records the reservation's user.
+func actor(ctx context.Context) string {
+	if c, ok := reservation.CallerFrom(ctx); ok {
+		return c.UserID
+	}
+	return ""
+}
+
 // claim makes a new reservation the caller's when it names no user, and refuses what the
 // caller may not book.
 func claim(ctx context.Context, in *pb.Reservation) error {

@@ -52,14 +52,72 @@ type refRequest interface {
 	GetExpectedVersion() int64
 }
 
-// ref translates the reservation a write is for, the version it expects, if any, and whose
-// it must be.
+// ref translates the reservation a write is for, the version it expects, if any, whose it
+// must be, who makes the change and why (a request with a reason field).
 func (check *fieldCheck) ref(ctx context.Context, req refRequest) reservation.Ref {
 	v := req.GetExpectedVersion()
 	if v < 0 {
 		check.Add("expected_version", fmt.Sprintf("must not be negative, got %d", v))
 	}
-	return reservation.Ref{ID: check.id("id", req.GetId()), Version: v, Owner: owner(ctx)}
+	ref := reservation.Ref{ID: check.id("id", req.GetId()), Version: v, Owner: owner(ctx), Actor: actor(ctx)}
+	if r, ok := req.(interface{ GetReason() string }); ok {
+		ref.Reason = r.GetReason()
+		check.Note("reason", ref.Reason)
+	}
+	return ref
+}
+
+// The paths of UpdateRequest.update_mask.
+const (
+	pathNote       = "note"
+	pathStart      = "start"
+	pathEnd        = "end"
+	pathResourceID = "resource_id"
+)
+
+// edit translates what an Update changes: the note alone when the mask is empty, as before
+// masks; otherwise each path the mask names, whose field must then be set (a note may be "").
+func (check *fieldCheck) edit(req *pb.UpdateRequest) reservation.Edit {
+	paths := req.GetUpdateMask().GetPaths()
+	if len(paths) == 0 {
+		note := req.GetNote()
+		check.Note("note", note)
+		return reservation.Edit{Note: &note}
+	}
+	var e reservation.Edit
+	seen := map[string]bool{}
+	for _, p := range paths {
+		if seen[p] {
+			check.Add("update_mask", fmt.Sprintf("names %q twice", clip(p)))
+			continue
+		}
+		seen[p] = true
+		switch p {
+		case pathNote:
+			note := req.GetNote()
+			check.Note("note", note)
+			e.Note = &note
+		case pathStart:
+			e.Start = check.time("start", req.GetStart())
+			if req.GetStart() == nil {
+				check.Add("start", "is required when update_mask names it")
+			}
+		case pathEnd:
+			e.End = check.time("end", req.GetEnd())
+			if req.GetEnd() == nil {
+				check.Add("end", "is required when update_mask names it")
+			}
+		case pathResourceID:
+			e.ResourceID = req.GetResourceId()
+			check.ID("resource_id", e.ResourceID)
+		default:
+			check.Add("update_mask", fmt.Sprintf("unknown path %q: the paths are note, start, end and resource_id", clip(p)))
+		}
+	}
+	if !e.Start.IsZero() && !e.End.IsZero() && !e.Start.Before(e.End) && !check.has("start") && !check.has("end") {
+		check.Add("end", fmt.Sprintf("must be after start (%s), got %s", reservation.FormatTime(e.Start), reservation.FormatTime(e.End)))
+	}
+	return e
 }
 
 // id parses a reservation id, a UUID, into its canonical form.
@@ -131,6 +189,7 @@ func toProto(r *reservation.Reservation) *pb.Reservation {
 		Version:    r.Version,
 		ExpiresAt:  timestampOrNil(r.ExpiresAt),
 		PoolId:     r.PoolID,
+		SeriesId:   r.SeriesID,
 	}
 }
 
@@ -148,5 +207,7 @@ func toListenResponse(c *reservation.Change) *pb.ListenResponse {
 		Reservation: toProto(c.Reservation),
 		CommittedAt: timestamppb.New(c.CommittedAt),
 		Cursor:      c.Cursor().String(),
+		Actor:       c.Actor,
+		Reason:      c.Reason,
 	}
 }

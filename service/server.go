@@ -134,7 +134,7 @@ type bookingRequest interface {
 
 // booking translates and checks the request id and hold of a Reserve call.
 func (s *Server) booking(ctx context.Context, check *fieldCheck, rs []*reservation.Reservation, req bookingRequest) reservation.Booking {
-	b := reservation.Booking{Reservations: rs, RequestID: req.GetRequestId(), Hold: check.duration("hold", req.GetHold())}
+	b := reservation.Booking{Reservations: rs, RequestID: req.GetRequestId(), Hold: check.duration("hold", req.GetHold()), Actor: actor(ctx)}
 	check.merge("", b.Validate(s.opts.MinHold, s.opts.MaxHold))
 	if req.GetHold() != nil && b.Hold == 0 && !check.has("hold") {
 		check.Add("hold", fmt.Sprintf("must be between %s and %s, got 0s", s.opts.MinHold, s.opts.MaxHold))
@@ -183,14 +183,16 @@ func (s *Server) Confirm(ctx context.Context, req *pb.ConfirmRequest) (*pb.Confi
 	return &pb.ConfirmResponse{Reservation: toProto(r)}, nil
 }
 
+// Update changes the note, or moves the reservation when update_mask names start, end or
+// resource_id.
 func (s *Server) Update(ctx context.Context, req *pb.UpdateRequest) (*pb.UpdateResponse, error) {
 	var check fieldCheck
 	ref := check.ref(ctx, req)
-	check.Note("note", req.GetNote())
+	e := check.edit(req)
 	if err := check.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
-	r, err := s.svc.Update(ctx, ref, req.GetNote())
+	r, err := s.svc.Update(ctx, ref, e)
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}

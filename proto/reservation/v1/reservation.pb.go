@@ -13,6 +13,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -130,6 +131,55 @@ func (ReservationUpdateType) EnumDescriptor() ([]byte, []int) {
 	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{1}
 }
 
+type SeriesMode int32
+
+const (
+	SeriesMode_SERIES_MODE_UNKNOWN        SeriesMode = 0 // ALL_OR_NOTHING
+	SeriesMode_SERIES_MODE_ALL_OR_NOTHING SeriesMode = 1 // every occurrence, or none
+	SeriesMode_SERIES_MODE_SKIP_CONFLICTS SeriesMode = 2 // the free occurrences; the others come back as skipped
+)
+
+// Enum value maps for SeriesMode.
+var (
+	SeriesMode_name = map[int32]string{
+		0: "SERIES_MODE_UNKNOWN",
+		1: "SERIES_MODE_ALL_OR_NOTHING",
+		2: "SERIES_MODE_SKIP_CONFLICTS",
+	}
+	SeriesMode_value = map[string]int32{
+		"SERIES_MODE_UNKNOWN":        0,
+		"SERIES_MODE_ALL_OR_NOTHING": 1,
+		"SERIES_MODE_SKIP_CONFLICTS": 2,
+	}
+)
+
+func (x SeriesMode) Enum() *SeriesMode {
+	p := new(SeriesMode)
+	*p = x
+	return p
+}
+
+func (x SeriesMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SeriesMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_reservation_v1_reservation_proto_enumTypes[2].Descriptor()
+}
+
+func (SeriesMode) Type() protoreflect.EnumType {
+	return &file_reservation_v1_reservation_proto_enumTypes[2]
+}
+
+func (x SeriesMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SeriesMode.Descriptor instead.
+func (SeriesMode) EnumDescriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{2}
+}
+
 // A booking of one resource for the half-open window [start, end).
 type Reservation struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -146,7 +196,9 @@ type Reservation struct {
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	Version   int64                  `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
 	// The pool of the resource when the reservation was made; "" for none.
-	PoolId        string `protobuf:"bytes,12,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	PoolId string `protobuf:"bytes,12,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	// The series the reservation was made in by ReserveSeries; "" for none.
+	SeriesId      string `protobuf:"bytes,13,opt,name=series_id,json=seriesId,proto3" json:"series_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -261,6 +313,13 @@ func (x *Reservation) GetVersion() int64 {
 func (x *Reservation) GetPoolId() string {
 	if x != nil {
 		return x.PoolId
+	}
+	return ""
+}
+
+func (x *Reservation) GetSeriesId() string {
+	if x != nil {
+		return x.SeriesId
 	}
 	return ""
 }
@@ -469,13 +528,22 @@ func (x *ConfirmResponse) GetReservation() *Reservation {
 	return nil
 }
 
+// Changes what update_mask names (AIP-134): paths note, start, end and resource_id. An empty
+// mask changes the note alone. Naming start, end or resource_id moves the reservation, all or
+// nothing: its own current window never conflicts with the new one.
 type UpdateRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Note            string                 `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
 	ExpectedVersion int64                  `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	Start           *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
+	End             *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end,proto3" json:"end,omitempty"`
+	ResourceId      string                 `protobuf:"bytes,6,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	UpdateMask      *fieldmaskpb.FieldMask `protobuf:"bytes,7,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	// Why, as History and the feed record it; at most 4096 bytes.
+	Reason        string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateRequest) Reset() {
@@ -529,6 +597,41 @@ func (x *UpdateRequest) GetExpectedVersion() int64 {
 	return 0
 }
 
+func (x *UpdateRequest) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *UpdateRequest) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *UpdateRequest) GetResourceId() string {
+	if x != nil {
+		return x.ResourceId
+	}
+	return ""
+}
+
+func (x *UpdateRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+func (x *UpdateRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type UpdateResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Reservation   *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
@@ -577,8 +680,10 @@ type CancelRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	ExpectedVersion int64                  `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Why, as History and the feed record it; at most 4096 bytes.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CancelRequest) Reset() {
@@ -623,6 +728,13 @@ func (x *CancelRequest) GetExpectedVersion() int64 {
 		return x.ExpectedVersion
 	}
 	return 0
+}
+
+func (x *CancelRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 type CancelResponse struct {
@@ -1366,7 +1478,12 @@ type ListenResponse struct {
 	Reservation *Reservation           `protobuf:"bytes,3,opt,name=reservation,proto3" json:"reservation,omitempty"`
 	CommittedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
 	// Opaque: where to resume after this change (ListenRequest.resume_cursor).
-	Cursor        string `protobuf:"bytes,5,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	Cursor string `protobuf:"bytes,5,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// Who made the change: the authenticated user, or with auth off the request's user_id;
+	// "system" for a hold that lapsed.
+	Actor string `protobuf:"bytes,6,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Why, as the change's request said; "" for none.
+	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1436,21 +1553,45 @@ func (x *ListenResponse) GetCursor() string {
 	return ""
 }
 
+func (x *ListenResponse) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *ListenResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // Every RPC is also served as JSON over HTTP (the gateway on --http-addr); streams come as
 // newline-delimited JSON.
 // A resource of the catalogue: what reservations book.
 type Resource struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`                             // 1-64 bytes, as resource_id
-	PoolId        string                 `protobuf:"bytes,2,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`       // optional: the pool it belongs to (room type, parking level)
-	Capacity      int32                  `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"`                // reservations that may overlap at any instant; 0 means 1
-	TimeZone      string                 `protobuf:"bytes,4,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"` // IANA name, default "UTC": for display now, rules later
-	DisplayName   string                 `protobuf:"bytes,5,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Disabled      bool                   `protobuf:"varint,7,opt,name=disabled,proto3" json:"disabled,omitempty"` // takes no new reservations; existing ones stay
-	Version       int64                  `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`                             // 1-64 bytes, as resource_id
+	PoolId      string                 `protobuf:"bytes,2,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`       // optional: the pool it belongs to (room type, parking level)
+	Capacity    int32                  `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"`                // reservations that may overlap at any instant; 0 means 1
+	TimeZone    string                 `protobuf:"bytes,4,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"` // IANA name, default "UTC": for display now, rules later
+	DisplayName string                 `protobuf:"bytes,5,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	Labels      map[string]string      `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Disabled    bool                   `protobuf:"varint,7,opt,name=disabled,proto3" json:"disabled,omitempty"` // takes no new reservations; existing ones stay
+	Version     int64                  `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Turnaround: a reservation blocks this long before its start and after its end. The stored
+	// and displayed window is the booked one.
+	BufferBefore *durationpb.Duration `protobuf:"bytes,11,opt,name=buffer_before,json=bufferBefore,proto3" json:"buffer_before,omitempty"`
+	BufferAfter  *durationpb.Duration `protobuf:"bytes,12,opt,name=buffer_after,json=bufferAfter,proto3" json:"buffer_after,omitempty"`
+	// Booking rules: bounds of a reservation's length, and how soon (min_notice after now) and
+	// how far ahead (max_advance from now) it may start. Zero is no rule.
+	MinDuration   *durationpb.Duration `protobuf:"bytes,13,opt,name=min_duration,json=minDuration,proto3" json:"min_duration,omitempty"`
+	MaxDuration   *durationpb.Duration `protobuf:"bytes,14,opt,name=max_duration,json=maxDuration,proto3" json:"max_duration,omitempty"`
+	MinNotice     *durationpb.Duration `protobuf:"bytes,15,opt,name=min_notice,json=minNotice,proto3" json:"min_notice,omitempty"`
+	MaxAdvance    *durationpb.Duration `protobuf:"bytes,16,opt,name=max_advance,json=maxAdvance,proto3" json:"max_advance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1551,6 +1692,48 @@ func (x *Resource) GetCreatedAt() *timestamppb.Timestamp {
 func (x *Resource) GetUpdatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *Resource) GetBufferBefore() *durationpb.Duration {
+	if x != nil {
+		return x.BufferBefore
+	}
+	return nil
+}
+
+func (x *Resource) GetBufferAfter() *durationpb.Duration {
+	if x != nil {
+		return x.BufferAfter
+	}
+	return nil
+}
+
+func (x *Resource) GetMinDuration() *durationpb.Duration {
+	if x != nil {
+		return x.MinDuration
+	}
+	return nil
+}
+
+func (x *Resource) GetMaxDuration() *durationpb.Duration {
+	if x != nil {
+		return x.MaxDuration
+	}
+	return nil
+}
+
+func (x *Resource) GetMinNotice() *durationpb.Duration {
+	if x != nil {
+		return x.MinNotice
+	}
+	return nil
+}
+
+func (x *Resource) GetMaxAdvance() *durationpb.Duration {
+	if x != nil {
+		return x.MaxAdvance
 	}
 	return nil
 }
@@ -1853,11 +2036,418 @@ func (x *ListResourcesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// A recurring booking: first, repeated as rrule says in time_zone.
+type ReserveSeriesRequest struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	First         *Reservation             `protobuf:"bytes,1,opt,name=first,proto3" json:"first,omitempty"`                               // the first occurrence: user, resource or pool, status, note, start, end
+	Rrule         string                   `protobuf:"bytes,2,opt,name=rrule,proto3" json:"rrule,omitempty"`                               // RFC 5545 RRULE: FREQ=DAILY|WEEKLY|MONTHLY, INTERVAL, COUNT or UNTIL, BYDAY, BYMONTHDAY
+	TimeZone      string                   `protobuf:"bytes,3,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`         // IANA: occurrences keep their local wall-clock time across DST
+	Exdates       []*timestamppb.Timestamp `protobuf:"bytes,4,rep,name=exdates,proto3" json:"exdates,omitempty"`                           // occurrence starts to leave out
+	Mode          SeriesMode               `protobuf:"varint,5,opt,name=mode,proto3,enum=reservation.v1.SeriesMode" json:"mode,omitempty"` // UNKNOWN means ALL_OR_NOTHING
+	RequestId     string                   `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Hold          *durationpb.Duration     `protobuf:"bytes,7,opt,name=hold,proto3" json:"hold,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveSeriesRequest) Reset() {
+	*x = ReserveSeriesRequest{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveSeriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveSeriesRequest) ProtoMessage() {}
+
+func (x *ReserveSeriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveSeriesRequest.ProtoReflect.Descriptor instead.
+func (*ReserveSeriesRequest) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ReserveSeriesRequest) GetFirst() *Reservation {
+	if x != nil {
+		return x.First
+	}
+	return nil
+}
+
+func (x *ReserveSeriesRequest) GetRrule() string {
+	if x != nil {
+		return x.Rrule
+	}
+	return ""
+}
+
+func (x *ReserveSeriesRequest) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *ReserveSeriesRequest) GetExdates() []*timestamppb.Timestamp {
+	if x != nil {
+		return x.Exdates
+	}
+	return nil
+}
+
+func (x *ReserveSeriesRequest) GetMode() SeriesMode {
+	if x != nil {
+		return x.Mode
+	}
+	return SeriesMode_SERIES_MODE_UNKNOWN
+}
+
+func (x *ReserveSeriesRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ReserveSeriesRequest) GetHold() *durationpb.Duration {
+	if x != nil {
+		return x.Hold
+	}
+	return nil
+}
+
+type SkippedOccurrence struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Window         *TimeWindow            `protobuf:"bytes,1,opt,name=window,proto3" json:"window,omitempty"`
+	ConflictingIds []string               `protobuf:"bytes,2,rep,name=conflicting_ids,json=conflictingIds,proto3" json:"conflicting_ids,omitempty"`
+	Reason         string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SkippedOccurrence) Reset() {
+	*x = SkippedOccurrence{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SkippedOccurrence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SkippedOccurrence) ProtoMessage() {}
+
+func (x *SkippedOccurrence) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SkippedOccurrence.ProtoReflect.Descriptor instead.
+func (*SkippedOccurrence) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SkippedOccurrence) GetWindow() *TimeWindow {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+func (x *SkippedOccurrence) GetConflictingIds() []string {
+	if x != nil {
+		return x.ConflictingIds
+	}
+	return nil
+}
+
+func (x *SkippedOccurrence) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ReserveSeriesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SeriesId      string                 `protobuf:"bytes,1,opt,name=series_id,json=seriesId,proto3" json:"series_id,omitempty"`
+	Reservations  []*Reservation         `protobuf:"bytes,2,rep,name=reservations,proto3" json:"reservations,omitempty"`
+	Skipped       []*SkippedOccurrence   `protobuf:"bytes,3,rep,name=skipped,proto3" json:"skipped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReserveSeriesResponse) Reset() {
+	*x = ReserveSeriesResponse{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveSeriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveSeriesResponse) ProtoMessage() {}
+
+func (x *ReserveSeriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveSeriesResponse.ProtoReflect.Descriptor instead.
+func (*ReserveSeriesResponse) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ReserveSeriesResponse) GetSeriesId() string {
+	if x != nil {
+		return x.SeriesId
+	}
+	return ""
+}
+
+func (x *ReserveSeriesResponse) GetReservations() []*Reservation {
+	if x != nil {
+		return x.Reservations
+	}
+	return nil
+}
+
+func (x *ReserveSeriesResponse) GetSkipped() []*SkippedOccurrence {
+	if x != nil {
+		return x.Skipped
+	}
+	return nil
+}
+
+// Cancels the occurrences of a series that start at or after from (all of them when unset).
+type CancelSeriesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SeriesId      string                 `protobuf:"bytes,1,opt,name=series_id,json=seriesId,proto3" json:"series_id,omitempty"`
+	From          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelSeriesRequest) Reset() {
+	*x = CancelSeriesRequest{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelSeriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelSeriesRequest) ProtoMessage() {}
+
+func (x *CancelSeriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelSeriesRequest.ProtoReflect.Descriptor instead.
+func (*CancelSeriesRequest) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CancelSeriesRequest) GetSeriesId() string {
+	if x != nil {
+		return x.SeriesId
+	}
+	return ""
+}
+
+func (x *CancelSeriesRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *CancelSeriesRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type CancelSeriesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reservations  []*Reservation         `protobuf:"bytes,1,rep,name=reservations,proto3" json:"reservations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelSeriesResponse) Reset() {
+	*x = CancelSeriesResponse{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelSeriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelSeriesResponse) ProtoMessage() {}
+
+func (x *CancelSeriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelSeriesResponse.ProtoReflect.Descriptor instead.
+func (*CancelSeriesResponse) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *CancelSeriesResponse) GetReservations() []*Reservation {
+	if x != nil {
+		return x.Reservations
+	}
+	return nil
+}
+
+type HistoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReservationId string                 `protobuf:"bytes,1,opt,name=reservation_id,json=reservationId,proto3" json:"reservation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryRequest) Reset() {
+	*x = HistoryRequest{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryRequest) ProtoMessage() {}
+
+func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
+func (*HistoryRequest) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *HistoryRequest) GetReservationId() string {
+	if x != nil {
+		return x.ReservationId
+	}
+	return ""
+}
+
+// Every change of one reservation, oldest first, kept for --history-retention.
+type HistoryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Changes       []*ListenResponse      `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryResponse) Reset() {
+	*x = HistoryResponse{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryResponse) ProtoMessage() {}
+
+func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
+func (*HistoryResponse) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *HistoryResponse) GetChanges() []*ListenResponse {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
 var File_reservation_v1_reservation_proto protoreflect.FileDescriptor
 
 const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\n" +
-	" reservation/v1/reservation.proto\x12\x0ereservation.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x03\n" +
+	" reservation/v1/reservation.proto\x12\x0ereservation.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x04\n" +
 	"\vReservation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x129\n" +
@@ -1875,7 +2465,8 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"expires_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x18\n" +
 	"\aversion\x18\v \x01(\x03R\aversion\x12\x17\n" +
-	"\apool_id\x18\f \x01(\tR\x06poolId\"\x9d\x01\n" +
+	"\apool_id\x18\f \x01(\tR\x06poolId\x12\x1b\n" +
+	"\tseries_id\x18\r \x01(\tR\bseriesId\"\x9d\x01\n" +
 	"\x0eReserveRequest\x12=\n" +
 	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\x12\x1d\n" +
 	"\n" +
@@ -1887,16 +2478,24 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\"P\n" +
 	"\x0fConfirmResponse\x12=\n" +
-	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"^\n" +
+	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"\xb4\x02\n" +
 	"\rUpdateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04note\x18\x02 \x01(\tR\x04note\x12)\n" +
-	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\"O\n" +
+	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x120\n" +
+	"\x05start\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x1f\n" +
+	"\vresource_id\x18\x06 \x01(\tR\n" +
+	"resourceId\x12;\n" +
+	"\vupdate_mask\x18\a \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"O\n" +
 	"\x0eUpdateResponse\x12=\n" +
-	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"J\n" +
+	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"b\n" +
 	"\rCancelRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
-	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\"O\n" +
+	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"O\n" +
 	"\x0eCancelResponse\x12=\n" +
 	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"\x1c\n" +
 	"\n" +
@@ -1955,13 +2554,15 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\tafter_seq\x18\x02 \x01(\x04H\x00R\bafterSeq\x88\x01\x01\x12#\n" +
 	"\rresume_cursor\x18\x03 \x01(\tR\fresumeCursorB\f\n" +
 	"\n" +
-	"_after_seq\"\xef\x01\n" +
+	"_after_seq\"\x9d\x02\n" +
 	"\x0eListenResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x125\n" +
 	"\x02op\x18\x02 \x01(\x0e2%.reservation.v1.ReservationUpdateTypeR\x02op\x12=\n" +
 	"\vreservation\x18\x03 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\x12=\n" +
 	"\fcommitted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\x12\x16\n" +
-	"\x06cursor\x18\x05 \x01(\tR\x06cursor\"\xb4\x03\n" +
+	"\x06cursor\x18\x05 \x01(\tR\x06cursor\x12\x14\n" +
+	"\x05actor\x18\x06 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"\xa4\x06\n" +
 	"\bResource\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\apool_id\x18\x02 \x01(\tR\x06poolId\x12\x1a\n" +
@@ -1975,7 +2576,15 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x1a9\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12>\n" +
+	"\rbuffer_before\x18\v \x01(\v2\x19.google.protobuf.DurationR\fbufferBefore\x12<\n" +
+	"\fbuffer_after\x18\f \x01(\v2\x19.google.protobuf.DurationR\vbufferAfter\x12<\n" +
+	"\fmin_duration\x18\r \x01(\v2\x19.google.protobuf.DurationR\vminDuration\x12<\n" +
+	"\fmax_duration\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\vmaxDuration\x128\n" +
+	"\n" +
+	"min_notice\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\tminNotice\x12:\n" +
+	"\vmax_advance\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"maxAdvance\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"u\n" +
@@ -1995,7 +2604,34 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"w\n" +
 	"\x15ListResourcesResponse\x126\n" +
 	"\tresources\x18\x01 \x03(\v2\x18.reservation.v1.ResourceR\tresources\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x95\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb0\x02\n" +
+	"\x14ReserveSeriesRequest\x121\n" +
+	"\x05first\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\x05first\x12\x14\n" +
+	"\x05rrule\x18\x02 \x01(\tR\x05rrule\x12\x1b\n" +
+	"\ttime_zone\x18\x03 \x01(\tR\btimeZone\x124\n" +
+	"\aexdates\x18\x04 \x03(\v2\x1a.google.protobuf.TimestampR\aexdates\x12.\n" +
+	"\x04mode\x18\x05 \x01(\x0e2\x1a.reservation.v1.SeriesModeR\x04mode\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\x12-\n" +
+	"\x04hold\x18\a \x01(\v2\x19.google.protobuf.DurationR\x04hold\"\x88\x01\n" +
+	"\x11SkippedOccurrence\x122\n" +
+	"\x06window\x18\x01 \x01(\v2\x1a.reservation.v1.TimeWindowR\x06window\x12'\n" +
+	"\x0fconflicting_ids\x18\x02 \x03(\tR\x0econflictingIds\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xb2\x01\n" +
+	"\x15ReserveSeriesResponse\x12\x1b\n" +
+	"\tseries_id\x18\x01 \x01(\tR\bseriesId\x12?\n" +
+	"\freservations\x18\x02 \x03(\v2\x1b.reservation.v1.ReservationR\freservations\x12;\n" +
+	"\askipped\x18\x03 \x03(\v2!.reservation.v1.SkippedOccurrenceR\askipped\"z\n" +
+	"\x13CancelSeriesRequest\x12\x1b\n" +
+	"\tseries_id\x18\x01 \x01(\tR\bseriesId\x12.\n" +
+	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"W\n" +
+	"\x14CancelSeriesResponse\x12?\n" +
+	"\freservations\x18\x01 \x03(\v2\x1b.reservation.v1.ReservationR\freservations\"7\n" +
+	"\x0eHistoryRequest\x12%\n" +
+	"\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\"K\n" +
+	"\x0fHistoryResponse\x128\n" +
+	"\achanges\x18\x01 \x03(\v2\x1e.reservation.v1.ListenResponseR\achanges*\x95\x01\n" +
 	"\x11ReservationStatus\x12\x1e\n" +
 	"\x1aRESERVATION_STATUS_UNKNOWN\x10\x00\x12\x1e\n" +
 	"\x1aRESERVATION_STATUS_PENDING\x10\x01\x12 \n" +
@@ -2005,7 +2641,12 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x1fRESERVATION_UPDATE_TYPE_UNKNOWN\x10\x00\x12\"\n" +
 	"\x1eRESERVATION_UPDATE_TYPE_CREATE\x10\x01\x12\"\n" +
 	"\x1eRESERVATION_UPDATE_TYPE_UPDATE\x10\x02\x12\"\n" +
-	"\x1eRESERVATION_UPDATE_TYPE_DELETE\x10\x032\xce\v\n" +
+	"\x1eRESERVATION_UPDATE_TYPE_DELETE\x10\x03*e\n" +
+	"\n" +
+	"SeriesMode\x12\x17\n" +
+	"\x13SERIES_MODE_UNKNOWN\x10\x00\x12\x1e\n" +
+	"\x1aSERIES_MODE_ALL_OR_NOTHING\x10\x01\x12\x1e\n" +
+	"\x1aSERIES_MODE_SKIP_CONFLICTS\x10\x022\xd6\x0e\n" +
 	"\x12ReservationService\x12g\n" +
 	"\aReserve\x12\x1e.reservation.v1.ReserveRequest\x1a\x1f.reservation.v1.ReserveResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/reservations\x12t\n" +
 	"\aConfirm\x12\x1e.reservation.v1.ConfirmRequest\x1a\x1f.reservation.v1.ConfirmResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/reservations/{id}:confirm\x12i\n" +
@@ -2019,7 +2660,10 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\tFreeSlots\x12 .reservation.v1.FreeSlotsRequest\x1a!.reservation.v1.FreeSlotsResponse\"D\x82\xd3\xe4\x93\x02>Z\x1a\x12\x18/v1/pools/{pool_id}/free\x12 /v1/resources/{resource_id}/free\x12~\n" +
 	"\vPutResource\x12\".reservation.v1.PutResourceRequest\x1a#.reservation.v1.PutResourceResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\x1a\x1b/v1/resources/{resource.id}\x12r\n" +
 	"\vGetResource\x12\".reservation.v1.GetResourceRequest\x1a#.reservation.v1.GetResourceResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/resources/{id}\x12s\n" +
-	"\rListResources\x12$.reservation.v1.ListResourcesRequest\x1a%.reservation.v1.ListResourcesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/resourcesB0Z.reservation/proto/reservation/v1;reservationv1b\x06proto3"
+	"\rListResources\x12$.reservation.v1.ListResourcesRequest\x1a%.reservation.v1.ListResourcesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/resources\x12\x80\x01\n" +
+	"\rReserveSeries\x12$.reservation.v1.ReserveSeriesRequest\x1a%.reservation.v1.ReserveSeriesResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/reservations:series\x12\x83\x01\n" +
+	"\fCancelSeries\x12#.reservation.v1.CancelSeriesRequest\x1a$.reservation.v1.CancelSeriesResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/series/{series_id}:cancel\x12}\n" +
+	"\aHistory\x12\x1e.reservation.v1.HistoryRequest\x1a\x1f.reservation.v1.HistoryResponse\"1\x82\xd3\xe4\x93\x02+\x12)/v1/reservations/{reservation_id}/historyB0Z.reservation/proto/reservation/v1;reservationv1b\x06proto3"
 
 var (
 	file_reservation_v1_reservation_proto_rawDescOnce sync.Once
@@ -2033,114 +2677,148 @@ func file_reservation_v1_reservation_proto_rawDescGZIP() []byte {
 	return file_reservation_v1_reservation_proto_rawDescData
 }
 
-var file_reservation_v1_reservation_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_reservation_v1_reservation_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_reservation_v1_reservation_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_reservation_v1_reservation_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_reservation_v1_reservation_proto_goTypes = []any{
 	(ReservationStatus)(0),        // 0: reservation.v1.ReservationStatus
 	(ReservationUpdateType)(0),    // 1: reservation.v1.ReservationUpdateType
-	(*Reservation)(nil),           // 2: reservation.v1.Reservation
-	(*ReserveRequest)(nil),        // 3: reservation.v1.ReserveRequest
-	(*ReserveResponse)(nil),       // 4: reservation.v1.ReserveResponse
-	(*ConfirmRequest)(nil),        // 5: reservation.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),       // 6: reservation.v1.ConfirmResponse
-	(*UpdateRequest)(nil),         // 7: reservation.v1.UpdateRequest
-	(*UpdateResponse)(nil),        // 8: reservation.v1.UpdateResponse
-	(*CancelRequest)(nil),         // 9: reservation.v1.CancelRequest
-	(*CancelResponse)(nil),        // 10: reservation.v1.CancelResponse
-	(*GetRequest)(nil),            // 11: reservation.v1.GetRequest
-	(*GetResponse)(nil),           // 12: reservation.v1.GetResponse
-	(*QueryRequest)(nil),          // 13: reservation.v1.QueryRequest
-	(*FilterRequest)(nil),         // 14: reservation.v1.FilterRequest
-	(*FilterResponse)(nil),        // 15: reservation.v1.FilterResponse
-	(*ReserveBatchRequest)(nil),   // 16: reservation.v1.ReserveBatchRequest
-	(*ReserveBatchResponse)(nil),  // 17: reservation.v1.ReserveBatchResponse
-	(*TimeWindow)(nil),            // 18: reservation.v1.TimeWindow
-	(*FreeSlotsRequest)(nil),      // 19: reservation.v1.FreeSlotsRequest
-	(*FreeSlotsResponse)(nil),     // 20: reservation.v1.FreeSlotsResponse
-	(*ListenRequest)(nil),         // 21: reservation.v1.ListenRequest
-	(*ListenResponse)(nil),        // 22: reservation.v1.ListenResponse
-	(*Resource)(nil),              // 23: reservation.v1.Resource
-	(*PutResourceRequest)(nil),    // 24: reservation.v1.PutResourceRequest
-	(*PutResourceResponse)(nil),   // 25: reservation.v1.PutResourceResponse
-	(*GetResourceRequest)(nil),    // 26: reservation.v1.GetResourceRequest
-	(*GetResourceResponse)(nil),   // 27: reservation.v1.GetResourceResponse
-	(*ListResourcesRequest)(nil),  // 28: reservation.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil), // 29: reservation.v1.ListResourcesResponse
-	nil,                           // 30: reservation.v1.Resource.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 32: google.protobuf.Duration
+	(SeriesMode)(0),               // 2: reservation.v1.SeriesMode
+	(*Reservation)(nil),           // 3: reservation.v1.Reservation
+	(*ReserveRequest)(nil),        // 4: reservation.v1.ReserveRequest
+	(*ReserveResponse)(nil),       // 5: reservation.v1.ReserveResponse
+	(*ConfirmRequest)(nil),        // 6: reservation.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),       // 7: reservation.v1.ConfirmResponse
+	(*UpdateRequest)(nil),         // 8: reservation.v1.UpdateRequest
+	(*UpdateResponse)(nil),        // 9: reservation.v1.UpdateResponse
+	(*CancelRequest)(nil),         // 10: reservation.v1.CancelRequest
+	(*CancelResponse)(nil),        // 11: reservation.v1.CancelResponse
+	(*GetRequest)(nil),            // 12: reservation.v1.GetRequest
+	(*GetResponse)(nil),           // 13: reservation.v1.GetResponse
+	(*QueryRequest)(nil),          // 14: reservation.v1.QueryRequest
+	(*FilterRequest)(nil),         // 15: reservation.v1.FilterRequest
+	(*FilterResponse)(nil),        // 16: reservation.v1.FilterResponse
+	(*ReserveBatchRequest)(nil),   // 17: reservation.v1.ReserveBatchRequest
+	(*ReserveBatchResponse)(nil),  // 18: reservation.v1.ReserveBatchResponse
+	(*TimeWindow)(nil),            // 19: reservation.v1.TimeWindow
+	(*FreeSlotsRequest)(nil),      // 20: reservation.v1.FreeSlotsRequest
+	(*FreeSlotsResponse)(nil),     // 21: reservation.v1.FreeSlotsResponse
+	(*ListenRequest)(nil),         // 22: reservation.v1.ListenRequest
+	(*ListenResponse)(nil),        // 23: reservation.v1.ListenResponse
+	(*Resource)(nil),              // 24: reservation.v1.Resource
+	(*PutResourceRequest)(nil),    // 25: reservation.v1.PutResourceRequest
+	(*PutResourceResponse)(nil),   // 26: reservation.v1.PutResourceResponse
+	(*GetResourceRequest)(nil),    // 27: reservation.v1.GetResourceRequest
+	(*GetResourceResponse)(nil),   // 28: reservation.v1.GetResourceResponse
+	(*ListResourcesRequest)(nil),  // 29: reservation.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil), // 30: reservation.v1.ListResourcesResponse
+	(*ReserveSeriesRequest)(nil),  // 31: reservation.v1.ReserveSeriesRequest
+	(*SkippedOccurrence)(nil),     // 32: reservation.v1.SkippedOccurrence
+	(*ReserveSeriesResponse)(nil), // 33: reservation.v1.ReserveSeriesResponse
+	(*CancelSeriesRequest)(nil),   // 34: reservation.v1.CancelSeriesRequest
+	(*CancelSeriesResponse)(nil),  // 35: reservation.v1.CancelSeriesResponse
+	(*HistoryRequest)(nil),        // 36: reservation.v1.HistoryRequest
+	(*HistoryResponse)(nil),       // 37: reservation.v1.HistoryResponse
+	nil,                           // 38: reservation.v1.Resource.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 40: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil), // 41: google.protobuf.FieldMask
 }
 var file_reservation_v1_reservation_proto_depIdxs = []int32{
 	0,  // 0: reservation.v1.Reservation.status:type_name -> reservation.v1.ReservationStatus
-	31, // 1: reservation.v1.Reservation.start:type_name -> google.protobuf.Timestamp
-	31, // 2: reservation.v1.Reservation.end:type_name -> google.protobuf.Timestamp
-	31, // 3: reservation.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
-	31, // 4: reservation.v1.Reservation.updated_at:type_name -> google.protobuf.Timestamp
-	31, // 5: reservation.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
-	2,  // 6: reservation.v1.ReserveRequest.reservation:type_name -> reservation.v1.Reservation
-	32, // 7: reservation.v1.ReserveRequest.hold:type_name -> google.protobuf.Duration
-	2,  // 8: reservation.v1.ReserveResponse.reservation:type_name -> reservation.v1.Reservation
-	2,  // 9: reservation.v1.ConfirmResponse.reservation:type_name -> reservation.v1.Reservation
-	2,  // 10: reservation.v1.UpdateResponse.reservation:type_name -> reservation.v1.Reservation
-	2,  // 11: reservation.v1.CancelResponse.reservation:type_name -> reservation.v1.Reservation
-	2,  // 12: reservation.v1.GetResponse.reservation:type_name -> reservation.v1.Reservation
-	0,  // 13: reservation.v1.QueryRequest.status:type_name -> reservation.v1.ReservationStatus
-	31, // 14: reservation.v1.QueryRequest.start:type_name -> google.protobuf.Timestamp
-	31, // 15: reservation.v1.QueryRequest.end:type_name -> google.protobuf.Timestamp
-	0,  // 16: reservation.v1.FilterRequest.status:type_name -> reservation.v1.ReservationStatus
-	31, // 17: reservation.v1.FilterRequest.start:type_name -> google.protobuf.Timestamp
-	31, // 18: reservation.v1.FilterRequest.end:type_name -> google.protobuf.Timestamp
-	2,  // 19: reservation.v1.FilterResponse.reservations:type_name -> reservation.v1.Reservation
-	2,  // 20: reservation.v1.ReserveBatchRequest.reservations:type_name -> reservation.v1.Reservation
-	32, // 21: reservation.v1.ReserveBatchRequest.hold:type_name -> google.protobuf.Duration
-	2,  // 22: reservation.v1.ReserveBatchResponse.reservations:type_name -> reservation.v1.Reservation
-	31, // 23: reservation.v1.TimeWindow.start:type_name -> google.protobuf.Timestamp
-	31, // 24: reservation.v1.TimeWindow.end:type_name -> google.protobuf.Timestamp
-	31, // 25: reservation.v1.FreeSlotsRequest.start:type_name -> google.protobuf.Timestamp
-	31, // 26: reservation.v1.FreeSlotsRequest.end:type_name -> google.protobuf.Timestamp
-	32, // 27: reservation.v1.FreeSlotsRequest.min_duration:type_name -> google.protobuf.Duration
-	18, // 28: reservation.v1.FreeSlotsResponse.free:type_name -> reservation.v1.TimeWindow
-	1,  // 29: reservation.v1.ListenResponse.op:type_name -> reservation.v1.ReservationUpdateType
-	2,  // 30: reservation.v1.ListenResponse.reservation:type_name -> reservation.v1.Reservation
-	31, // 31: reservation.v1.ListenResponse.committed_at:type_name -> google.protobuf.Timestamp
-	30, // 32: reservation.v1.Resource.labels:type_name -> reservation.v1.Resource.LabelsEntry
-	31, // 33: reservation.v1.Resource.created_at:type_name -> google.protobuf.Timestamp
-	31, // 34: reservation.v1.Resource.updated_at:type_name -> google.protobuf.Timestamp
-	23, // 35: reservation.v1.PutResourceRequest.resource:type_name -> reservation.v1.Resource
-	23, // 36: reservation.v1.PutResourceResponse.resource:type_name -> reservation.v1.Resource
-	23, // 37: reservation.v1.GetResourceResponse.resource:type_name -> reservation.v1.Resource
-	23, // 38: reservation.v1.ListResourcesResponse.resources:type_name -> reservation.v1.Resource
-	3,  // 39: reservation.v1.ReservationService.Reserve:input_type -> reservation.v1.ReserveRequest
-	5,  // 40: reservation.v1.ReservationService.Confirm:input_type -> reservation.v1.ConfirmRequest
-	7,  // 41: reservation.v1.ReservationService.Update:input_type -> reservation.v1.UpdateRequest
-	9,  // 42: reservation.v1.ReservationService.Cancel:input_type -> reservation.v1.CancelRequest
-	11, // 43: reservation.v1.ReservationService.Get:input_type -> reservation.v1.GetRequest
-	13, // 44: reservation.v1.ReservationService.Query:input_type -> reservation.v1.QueryRequest
-	14, // 45: reservation.v1.ReservationService.Filter:input_type -> reservation.v1.FilterRequest
-	21, // 46: reservation.v1.ReservationService.Listen:input_type -> reservation.v1.ListenRequest
-	16, // 47: reservation.v1.ReservationService.ReserveBatch:input_type -> reservation.v1.ReserveBatchRequest
-	19, // 48: reservation.v1.ReservationService.FreeSlots:input_type -> reservation.v1.FreeSlotsRequest
-	24, // 49: reservation.v1.ReservationService.PutResource:input_type -> reservation.v1.PutResourceRequest
-	26, // 50: reservation.v1.ReservationService.GetResource:input_type -> reservation.v1.GetResourceRequest
-	28, // 51: reservation.v1.ReservationService.ListResources:input_type -> reservation.v1.ListResourcesRequest
-	4,  // 52: reservation.v1.ReservationService.Reserve:output_type -> reservation.v1.ReserveResponse
-	6,  // 53: reservation.v1.ReservationService.Confirm:output_type -> reservation.v1.ConfirmResponse
-	8,  // 54: reservation.v1.ReservationService.Update:output_type -> reservation.v1.UpdateResponse
-	10, // 55: reservation.v1.ReservationService.Cancel:output_type -> reservation.v1.CancelResponse
-	12, // 56: reservation.v1.ReservationService.Get:output_type -> reservation.v1.GetResponse
-	2,  // 57: reservation.v1.ReservationService.Query:output_type -> reservation.v1.Reservation
-	15, // 58: reservation.v1.ReservationService.Filter:output_type -> reservation.v1.FilterResponse
-	22, // 59: reservation.v1.ReservationService.Listen:output_type -> reservation.v1.ListenResponse
-	17, // 60: reservation.v1.ReservationService.ReserveBatch:output_type -> reservation.v1.ReserveBatchResponse
-	20, // 61: reservation.v1.ReservationService.FreeSlots:output_type -> reservation.v1.FreeSlotsResponse
-	25, // 62: reservation.v1.ReservationService.PutResource:output_type -> reservation.v1.PutResourceResponse
-	27, // 63: reservation.v1.ReservationService.GetResource:output_type -> reservation.v1.GetResourceResponse
-	29, // 64: reservation.v1.ReservationService.ListResources:output_type -> reservation.v1.ListResourcesResponse
-	52, // [52:65] is the sub-list for method output_type
-	39, // [39:52] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	39, // 1: reservation.v1.Reservation.start:type_name -> google.protobuf.Timestamp
+	39, // 2: reservation.v1.Reservation.end:type_name -> google.protobuf.Timestamp
+	39, // 3: reservation.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
+	39, // 4: reservation.v1.Reservation.updated_at:type_name -> google.protobuf.Timestamp
+	39, // 5: reservation.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	3,  // 6: reservation.v1.ReserveRequest.reservation:type_name -> reservation.v1.Reservation
+	40, // 7: reservation.v1.ReserveRequest.hold:type_name -> google.protobuf.Duration
+	3,  // 8: reservation.v1.ReserveResponse.reservation:type_name -> reservation.v1.Reservation
+	3,  // 9: reservation.v1.ConfirmResponse.reservation:type_name -> reservation.v1.Reservation
+	39, // 10: reservation.v1.UpdateRequest.start:type_name -> google.protobuf.Timestamp
+	39, // 11: reservation.v1.UpdateRequest.end:type_name -> google.protobuf.Timestamp
+	41, // 12: reservation.v1.UpdateRequest.update_mask:type_name -> google.protobuf.FieldMask
+	3,  // 13: reservation.v1.UpdateResponse.reservation:type_name -> reservation.v1.Reservation
+	3,  // 14: reservation.v1.CancelResponse.reservation:type_name -> reservation.v1.Reservation
+	3,  // 15: reservation.v1.GetResponse.reservation:type_name -> reservation.v1.Reservation
+	0,  // 16: reservation.v1.QueryRequest.status:type_name -> reservation.v1.ReservationStatus
+	39, // 17: reservation.v1.QueryRequest.start:type_name -> google.protobuf.Timestamp
+	39, // 18: reservation.v1.QueryRequest.end:type_name -> google.protobuf.Timestamp
+	0,  // 19: reservation.v1.FilterRequest.status:type_name -> reservation.v1.ReservationStatus
+	39, // 20: reservation.v1.FilterRequest.start:type_name -> google.protobuf.Timestamp
+	39, // 21: reservation.v1.FilterRequest.end:type_name -> google.protobuf.Timestamp
+	3,  // 22: reservation.v1.FilterResponse.reservations:type_name -> reservation.v1.Reservation
+	3,  // 23: reservation.v1.ReserveBatchRequest.reservations:type_name -> reservation.v1.Reservation
+	40, // 24: reservation.v1.ReserveBatchRequest.hold:type_name -> google.protobuf.Duration
+	3,  // 25: reservation.v1.ReserveBatchResponse.reservations:type_name -> reservation.v1.Reservation
+	39, // 26: reservation.v1.TimeWindow.start:type_name -> google.protobuf.Timestamp
+	39, // 27: reservation.v1.TimeWindow.end:type_name -> google.protobuf.Timestamp
+	39, // 28: reservation.v1.FreeSlotsRequest.start:type_name -> google.protobuf.Timestamp
+	39, // 29: reservation.v1.FreeSlotsRequest.end:type_name -> google.protobuf.Timestamp
+	40, // 30: reservation.v1.FreeSlotsRequest.min_duration:type_name -> google.protobuf.Duration
+	19, // 31: reservation.v1.FreeSlotsResponse.free:type_name -> reservation.v1.TimeWindow
+	1,  // 32: reservation.v1.ListenResponse.op:type_name -> reservation.v1.ReservationUpdateType
+	3,  // 33: reservation.v1.ListenResponse.reservation:type_name -> reservation.v1.Reservation
+	39, // 34: reservation.v1.ListenResponse.committed_at:type_name -> google.protobuf.Timestamp
+	38, // 35: reservation.v1.Resource.labels:type_name -> reservation.v1.Resource.LabelsEntry
+	39, // 36: reservation.v1.Resource.created_at:type_name -> google.protobuf.Timestamp
+	39, // 37: reservation.v1.Resource.updated_at:type_name -> google.protobuf.Timestamp
+	40, // 38: reservation.v1.Resource.buffer_before:type_name -> google.protobuf.Duration
+	40, // 39: reservation.v1.Resource.buffer_after:type_name -> google.protobuf.Duration
+	40, // 40: reservation.v1.Resource.min_duration:type_name -> google.protobuf.Duration
+	40, // 41: reservation.v1.Resource.max_duration:type_name -> google.protobuf.Duration
+	40, // 42: reservation.v1.Resource.min_notice:type_name -> google.protobuf.Duration
+	40, // 43: reservation.v1.Resource.max_advance:type_name -> google.protobuf.Duration
+	24, // 44: reservation.v1.PutResourceRequest.resource:type_name -> reservation.v1.Resource
+	24, // 45: reservation.v1.PutResourceResponse.resource:type_name -> reservation.v1.Resource
+	24, // 46: reservation.v1.GetResourceResponse.resource:type_name -> reservation.v1.Resource
+	24, // 47: reservation.v1.ListResourcesResponse.resources:type_name -> reservation.v1.Resource
+	3,  // 48: reservation.v1.ReserveSeriesRequest.first:type_name -> reservation.v1.Reservation
+	39, // 49: reservation.v1.ReserveSeriesRequest.exdates:type_name -> google.protobuf.Timestamp
+	2,  // 50: reservation.v1.ReserveSeriesRequest.mode:type_name -> reservation.v1.SeriesMode
+	40, // 51: reservation.v1.ReserveSeriesRequest.hold:type_name -> google.protobuf.Duration
+	19, // 52: reservation.v1.SkippedOccurrence.window:type_name -> reservation.v1.TimeWindow
+	3,  // 53: reservation.v1.ReserveSeriesResponse.reservations:type_name -> reservation.v1.Reservation
+	32, // 54: reservation.v1.ReserveSeriesResponse.skipped:type_name -> reservation.v1.SkippedOccurrence
+	39, // 55: reservation.v1.CancelSeriesRequest.from:type_name -> google.protobuf.Timestamp
+	3,  // 56: reservation.v1.CancelSeriesResponse.reservations:type_name -> reservation.v1.Reservation
+	23, // 57: reservation.v1.HistoryResponse.changes:type_name -> reservation.v1.ListenResponse
+	4,  // 58: reservation.v1.ReservationService.Reserve:input_type -> reservation.v1.ReserveRequest
+	6,  // 59: reservation.v1.ReservationService.Confirm:input_type -> reservation.v1.ConfirmRequest
+	8,  // 60: reservation.v1.ReservationService.Update:input_type -> reservation.v1.UpdateRequest
+	10, // 61: reservation.v1.ReservationService.Cancel:input_type -> reservation.v1.CancelRequest
+	12, // 62: reservation.v1.ReservationService.Get:input_type -> reservation.v1.GetRequest
+	14, // 63: reservation.v1.ReservationService.Query:input_type -> reservation.v1.QueryRequest
+	15, // 64: reservation.v1.ReservationService.Filter:input_type -> reservation.v1.FilterRequest
+	22, // 65: reservation.v1.ReservationService.Listen:input_type -> reservation.v1.ListenRequest
+	17, // 66: reservation.v1.ReservationService.ReserveBatch:input_type -> reservation.v1.ReserveBatchRequest
+	20, // 67: reservation.v1.ReservationService.FreeSlots:input_type -> reservation.v1.FreeSlotsRequest
+	25, // 68: reservation.v1.ReservationService.PutResource:input_type -> reservation.v1.PutResourceRequest
+	27, // 69: reservation.v1.ReservationService.GetResource:input_type -> reservation.v1.GetResourceRequest
+	29, // 70: reservation.v1.ReservationService.ListResources:input_type -> reservation.v1.ListResourcesRequest
+	31, // 71: reservation.v1.ReservationService.ReserveSeries:input_type -> reservation.v1.ReserveSeriesRequest
+	34, // 72: reservation.v1.ReservationService.CancelSeries:input_type -> reservation.v1.CancelSeriesRequest
+	36, // 73: reservation.v1.ReservationService.History:input_type -> reservation.v1.HistoryRequest
+	5,  // 74: reservation.v1.ReservationService.Reserve:output_type -> reservation.v1.ReserveResponse
+	7,  // 75: reservation.v1.ReservationService.Confirm:output_type -> reservation.v1.ConfirmResponse
+	9,  // 76: reservation.v1.ReservationService.Update:output_type -> reservation.v1.UpdateResponse
+	11, // 77: reservation.v1.ReservationService.Cancel:output_type -> reservation.v1.CancelResponse
+	13, // 78: reservation.v1.ReservationService.Get:output_type -> reservation.v1.GetResponse
+	3,  // 79: reservation.v1.ReservationService.Query:output_type -> reservation.v1.Reservation
+	16, // 80: reservation.v1.ReservationService.Filter:output_type -> reservation.v1.FilterResponse
+	23, // 81: reservation.v1.ReservationService.Listen:output_type -> reservation.v1.ListenResponse
+	18, // 82: reservation.v1.ReservationService.ReserveBatch:output_type -> reservation.v1.ReserveBatchResponse
+	21, // 83: reservation.v1.ReservationService.FreeSlots:output_type -> reservation.v1.FreeSlotsResponse
+	26, // 84: reservation.v1.ReservationService.PutResource:output_type -> reservation.v1.PutResourceResponse
+	28, // 85: reservation.v1.ReservationService.GetResource:output_type -> reservation.v1.GetResourceResponse
+	30, // 86: reservation.v1.ReservationService.ListResources:output_type -> reservation.v1.ListResourcesResponse
+	33, // 87: reservation.v1.ReservationService.ReserveSeries:output_type -> reservation.v1.ReserveSeriesResponse
+	35, // 88: reservation.v1.ReservationService.CancelSeries:output_type -> reservation.v1.CancelSeriesResponse
+	37, // 89: reservation.v1.ReservationService.History:output_type -> reservation.v1.HistoryResponse
+	74, // [74:90] is the sub-list for method output_type
+	58, // [58:74] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_reservation_v1_reservation_proto_init() }
@@ -2154,8 +2832,8 @@ func file_reservation_v1_reservation_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reservation_v1_reservation_proto_rawDesc), len(file_reservation_v1_reservation_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   29,
+			NumEnums:      3,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

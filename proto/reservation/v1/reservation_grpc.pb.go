@@ -34,6 +34,9 @@ const (
 	ReservationService_PutResource_FullMethodName   = "/reservation.v1.ReservationService/PutResource"
 	ReservationService_GetResource_FullMethodName   = "/reservation.v1.ReservationService/GetResource"
 	ReservationService_ListResources_FullMethodName = "/reservation.v1.ReservationService/ListResources"
+	ReservationService_ReserveSeries_FullMethodName = "/reservation.v1.ReservationService/ReserveSeries"
+	ReservationService_CancelSeries_FullMethodName  = "/reservation.v1.ReservationService/CancelSeries"
+	ReservationService_History_FullMethodName       = "/reservation.v1.ReservationService/History"
 )
 
 // ReservationServiceClient is the client API for ReservationService service.
@@ -54,6 +57,9 @@ type ReservationServiceClient interface {
 	PutResource(ctx context.Context, in *PutResourceRequest, opts ...grpc.CallOption) (*PutResourceResponse, error)
 	GetResource(ctx context.Context, in *GetResourceRequest, opts ...grpc.CallOption) (*GetResourceResponse, error)
 	ListResources(ctx context.Context, in *ListResourcesRequest, opts ...grpc.CallOption) (*ListResourcesResponse, error)
+	ReserveSeries(ctx context.Context, in *ReserveSeriesRequest, opts ...grpc.CallOption) (*ReserveSeriesResponse, error)
+	CancelSeries(ctx context.Context, in *CancelSeriesRequest, opts ...grpc.CallOption) (*CancelSeriesResponse, error)
+	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
 }
 
 type reservationServiceClient struct {
@@ -212,6 +218,36 @@ func (c *reservationServiceClient) ListResources(ctx context.Context, in *ListRe
 	return out, nil
 }
 
+func (c *reservationServiceClient) ReserveSeries(ctx context.Context, in *ReserveSeriesRequest, opts ...grpc.CallOption) (*ReserveSeriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReserveSeriesResponse)
+	err := c.cc.Invoke(ctx, ReservationService_ReserveSeries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reservationServiceClient) CancelSeries(ctx context.Context, in *CancelSeriesRequest, opts ...grpc.CallOption) (*CancelSeriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelSeriesResponse)
+	err := c.cc.Invoke(ctx, ReservationService_CancelSeries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reservationServiceClient) History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HistoryResponse)
+	err := c.cc.Invoke(ctx, ReservationService_History_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReservationServiceServer is the server API for ReservationService service.
 // All implementations must embed UnimplementedReservationServiceServer
 // for forward compatibility.
@@ -230,6 +266,9 @@ type ReservationServiceServer interface {
 	PutResource(context.Context, *PutResourceRequest) (*PutResourceResponse, error)
 	GetResource(context.Context, *GetResourceRequest) (*GetResourceResponse, error)
 	ListResources(context.Context, *ListResourcesRequest) (*ListResourcesResponse, error)
+	ReserveSeries(context.Context, *ReserveSeriesRequest) (*ReserveSeriesResponse, error)
+	CancelSeries(context.Context, *CancelSeriesRequest) (*CancelSeriesResponse, error)
+	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
 	mustEmbedUnimplementedReservationServiceServer()
 }
 
@@ -278,6 +317,15 @@ func (UnimplementedReservationServiceServer) GetResource(context.Context, *GetRe
 }
 func (UnimplementedReservationServiceServer) ListResources(context.Context, *ListResourcesRequest) (*ListResourcesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListResources not implemented")
+}
+func (UnimplementedReservationServiceServer) ReserveSeries(context.Context, *ReserveSeriesRequest) (*ReserveSeriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReserveSeries not implemented")
+}
+func (UnimplementedReservationServiceServer) CancelSeries(context.Context, *CancelSeriesRequest) (*CancelSeriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelSeries not implemented")
+}
+func (UnimplementedReservationServiceServer) History(context.Context, *HistoryRequest) (*HistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method History not implemented")
 }
 func (UnimplementedReservationServiceServer) mustEmbedUnimplementedReservationServiceServer() {}
 func (UnimplementedReservationServiceServer) testEmbeddedByValue()                            {}
@@ -520,6 +568,60 @@ func _ReservationService_ListResources_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReservationService_ReserveSeries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReserveSeriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReservationServiceServer).ReserveSeries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReservationService_ReserveSeries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReservationServiceServer).ReserveSeries(ctx, req.(*ReserveSeriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReservationService_CancelSeries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelSeriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReservationServiceServer).CancelSeries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReservationService_CancelSeries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReservationServiceServer).CancelSeries(ctx, req.(*CancelSeriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReservationService_History_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReservationServiceServer).History(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReservationService_History_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReservationServiceServer).History(ctx, req.(*HistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReservationService_ServiceDesc is the grpc.ServiceDesc for ReservationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -570,6 +672,18 @@ var ReservationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListResources",
 			Handler:    _ReservationService_ListResources_Handler,
+		},
+		{
+			MethodName: "ReserveSeries",
+			Handler:    _ReservationService_ReserveSeries_Handler,
+		},
+		{
+			MethodName: "CancelSeries",
+			Handler:    _ReservationService_CancelSeries_Handler,
+		},
+		{
+			MethodName: "History",
+			Handler:    _ReservationService_History_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
