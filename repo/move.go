@@ -72,19 +72,13 @@ func (s *Store) onLocked(ctx context.Context, ref reservation.Ref, to string, fn
 // its version moves on by one, as do both resources'; the feed records one UPDATE, under the
 // resource it moved to.
 func (s *Store) move(ctx context.Context, ref reservation.Ref, e reservation.Edit) (*reservation.Reservation, error) {
-	var v reservation.Violations
-	v.Time("start", e.Start, false)
-	v.Time("end", e.End, false)
-	if err := v.Err(); err != nil {
-		return nil, err
-	}
 	var out *reservation.Reservation
 	err := s.onLocked(ctx, ref, e.ResourceID, func(w *writeTx, r *reservation.Reservation) error {
 		if r.Expired(w.now) {
 			return lapsed(r)
 		}
 		m := e.Apply(r)
-		if err := mergedWindow(e, m); err != nil {
+		if err := e.CheckWindow(m); err != nil {
 			return err
 		}
 		moved := []*reservation.Reservation{m}
@@ -114,20 +108,4 @@ func (s *Store) move(ctx context.Context, ref reservation.Ref, e reservation.Edi
 		return nil, err
 	}
 	return out, nil
-}
-
-// mergedWindow checks the window of m, the reservation as e leaves it: its start must be
-// before its end. The field named is the one e changes: "end" when e sets the end, "start"
-// when e moves the start alone to or past the stored end.
-func mergedWindow(e reservation.Edit, m *reservation.Reservation) error {
-	if m.Start.Before(m.End) {
-		return nil
-	}
-	var v reservation.Violations
-	if !e.End.IsZero() {
-		v.Add("end", fmt.Sprintf("must be after start (%s), got %s", reservation.FormatTime(m.Start), reservation.FormatTime(m.End)))
-	} else {
-		v.Add("start", fmt.Sprintf("must be before end (%s), got %s", reservation.FormatTime(m.End), reservation.FormatTime(m.Start)))
-	}
-	return v.Err()
 }

@@ -189,6 +189,7 @@ func (s *Server) Update(ctx context.Context, req *pb.UpdateRequest) (*pb.UpdateR
 	var check fieldCheck
 	ref := check.ref(ctx, req)
 	e := check.edit(req)
+	e.MaxDuration = s.opts.MaxDuration // a moved window is bounded as a new one is
 	if err := check.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
