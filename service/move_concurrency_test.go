@@ -243,6 +243,13 @@ func TestConcurrentMovesAndReserves(t *testing.T) {
 					t.Errorf("no %q: the workload should exercise it (%v)", k, ledger.codes)
 				}
 			}
+			var lockDown int64
+			for _, r := range replicas {
+				lockDown += r.store.Stats().LockUnavailable
+			}
+			if (name == "redis unreachable") != (lockDown > 0) {
+				t.Errorf("%d writes went ahead without the lock", lockDown)
+			}
 			if n := overlaps(t, db); n != 0 {
 				t.Errorf("%d pairs of stored reservations overlap", n)
 			}
