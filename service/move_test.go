@@ -2,7 +2,10 @@ package service_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -382,5 +385,35 @@ func TestMoveToAResourceNotInAStrictCatalogue(t *testing.T) {
 	wantCode(t, err, codes.NotFound)
 	if n := count(t, db, "SELECT COUNT(*) FROM resources WHERE id = 'nowhere'"); n != 0 {
 		t.Errorf("the move created resource nowhere")
+	}
+}
+
+// Over the HTTP gateway a move is a PATCH whose JSON names the paths in updateMask, as
+// protojson spells a FieldMask (lowerCamelCase, comma-separated); a conflict answers as a
+// Reserve's does over HTTP (409, naming what is in the way).
+func TestMoveOverHTTP(t *testing.T) {
+	t.Parallel()
+	r := startReplica(t, newDB(t), nil)
+	a := reserve(t, r.client, booking("room", 0, 1))
+	b := reserve(t, r.client, booking("room", 2, 3))
+	code, body := r.httpJSON(t, "PATCH", "/v1/reservations/"+a.GetId(), map[string]any{
+		"start": at(4).AsTime(), "end": at(5).AsTime(), "resourceId": "hall", "updateMask": "start,end,resourceId",
+	})
+	var moved struct {
+		Reservation struct {
+			ResourceID string `json:"resource_id"`
+			Version    string `json:"version"`
+		} `json:"reservation"`
+	}
+	if err := json.Unmarshal(body, &moved); code != http.StatusOK || err != nil || moved.Reservation.ResourceID != "hall" || moved.Reservation.Version != "2" {
+		t.Errorf("PATCH move: %d %s, want 200 with the reservation on hall at version 2", code, body)
+	}
+	reserveCode, _ := r.httpJSON(t, "POST", "/v1/reservations", map[string]any{"reservation": map[string]any{
+		"userId": "alice", "resourceId": "hall", "start": at(4).AsTime(), "end": at(5).AsTime()}})
+	code, body = r.httpJSON(t, "PATCH", "/v1/reservations/"+b.GetId(), map[string]any{
+		"start": at(4.5).AsTime(), "end": at(5.5).AsTime(), "resourceId": "hall", "updateMask": "start,end,resourceId",
+	})
+	if code != reserveCode || code != http.StatusConflict || !strings.Contains(string(body), service.ConflictReason) || !strings.Contains(string(body), a.GetId()) {
+		t.Errorf("PATCH onto a taken window: %d %s, want %d (a Reserve's conflict: %d) naming %s", code, body, http.StatusConflict, reserveCode, a.GetId())
 	}
 }
