@@ -32,9 +32,6 @@ func (s *Store) Reap(ctx context.Context) (int, error) {
 		now.Add(-s.opts.RequestRetention), reapBatch); err != nil {
 		return 0, classify(fmt.Errorf("forget old requests: %w", err))
 	}
-	if _, err := s.pruneHistory(ctx, now.Add(-s.opts.HistoryRetention)); err != nil {
-		return 0, err
-	}
 	var ids []string
 	if err := s.db.SelectContext(ctx, &ids, "SELECT id FROM reservations WHERE expires_at <= ? ORDER BY expires_at LIMIT ?", now, reapBatch); err != nil {
 		return 0, classify(fmt.Errorf("find lapsed holds: %w", err))
@@ -42,8 +39,8 @@ func (s *Store) Reap(ctx context.Context) (int, error) {
 	reaped := 0
 	for _, id := range ids {
 		var removed bool // as of the transaction's last attempt
-		lapsed := reservation.Ref{ID: id, Actor: reservation.ActorSystem, Reason: reservation.LapsedHold}
-		_, err := s.modify(ctx, lapsed, func(r *reservation.Reservation, now time.Time) (reservation.Op, error) {
+		bySystem := reservation.Ref{ID: id, Actor: reservation.ActorSystem, Reason: reservation.LapsedHold}
+		_, err := s.modify(ctx, bySystem, func(r *reservation.Reservation, now time.Time) (reservation.Op, error) {
 			removed = r.Expired(now) // false: confirmed meanwhile
 			if !removed {
 				return 0, nil
@@ -56,6 +53,10 @@ func (s *Store) Reap(ctx context.Context) (int, error) {
 		case err != nil && reservation.ErrorCode(err) != reservation.ENOTFOUND:
 			return reaped, fmt.Errorf("remove lapsed hold %s: %w", id, err)
 		}
+	}
+	// Last, so that a failure here holds up no lapsed hold.
+	if _, err := s.pruneHistory(ctx, now.Add(-s.opts.HistoryRetention)); err != nil {
+		return reaped, err
 	}
 	return reaped, nil
 }
