@@ -2,10 +2,12 @@ package service_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -266,5 +268,32 @@ func TestGetOfRemovedReservation(t *testing.T) {
 	_, err = forgetful.Get(ctx, &pb.GetRequest{Id: id})
 	if st := wantCode(t, err, codes.NotFound); conflictInfo(st) != nil {
 		t.Errorf("Get of a removed reservation from a store with no history: %v, want a plain NOT_FOUND", st.Details())
+	}
+}
+
+// TestHistoryOverHTTP: with auth off, History is served at
+// GET /v1/reservations/{reservation_id}/history, each change made by the reservation's user;
+// a Get of the cancelled reservation is 404 with RESERVATION_CANCELLED in its details.
+func TestHistoryOverHTTP(t *testing.T) {
+	t.Parallel()
+	r := startReplica(t, newDB(t), nil)
+	made := reserve(t, r.client, booking("room-1", 0, 1))
+	if _, err := r.client.Cancel(ctxFor(t), &pb.CancelRequest{Id: made.GetId(), Reason: "double booked by phone"}); err != nil {
+		t.Fatal(err)
+	}
+	code, body := r.httpJSON(t, "GET", "/v1/reservations/"+made.GetId()+"/history", nil)
+	var got struct {
+		Changes []struct {
+			Op, Actor, Reason string
+		}
+	}
+	if err := json.Unmarshal(body, &got); code != 200 || err != nil || len(got.Changes) != 2 ||
+		got.Changes[0].Op != "RESERVATION_UPDATE_TYPE_CREATE" || got.Changes[0].Actor != "alice" ||
+		got.Changes[1].Op != "RESERVATION_UPDATE_TYPE_DELETE" || got.Changes[1].Actor != "alice" || got.Changes[1].Reason != "double booked by phone" {
+		t.Fatalf("GET …/history: %d %s (%v); want the create and the cancel, by alice, the cancel's reason", code, body, err)
+	}
+	code, body = r.httpJSON(t, "GET", "/v1/reservations/"+made.GetId(), nil)
+	if code != 404 || !strings.Contains(string(body), `"reason":"RESERVATION_CANCELLED"`) || !strings.Contains(string(body), `"actor":"alice"`) {
+		t.Errorf("GET of the cancelled reservation: %d %s; want 404 with RESERVATION_CANCELLED by alice", code, body)
 	}
 }
