@@ -12,7 +12,8 @@ const DefaultHistoryRetention = 400 * 24 * time.Hour
 // Historian keeps the audit trail; repo.Store implements it.
 type Historian interface {
 	// History returns every change of reservation id still kept, oldest first, each with its
-	// actor and reason; ENOTFOUND when none is kept. Seq is 0 on changes the feed no longer holds.
+	// actor and reason; ENOTFOUND when none is kept. Seq is 0: the history does not keep the
+	// seq the feed gave a change. CommittedAt is the time its write recorded.
 	History(ctx context.Context, id string) ([]*Change, error)
 }
 

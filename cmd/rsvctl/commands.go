@@ -167,14 +167,18 @@ func (c *cli) confirmCmd() *cobra.Command {
 }
 
 func (c *cli) cancelCmd() *cobra.Command {
-	return c.idCmd(&cobra.Command{
-		Use:     "cancel ID",
-		Short:   "Cancel a reservation",
-		Example: "  rsvctl cancel 0193c0de-7a6b-7c2e-9f1a-2b3c4d5e6f70",
+	var reason string
+	cmd := c.idCmd(&cobra.Command{
+		Use:   "cancel ID [--reason TEXT]",
+		Short: "Cancel a reservation",
+		Example: `  rsvctl cancel 0193c0de-7a6b-7c2e-9f1a-2b3c4d5e6f70
+  rsvctl cancel 0193c0de-7a6b-7c2e-9f1a-2b3c4d5e6f70 --reason "guest called"`,
 	}, true, func(ctx context.Context, id string, v int64) (*pb.Reservation, error) {
-		resp, err := c.client.Cancel(ctx, &pb.CancelRequest{Id: id, ExpectedVersion: v})
+		resp, err := c.client.Cancel(ctx, &pb.CancelRequest{Id: id, ExpectedVersion: v, Reason: reason})
 		return resp.GetReservation(), err
 	})
+	cmd.Flags().StringVar(&reason, "reason", "", "why, as the history keeps it (rsvctl history ID)")
+	return cmd
 }
 
 func (c *cli) getCmd() *cobra.Command {

@@ -155,7 +155,7 @@ func TestCommands(t *testing.T) {
 	if _, errs, code = rsvctl(t, addr, "cancel", id); code != exitOK {
 		t.Fatalf("cancel: exit %d: %s", code, errs)
 	}
-	if _, errs, code = rsvctl(t, addr, "get", id); code != exitNotFound || !strings.Contains(errs, "not found") {
+	if _, errs, code = rsvctl(t, addr, "get", id); code != exitNotFound || !strings.Contains(errs, "was cancelled at") {
 		t.Fatalf("get after cancel: exit %d: %s", code, errs)
 	}
 }

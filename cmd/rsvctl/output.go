@@ -32,6 +32,10 @@ const (
 	exitFeed        = 8 // Listen: cursor no longer kept (OUT_OF_RANGE) or too slow (RESOURCE_EXHAUSTED)
 )
 
+// reasonCancelled is the ErrorInfo reason of a Get of a cancelled reservation the history
+// still keeps (reservation.ReasonReservationCancelled).
+const reasonCancelled = "RESERVATION_CANCELLED"
+
 var exitCodes = map[codes.Code]int{
 	codes.InvalidArgument: exitUsage, codes.NotFound: exitNotFound, codes.FailedPrecondition: exitConflict,
 	codes.Aborted: exitStale, codes.Unavailable: exitUnavailable, codes.DeadlineExceeded: exitUnavailable,
@@ -67,14 +71,17 @@ func (c *cli) fail(err error) int {
 		return code
 	}
 	var violations []*errdetails.BadRequest_FieldViolation
-	var conflict *errdetails.ErrorInfo
+	var conflict, cancelled *errdetails.ErrorInfo
 	for _, d := range st.Details() {
 		switch d := d.(type) {
 		case *errdetails.BadRequest:
 			violations = append(violations, d.GetFieldViolations()...)
 		case *errdetails.ErrorInfo:
-			if d.GetMetadata()["conflict_count"] != "" {
+			switch {
+			case d.GetMetadata()["conflict_count"] != "":
 				conflict = d
+			case d.GetReason() == reasonCancelled:
+				cancelled = d
 			}
 		}
 	}
@@ -92,8 +99,11 @@ func (c *cli) fail(err error) int {
 	case conflict != nil:
 		fmt.Fprintf(c.errOut, "rsvctl: conflict: %s\n", c.localize(st.Message()))
 		c.printConflicts(conflict.GetMetadata())
-	case st.Code() == codes.NotFound: // the message says it: reservation "…" not found
+	case st.Code() == codes.NotFound: // the message says it: reservation "…" not found, or was cancelled at … by …
 		fmt.Fprintf(c.errOut, "rsvctl: %s\n", c.localize(st.Message()))
+		if why := cancelled.GetMetadata()["reason"]; why != "" {
+			fmt.Fprintf(c.errOut, "reason: %s\n", why)
+		}
 	default:
 		fmt.Fprintf(c.errOut, "rsvctl: %s: %s\n", words(st.Code().String()), c.localize(st.Message()))
 	}
@@ -134,7 +144,7 @@ func (c *cli) explainConnection(st *status.Status) bool {
 var fieldFlags = map[string]string{
 	"resource_id": "--resource", "user_id": "--user", "start": "--start", "end": "--end", "note": "--note",
 	"status": "--status", "hold": "--hold", "request_id": "--request-id", "min_duration": "--min",
-	"expected_version": "--version", "id": "ID", "after_seq": "--after",
+	"expected_version": "--version", "id": "ID", "after_seq": "--after", "reason": "--reason", "reservation_id": "ID",
 }
 
 var batchField = regexp.MustCompile(`^reservations\[(\d+)\]\.(.+)$`)
