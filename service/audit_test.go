@@ -130,6 +130,11 @@ func TestAuditTrailUnderAuth(t *testing.T) {
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"note"}}}); err != nil {
 		t.Fatal(err)
 	}
+	// A move, by alice, an hour later on another room.
+	if _, err := c.Update(as(t, aliceToken), &pb.UpdateRequest{Id: id, Start: at(1), End: at(3), ResourceId: "room-3", Reason: "later train",
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"start", "end", "resource_id"}}}); err != nil {
+		t.Fatal(err)
+	}
 	cancelled, err := c.Cancel(as(t, deskToken), &pb.CancelRequest{Id: id, Reason: "guest called the desk"})
 	if err != nil {
 		t.Fatal(err)
@@ -147,6 +152,7 @@ func TestAuditTrailUnderAuth(t *testing.T) {
 		{pb.ReservationUpdateType_RESERVATION_UPDATE_TYPE_CREATE, "alice", ""},
 		{pb.ReservationUpdateType_RESERVATION_UPDATE_TYPE_UPDATE, "desk", ""},
 		{pb.ReservationUpdateType_RESERVATION_UPDATE_TYPE_UPDATE, "alice", "train delayed"},
+		{pb.ReservationUpdateType_RESERVATION_UPDATE_TYPE_UPDATE, "alice", "later train"},
 		{pb.ReservationUpdateType_RESERVATION_UPDATE_TYPE_DELETE, "desk", "guest called the desk"},
 	}
 	history := func(token string) []*pb.ListenResponse {
@@ -167,7 +173,10 @@ func TestAuditTrailUnderAuth(t *testing.T) {
 		if n := cs[2].GetReservation().GetNote(); n != "arrives at 23:00" {
 			t.Errorf("the note's change shows note %q", n)
 		}
-		if at := cs[3].GetCommittedAt().AsTime(); !at.Equal(cancelled.GetReservation().GetUpdatedAt().AsTime()) {
+		if m := cs[3].GetReservation(); m.GetResourceId() != "room-3" || !m.GetStart().AsTime().Equal(at(1).AsTime()) || !m.GetEnd().AsTime().Equal(at(3).AsTime()) {
+			t.Errorf("the move shows %s from %s to %s, want room-3 from %s to %s", m.GetResourceId(), m.GetStart().AsTime(), m.GetEnd().AsTime(), at(1).AsTime(), at(3).AsTime())
+		}
+		if at := cs[4].GetCommittedAt().AsTime(); !at.Equal(cancelled.GetReservation().GetUpdatedAt().AsTime()) {
 			t.Errorf("the cancel is dated %s, want %s, the time the cancel answered", at, cancelled.GetReservation().GetUpdatedAt().AsTime())
 		}
 		return cs
@@ -198,13 +207,13 @@ func TestAuditTrailUnderAuth(t *testing.T) {
 		t.Errorf("another user's Get of the cancelled reservation: %v, want a plain NOT_FOUND", st.Details())
 	}
 
-	// The feed carries the same actors and reasons: alice hears her six changes from seq 0.
-	waitUntil(t, "the six changes to be sequenced", func() bool { return r.feed.Stats().Head == 6 })
+	// The feed carries the same actors and reasons: alice hears her seven changes from seq 0.
+	waitUntil(t, "the seven changes to be sequenced", func() bool { return r.feed.Stats().Head == 7 })
 	stream, err := c.Listen(as(t, aliceToken), &pb.ListenRequest{AfterSeq: new(uint64)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	heard := recvN(t, stream, 6)
+	heard := recvN(t, stream, 7)
 	var ofID []*pb.ListenResponse
 	for _, ch := range heard {
 		if ch.GetReservation().GetId() == id {
@@ -214,14 +223,14 @@ func TestAuditTrailUnderAuth(t *testing.T) {
 	if got := auditOf(ofID); !slices.Equal(got, want) {
 		t.Errorf("Listen carries %v for the reservation, want %v", got, want)
 	}
-	if last := heard[5]; last.GetActor() != "alice" || last.GetReason() != "plans changed" {
+	if last := heard[6]; last.GetActor() != "alice" || last.GetReason() != "plans changed" {
 		t.Errorf("Listen's last change is by %q for %q, want alice's cancel for plans changed", last.GetActor(), last.GetReason())
 	}
 
 	// The feed's clock passes its retention: it prunes all but its newest change. Listen from
 	// seq 0 is then OUT_OF_RANGE, and the history still holds every change.
 	clk.Add(2 * time.Hour)
-	waitUntil(t, "the feed to prune", func() bool { return r.feed.Stats().Pruned == 5 })
+	waitUntil(t, "the feed to prune", func() bool { return r.feed.Stats().Pruned == 6 })
 	if stream, err = c.Listen(as(t, deskToken), &pb.ListenRequest{AfterSeq: new(uint64)}); err == nil {
 		_, err = stream.Recv() // a stream's error comes with its first message
 	}
