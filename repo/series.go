@@ -26,9 +26,10 @@ import (
 // occurrence, so there are at most as many rounds as occurrences, and each refused round
 // writes nothing. Before the first round, the occurrences that committed reservations are in
 // the way of, read without locks, leave at once (takenAlready): a refusal names at most
-// MaxConflicts, so a series over a busy resource would otherwise take many rounds. With a request id, the series' outcome (its id, what it made and what it
-// skipped) is saved in the transaction of the round that writes, so a retry, concurrent or
-// later, gets it and writes nothing.
+// MaxConflicts, so a series over a busy resource would otherwise take many rounds. With a
+// request id, the series' outcome (its id, what it made and what it skipped) is saved in the
+// transaction of the round that writes, so a retry, concurrent or later, gets it and writes
+// nothing.
 
 var _ reservation.SeriesBooker = (*Store)(nil)
 
@@ -126,7 +127,9 @@ func (s *Store) skipConflicts(ctx context.Context, b reservation.Booking, id str
 			round.Reservations[k] = occ[i]
 		}
 		if req != nil {
-			req.skipped = skippedList(occ, skipped, inWayOf, nil)
+			req.skipped = func(made []*reservation.Reservation) []reservation.SkippedOccurrence {
+				return skippedList(occ, skipped, inWayOf, made)
+			}
 		}
 		made, err := s.reserve(ctx, round, req)
 		if err == nil {
@@ -159,7 +162,7 @@ func (s *Store) skipConflicts(ctx context.Context, b reservation.Booking, id str
 	// Every occurrence was refused: nothing to write but the outcome.
 	o := &reservation.SeriesOutcome{ID: id, Skipped: skippedList(occ, skipped, inWayOf, nil)}
 	if req != nil {
-		req.skipped = o.Skipped
+		req.skipped = func([]*reservation.Reservation) []reservation.SkippedOccurrence { return o.Skipped }
 		err := saveOutcome(ctx, s.db, req, req.made(nil), s.now())
 		if isDupKey(err) {
 			// A concurrent call with the request id saved first: its outcome is the answer.

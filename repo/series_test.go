@@ -145,7 +145,7 @@ func TestSeriesSkipConflictsRounds(t *testing.T) {
 
 	// Daily occurrences of 36 hours overlap each other: every other one is made, and the
 	// skipped ones name the occurrence in their way.
-	daily := reservation.Series{First: window("long", 0, 36), Rule: "FREQ=DAILY;COUNT=4", Mode: reservation.SeriesSkipConflicts}
+	daily := reservation.Series{First: window("long", 0, 36), Rule: "FREQ=DAILY;COUNT=4", Mode: reservation.SeriesSkipConflicts, RequestID: "daily"}
 	out, err = s.ReserveSeries(ctx, daily)
 	if err != nil {
 		t.Fatal(err)
@@ -153,6 +153,11 @@ func TestSeriesSkipConflictsRounds(t *testing.T) {
 	if len(out.Reservations) != 2 || len(out.Skipped) != 2 || out.Skipped[0].Reason != repo.SkipOccurrence ||
 		!slices.Equal(out.Skipped[0].Conflicting, []string{out.Reservations[0].ID}) {
 		t.Errorf("overlapping occurrences: made %v, skipped %+v", out.Reservations, out.Skipped)
+	}
+	// Its retry gets the same outcome, the skipped occurrences naming the same ids.
+	again, err := s.ReserveSeries(ctx, daily)
+	if err != nil || again.ID != out.ID || fmt.Sprint(again.Skipped) != fmt.Sprint(out.Skipped) {
+		t.Errorf("retry: %+v, %v; want %+v", again, err, out)
 	}
 	if n := repotest.Overlaps(t, db); n != 0 {
 		t.Errorf("%d overlaps", n)
