@@ -64,11 +64,12 @@ func call(t *testing.T, h http.Handler, method, target, body string) (int, apiEr
 func TestUnknownQueryParameters(t *testing.T) {
 	h := handler(t)
 	rs := routes()
-	if len(rs) != 14 {
-		t.Fatalf("%d routes read from the proto, want 14", len(rs))
+	if len(rs) != 17 {
+		t.Fatalf("%d routes read from the proto, want 17", len(rs))
 	}
 	for _, rt := range rs {
-		target := strings.NewReplacer("{id}", "01a204ab-6318-7baf-a7ed-a35f0ef10590", "{resource_id}", "room-1", "{resource.id}", "room-1", "{pool_id}", "deluxe").Replace(rt.template)
+		target := strings.NewReplacer("{id}", "01a204ab-6318-7baf-a7ed-a35f0ef10590", "{resource_id}", "room-1", "{resource.id}", "room-1", "{pool_id}", "deluxe",
+			"{reservation_id}", "01a204ab-6318-7baf-a7ed-a35f0ef10590", "{series_id}", "01a204ab-6318-7baf-a7ed-a35f0ef10591").Replace(rt.template)
 		code, e, body := call(t, h, rt.verb, target+"?bogus=1", "{}")
 		if code != 400 || e.Error.Code != int(codes.InvalidArgument) || !strings.Contains(e.Error.Message, `"bogus"`) {
 			t.Errorf("%s %s?bogus=1: %d %s; want 400 naming bogus", rt.verb, target, code, body)
@@ -102,7 +103,7 @@ func TestUnknownQueryParameters(t *testing.T) {
 		"/v1/changes?after_seq=3&resource_id=room-1",
 		"/v1/resources/room-1/free?start=2030-01-01T00:00:00Z&end=2030-01-02T00:00:00Z&min_duration=3600s",
 		"/v1/pools/deluxe/free?start=2030-01-01T00:00:00Z&end=2030-01-02T00:00:00Z&minDuration=3600s",
-		"/v1/reservations/01a204ab-6318-7baf-a7ed-a35f0ef10590?expected_version=2",
+		"/v1/reservations/01a204ab-6318-7baf-a7ed-a35f0ef10590?expected_version=2&reason=guest%20called",
 	} {
 		method := "GET"
 		if strings.Contains(target, "expected_version") {
@@ -241,7 +242,7 @@ func TestOpenAPIErrorShape(t *testing.T) {
 			}
 		}
 	}
-	if n != 14 || d.Definitions["v1Error"].Properties["error"]["$ref"] != "#/definitions/rpcStatus" {
+	if n != 17 || d.Definitions["v1Error"].Properties["error"]["$ref"] != "#/definitions/rpcStatus" {
 		t.Errorf("%d operations; v1Error %v", n, d.Definitions["v1Error"])
 	}
 }
