@@ -27,12 +27,12 @@ type readBack struct {
 const readsInFlight = 2
 
 type readBatch struct {
-	ids  map[string]bool
-	lead chan struct{} // closed when the batch's first caller may send it
-	done chan struct{} // closed once held and err are set
-	held map[string]*reservation.Reservation
+	ids      map[string]bool
+	lead     chan struct{} // closed when the batch's first caller may send it
+	done     chan struct{} // closed once held and err are set
+	held     map[string]*reservation.Reservation
 	policies map[string]reservation.Policy // of each resource of held, read in the same statement
-	err  error
+	err      error
 }
 
 // read returns, of ids, those stored now and live at now, by id, and the policies (capacity
