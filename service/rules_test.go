@@ -487,3 +487,62 @@ func TestBuffersUnderConcurrency(t *testing.T) {
 		})
 	}
 }
+
+// TestBufferedFreeSlotsAgainstBruteForce: 40 random resources of capacity 1 to 3 with buffers
+// of 0 to 2 slots before and after, each with up to 20 bookings of up to 12 slots (those the
+// buffers refuse are not booked), some held, some cancelled. Five FreeSlots queries each, over
+// gRPC, must answer what a scan of the bookings finds at 15-minute slot granularity: a slot s
+// can be booked when every slot of [s, s+before+after] holds fewer than the capacity of the
+// bookings' windows [start, end+before+after) (every blocked window moved by the same
+// before-buffer), and its places left are the fewest over those slots.
+func TestBufferedFreeSlotsAgainstBruteForce(t *testing.T) {
+	t.Parallel()
+	r := startReplica(t, newDB(t), nil)
+	rng := rand.New(rand.NewPCG(18, 7))
+	const layouts = 40
+	var windowsChecked, buffered int
+	for l := range layouts {
+		id := fmt.Sprintf("buf-%02d", l)
+		capacity, before, after := 1+rng.IntN(3), rng.IntN(3), rng.IntN(3)
+		gap := before + after
+		if gap > 0 {
+			buffered++
+		}
+		res := &pb.Resource{Id: id, Capacity: int32(capacity),
+			BufferBefore: durationpb.New(time.Duration(before) * slotLen), BufferAfter: durationpb.New(time.Duration(after) * slotLen)}
+		if _, err := r.client.PutResource(ctxFor(t), &pb.PutResourceRequest{Resource: res}); err != nil {
+			t.Fatal(err)
+		}
+		booked := bookRandomly(t, r.client, rng, rng.IntN(21), 12, func(b *pb.Reservation) { b.ResourceId = id })
+		shifted := make([]int, daySlots+8) // blocked windows over each slot, moved by the before-buffer
+		for _, b := range booked {
+			from, to := int(b.GetStart().AsTime().Sub(base)/slotLen), int(b.GetEnd().AsTime().Sub(base)/slotLen)
+			for s := from; s < to+gap; s++ {
+				shifted[s]++
+			}
+		}
+		if m := slices.Max(shifted); m > capacity {
+			t.Fatalf("layout %d: %d blocked windows at once on capacity %d", l, m, capacity)
+		}
+		used := make([]int, daySlots) // the most blocked windows a booking of slot s meets
+		for s := range used {
+			used[s] = slices.Max(shifted[s : s+gap+1])
+		}
+		for range 5 {
+			from, to, minDur := randomQuery(rng)
+			want := bruteFree(id, capacity, used, from, to, minDur)
+			resp, err := r.client.FreeSlots(ctxFor(t), &pb.FreeSlotsRequest{ResourceId: id, Start: timestamppb.New(slotTime(from)), End: timestamppb.New(slotTime(to)), MinDuration: durationpb.New(minDur)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := windows(resp, id); !slices.Equal(got, want) {
+				t.Fatalf("layout %d, capacity %d, buffers %d+%d slots, booked %v, slots %d-%d, min %s:\ngot  %v\nwant %v", l, capacity, before, after, spell(booked), from, to, minDur, got, want)
+			}
+			windowsChecked += len(want)
+		}
+	}
+	t.Logf("%d layouts, %d with buffers, %d windows checked", layouts, buffered, windowsChecked)
+	if buffered == 0 || windowsChecked < layouts {
+		t.Errorf("the layouts should have buffers and many windows")
+	}
+}
