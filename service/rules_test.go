@@ -232,7 +232,9 @@ func TestPastWindowsAllowed(t *testing.T) {
 
 // TestBuffersThroughGRPC: with a 15-minute after-buffer, a booking that ends at 10:00 blocks
 // a 10:10 start (RESERVATION_CONFLICT naming it) and not a 10:15 one; a 5-minute
-// before-buffer adds to it. The same holds in a batch, and from the cache of another replica.
+// before-buffer adds to it. The same holds in a batch, and on another replica: its cache knows
+// no buffers and proposes nothing for a conflict they alone make (its write path refuses it),
+// while it still refuses, weighed with the buffers, a window whose booked part overlaps.
 // Raising a buffer over what is booked is refused.
 func TestBuffersThroughGRPC(t *testing.T) {
 	t.Parallel()
@@ -247,13 +249,24 @@ func TestBuffersThroughGRPC(t *testing.T) {
 	}
 	ten := base.Add(time.Hour) // 10:00
 	first := reserve(t, c, window("room", ten.Add(-time.Hour), time.Hour))
+	waitUntil(t, "replica b's cache to hold the reservation", func() bool { return b.taken.Stats().Entries == 1 })
 	for _, r := range []*replica{a, b} {
 		_, err := r.client.Reserve(ctx, &pb.ReserveRequest{Reservation: window("room", ten.Add(10*time.Minute), time.Hour)})
 		if id := conflictInfo(wantCode(t, err, codes.FailedPrecondition)).GetMetadata()["conflict_0_id"]; id != first.GetId() {
 			t.Errorf("a 10:10 start names %q, want %s", id, first.GetId())
 		}
 	}
-	_, err := c.Reserve(ctx, &pb.ReserveRequest{Reservation: window("room", ten.Add(-2*time.Hour), 55*time.Minute)}) // ends 8:55, less than 15m before 9:00
+	if n := b.taken.Stats().Refused; n != 0 {
+		t.Errorf("replica b's cache proposed %d refusals of a buffer-only conflict, want 0", n)
+	}
+	_, err := b.client.Reserve(ctx, &pb.ReserveRequest{Reservation: window("room", ten.Add(-10*time.Minute), time.Hour)})
+	if id := conflictInfo(wantCode(t, err, codes.FailedPrecondition)).GetMetadata()["conflict_0_id"]; id != first.GetId() {
+		t.Errorf("a window over 10:00 names %q, want %s", id, first.GetId())
+	}
+	if n := b.taken.Stats().Refused; n != 1 {
+		t.Errorf("replica b's cache proposed %d refusals of an overlap, want 1", n)
+	}
+	_, err = c.Reserve(ctx, &pb.ReserveRequest{Reservation: window("room", ten.Add(-2*time.Hour), 55*time.Minute)}) // ends 8:55, less than 15m before 9:00
 	wantCode(t, err, codes.FailedPrecondition)
 	_, err = c.ReserveBatch(ctx, &pb.ReserveBatchRequest{Reservations: []*pb.Reservation{
 		window("room", ten.Add(3*time.Hour), time.Hour), window("room", ten.Add(4*time.Hour+14*time.Minute), time.Hour)}})
