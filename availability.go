@@ -38,9 +38,11 @@ func (q *SlotQuery) Validate() error {
 	return v.Err()
 }
 
-// FreeWindows returns the parts of q's window that none of busy covers, in order, leaving out
-// those shorter than q.MinDuration. busy must be sorted by Start.
-func FreeWindows(q SlotQuery, busy []*Reservation) []Window {
+// FreeWindows returns the parts of q's window where a reservation of a resource of capacity
+// 1 whose buffers add up to gap (Policy.Gap) may be booked, in order, leaving out those
+// shorter than q.MinDuration: where a new window's blocked window meets none of busy's, that
+// is outside each of busy widened by gap on both sides. busy must be sorted by Start.
+func FreeWindows(q SlotQuery, gap time.Duration, busy []*Reservation) []Window {
 	var free []Window
 	at := q.Start // everything before at is covered or already reported
 	add := func(end time.Time) {
@@ -49,12 +51,13 @@ func FreeWindows(q SlotQuery, busy []*Reservation) []Window {
 		}
 	}
 	for _, r := range busy {
-		if !r.Start.Before(q.End) {
+		start, end := r.Start.Add(-gap), r.End.Add(gap)
+		if !start.Before(q.End) {
 			break
 		}
-		add(r.Start)
-		if r.End.After(at) {
-			at = r.End
+		add(start)
+		if end.After(at) {
+			at = end
 		}
 	}
 	if at.Before(q.End) {
@@ -63,27 +66,33 @@ func FreeWindows(q SlotQuery, busy []*Reservation) []Window {
 	return free
 }
 
-// Freeplaces returns the parts of q's window where at least one of a resource's capacity
-// places is left, split where the number left changes, each with Available. Runs of time with
-// a place left shorter than q.MinDuration are left out (a run is kept whole when it is long
-// enough, however it splits). busy are the live reservations of the resource; with capacity 1
-// this is FreeWindows, with Available 1.
-func FreePlaces(q SlotQuery, capacity int, busy []*Reservation) []Window {
-	capacity = max(capacity, 1)
-	// The count of busy changes only where one of them starts or ends.
-	edges := []time.Time{q.Start, q.End}
+// FreePlaces returns the parts of q's window where a reservation may be booked beside busy
+// (the live reservations of a resource of policy p) with at least one place left, each with
+// Available: the places left throughout the windows booked inside it block. They are split
+// where that number changes. Runs of time with a place left shorter than q.MinDuration are
+// left out (a run is kept whole when it is long enough, however it splits). With capacity 1
+// and no buffers this is FreeWindows, with Available 1.
+//
+// The count is taken as InTheWay takes it, over windows [Start, End+Gap): a booking of
+// [s, e) fits where fewer than the capacity of those cover every instant of [s, e+Gap), so a
+// run of such instants [a, b) holds bookings inside [a, b-Gap).
+func FreePlaces(q SlotQuery, p Policy, busy []*Reservation) []Window {
+	capacity := max(p.Capacity, 1)
+	g := p.Gap()
+	end := q.End.Add(g)
+	// The count changes only where one of busy starts or its blocked window ends.
+	edges := []time.Time{q.Start, end}
 	for _, r := range busy {
-		for _, t := range []time.Time{r.Start, r.End} {
-			if t.After(q.Start) && t.Before(q.End) {
+		for _, t := range []time.Time{r.Start, r.End.Add(g)} {
+			if t.After(q.Start) && t.Before(end) {
 				edges = append(edges, t)
 			}
 		}
 	}
-	slices.SortFunc(edges, func(a, b time.Time) int { return a.Compare(b) })
-	edges = slices.Compact(edges)
+	edges = sortedTimes(edges)
 	var pieces []Window // with a place left, split where the count changes
 	for i := 0; i+1 < len(edges); i++ {
-		left := capacity - len(Covering(edges[i], busy))
+		left := capacity - len(covering(edges[i], g, busy))
 		if left <= 0 {
 			continue
 		}
@@ -99,10 +108,46 @@ func FreePlaces(q SlotQuery, capacity int, busy []*Reservation) []Window {
 		for j < len(pieces) && pieces[j].Start.Equal(pieces[j-1].End) {
 			j++
 		}
-		if pieces[j-1].End.Sub(pieces[i].Start) >= q.MinDuration {
-			free = append(free, pieces[i:j]...)
+		run := pieces[i:j]
+		from, stop := run[0].Start, run[len(run)-1].End.Add(-g)
+		if stop.After(q.End) {
+			stop = q.End
 		}
 		i = j
+		if !stop.After(from) || stop.Sub(from) < q.MinDuration {
+			continue
+		}
+		// A booking inside [x, y) blocks inside [x, y+g): the places left there are the
+		// fewest of the pieces that meets, which change at the pieces' edges and g before them.
+		cuts := []time.Time{from, stop}
+		for _, pc := range run {
+			for _, t := range []time.Time{pc.Start, pc.End, pc.Start.Add(-g), pc.End.Add(-g)} {
+				if t.After(from) && t.Before(stop) {
+					cuts = append(cuts, t)
+				}
+			}
+		}
+		cuts = sortedTimes(cuts)
+		for k := 0; k+1 < len(cuts); k++ {
+			x, y := cuts[k], cuts[k+1]
+			left := capacity
+			for _, pc := range run {
+				if pc.Start.Before(y.Add(g)) && pc.End.After(x) {
+					left = min(left, pc.Available)
+				}
+			}
+			if n := len(free); n > 0 && free[n-1].End.Equal(x) && free[n-1].Available == left {
+				free[n-1].End = y
+				continue
+			}
+			free = append(free, Window{Start: x, End: y, Available: left})
+		}
 	}
 	return free
+}
+
+// sortedTimes sorts ts and leaves out repeats.
+func sortedTimes(ts []time.Time) []time.Time {
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	return slices.CompactFunc(ts, func(a, b time.Time) bool { return a.Equal(b) })
 }

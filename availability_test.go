@@ -11,7 +11,8 @@ import (
 
 // TestFreeWindowsAgainstBruteForce compares reservation.FreeWindows with a minute-by-minute scan on random
 // layouts: reservations that overlap each other (as lapsed holds can), touch, or stick out of
-// the window.
+// the window; with buffers (gap) half of the time, a minute then being free when no booked
+// minute is within gap of it.
 func TestFreeWindowsAgainstBruteForce(t *testing.T) {
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	minute := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
@@ -19,13 +20,17 @@ func TestFreeWindowsAgainstBruteForce(t *testing.T) {
 	for trial := range 2000 {
 		from, to := rng.IntN(100), 100+rng.IntN(200)
 		q := reservation.SlotQuery{ResourceID: "r", Start: minute(from), End: minute(to), MinDuration: time.Duration(rng.IntN(20)) * time.Minute}
+		gap := 0
+		if trial%2 == 1 {
+			gap = rng.IntN(12)
+		}
 		var busy []*reservation.Reservation
 		taken := make([]bool, 400)
 		for range rng.IntN(15) {
 			s := rng.IntN(350)
 			e := s + 1 + rng.IntN(40)
 			busy = append(busy, &reservation.Reservation{Start: minute(s), End: minute(e)})
-			for m := s; m < e; m++ {
+			for m := max(s-gap, 0); m < e+gap; m++ {
 				taken[m] = true
 			}
 		}
@@ -46,8 +51,8 @@ func TestFreeWindowsAgainstBruteForce(t *testing.T) {
 			}
 			m = end
 		}
-		if got := reservation.FreeWindows(q, busy); !slices.Equal(got, want) {
-			t.Fatalf("trial %d: window %d-%d, min %s, busy %v:\ngot  %v\nwant %v", trial, from, to, q.MinDuration, spans(busy, t0), got, want)
+		if got := reservation.FreeWindows(q, time.Duration(gap)*time.Minute, busy); !slices.Equal(got, want) {
+			t.Fatalf("trial %d: window %d-%d, min %s, gap %d, busy %v:\ngot  %v\nwant %v", trial, from, to, q.MinDuration, gap, spans(busy, t0), got, want)
 		}
 	}
 }
@@ -110,7 +115,11 @@ func TestBookingFingerprintAndBounds(t *testing.T) {
 }
 
 // TestFreePlacesAgainstBruteForce compares reservation.FreePlaces with a minute-by-minute
-// count of places left on random layouts and capacities.
+// count of places left on random layouts, capacities and buffers. With buffers a minute m
+// can be booked when each minute of m's blocked window holds fewer than the capacity of the
+// others' blocked windows; its places left are the fewest over those minutes. Counting in
+// the frame where each blocked window starts at its booked start (every blocked window moves
+// by the same before-buffer), that is the minutes m to m+before+after.
 func TestFreePlacesAgainstBruteForce(t *testing.T) {
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	minute := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
@@ -119,17 +128,29 @@ func TestFreePlacesAgainstBruteForce(t *testing.T) {
 		capacity := 1 + rng.IntN(4)
 		from, to := rng.IntN(100), 100+rng.IntN(200)
 		q := reservation.SlotQuery{ResourceID: "r", Start: minute(from), End: minute(to), MinDuration: time.Duration(rng.IntN(20)) * time.Minute}
+		var before, after int
+		if trial%2 == 1 {
+			before, after = rng.IntN(6), rng.IntN(8)
+		}
+		p := reservation.Policy{Capacity: capacity, BufferBefore: time.Duration(before) * time.Minute, BufferAfter: time.Duration(after) * time.Minute}
+		gap := before + after
 		var busy []*reservation.Reservation
-		used := make([]int, 400)
+		used := make([]int, 400) // blocked windows over each minute, in the shifted frame
 		for range rng.IntN(25) {
 			s := rng.IntN(350)
 			e := s + 1 + rng.IntN(40)
 			busy = append(busy, &reservation.Reservation{Start: minute(s), End: minute(e)})
-			for m := s; m < e; m++ {
+			for m := s; m < e+gap; m++ {
 				used[m]++
 			}
 		}
-		left := func(m int) int { return max(capacity-used[m], 0) }
+		left := func(m int) int {
+			n := capacity
+			for x := m; x <= m+gap; x++ {
+				n = min(n, max(capacity-used[x], 0))
+			}
+			return n
+		}
 		var want []reservation.Window
 		for m := from; m < to; {
 			if left(m) == 0 {
@@ -152,8 +173,8 @@ func TestFreePlacesAgainstBruteForce(t *testing.T) {
 			}
 			m = end
 		}
-		if got := reservation.FreePlaces(q, capacity, busy); !slices.Equal(got, want) {
-			t.Fatalf("trial %d: capacity %d, window %d-%d, min %s, busy %v:\ngot  %v\nwant %v", trial, capacity, from, to, q.MinDuration, spans(busy, t0), got, want)
+		if got := reservation.FreePlaces(q, p, busy); !slices.Equal(got, want) {
+			t.Fatalf("trial %d: capacity %d, buffers %d+%d, window %d-%d, min %s, busy %v:\ngot  %v\nwant %v", trial, capacity, before, after, from, to, q.MinDuration, spans(busy, t0), got, want)
 		}
 	}
 }

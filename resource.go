@@ -34,8 +34,82 @@ type Rules struct {
 	// MinDuration and MaxDuration bound a reservation's length; 0 is no bound.
 	MinDuration, MaxDuration time.Duration
 	// MinNotice makes a start at least now plus it; MaxAdvance at most now plus it. 0 is no rule.
-	// BLOCKED reservations are exempt from both.
+	// BLOCKED reservations are exempt from both (not from the bounds on length: an admin
+	// takes a resource out of service for longer by disabling it, or by several windows).
 	MinNotice, MaxAdvance time.Duration
+}
+
+// MaxRule bounds each of a resource's buffers and rules, as the service bounds a
+// reservation's length by default.
+const MaxRule = 366 * 24 * time.Hour
+
+// ReasonRuleViolation is the reason of the ESTATE error of a reservation that breaks one of
+// its resource's booking rules (Rules.Check).
+const ReasonRuleViolation = "RULE_VIOLATION"
+
+// The rules' names, as RULE_VIOLATION's metadata and the wire's fields name them.
+const (
+	RuleMinDuration = "min_duration"
+	RuleMaxDuration = "max_duration"
+	RuleMinNotice   = "min_notice"
+	RuleMaxAdvance  = "max_advance"
+)
+
+// Check refuses r, item (its index in the call) of a write at now (the write's time, read
+// under the resource's lock), when it breaks one of the rules: ESTATE with reason
+// RULE_VIOLATION, whose metadata names the rule ("rule"), its value ("limit", a Go duration
+// such as "15m0s"), the resource ("resource_id") and the item ("item"); a rule on the start
+// names the instant it bounds the start by ("earliest_start" or "latest_start", RFC 3339).
+// Each bound is inclusive: a reservation exactly min_duration long, or starting exactly
+// min_notice from now, is admitted. BLOCKED reservations are exempt from notice and advance.
+// The first rule broken, in the order of the fields, is the one named.
+func (rules Rules) Check(item int, r *Reservation, now time.Time) error {
+	d := r.End.Sub(r.Start)
+	violation := func(rule string, limit time.Duration, format string, args ...any) *Error {
+		e := Errorf(ESTATE, "resource %q: "+format, append([]any{r.ResourceID}, args...)...)
+		e.Reason = ReasonRuleViolation
+		e.Metadata = map[string]string{"rule": rule, "limit": limit.String(), "resource_id": r.ResourceID, "item": strconv.Itoa(item)}
+		return e
+	}
+	switch {
+	case rules.MinDuration > 0 && d < rules.MinDuration:
+		return violation(RuleMinDuration, rules.MinDuration, "a reservation lasts at least %s (min_duration), got %s", rules.MinDuration, d)
+	case rules.MaxDuration > 0 && d > rules.MaxDuration:
+		return violation(RuleMaxDuration, rules.MaxDuration, "a reservation lasts at most %s (max_duration), got %s", rules.MaxDuration, d)
+	case r.Status == StatusBlocked:
+		return nil
+	case rules.MinNotice > 0 && r.Start.Before(now.Add(rules.MinNotice)):
+		at := now.Add(rules.MinNotice)
+		e := violation(RuleMinNotice, rules.MinNotice, "a reservation starts at least %s from now (min_notice), at %s or later, got %s", rules.MinNotice, FormatTime(at), FormatTime(r.Start))
+		e.Metadata["earliest_start"] = FormatTime(at)
+		return e
+	case rules.MaxAdvance > 0 && r.Start.After(now.Add(rules.MaxAdvance)):
+		at := now.Add(rules.MaxAdvance)
+		e := violation(RuleMaxAdvance, rules.MaxAdvance, "a reservation starts at most %s from now (max_advance), at %s or earlier, got %s", rules.MaxAdvance, FormatTime(at), FormatTime(r.Start))
+		e.Metadata["latest_start"] = FormatTime(at)
+		return e
+	}
+	return nil
+}
+
+// validate names each rule that is wrong under prefix: negative, above MaxRule, or a
+// max_duration below the min_duration.
+func (rules Rules) validate(v *Violations, prefix string) {
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"buffer_before", rules.BufferBefore}, {"buffer_after", rules.BufferAfter},
+		{RuleMinDuration, rules.MinDuration}, {RuleMaxDuration, rules.MaxDuration},
+		{RuleMinNotice, rules.MinNotice}, {RuleMaxAdvance, rules.MaxAdvance},
+	} {
+		if f.d < 0 || f.d > MaxRule {
+			v.Add(prefix+f.name, fmt.Sprintf("must be between 0 (none) and %s, got %s", MaxRule, f.d))
+		}
+	}
+	if rules.MinDuration > 0 && rules.MaxDuration > 0 && rules.MaxDuration < rules.MinDuration {
+		v.Add(prefix+RuleMaxDuration, fmt.Sprintf("must not be below min_duration (%s), got %s", rules.MinDuration, rules.MaxDuration))
+	}
 }
 
 // Limits of a resource's descriptive fields.
@@ -46,8 +120,12 @@ const (
 	MaxLabelLen       = 256 // bytes, for each key and each value
 )
 
-// Normalize applies the defaults: capacity 1, time zone UTC.
+// Normalize applies the defaults: capacity 1, time zone UTC; the rules are kept to the
+// microsecond, as stored.
 func (r *Resource) Normalize() {
+	for _, d := range []*time.Duration{&r.BufferBefore, &r.BufferAfter, &r.MinDuration, &r.MaxDuration, &r.MinNotice, &r.MaxAdvance} {
+		*d = d.Truncate(time.Microsecond)
+	}
 	if r.Capacity == 0 {
 		r.Capacity = 1
 	}
@@ -86,6 +164,7 @@ func (r *Resource) Validate(prefix string) error {
 			break
 		}
 	}
+	r.Rules.validate(&v, prefix)
 	return v.Err()
 }
 

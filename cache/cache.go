@@ -123,7 +123,10 @@ func (c *Cache) Overlapping(r *reservation.Reservation) []*reservation.Reservati
 				Start: time.UnixMicro(e.start).UTC(), End: time.UnixMicro(e.end).UTC()})
 		}
 	}
-	out := reservation.InTheWay(r, 1, near) // every one that overlaps: the Store weighs them by capacity
+	// Every one whose booked window overlaps r's: the Store weighs them by the resource's
+	// capacity and buffers. The cache knows no buffers, so it misses the conflicts they alone
+	// make (the write path finds those); what it proposes is in the way whatever they are.
+	out := reservation.InTheWay(r, reservation.Policy{Capacity: 1}, near)
 	if len(out) > 0 {
 		c.refused.Add(1)
 	}

@@ -188,6 +188,7 @@ func (s *Store) admitGroup(ctx context.Context, w *writeTx, jobs []*job) error {
 	// The direct items, and a copy of each pooled item on each unit it may take.
 	var all []*reservation.Reservation
 	candidates := map[*job]map[*reservation.Reservation][]*reservation.Reservation{}
+	refused := map[*job]map[*reservation.Reservation]error{} // by the rules of every unit
 	for _, j := range jobs {
 		if j.pooled == nil {
 			all = append(all, j.rs...)
@@ -199,7 +200,7 @@ func (s *Store) admitGroup(ctx context.Context, w *writeTx, jobs []*job) error {
 			}
 		}
 		var copies []*reservation.Reservation
-		candidates[j], copies = candidatesOf(j.rs, j.pooled, j.pick.units, w.resources)
+		candidates[j], copies, refused[j] = candidatesOf(j.rs, j.pooled, j.pick.units, w.resources, w.now)
 		all = append(all, copies...)
 	}
 	stored := blockers{}
@@ -215,7 +216,7 @@ func (s *Store) admitGroup(ctx context.Context, w *writeTx, jobs []*job) error {
 		j.err = nil
 		if j.pooled != nil {
 			// Its units, chosen beside the group's earlier calls too.
-			if j.err = chooseUnits(j.rs, j.pooled, candidates[j], stored, w.capacity, taken, j.pick.all); j.err != nil {
+			if j.err = chooseUnits(j.rs, j.pooled, candidates[j], refused[j], stored, w.policy, taken, j.pick.all); j.err != nil {
 				continue
 			}
 		}
@@ -223,8 +224,8 @@ func (s *Store) admitGroup(ctx context.Context, w *writeTx, jobs []*job) error {
 			continue
 		}
 		// On a resource of capacity N, the group's earlier calls count with the stored
-		// reservations towards N at each instant.
-		conflicts, truncated := s.inTheWay(j.rs, stored, taken, w.capacity)
+		// reservations towards N at each instant (of the windows they block).
+		conflicts, truncated := s.inTheWay(j.rs, stored, taken, w.policy)
 		if len(conflicts) > 0 {
 			j.err = conflictError(j.rs, conflicts, truncated)
 			continue

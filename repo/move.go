@@ -105,7 +105,7 @@ func (s *Store) move(ctx context.Context, ref reservation.Ref, e reservation.Edi
 		}
 		// The reservation as it is stored now never stands in its own way.
 		stored[m] = slices.DeleteFunc(stored[m], func(o *reservation.Reservation) bool { return o.ID == m.ID })
-		if conflicts, truncated := s.inTheWay(moved, stored, nil, w.capacity); len(conflicts) > 0 {
+		if conflicts, truncated := s.inTheWay(moved, stored, nil, w.policy); len(conflicts) > 0 {
 			return conflictError(moved, conflicts, truncated)
 		}
 		res := w.resources[m.ResourceID]

@@ -26,8 +26,13 @@ import (
 // for the pool booking or goes first, and the unit booked is the first by id that was free
 // when read. Pool calls are not prechecked nor refused from the conflict cache: the read is
 // their precheck.
+//
+// A unit whose booking rules (Rules.Check) refuse an item's window at the call's time is no
+// candidate for it. When every enabled unit of the pool refuses it so, the call is refused
+// with that RULE_VIOLATION (naming the first unit, by id), not POOL_FULL: no unit would ever
+// take that window then, however many are free.
 
-const sqlPoolUnits = "SELECT id, pool_id, max_span_us, capacity, disabled FROM resources WHERE pool_id IN (?) ORDER BY id"
+const sqlPoolUnits = "SELECT id, pool_id, max_span_us, capacity, disabled, " + rulesColumns + " FROM resources WHERE pool_id IN (?) ORDER BY id"
 
 const (
 	// optimisticTries bounds how often a pool call locks only the units a read found free
@@ -119,11 +124,12 @@ func (s *Store) reservePool(ctx context.Context, b reservation.Booking, out []*r
 // returns the first unitsPerTry of them for each item, by pool and id; nil when an item has
 // none: the pool looks full.
 func (s *Store) freeUnits(ctx context.Context, rs []*reservation.Reservation, pooled []bool, units map[string][]string, resources map[string]*resource) (map[string][]string, error) {
-	candidates, all := candidatesOf(rs, pooled, units, resources)
+	now := s.now()
+	candidates, all, _ := candidatesOf(rs, pooled, units, resources, now)
 	if len(all) == 0 {
 		return nil, nil
 	}
-	stored, err := findInTheWay(ctx, s.db, s.opts.MaxConflicts, resources, s.now(), all)
+	stored, err := findInTheWay(ctx, s.db, s.opts.MaxConflicts, resources, now, all)
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -140,7 +146,7 @@ func (s *Store) freeUnits(ctx context.Context, rs []*reservation.Reservation, po
 		}
 		n := 0
 		for _, c := range candidates[r] {
-			if n < unitsPerTry && reservation.Fits(c, resources[c.ResourceID].capacity, append(slices.Clone(stored[c]), direct...)) {
+			if n < unitsPerTry && reservation.Fits(c, resources[c.ResourceID].policy(), append(slices.Clone(stored[c]), direct...)) {
 				free[r.PoolID] = append(free[r.PoolID], c.ResourceID)
 				n++
 			}
@@ -227,6 +233,7 @@ func (s *Store) poolUnits(ctx context.Context, pools []string) (map[string][]str
 		MaxSpan  int64  `db:"max_span_us"`
 		Capacity int    `db:"capacity"`
 		Disabled bool   `db:"disabled"`
+		rulesRow
 	}
 	if err := sqlx.SelectContext(ctx, s.db, &rows, query, args...); err != nil {
 		return nil, nil, classify(fmt.Errorf("units of %d pools: %w", len(pools), err))
@@ -235,7 +242,7 @@ func (s *Store) poolUnits(ctx context.Context, pools []string) (map[string][]str
 	resources := make(map[string]*resource, len(rows))
 	for _, r := range rows {
 		units[r.PoolID] = append(units[r.PoolID], r.ID)
-		resources[r.ID] = &resource{maxSpan: time.Duration(r.MaxSpan) * time.Microsecond, capacity: max(r.Capacity, 1), disabled: r.Disabled, poolID: r.PoolID}
+		resources[r.ID] = &resource{maxSpan: time.Duration(r.MaxSpan) * time.Microsecond, capacity: max(r.Capacity, 1), disabled: r.Disabled, poolID: r.PoolID, rules: r.rules()}
 	}
 	return units, resources, nil
 }
@@ -243,7 +250,7 @@ func (s *Store) poolUnits(ctx context.Context, pools []string) (map[string][]str
 // assign chooses, under the write's locks, a unit of p for each pooled item of rs
 // (chooseUnits).
 func (s *Store) assign(ctx context.Context, w *writeTx, rs []*reservation.Reservation, pooled []bool, p pick) error {
-	candidates, all := candidatesOf(rs, pooled, p.units, w.resources)
+	candidates, all, refused := candidatesOf(rs, pooled, p.units, w.resources, w.now)
 	stored := blockers{}
 	if len(all) > 0 {
 		var err error
@@ -251,30 +258,45 @@ func (s *Store) assign(ctx context.Context, w *writeTx, rs []*reservation.Reserv
 			return err
 		}
 	}
-	return chooseUnits(rs, pooled, candidates, stored, w.capacity, nil, p.all)
+	return chooseUnits(rs, pooled, candidates, refused, stored, w.policy, nil, p.all)
 }
 
 // candidatesOf pairs each pooled item of rs with a copy of it on each unit of its pool in
-// units that resources says is enabled and in the pool, by id, and returns all the copies
-// too. It clears the items' units: a transaction run again chooses again.
-func candidatesOf(rs []*reservation.Reservation, pooled []bool, units map[string][]string, resources map[string]*resource) (map[*reservation.Reservation][]*reservation.Reservation, []*reservation.Reservation) {
-	candidates := map[*reservation.Reservation][]*reservation.Reservation{}
-	var all []*reservation.Reservation
+// units that resources says is enabled and in the pool, and whose rules admit it at now, by
+// id, and returns all the copies too. refused has, for each item that every such unit's rules
+// refuse, the refusal of the first. It clears the items' units: a transaction run again
+// chooses again.
+func candidatesOf(rs []*reservation.Reservation, pooled []bool, units map[string][]string, resources map[string]*resource, now time.Time) (
+	candidates map[*reservation.Reservation][]*reservation.Reservation, all []*reservation.Reservation, refused map[*reservation.Reservation]error) {
+	candidates = map[*reservation.Reservation][]*reservation.Reservation{}
 	for i, r := range rs {
 		if !pooled[i] {
 			continue
 		}
 		r.ResourceID = ""
+		var ruled error
 		for _, u := range units[r.PoolID] {
 			if res := resources[u]; res != nil && !res.disabled && !res.absent && res.poolID == r.PoolID {
 				c := *r
 				c.ResourceID = u
+				if err := res.rules.Check(i, &c, now); err != nil {
+					if ruled == nil {
+						ruled = err
+					}
+					continue
+				}
 				candidates[r] = append(candidates[r], &c)
 				all = append(all, &c)
 			}
 		}
+		if ruled != nil && len(candidates[r]) == 0 {
+			if refused == nil {
+				refused = map[*reservation.Reservation]error{}
+			}
+			refused[r] = ruled
+		}
 	}
-	return candidates, all
+	return candidates, all, refused
 }
 
 // maxUnitChoices bounds the fit checks one chooseUnits makes. A call's pooled items are few
@@ -289,9 +311,11 @@ const maxUnitChoices = 10_000
 // its first candidate that fits, and a batch's first item gives up its first choice only
 // when the items after it could not all be placed otherwise. It notes in stored what is in
 // each item's way at its unit. None fits: POOL_FULL, naming the item the search could not
-// get past, when the candidates are every unit of the pool (all); errUnitsGone otherwise.
-func chooseUnits(rs []*reservation.Reservation, pooled []bool, candidates map[*reservation.Reservation][]*reservation.Reservation,
-	stored blockers, capacity func(string) int, others map[string][]*reservation.Reservation, all bool) error {
+// get past, when the candidates are every unit of the pool (all); errUnitsGone otherwise. An
+// item that the rules of every unit refuse (refused, from candidatesOf) fails with that
+// refusal instead, when the candidates are every unit.
+func chooseUnits(rs []*reservation.Reservation, pooled []bool, candidates map[*reservation.Reservation][]*reservation.Reservation, refused map[*reservation.Reservation]error,
+	stored blockers, policy func(string) reservation.Policy, others map[string][]*reservation.Reservation, all bool) error {
 	// Every direct item of the call is in the way, wherever it stands in the call, and so is
 	// each pooled item once it has its unit; those to come have none yet.
 	var placed, items []int
@@ -318,7 +342,7 @@ func chooseUnits(rs []*reservation.Reservation, pooled []bool, candidates map[*r
 			for _, j := range placed {
 				held = append(held, rs[j])
 			}
-			if !reservation.Fits(c, capacity(c.ResourceID), held) {
+			if !reservation.Fits(c, policy(c.ResourceID), held) {
 				continue
 			}
 			r.ResourceID = c.ResourceID
@@ -341,6 +365,11 @@ func chooseUnits(rs []*reservation.Reservation, pooled []bool, candidates map[*r
 	}
 	if !all {
 		return errUnitsGone
+	}
+	for _, i := range items {
+		if err := refused[rs[i]]; err != nil {
+			return err
+		}
 	}
 	return reservation.PoolFull(items[stuck], rs[items[stuck]])
 }

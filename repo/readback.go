@@ -2,7 +2,6 @@ package repo
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"sync"
 	"time"
@@ -28,17 +27,17 @@ type readBack struct {
 const readsInFlight = 2
 
 type readBatch struct {
-	ids  map[string]bool
-	lead chan struct{} // closed when the batch's first caller may send it
-	done chan struct{} // closed once held and err are set
-	held map[string]*reservation.Reservation
-	caps map[string]int // the capacity of each resource of held, read in the same statement
-	err  error
+	ids      map[string]bool
+	lead     chan struct{} // closed when the batch's first caller may send it
+	done     chan struct{} // closed once held and err are set
+	held     map[string]*reservation.Reservation
+	policies map[string]reservation.Policy // of each resource of held, read in the same statement
+	err      error
 }
 
-// read returns, of ids, those stored now and live at now, by id, and the capacities of their
-// resources, by resource id, as one statement saw them.
-func (rb *readBack) read(ctx context.Context, db *sqlx.DB, ids []string, now func() time.Time) (map[string]*reservation.Reservation, map[string]int, error) {
+// read returns, of ids, those stored now and live at now, by id, and the policies (capacity
+// and buffers) of their resources, by resource id, as one statement saw them.
+func (rb *readBack) read(ctx context.Context, db *sqlx.DB, ids []string, now func() time.Time) (map[string]*reservation.Reservation, map[string]reservation.Policy, error) {
 	rb.mu.Lock()
 	b, first := rb.next, false
 	if b == nil {
@@ -51,7 +50,7 @@ func (rb *readBack) read(ctx context.Context, db *sqlx.DB, ids []string, now fun
 	if !first {
 		rb.mu.Unlock()
 		<-b.done // bounded: its first caller sends it as soon as the statement before it is done
-		return b.held, b.caps, b.err
+		return b.held, b.policies, b.err
 	}
 	if rb.running < readsInFlight {
 		rb.running++
@@ -60,7 +59,7 @@ func (rb *readBack) read(ctx context.Context, db *sqlx.DB, ids []string, now fun
 	}
 	rb.mu.Unlock()
 	<-b.lead // bounded by the statements before it
-	b.held, b.caps, b.err = readHeld(ctx, db, b.ids, now())
+	b.held, b.policies, b.err = readHeld(ctx, db, b.ids, now())
 	rb.mu.Lock()
 	if n := rb.next; n != nil {
 		rb.next = nil // sealed: nobody joins it from here on
@@ -70,26 +69,26 @@ func (rb *readBack) read(ctx context.Context, db *sqlx.DB, ids []string, now fun
 	}
 	rb.mu.Unlock()
 	close(b.done)
-	return b.held, b.caps, b.err
+	return b.held, b.policies, b.err
 }
 
-// heldRow is a reservations row read with its resource's capacity.
+// heldRow is a reservations row read with its resource's policy.
 type heldRow struct {
 	row
-	Capacity sql.NullInt64 `db:"capacity"`
+	policyRow
 }
 
-// readHeld reads the reservations ids that are stored and live at now, and the capacities of
-// their resources (at least 1).
-func readHeld(ctx context.Context, db *sqlx.DB, ids map[string]bool, now time.Time) (map[string]*reservation.Reservation, map[string]int, error) {
+// readHeld reads the reservations ids that are stored and live at now, and the policies
+// (capacity, at least 1, and buffers) of their resources.
+func readHeld(ctx context.Context, db *sqlx.DB, ids map[string]bool, now time.Time) (map[string]*reservation.Reservation, map[string]reservation.Policy, error) {
 	list := make([]string, 0, len(ids))
 	for id := range ids {
 		list = append(list, id)
 	}
-	// Each row comes with its resource's capacity: a refusal weighs the rows by it, and one
-	// statement sees both at one instant.
-	query, args, err := sqlx.In("SELECT "+columns+", (SELECT c.capacity FROM resources c WHERE c.id = reservations.resource_id) AS capacity"+
-		" FROM reservations WHERE id IN (?) AND "+notLapsed(""), list, now)
+	// Each row comes with its resource's capacity and buffers: a refusal weighs the rows by
+	// them, and one statement sees both at one instant.
+	query, args, err := sqlx.In("SELECT "+prefixed("r.", columns)+", c.capacity, c.buffer_before_us, c.buffer_after_us"+
+		" FROM reservations r LEFT JOIN resources c ON c.id = r.resource_id WHERE r.id IN (?) AND "+notLapsed("r."), list, now)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -98,11 +97,11 @@ func readHeld(ctx context.Context, db *sqlx.DB, ids map[string]bool, now time.Ti
 		return nil, nil, fmt.Errorf("read %d remembered reservations: %w", len(list), err)
 	}
 	held := make(map[string]*reservation.Reservation, len(rows))
-	caps := make(map[string]int, len(rows))
+	policies := make(map[string]reservation.Policy, len(rows))
 	for i := range rows {
 		r := rows[i].reservation()
 		held[r.ID] = r
-		caps[r.ResourceID] = max(int(rows[i].Capacity.Int64), 1)
+		policies[r.ResourceID] = rows[i].policy()
 	}
-	return held, caps, nil
+	return held, policies, nil
 }

@@ -91,19 +91,24 @@ func getRow(ctx context.Context, q sqlx.QueryerContext, id, suffix string) (*res
 }
 
 // overlapQuery is the statement that finds, for each of rs, up to limit stored reservations
-// in its way at now (lapsed holds left out; with holds false, every hold). Each range starts
-// at the item's start minus its resource's longest span, read from the resource's row, so it
-// stays short however much history the resource has. Rows carry the item's index as "item".
+// whose blocked windows may meet its own at now (lapsed holds left out; with holds false,
+// every hold). Each range starts at the item's start minus its resource's longest span and
+// buffers, and ends at the item's end plus the buffers, read from the resource's row, so it
+// stays short however much history the resource has. Rows carry the item's index as "item",
+// and the resource's policy (capacity and buffers) as the same statement read it.
 func overlapQuery(rs []*reservation.Reservation, now time.Time, limit int, holds bool) (string, []any) {
 	hold := " AND r.expires_at IS NULL"
 	if holds {
 		hold = " AND " + notLapsed("r.")
 	}
+	const gap = "(s.buffer_before_us + s.buffer_after_us)"
 	parts := make([]string, len(rs))
 	args := make([]any, 0, 9*len(rs))
 	for i, r := range rs {
-		parts[i] = "(SELECT ? AS item, " + prefixed("r.", columns) + " FROM reservations r JOIN resources s ON s.id = r.resource_id" +
-			" WHERE s.id = ? AND r.resource_id = ? AND r.start_at >= ? - INTERVAL s.max_span_us MICROSECOND AND r.start_at < ? AND r.end_at > ?" +
+		parts[i] = "(SELECT ? AS item, " + prefixed("r.", columns) + ", s.capacity, s.buffer_before_us, s.buffer_after_us" +
+			" FROM reservations r JOIN resources s ON s.id = r.resource_id" +
+			" WHERE s.id = ? AND r.resource_id = ? AND r.start_at >= ? - INTERVAL (s.max_span_us + " + gap + ") MICROSECOND" +
+			" AND r.start_at < ? + INTERVAL " + gap + " MICROSECOND AND r.end_at > ? - INTERVAL " + gap + " MICROSECOND" +
 			hold + " ORDER BY r.start_at, r.id LIMIT ?)"
 		args = append(args, i, r.ResourceID, r.ResourceID, r.Start, r.End, r.Start)
 		if holds {
@@ -118,6 +123,7 @@ func overlapQuery(rs []*reservation.Reservation, now time.Time, limit int, holds
 type overlapRow struct {
 	Item int `db:"item"`
 	row
+	policyRow
 }
 
 // byItem files the rows of overlapQuery under the items of rs they are in the way of.

@@ -194,16 +194,18 @@ func (s *Store) takenAlready(ctx context.Context, occ []*reservation.Reservation
 		return nil, err
 	}
 	var rows []struct {
-		ID       string `db:"id"`
-		MaxSpan  int64  `db:"max_span_us"`
-		Capacity int    `db:"capacity"`
+		ID      string `db:"id"`
+		MaxSpan int64  `db:"max_span_us"`
+		policyRow
 	}
 	if err := sqlx.SelectContext(ctx, s.db, &rows, query, args...); err != nil {
 		return nil, classify(fmt.Errorf("resources of a series: %w", err))
 	}
 	resources := map[string]*resource{}
 	for _, r := range rows {
-		resources[r.ID] = &resource{maxSpan: time.Duration(r.MaxSpan) * time.Microsecond, capacity: max(r.Capacity, 1)}
+		p := r.policy()
+		resources[r.ID] = &resource{maxSpan: time.Duration(r.MaxSpan) * time.Microsecond, capacity: p.Capacity,
+			rules: reservation.Rules{BufferBefore: p.BufferBefore, BufferAfter: p.BufferAfter}}
 	}
 	// A resource without a row has no reservation.
 	direct = slices.DeleteFunc(direct, func(r *reservation.Reservation) bool { return resources[r.ResourceID] == nil })
@@ -221,7 +223,7 @@ func (s *Store) takenAlready(ctx context.Context, occ []*reservation.Reservation
 	out := map[int][]string{}
 	for _, r := range direct {
 		held := slices.DeleteFunc(stored[r], func(h *reservation.Reservation) bool { return !h.ExpiresAt.IsZero() })
-		for _, e := range reservation.InTheWay(r, resources[r.ResourceID].capacity, held) {
+		for _, e := range reservation.InTheWay(r, resources[r.ResourceID].policy(), held) {
 			out[at[r]] = append(out[at[r]], e.ID)
 		}
 	}
@@ -327,7 +329,7 @@ func skippedList(occ []*reservation.Reservation, skipped map[int]*reservation.Sk
 }
 
 // sqlSeriesResources reads, without locks, what findInTheWay needs of a series' resources.
-const sqlSeriesResources = "SELECT id, max_span_us, capacity FROM resources WHERE id IN (?)"
+const sqlSeriesResources = "SELECT id, max_span_us, capacity, buffer_before_us, buffer_after_us FROM resources WHERE id IN (?)"
 
 // sqlSeriesOccurrences reads the occurrences of a series from a start, not lapsed holds, by
 // the (series_id, start_at) index.

@@ -202,7 +202,7 @@ func (s *Store) admit(ctx context.Context, w *writeTx, rs []*reservation.Reserva
 	if err != nil {
 		return err
 	}
-	if conflicts, truncated := s.inTheWay(rs, stored, nil, w.capacity); len(conflicts) > 0 {
+	if conflicts, truncated := s.inTheWay(rs, stored, nil, w.policy); len(conflicts) > 0 {
 		return conflictError(rs, conflicts, truncated)
 	}
 	w.create(rs, hold, actor)
@@ -268,9 +268,34 @@ func (s *Store) precheck(ctx context.Context, rs []*reservation.Reservation) err
 		return classify(fmt.Errorf("look for conflicts: %w", err))
 	}
 	stored := byItem(rs, found)
+	// Each row came with its resource's policy, read in the same statement: a refusal weighs
+	// the rows by what held when they were read. The other items' resources are read apart.
+	read := map[string]reservation.Policy{}
+	for _, f := range found {
+		read[f.ResourceID] = f.policy()
+	}
 	return s.refuseTaken(ctx, rs, func(r *reservation.Reservation) ([]*reservation.Reservation, error) {
 		return stored[r], nil
-	}, func() (map[string]int, error) { return s.capacities(ctx, resourcesOf(rs)) })
+	}, func() (map[string]reservation.Policy, error) { return s.policiesBeside(ctx, rs, read) })
+}
+
+// policiesBeside returns read, with the policies of the resources of rs it lacks read apart.
+func (s *Store) policiesBeside(ctx context.Context, rs []*reservation.Reservation, read map[string]reservation.Policy) (map[string]reservation.Policy, error) {
+	var missing []string
+	for _, id := range resourcesOf(rs) {
+		if _, ok := read[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 {
+		return read, nil
+	}
+	more, err := s.policies(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(more, read)
+	return more, nil
 }
 
 // refuseRemembered refuses rs when Taken remembers a reservation in the way of one of them
@@ -294,7 +319,7 @@ func (s *Store) refuseRemembered(ctx context.Context, rs []*reservation.Reservat
 	if len(ids) == 0 {
 		return nil
 	}
-	byID, caps, err := s.readBack.read(ctx, s.db, ids, s.now)
+	byID, read, err := s.readBack.read(ctx, s.db, ids, s.now)
 	if err != nil {
 		// Not known to be taken: the write path decides.
 		s.log.DebugContext(ctx, "reading remembered reservations back failed", "err", err)
@@ -317,35 +342,22 @@ func (s *Store) refuseRemembered(ctx context.Context, rs []*reservation.Reservat
 			}
 		}
 		return still, nil
-	}, func() (map[string]int, error) {
-		// The read gave the capacity of every resource with a reservation still held; the
+	}, func() (map[string]reservation.Policy, error) {
+		// The read gave the policy of every resource with a reservation still held; the
 		// other items' resources (a batch's) are read apart.
-		var missing []string
-		for _, id := range resourcesOf(rs) {
-			if _, ok := caps[id]; !ok {
-				missing = append(missing, id)
-			}
-		}
-		if len(missing) == 0 {
-			return caps, nil
-		}
-		more, err := s.capacities(ctx, missing)
-		if err != nil {
-			return nil, err
-		}
-		maps.Copy(more, caps)
-		return more, nil
+		return s.policiesBeside(ctx, rs, read)
 	})
 }
 
 // refuseTaken returns the conflict error of rs when lookup finds committed reservations in
-// the way of any of them, and nil when it finds none. The capacities of their resources
-// (capacities reads them, unlocked, or gives what was read with the reservations) are asked
-// for only when lookup found something: a resource of capacity N is full where N of the
-// reservations found overlap. What lookup finds may be fewer than are stored (the precheck's
-// limit), never more, so a refusal holds; a capacity that cannot be read leaves the call to
-// the write path.
-func (s *Store) refuseTaken(ctx context.Context, rs []*reservation.Reservation, lookup func(*reservation.Reservation) ([]*reservation.Reservation, error), capacities func() (map[string]int, error)) error {
+// the way of any of them, and nil when it finds none. The policies of their resources
+// (policies reads them, unlocked, or gives what was read with the reservations) are asked for
+// only when lookup found something: a resource of capacity N is full where N of the windows
+// blocked by the reservations found overlap. What lookup finds may be fewer than are stored
+// (the precheck's limit, the cache's proposals, which overlap the booked window and so miss
+// the conflicts buffers alone make), never more, so a refusal holds; a policy that cannot be
+// read leaves the call to the write path.
+func (s *Store) refuseTaken(ctx context.Context, rs []*reservation.Reservation, lookup func(*reservation.Reservation) ([]*reservation.Reservation, error), policies func() (map[string]reservation.Policy, error)) error {
 	stored := make(blockers)
 	some := false
 	for _, r := range rs {
@@ -359,12 +371,12 @@ func (s *Store) refuseTaken(ctx context.Context, rs []*reservation.Reservation, 
 	if !some {
 		return nil
 	}
-	caps, err := capacities()
+	read, err := policies()
 	if err != nil {
-		s.log.DebugContext(ctx, "reading capacities failed", "err", err)
+		s.log.DebugContext(ctx, "reading capacities and buffers failed", "err", err)
 		return nil
 	}
-	found, truncated := s.inTheWay(rs, stored, nil, func(id string) int { return max(caps[id], 1) })
+	found, truncated := s.inTheWay(rs, stored, nil, func(id string) reservation.Policy { return read[id] })
 	if !hasStored(found, rs) {
 		return nil // only items of the call in each other's way: the write path says so
 	}
@@ -384,13 +396,13 @@ func hasStored(cs []reservation.Conflict, rs []*reservation.Reservation) bool {
 
 // inTheWay lists what is in the way of each of rs, in order: the stored reservations found
 // for it, the call's earlier items, and others written before it in the same transaction (by
-// resource), on a resource of the capacity given by capacity. It keeps MaxConflicts at most,
-// and says whether there were more.
-func (s *Store) inTheWay(rs []*reservation.Reservation, stored blockers, others map[string][]*reservation.Reservation, capacity func(string) int) ([]reservation.Conflict, bool) {
+// resource), on a resource of the admission policy (capacity and buffers) policy gives. It
+// keeps MaxConflicts at most, and says whether there were more.
+func (s *Store) inTheWay(rs []*reservation.Reservation, stored blockers, others map[string][]*reservation.Reservation, policy func(string) reservation.Policy) ([]reservation.Conflict, bool) {
 	var found []reservation.Conflict
 	for i, r := range rs {
 		held := append(append(slices.Clone(stored[r]), rs[:i]...), others[r.ResourceID]...)
-		for _, e := range reservation.InTheWay(r, capacity(r.ResourceID), held) {
+		for _, e := range reservation.InTheWay(r, policy(r.ResourceID), held) {
 			found = append(found, reservation.Conflict{Index: i, Existing: e})
 		}
 	}
@@ -504,7 +516,9 @@ func (s *Store) Find(ctx context.Context, f reservation.Filter) ([]*reservation.
 }
 
 // FreeSlots returns the free windows of a resource, or of each enabled unit of a pool (by
-// unit id, each window naming its unit); lapsed holds count as free.
+// unit id, each window naming its unit); lapsed holds count as free. A free window is where a
+// new reservation's blocked window meets too few of those booked (the admission rule, buffers
+// included), so the reservations read are those within the buffers of the query's window.
 func (s *Store) FreeSlots(ctx context.Context, q reservation.SlotQuery) ([]reservation.Window, error) {
 	if q.ResourceID == "" && q.PoolID != "" {
 		units, err := s.ListResources(ctx, reservation.ResourceFilter{PoolID: q.PoolID})
@@ -516,31 +530,40 @@ func (s *Store) FreeSlots(ctx context.Context, q reservation.SlotQuery) ([]reser
 			if u.Disabled {
 				continue
 			}
-			busy, err := s.Find(ctx, reservation.Filter{ResourceID: u.ID, Start: q.Start, End: q.End})
+			p := reservation.PolicyOf(u)
+			busy, err := s.busy(ctx, u.ID, q, p)
 			if err != nil {
 				return nil, err
 			}
-			for _, w := range reservation.FreePlaces(q, u.Capacity, busy) {
+			for _, w := range reservation.FreePlaces(q, p, busy) {
 				w.ResourceID = u.ID
 				out = append(out, w)
 			}
 		}
 		return out, nil
 	}
-	busy, err := s.Find(ctx, reservation.Filter{ResourceID: q.ResourceID, Start: q.Start, End: q.End})
-	if err != nil {
-		return nil, err
-	}
-	capacity := 1
+	p := reservation.Policy{Capacity: 1}
 	if res, err := s.GetResource(ctx, q.ResourceID); err == nil {
-		capacity = res.Capacity
+		p = reservation.PolicyOf(res)
 	} else if reservation.ErrorCode(err) != reservation.ENOTFOUND {
 		return nil, err
 	}
-	if capacity > 1 {
-		return reservation.FreePlaces(q, capacity, busy), nil
+	busy, err := s.busy(ctx, q.ResourceID, q, p)
+	if err != nil {
+		return nil, err
 	}
-	return reservation.FreeWindows(q, busy), nil
+	if p.Capacity > 1 {
+		return reservation.FreePlaces(q, p, busy), nil
+	}
+	return reservation.FreeWindows(q, p.Gap(), busy), nil
+}
+
+// busy reads the live reservations of the resource id whose blocked windows may meet that of a
+// reservation booked inside q's window on a resource of policy p: those within its buffers
+// (Policy.Gap) of q's window, by start.
+func (s *Store) busy(ctx context.Context, id string, q reservation.SlotQuery, p reservation.Policy) ([]*reservation.Reservation, error) {
+	g := p.Gap()
+	return s.Find(ctx, reservation.Filter{ResourceID: id, Start: q.Start.Add(-g), End: q.End.Add(g)})
 }
 
 // stmt is one SQL statement and its arguments.

@@ -17,7 +17,7 @@ import (
 // call are below: lockResources, findInTheWay, record, insertReservations; Store.write, which
 // takes the Locker's locks around a writeTx, is in tx.go.)
 const (
-	sqlLockResources = "SELECT id, version, max_span_us, capacity, disabled, pool_id FROM resources WHERE id IN (?) ORDER BY id FOR UPDATE"
+	sqlLockResources = "SELECT id, version, max_span_us, capacity, disabled, pool_id, " + rulesColumns + " FROM resources WHERE id IN (?) ORDER BY id FOR UPDATE"
 	sqlNewResources  = "INSERT INTO resources (id, version, max_span_us, created_at) VALUES "
 	sqlOwner         = "SELECT resource_id, user_id FROM reservations WHERE id = ?"
 	sqlDelete        = "DELETE FROM reservations WHERE id = ?"
@@ -54,6 +54,12 @@ type resource struct {
 	disabled bool // takes no new reservations
 	absent   bool // not in the catalogue, which is strict: it was not created
 	poolID   string
+	rules    reservation.Rules // its buffers and booking rules
+}
+
+// policy is what the admission rule weighs the resource's reservations by.
+func (r *resource) policy() reservation.Policy {
+	return reservation.Policy{Capacity: r.capacity, BufferBefore: r.rules.BufferBefore, BufferAfter: r.rules.BufferAfter}
 }
 
 // inWriteTx runs fn in a transaction (run again as inTx says) on a new writeTx that has
@@ -93,13 +99,14 @@ func lockResources(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time
 		Capacity int    `db:"capacity"`
 		Disabled bool   `db:"disabled"`
 		PoolID   string `db:"pool_id"`
+		rulesRow
 	}
 	if err := tx.SelectContext(ctx, &rows, query, args...); err != nil {
 		return nil, fmt.Errorf("lock %d resources: %w", len(ids), err)
 	}
 	out := make(map[string]*resource, len(ids))
 	for _, r := range rows {
-		out[r.ID] = &resource{version: r.Version, maxSpan: time.Duration(r.MaxSpan) * time.Microsecond, capacity: max(r.Capacity, 1), disabled: r.Disabled, poolID: r.PoolID}
+		out[r.ID] = &resource{version: r.Version, maxSpan: time.Duration(r.MaxSpan) * time.Microsecond, capacity: max(r.Capacity, 1), disabled: r.Disabled, poolID: r.PoolID, rules: r.rules()}
 	}
 	var missing []any
 	for _, id := range ids {
@@ -126,10 +133,10 @@ func (w *writeTx) findInTheWay(ctx context.Context, rs []*reservation.Reservatio
 	return findInTheWay(ctx, w.tx, w.s.opts.MaxConflicts, w.resources, w.now, rs)
 }
 
-// findInTheWay finds the stored reservations, read through q, that overlap each of rs at now,
-// their resources being as resources says. One statement reads one range of the
-// (resource_id, start_at) index per item, from the item's start minus its resource's longest
-// span to its end. Should an item meet so many that the statement's limit (maxConflicts+1 per
+// findInTheWay finds the stored reservations, read through q, whose blocked windows overlap
+// each of rs's at now, their resources being as resources says. One statement reads one range
+// of the (resource_id, start_at) index per item, from the item's start minus its resource's
+// longest span and buffers (Policy.Gap) to its end plus the buffers. Should an item meet so many that the statement's limit (maxConflicts+1 per
 // item) cuts the answer short, a statement with a limit per item answers instead. When an
 // item's resource has a capacity above 1, the statement has no limit: the peak concurrency
 // over its window needs every reservation that overlaps it.
@@ -144,8 +151,10 @@ func findInTheWay(ctx context.Context, q sqlx.QueryerContext, maxConflicts int, 
 	ranges := make([]string, len(rs))
 	args := []any{now}
 	for i, r := range rs {
+		res := resources[r.ResourceID]
+		g := res.policy().Gap()
 		ranges[i] = "(resource_id = ? AND start_at >= ? AND start_at < ? AND end_at > ?)"
-		args = append(args, r.ResourceID, r.Start.Add(-resources[r.ResourceID].maxSpan), r.End, r.Start)
+		args = append(args, r.ResourceID, r.Start.Add(-res.maxSpan-g), r.End.Add(g), r.Start.Add(-g))
 	}
 	limit := each * len(rs)
 	query := sqlInTheWay + notLapsed("") + " AND (" + strings.Join(ranges, " OR ") + ") ORDER BY resource_id, start_at, id"
@@ -169,9 +178,11 @@ func findInTheWay(ctx context.Context, q sqlx.QueryerContext, maxConflicts int, 
 	}
 	out := make(blockers)
 	for _, r := range rs {
-		// Every one that overlaps r: the capacity is weighed with the call's and the group's
-		// other items, by Store.inTheWay.
-		if in := reservation.InTheWay(r, 1, found); len(in) > 0 {
+		// Every one whose blocked window overlaps r's: the capacity is weighed with the call's
+		// and the group's other items, by Store.inTheWay.
+		p := resources[r.ResourceID].policy()
+		p.Capacity = 1
+		if in := reservation.InTheWay(r, p, found); len(in) > 0 {
 			out[r] = in
 		}
 	}
@@ -198,8 +209,8 @@ func (w *writeTx) create(rs []*reservation.Reservation, hold time.Duration, acto
 	}
 }
 
-// capacity is the capacity of the resource id, locked by the write.
-func (w *writeTx) capacity(id string) int { return w.resources[id].capacity }
+// policy is the admission policy of the resource id, locked by the write.
+func (w *writeTx) policy(id string) reservation.Policy { return w.resources[id].policy() }
 
 // change notes op, made to the stored reservation r by ref.Actor for ref.Reason (the call's
 // Ref: an empty Actor records r's user), to record: r's version and its resource's move on

@@ -86,10 +86,16 @@ func startReplicaWith(t testing.TB, db *sqlx.DB, locker reservation.Locker, feed
 	}
 	// As reservationd runs it, with a cache of committed reservations following the feed;
 	// the reaper runs every 20ms so that the tests of lapsing holds need not wait a second.
-	d, err := server.New(t.Context(), db, locker, server.Options{
+	return startReplicaOpts(t, db, locker, server.Options{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ReapInterval: 20 * time.Millisecond,
 		Feed: feedOpts, Cache: cache.Options{MaxEntries: cache.DefaultMaxEntries}, Logger: quiet,
 	})
+}
+
+// startReplicaOpts serves a replica made with opts.
+func startReplicaOpts(t testing.TB, db *sqlx.DB, locker reservation.Locker, opts server.Options) *replica {
+	t.Helper()
+	d, err := server.New(t.Context(), db, locker, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,9 +5,11 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"reservation"
@@ -42,6 +44,14 @@ func (s *Server) PutResource(ctx context.Context, req *pb.PutResourceRequest) (*
 	r := &reservation.Resource{
 		ID: in.GetId(), PoolID: in.GetPoolId(), Capacity: int(in.GetCapacity()), TimeZone: in.GetTimeZone(),
 		DisplayName: in.GetDisplayName(), Labels: in.GetLabels(), Disabled: in.GetDisabled(),
+		Rules: reservation.Rules{
+			BufferBefore: check.duration("resource.buffer_before", in.GetBufferBefore()),
+			BufferAfter:  check.duration("resource.buffer_after", in.GetBufferAfter()),
+			MinDuration:  check.duration("resource.min_duration", in.GetMinDuration()),
+			MaxDuration:  check.duration("resource.max_duration", in.GetMaxDuration()),
+			MinNotice:    check.duration("resource.min_notice", in.GetMinNotice()),
+			MaxAdvance:   check.duration("resource.max_advance", in.GetMaxAdvance()),
+		},
 	}
 	check.merge("", r.Validate("resource."))
 	if v := req.GetExpectedVersion(); v < 0 {
@@ -118,5 +128,16 @@ func resourceProto(r *reservation.Resource) *pb.Resource {
 		Id: r.ID, PoolId: r.PoolID, Capacity: int32(min(r.Capacity, math.MaxInt32)), TimeZone: r.TimeZone,
 		DisplayName: r.DisplayName, Labels: r.Labels, Disabled: r.Disabled, Version: r.Version,
 		CreatedAt: timestamppb.New(r.CreatedAt), UpdatedAt: timestamppb.New(r.UpdatedAt),
+		BufferBefore: durationOrNil(r.BufferBefore), BufferAfter: durationOrNil(r.BufferAfter),
+		MinDuration: durationOrNil(r.MinDuration), MaxDuration: durationOrNil(r.MaxDuration),
+		MinNotice: durationOrNil(r.MinNotice), MaxAdvance: durationOrNil(r.MaxAdvance),
 	}
+}
+
+// durationOrNil is a rule on the wire: unset for none.
+func durationOrNil(d time.Duration) *durationpb.Duration {
+	if d == 0 {
+		return nil
+	}
+	return durationpb.New(d)
 }

@@ -37,6 +37,12 @@ type Options struct {
 	// Feed serves Listen; without one, Listen answers UNIMPLEMENTED.
 	Feed   reservation.Feed
 	Logger *slog.Logger
+	// Now is the clock a window is found in the past by; nil means time.Now.
+	Now func() time.Time
+	// AllowPast admits windows whose end is not after now. By default they are refused
+	// (INVALID_ARGUMENT on the window's end), BLOCKED ones excepted: only admins make those
+	// (with auth on), and an admin may record that a resource was out of service.
+	AllowPast bool
 }
 
 // The defaults of Options, which reservationd's flags show too.
@@ -66,6 +72,9 @@ func New(svc reservation.Service, opts Options) *Server {
 	opts.SeriesMax = reservation.OrDefault(opts.SeriesMax, reservation.DefaultSeriesMax)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	return &Server{svc: svc, opts: opts, log: opts.Logger}
 }
@@ -170,7 +179,21 @@ func (s *Server) newReservation(check *fieldCheck, in *pb.Reservation, prefix st
 	if d := r.End.Sub(r.Start); d > s.opts.MaxDuration && !check.has(prefix+"start") && !check.has(prefix+"end") {
 		check.Add(prefix+"end", fmt.Sprintf("reservation lasts %s, longer than the %s allowed", d, s.opts.MaxDuration))
 	}
+	if !check.has(prefix + "end") {
+		s.notPast(check, prefix+"end", r.Status, r.End)
+	}
 	return r
+}
+
+// notPast refuses, as field, the end of a window of a reservation of status st that is not
+// after now, unless past windows are allowed or the reservation is BLOCKED.
+func (s *Server) notPast(check *fieldCheck, field string, st reservation.Status, end time.Time) {
+	if s.opts.AllowPast || st == reservation.StatusBlocked || end.IsZero() {
+		return
+	}
+	if now := reservation.Truncate(s.opts.Now()); !end.After(now) {
+		check.Add(field, fmt.Sprintf("must be after now (%s): the window is in the past, got %s", reservation.FormatTime(now), reservation.FormatTime(end)))
+	}
 }
 
 func (s *Server) Confirm(ctx context.Context, req *pb.ConfirmRequest) (*pb.ConfirmResponse, error) {
@@ -196,11 +219,31 @@ func (s *Server) Update(ctx context.Context, req *pb.UpdateRequest) (*pb.UpdateR
 	if err := check.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
+	if err := s.movesToPast(ctx, &check, ref, e); err != nil {
+		return nil, s.status(ctx, err)
+	}
 	r, err := s.svc.Update(ctx, ref, e)
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
 	return &pb.UpdateResponse{Reservation: toProto(r)}, nil
+}
+
+// movesToPast refuses a move whose new end is not after now, as newReservation refuses such a
+// window, on field "end". The reservation's status (a BLOCKED one is exempt) is read only
+// then; one the caller may not find is not exempt. (A move that names only the start keeps
+// the stored end, which is not checked here.)
+func (s *Server) movesToPast(ctx context.Context, check *fieldCheck, ref reservation.Ref, e reservation.Edit) error {
+	if e.End.IsZero() {
+		return nil
+	}
+	if s.notPast(check, "end", reservation.StatusUnknown, e.End); check.Err() == nil {
+		return nil
+	}
+	if r, err := s.svc.Get(ctx, ref.ID); err == nil && reservation.Owns(ref.Owner, r.UserID) && r.Status == reservation.StatusBlocked {
+		return nil
+	}
+	return check.Err()
 }
 
 func (s *Server) Cancel(ctx context.Context, req *pb.CancelRequest) (*pb.CancelResponse, error) {

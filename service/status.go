@@ -88,7 +88,8 @@ func withDetails(code codes.Code, msg string, details ...protoadapt.MessageV1) e
 
 // reasonInfo is the ErrorInfo of an error with a Reason: the reason, and the metadata the
 // domain gives it (POOL_FULL: pool_id, start and end in RFC 3339, and item, the index of the
-// requested reservation refused; RESOURCE_DISABLED: resource_id and item;
+// requested reservation refused; RESOURCE_DISABLED: resource_id and item; RULE_VIOLATION: rule,
+// limit, resource_id, item, and earliest_start or latest_start for min_notice and max_advance;
 // RESERVATION_CANCELLED: reservation_id, cancelled_at in RFC 3339, actor, and reason when one
 // was given).
 func reasonInfo(e *reservation.Error) *errdetails.ErrorInfo {

@@ -172,6 +172,7 @@ func (c *Config) flags() *flagSet {
 	fs.BoolVar(&s.Store.Precheck, "precheck", s.Store.Precheck, "refuse a window taken by a committed reservation before taking any lock (helps hot resources, costs a query per Reserve)")
 	fs.nonNegative(&s.Cache.MaxEntries, "cache-entries", "committed reservations kept in memory to refuse a taken window without a lock or a query (0: no cache)")
 	fs.StringVar(&c.OneStatementPerTrip, "one-statement-per-trip", c.OneStatementPerTrip, "send a write's statements one round trip each instead of together: auto (on for a Galera node, which needs it), on, or off")
+	fs.BoolVar(&s.API.AllowPast, "allow-past-windows", s.API.AllowPast, "admit reservations whose window ends before now (by default refused with INVALID_ARGUMENT, BLOCKED ones excepted)")
 	fs.StringVar(&c.Catalogue, "catalogue", c.Catalogue, "open (a Reserve of an unknown resource creates it, capacity 1, no pool) or strict (NOT_FOUND until PutResource made it)")
 	return fs
 }

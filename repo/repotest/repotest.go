@@ -87,3 +87,20 @@ func Overlaps(t testing.TB, db *sqlx.DB) int {
 	}
 	return n
 }
+
+// BlockedOverlaps counts the pairs of stored reservations of one resource of capacity 1 whose
+// blocked windows overlap: each widened by its resource's buffers, [start-before, end+after),
+// so that two overlap when one starts less than before+after after the other ends. The promise
+// with buffers, straight in SQL.
+func BlockedOverlaps(t testing.TB, db *sqlx.DB) int {
+	t.Helper()
+	var n int
+	if err := db.Get(&n, `SELECT COUNT(*) FROM reservations a JOIN reservations b ON a.resource_id = b.resource_id AND a.id < b.id
+		JOIN resources s ON s.id = a.resource_id
+		WHERE s.capacity <= 1
+		AND a.start_at < b.end_at + INTERVAL (s.buffer_before_us + s.buffer_after_us) MICROSECOND
+		AND b.start_at < a.end_at + INTERVAL (s.buffer_before_us + s.buffer_after_us) MICROSECOND`); err != nil {
+		t.Fatalf("count reservations whose blocked windows overlap: %v", err)
+	}
+	return n
+}
