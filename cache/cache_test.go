@@ -89,6 +89,25 @@ func TestApplyKeepsTheNewestVersion(t *testing.T) {
 	}
 }
 
+// A move (an UPDATE with another window, or another resource) lets go of the old window: it
+// no longer proposes a refusal there, and the feed's late copy of the old version does not
+// bring it back.
+func TestApplyOfAMoveLetsGoOfTheOldWindow(t *testing.T) {
+	c := following(t, cache.Options{})
+	c.Apply(change(reservation.OpCreate, res("a", "room", 0, 2, 1)))
+	c.Apply(change(reservation.OpUpdate, res("a", "room", 1, 3, 2))) // overlapping its old window
+	same(t, "the old window left", ids(c, "room", 0, 1))
+	same(t, "the new window", ids(c, "room", 2, 3), "a")
+	c.Apply(change(reservation.OpUpdate, res("a", "hall", 5, 6, 3))) // to another resource
+	same(t, "the old resource", ids(c, "room", 0, 3))
+	same(t, "the new resource", ids(c, "hall", 5, 6), "a")
+	c.Apply(change(reservation.OpCreate, res("a", "room", 0, 2, 1)), change(reservation.OpUpdate, res("a", "room", 1, 3, 2)))
+	same(t, "late copies of older versions", ids(c, "room", 0, 3))
+	if n := c.Stats().Entries; n != 1 {
+		t.Errorf("%d entries, want 1", n)
+	}
+}
+
 func TestRemovedStaysRemoved(t *testing.T) {
 	c := following(t, cache.Options{Tombstones: 50 * time.Millisecond})
 	a := res("a", "room", 0, 2, 1)

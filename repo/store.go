@@ -447,30 +447,12 @@ func (s *Store) Cancel(ctx context.Context, ref reservation.Ref) (*reservation.R
 	})
 }
 
-// modify runs one change of a stored reservation. apply edits the reservation in place and
-// says which change it made; 0 means none, and nothing is written.
+// modify runs one change of a stored reservation, under its resource's locks (onLocked).
+// apply edits the reservation in place and says which change it made; 0 means none, and
+// nothing is written.
 func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(r *reservation.Reservation, now time.Time) (reservation.Op, error)) (*reservation.Reservation, error) {
-	// A reservation never moves to another resource or user, so both can be read before locking.
-	var owner struct {
-		ResourceID string `db:"resource_id"`
-		UserID     string `db:"user_id"`
-	}
-	err := s.db.GetContext(ctx, &owner, sqlOwner, ref.ID)
-	if isNoRows(err) || (err == nil && !reservation.Owns(ref.Owner, owner.UserID)) {
-		return nil, reservation.NotFound(ref.ID)
-	}
-	if err != nil {
-		return nil, classify(err)
-	}
 	var out *reservation.Reservation
-	err = s.write(ctx, []string{owner.ResourceID}, func(w *writeTx) error {
-		r, err := getRow(ctx, w.tx, ref.ID, " FOR UPDATE")
-		if err != nil {
-			return err
-		}
-		if ref.Version != 0 && ref.Version != r.Version {
-			return reservation.Errorf(reservation.EABORTED, "reservation %s is at version %d, not %d", r.ID, r.Version, ref.Version)
-		}
+	err := s.onLocked(ctx, ref, "", func(w *writeTx, r *reservation.Reservation) error {
 		out = r
 		op, err := apply(r, w.now)
 		if err != nil || op == 0 {
