@@ -579,23 +579,26 @@ function bar(r, now) {
 // drag to reserve snaps to: the booking keeps its length) and onto another resource's row. On
 // release the page asks the service to move it (Update with a mask): the answer is drawn; a
 // refusal is explained as a refused reservation is, and the bar stays where it was. A press and
-// release that moves less than MOVE_SLOP px is a click, which opens the details.
+// release that moves less than MOVE_SLOP px is a click, which opens the details. From the press
+// on, the live feed redraws nothing: a redraw would replace the bar under the pointer, and the
+// click or drag with it.
 const SNAP = 15 * 60e3, MOVE_SLOP = 5;
 let clickAfterDrag = false, moving = false;
 function dragToMove(b, r) {
   let from = null, ghost = null, to = null;
-  const done = () => { from = null; if (ghost) ghost.remove(); ghost = null; b.classList.remove("dragged"); };
+  const done = () => { if (ghost) ghost.remove(); ghost = null; b.classList.remove("dragged"); };
+  const release = () => { from = null; done(); dragging = false; drawSoon(); };
   b.onpointerdown = (e) => {
     e.stopPropagation(); // not a drag to reserve on the track under the bar
     if (e.button !== 0 || moving || dragging) return;
     from = { x: e.clientX, y: e.clientY, pointer: e.pointerId, res: r.resource_id };
+    dragging = true;
+    b.setPointerCapture(e.pointerId); // the release comes here, wherever it happens
   };
   b.onpointermove = (e) => {
     if (!from || e.pointerId !== from.pointer) return;
     if (!ghost) {
       if (Math.hypot(e.clientX - from.x, e.clientY - from.y) < MOVE_SLOP) return;
-      dragging = true; // no redraw until the move is over: it would replace the bar
-      b.setPointerCapture(e.pointerId);
       b.classList.add("dragged");
       ghost = document.createElement("div");
       // Not a .bar: what counts the bars counts the bookings.
@@ -614,16 +617,17 @@ function dragToMove(b, r) {
   };
   b.onpointerup = (e) => {
     if (!from || e.pointerId !== from.pointer) return;
-    if (!ghost) { from = null; return; } // a click: onclick opens the details
+    if (!ghost) { release(); return; } // a click: onclick opens the details
     // The click that follows this release is the drag's, not a click on the bar.
     clickAfterDrag = true;
     setTimeout(() => { clickAfterDrag = false; }, 0);
     const dest = to;
     from = null;
-    if (+dest.start === +new Date(r.start) && dest.res === r.resource_id) { done(); dragging = false; draw(); return; }
-    moveTo(r, dest, ghost, done);
+    if (+dest.start === +new Date(r.start) && dest.res === r.resource_id) { release(); return; }
+    moveTo(r, dest, ghost, () => { done(); dragging = false; draw(); });
   };
-  b.onpointercancel = () => { if (ghost) { done(); dragging = false; draw(); } from = null; };
+  // Pressed, and then taken away (a touch turned into a scroll, the window lost): as if never.
+  b.onpointercancel = b.onlostpointercapture = () => { if (from) release(); };
 }
 // dropAt is where a drag of r's bar that started at from.x is now: the window moved by the
 // pointer's travel in whole quarter hours, on the resource row under the pointer (the last one
@@ -654,9 +658,7 @@ async function moveTo(r, dest, ghost, done) {
     say(`${r.user_id}'s booking was not moved to ${where}: ${explain(e)}`);
   } finally {
     moving = false;
-    dragging = false;
-    done();
-    draw();
+    done(); // the bar is drawn where the booking now is: moved, or where it was
   }
 }
 // dragToReserve opens the new-reservation dialog for the time dragged across on a track:

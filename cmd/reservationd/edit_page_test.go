@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/chromedp"
+	"github.com/jmoiron/sqlx"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "reservation/proto/reservation/v1"
+	"reservation/repo/repotest"
+)
+
+// stored is a reservation's row as the database holds it.
+type stored struct {
+	Resource   string
+	Start, End time.Time
+	Version    int64
+}
+
+// storedRow reads reservation id's row (found false when there is none).
+func storedRow(t *testing.T, ctx context.Context, db *sqlx.DB, id string) (row stored, found bool) {
+	t.Helper()
+	rows, err := db.QueryContext(ctx, "SELECT resource_id, start_at, end_at, version FROM reservations WHERE id = ?", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return row, false
+	}
+	if err := rows.Scan(&row.Resource, &row.Start, &row.End, &row.Version); err != nil {
+		t.Fatal(err)
+	}
+	return row, true
+}
+
+// dragBar presses the mouse on the bar of reservation id at the instant at (which must lie in
+// its booking), moves it to the instant to on the row of resource onto, and releases: a drag
+// with the mouse, as a person does it, in the week view that starts at weekStart.
+func dragBar(t *testing.T, page context.Context, id string, at, to time.Time, onto string, weekStart time.Time) {
+	t.Helper()
+	js := fmt.Sprintf(`(() => { const b = document.querySelector('.bar[data-id=%q]'), tr = b.parentElement.getBoundingClientRect(), br = b.getBoundingClientRect();
+		const dest = document.querySelector('.row[data-resource=%q] .track').getBoundingClientRect();
+		return {X: tr.x, W: tr.width, Y: br.y + br.height / 2, To: %q === b.closest('.row').dataset.resource ? br.y + br.height / 2 : dest.y + dest.height / 2}; })()`, id, onto, onto)
+	box, err := chromedp.Run(page, chromedp.Evaluate[struct{ X, W, Y, To float64 }](js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := func(at time.Time) float64 { return box.X + box.W*at.Sub(weekStart).Hours()/(7*24) }
+	held := func(p *input.DispatchMouseEventParams) { p.Buttons = 1 }
+	err = chromedp.Do(page,
+		chromedp.MouseEvent(chromedp.MousePressed, x(at), box.Y, chromedp.ButtonLeft, held, chromedp.ClickCount(1)),
+		chromedp.MouseEvent(chromedp.MouseMoved, (x(at)+x(to))/2, (box.Y+box.To)/2, chromedp.ButtonLeft, held),
+		chromedp.MouseEvent(chromedp.MouseMoved, x(to), box.To, chromedp.ButtonLeft, held),
+		chromedp.MouseEvent(chromedp.MouseReleased, x(to), box.To, chromedp.ButtonLeft, chromedp.ClickCount(1)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// screenshotOnFailure saves the page as name in a temporary directory when t fails, whatever
+// step failed: what the page showed then is most of the story of a failed page test.
+func screenshotOnFailure(t *testing.T, page context.Context, name string) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			saveScreenshot(t, page, "", name, "of the page when the test failed")
+		}
+	})
+}
+
+// barAt is a condition: the bar of reservation id lies on resource's row, drawn from start to
+// end of the week view that starts at weekStart, no drag left over.
+func barAt(id, resource string, start, end, weekStart time.Time) string {
+	pct := func(at time.Time) float64 { return 100 * at.Sub(weekStart).Hours() / (7 * 24) }
+	return fmt.Sprintf(`(() => { const b = document.querySelector('.row[data-resource=%q] .bar[data-id=%q]');
+		return !!b && Math.abs(parseFloat(b.style.left) - %f) < 0.01 && Math.abs(parseFloat(b.style.width) - %f) < 0.01
+			&& !b.classList.contains('dragged') && !document.querySelector('.ghost') && document.querySelectorAll('.bar[data-id=%q]').length === 1; })()`,
+		resource, id, pct(start), pct(end)-pct(start), id)
+}
+
+// TestTimelinePageMoves drives moves by drag in headless Chromium against a real reservationd:
+// a press and release without movement still opens the details; a bar dragged along its row
+// moves in quarter hours, onto its own old time too; dragged onto another row it moves to that
+// resource; dragged onto a taken time it is refused in words naming what is in the way, the
+// bar back in its place and the row unchanged. Each move is checked in the database.
+func TestTimelinePageMoves(t *testing.T) {
+	db, dsn := repotest.NewDB(t)
+	d := startDaemon(t, "RESERVATION_MYSQL_DSN="+dsn, "RESERVATION_LOCK=local")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	d.waitServing(t, ctx, d.dial(t))
+	c := pb.NewReservationServiceClient(d.dial(t))
+	week := time.Date(2030, 3, 4, 0, 0, 0, 0, time.UTC) // a Monday
+	const day = 24 * time.Hour
+	book := func(user, resource string, from, to time.Duration) *pb.Reservation {
+		t.Helper()
+		resp, err := c.Reserve(ctx, &pb.ReserveRequest{Reservation: &pb.Reservation{UserId: user, ResourceId: resource,
+			Start: timestamppb.New(week.Add(from)), End: timestamppb.New(week.Add(to))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Reservation
+	}
+	alice := book("alice", "room-1", 9*time.Hour, 11*time.Hour) // Monday 09:00-11:00
+	bob := book("bob", "room-2", 13*time.Hour, 15*time.Hour)    // Monday 13:00-15:00
+
+	page := browser(t)
+	screenshotOnFailure(t, page, "timeline-moves.png")
+	if err := chromedp.Do(page, chromedp.Navigate("http://"+d.http+"/?view=week&start=2030-03-04&resources=room-1,room-2")); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, pageWait, "the bookings drawn, the feed live", `document.querySelectorAll('.bar').length === 2 && document.getElementById('conn').textContent === 'live'`)
+	at := func(h time.Duration) time.Time { return week.Add(h) }
+	want := func(step, resource string, start, end time.Duration, version int64) {
+		t.Helper()
+		got, ok := storedRow(t, ctx, db, alice.Id)
+		if w := (stored{resource, at(start), at(end), version}); !ok || got.Resource != w.Resource || !got.Start.Equal(w.Start) || !got.End.Equal(w.End) || got.Version != w.Version {
+			t.Fatalf("%s: the row is %+v (found %v); want %+v", step, got, ok, w)
+		}
+	}
+
+	// A press and release without movement is a click: the details open, nothing moves.
+	box, err := chromedp.Run(page, chromedp.Evaluate[struct{ X, Y float64 }](fmt.Sprintf(
+		`(() => { const r = document.querySelector('.bar[data-id=%q]').getBoundingClientRect(); return {X: r.x + r.width / 2, Y: r.y + r.height / 2}; })()`, alice.Id)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(page, chromedp.MouseClickXY(box.X, box.Y)); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, pageWait, "a click on a bar opens its details", fmt.Sprintf(`document.getElementById('details').open && document.getElementById('details-list').textContent.includes(%q)`, alice.Id))
+	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`(() => { document.querySelector('#details button[value="close"]').click(); return true; })()`)); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, pageWait, "Close closes it", `!document.getElementById('details').open`)
+	want("after a click", "room-1", 9*time.Hour, 11*time.Hour, 1)
+
+	// Along the row: grabbed at 10:00, dropped on Wednesday at 14:00, it moves by 2 days 4 hours.
+	dragBar(t, page, alice.Id, at(10*time.Hour), at(2*day+14*time.Hour), "room-1", week)
+	within(t, page, pageWait, "moved along its row, said so", barAt(alice.Id, "room-1", at(2*day+13*time.Hour), at(2*day+15*time.Hour), week)+
+		` && document.getElementById('message').textContent.startsWith("Moved alice's booking")`)
+	want("moved along its row", "room-1", 2*day+13*time.Hour, 2*day+15*time.Hour, 2)
+	msg, _ := chromedp.Run(page, chromedp.Text(chromedp.ID("message")))
+	t.Logf("after a drag along the row: %s", msg)
+
+	// By one hour, onto half of its own old time (which never stands in its own way).
+	dragBar(t, page, alice.Id, at(2*day+14*time.Hour), at(2*day+15*time.Hour), "room-1", week)
+	within(t, page, pageWait, "moved by an hour over its own old time", barAt(alice.Id, "room-1", at(2*day+14*time.Hour), at(2*day+16*time.Hour), week))
+	want("moved over its own old time", "room-1", 2*day+14*time.Hour, 2*day+16*time.Hour, 3)
+
+	// Straight down onto room-2's row: the same time, the other resource.
+	dragBar(t, page, alice.Id, at(2*day+15*time.Hour), at(2*day+15*time.Hour), "room-2", week)
+	within(t, page, pageWait, "moved to room-2", barAt(alice.Id, "room-2", at(2*day+14*time.Hour), at(2*day+16*time.Hour), week)+
+		` && !document.querySelector('.row[data-resource="room-1"] .bar')`)
+	want("moved to another resource", "room-2", 2*day+14*time.Hour, 2*day+16*time.Hour, 4)
+
+	// Onto bob's Monday afternoon: refused, explained as a refused booking is, the bar back.
+	dragBar(t, page, alice.Id, at(2*day+15*time.Hour), at(14*time.Hour), "room-2", week)
+	within(t, page, pageWait, "the conflict explained, naming bob's booking; the bar back in its place", barAt(alice.Id, "room-2", at(2*day+14*time.Hour), at(2*day+16*time.Hour), week)+
+		` && (() => { const m = document.getElementById('message'); return !m.hidden && !m.classList.contains('info') && m.textContent.startsWith("alice's booking was not moved")
+			&& m.textContent.includes('That time is already booked') && m.textContent.includes("bob's booking"); })()`)
+	want("after a refused move", "room-2", 2*day+14*time.Hour, 2*day+16*time.Hour, 4)
+	if got, ok := storedRow(t, ctx, db, bob.Id); !ok || got.Version != 1 || !got.Start.Equal(at(13*time.Hour)) {
+		t.Fatalf("bob's booking after a refused move onto it: %+v (found %v)", got, ok)
+	}
+	msg, _ = chromedp.Run(page, chromedp.Text(chromedp.ID("message")))
+	t.Logf("a refused move: %s", msg)
+}
