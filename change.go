@@ -43,6 +43,9 @@ type Change struct {
 // ActorSystem is the actor of the changes the service makes itself: a hold that lapsed.
 const ActorSystem = "system"
 
+// LapsedHold is the reason recorded, with ActorSystem, for the removal of a hold that lapsed.
+const LapsedHold = "hold expired"
+
 // Fingerprint names the change apart from its seq: a hash of its row id, op and reservation
 // id. Two histories that gave one seq to different changes give it different fingerprints.
 func (c *Change) Fingerprint() uint64 {

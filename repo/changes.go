@@ -29,13 +29,18 @@ type changeRow struct {
 	Seq         uint64    `db:"seq"`
 	Op          int       `db:"op"`
 	Snapshot    []byte    `db:"snapshot"`
+	Actor       string    `db:"actor"`
+	Reason      string    `db:"reason"`
 	CommittedAt time.Time `db:"committed_at"`
 }
+
+// changeColumns are the columns of a changeRow.
+const changeColumns = "id, seq, op, snapshot, actor, reason, committed_at"
 
 // Read returns up to limit changes with after < seq <= through, in seq order; resourceID, when
 // not empty, keeps only that resource's.
 func (c *Changes) Read(ctx context.Context, after, through uint64, resourceID string, limit int) ([]*reservation.Change, error) {
-	query := "SELECT id, seq, op, snapshot, committed_at FROM reservation_changes WHERE seq > ? AND seq <= ?"
+	query := "SELECT " + changeColumns + " FROM reservation_changes WHERE seq > ? AND seq <= ?"
 	args := []any{after, min(through, math.MaxInt64)}
 	if resourceID != "" {
 		query += " AND resource_id = ?"
@@ -53,7 +58,7 @@ func (c *Changes) Read(ctx context.Context, after, through uint64, resourceID st
 // At returns the change with seq, or nil when none is stored.
 func (c *Changes) At(ctx context.Context, seq uint64) (*reservation.Change, error) {
 	var rows []changeRow
-	err := c.db.SelectContext(ctx, &rows, "SELECT id, seq, op, snapshot, committed_at FROM reservation_changes WHERE seq = ?", min(seq, math.MaxInt64))
+	err := c.db.SelectContext(ctx, &rows, "SELECT "+changeColumns+" FROM reservation_changes WHERE seq = ?", min(seq, math.MaxInt64))
 	if err != nil {
 		return nil, classify(fmt.Errorf("read change %d: %w", seq, err))
 	}
@@ -71,7 +76,8 @@ func decodeChanges(rows []changeRow) ([]*reservation.Change, error) {
 		if err := json.Unmarshal(r.Snapshot, &w); err != nil {
 			return nil, fmt.Errorf("change %d: decode snapshot: %w", r.Seq, err)
 		}
-		out[i] = &reservation.Change{Seq: r.Seq, Op: reservation.Op(r.Op), Reservation: w.reservation(), CommittedAt: r.CommittedAt.UTC(), RowID: r.ID}
+		out[i] = &reservation.Change{Seq: r.Seq, Op: reservation.Op(r.Op), Reservation: w.reservation(), CommittedAt: r.CommittedAt.UTC(), RowID: r.ID,
+			Actor: r.Actor, Reason: r.Reason}
 	}
 	return out, nil
 }

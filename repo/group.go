@@ -30,6 +30,7 @@ type job struct {
 	ctx     context.Context // the call's: a job whose call ended before its group locked is not written
 	rs      []*reservation.Reservation
 	hold    time.Duration
+	actor   string // Booking.Actor: who makes the call's reservations ("" for each one's user)
 	pooled  []bool // the items of rs booked through a pool (nil: none), on a unit of pick
 	pick    pick
 	err     error
@@ -228,7 +229,7 @@ func (s *Store) admitGroup(ctx context.Context, w *writeTx, jobs []*job) error {
 			j.err = conflictError(j.rs, conflicts, truncated)
 			continue
 		}
-		w.create(j.rs, j.hold)
+		w.create(j.rs, j.hold, j.actor)
 		for _, r := range j.rs {
 			taken[r.ResourceID] = append(taken[r.ResourceID], r)
 		}

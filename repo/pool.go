@@ -97,7 +97,7 @@ func (s *Store) reservePool(ctx context.Context, b reservation.Booking, out []*r
 				p = pick{units: free}
 			}
 		}
-		err = s.writePooled(ctx, b.Hold, out, pooled, p, req)
+		err = s.writePooled(ctx, b, out, pooled, p, req)
 		if err != nil {
 			unassign(out, pooled)
 		}
@@ -159,17 +159,18 @@ func (s *Store) freeUnits(ctx context.Context, rs []*reservation.Reservation, po
 	return free, nil
 }
 
-// writePooled writes out, choosing its pooled items' units under the locks of p's units (and
-// of its direct items' resources): grouped with other calls, or, with a request id or
-// without group commit, on its own.
-func (s *Store) writePooled(ctx context.Context, hold time.Duration, out []*reservation.Reservation, pooled []bool, p pick, req *request) error {
+// writePooled writes out, booking b's reservations with its hold and actor, choosing its
+// pooled items' units under the locks of p's units (and of its direct items' resources):
+// grouped with other calls, or, with a request id or without group commit, on its own.
+func (s *Store) writePooled(ctx context.Context, b reservation.Booking, out []*reservation.Reservation, pooled []bool, p pick, req *request) error {
+	hold := b.Hold
 	keys := pooledKeys(out, pooled, p)
 	if len(keys) == 0 {
 		first := slices.Index(pooled, true)
 		return reservation.PoolFull(first, out[first])
 	}
 	if req == nil && s.opts.GroupCommit > 1 {
-		return s.groups.Do(ctx, &job{ctx: ctx, rs: out, hold: hold, pooled: pooled, pick: p})
+		return s.groups.Do(ctx, &job{ctx: ctx, rs: out, hold: hold, actor: b.Actor, pooled: pooled, pick: p})
 	}
 	return s.write(ctx, keys, func(w *writeTx) error {
 		if req != nil {
@@ -183,7 +184,7 @@ func (s *Store) writePooled(ctx context.Context, hold time.Duration, out []*rese
 		if err := s.assign(ctx, w, out, pooled, p); err != nil {
 			return err
 		}
-		if err := s.admit(ctx, w, out, hold); err != nil {
+		if err := s.admit(ctx, w, out, hold, b.Actor); err != nil {
 			return err
 		}
 		if req != nil {

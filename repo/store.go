@@ -55,6 +55,10 @@ type Options struct {
 	// window it knows to be taken is refused before it queues for locks, and every write this
 	// Store commits is passed to it at once.
 	Taken Taken
+	// HistoryRetention is how long the history (History, and a Get of a cancelled
+	// reservation) keeps a change (default reservation.DefaultHistoryRetention, 400 days),
+	// however short the feed's retention: the reaper prunes it (Reap).
+	HistoryRetention time.Duration
 	// StrictCatalogue refuses a Reserve of a resource that is not in the catalogue (ENOTFOUND)
 	// instead of creating it with capacity 1 and no pool.
 	StrictCatalogue bool
@@ -104,6 +108,7 @@ func New(db *sqlx.DB, opts Options) *Store {
 	opts.Retries = reservation.OrDefault(opts.Retries, DefaultRetries)
 	opts.RequestRetention = reservation.OrDefault(opts.RequestRetention, DefaultRequestRetention)
 	opts.GroupCommit = reservation.OrDefault(opts.GroupCommit, DefaultGroupCommit)
+	opts.HistoryRetention = reservation.OrDefault(opts.HistoryRetention, reservation.DefaultHistoryRetention)
 	s := &Store{db: db, opts: opts, log: opts.Logger}
 	s.groups.size, s.groups.commit = opts.GroupCommit, s.commitGroup
 	return s
@@ -138,7 +143,7 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 		return s.reservePool(ctx, b, out, pooled)
 	}
 	if b.RequestID != "" {
-		return s.reserveOnce(ctx, b.RequestID, out, keys, b.Hold)
+		return s.reserveOnce(ctx, b, out, keys)
 	}
 	// A window already taken by a committed reservation is refused before any lock is
 	// taken: that answer is as true as one given under the lock, and it keeps the queue
@@ -147,9 +152,9 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 		return nil, err
 	}
 	if s.opts.GroupCommit > 1 {
-		err = s.groups.Do(ctx, &job{ctx: ctx, rs: out, hold: b.Hold})
+		err = s.groups.Do(ctx, &job{ctx: ctx, rs: out, hold: b.Hold, actor: b.Actor})
 	} else {
-		err = s.write(ctx, keys, func(w *writeTx) error { return s.admit(ctx, w, out, b.Hold) })
+		err = s.write(ctx, keys, func(w *writeTx) error { return s.admit(ctx, w, out, b.Hold, b.Actor) })
 	}
 	if reservation.ErrorCode(err) == reservation.ECONFLICT && s.opts.GroupCommit <= 1 {
 		s.stats.conflicts.Add(1)
@@ -177,9 +182,9 @@ func newReservations(rs []*reservation.Reservation) ([]*reservation.Reservation,
 	return out, resourcesOf(out), nil
 }
 
-// admit writes rs in w, or fails with their conflict when stored reservations, or earlier
-// items of rs, are in the way.
-func (s *Store) admit(ctx context.Context, w *writeTx, rs []*reservation.Reservation, hold time.Duration) error {
+// admit writes rs in w, made by actor ("" for each one's user), or fails with their conflict
+// when stored reservations, or earlier items of rs, are in the way.
+func (s *Store) admit(ctx context.Context, w *writeTx, rs []*reservation.Reservation, hold time.Duration, actor string) error {
 	if err := w.refuseResources(rs); err != nil {
 		return err
 	}
@@ -190,16 +195,17 @@ func (s *Store) admit(ctx context.Context, w *writeTx, rs []*reservation.Reserva
 	if conflicts, truncated := s.inTheWay(rs, stored, nil, w.capacity); len(conflicts) > 0 {
 		return conflictError(rs, conflicts, truncated)
 	}
-	w.create(rs, hold)
+	w.create(rs, hold, actor)
 	return w.flush(ctx, insertReservations(rs))
 }
 
-// reserveOnce makes out (a booking with the request id id) unless a call with the same id
+// reserveOnce makes out (booking b, which has a request id) unless a call with the same id
 // was made before, whose outcome it returns instead: the same reservations, or the same
 // conflict.
-func (s *Store) reserveOnce(ctx context.Context, id string, out []*reservation.Reservation, keys []string, hold time.Duration) ([]*reservation.Reservation, error) {
+func (s *Store) reserveOnce(ctx context.Context, b reservation.Booking, out []*reservation.Reservation, keys []string) ([]*reservation.Reservation, error) {
+	hold := b.Hold
 	made := reservation.Booking{Reservations: out, Hold: hold} // normalized
-	req := &request{id: id, fingerprint: made.Fingerprint()}
+	req := &request{id: b.RequestID, fingerprint: made.Fingerprint()}
 	// A retry of a call that is done needs no lock.
 	if done, err := s.lookup(ctx, s.db, req, s.now()); err != nil {
 		return nil, err
@@ -212,7 +218,7 @@ func (s *Store) reserveOnce(ctx context.Context, id string, out []*reservation.R
 		if done, err := s.lookup(ctx, w.tx, req, w.now); done || err != nil {
 			return err
 		}
-		if err := s.admit(ctx, w, out, hold); err != nil {
+		if err := s.admit(ctx, w, out, hold, b.Actor); err != nil {
 			return err
 		}
 		return saveOutcome(ctx, w.tx, req, outcome{Reservations: out}, w.now)
@@ -458,7 +464,7 @@ func (s *Store) modify(ctx context.Context, ref reservation.Ref, apply func(r *r
 		if err != nil || op == 0 {
 			return err
 		}
-		w.change(op, r)
+		w.change(op, r, ref)
 		if op == reservation.OpDelete {
 			return w.flush(ctx, stmt{sqlDelete, []any{r.ID}})
 		}

@@ -23,7 +23,8 @@ const (
 	sqlDelete        = "DELETE FROM reservations WHERE id = ?"
 	sqlUpdate        = "UPDATE reservations SET status = ?, note = ?, updated_at = ?, version = ?, expires_at = ? WHERE id = ?"
 	sqlInsert        = "INSERT INTO reservations (" + columns + ") VALUES "
-	sqlRecordChanges = "INSERT INTO reservation_changes (op, reservation_id, resource_id, resource_version, snapshot, created_at) VALUES "
+	sqlRecordChanges = "INSERT INTO reservation_changes (op, reservation_id, resource_id, resource_version, snapshot, actor, reason, created_at) VALUES "
+	sqlRecordHistory = "INSERT INTO reservation_history (reservation_id, op, snapshot, actor, reason, created_at) VALUES "
 	// sqlInTheWay reads, at now, one range of the (resource_id, start_at) index per item: the
 	// ranges, joined by OR, and the limit follow.
 	sqlInTheWay = "SELECT " + columns + " FROM reservations FORCE INDEX (reservations_resource_start) WHERE "
@@ -179,8 +180,9 @@ func findInTheWay(ctx context.Context, q sqlx.QueryerContext, maxConflicts int, 
 
 // create dates the new reservations rs at the write's time (with a hold, they expire hold
 // later), moves their resources on by one version each, widens their longest span, and
-// notes the changes to record.
-func (w *writeTx) create(rs []*reservation.Reservation, hold time.Duration) {
+// notes the changes to record, made by actor ("" records each reservation's user:
+// Booking.Actor).
+func (w *writeTx) create(rs []*reservation.Reservation, hold time.Duration, actor string) {
 	for _, r := range rs {
 		r.CreatedAt, r.UpdatedAt, r.ExpiresAt = w.now, w.now, time.Time{}
 		if hold > 0 {
@@ -192,21 +194,30 @@ func (w *writeTx) create(rs []*reservation.Reservation, hold time.Duration) {
 		r.PoolID = res.poolID // the resource's pool, as it is when booked
 		res.version++
 		res.maxSpan = max(res.maxSpan, r.End.Sub(r.Start))
-		w.changes = append(w.changes, change{reservation.OpCreate, r, res.version})
+		w.changes = append(w.changes, change{op: reservation.OpCreate, r: r, resourceVersion: res.version, actor: actorOr(actor, r)})
 	}
 }
 
 // capacity is the capacity of the resource id, locked by the write.
 func (w *writeTx) capacity(id string) int { return w.resources[id].capacity }
 
-// change notes op, made to the stored reservation r, to record: r's version and its
-// resource's move on by one.
-func (w *writeTx) change(op reservation.Op, r *reservation.Reservation) {
+// change notes op, made to the stored reservation r by ref.Actor for ref.Reason (the call's
+// Ref: an empty Actor records r's user), to record: r's version and its resource's move on
+// by one.
+func (w *writeTx) change(op reservation.Op, r *reservation.Reservation, ref reservation.Ref) {
 	r.Version++
 	r.UpdatedAt = w.now
 	res := w.resources[r.ResourceID]
 	res.version++
-	w.changes = append(w.changes, change{op, r, res.version})
+	w.changes = append(w.changes, change{op: op, r: r, resourceVersion: res.version, actor: actorOr(ref.Actor, r), reason: ref.Reason})
+}
+
+// actorOr is who a change of r is recorded as made by: actor, or with none (auth off), r's user.
+func actorOr(actor string, r *reservation.Reservation) string {
+	if actor == "" {
+		return r.UserID
+	}
+	return actor
 }
 
 // flush runs the write's statements, then those that save the resources' new versions and
@@ -219,11 +230,13 @@ func (w *writeTx) flush(ctx context.Context, stmts ...stmt) error {
 	return w.s.exec(ctx, w.tx, append(stmts, recorded...)...)
 }
 
-// change is one write to record in reservation_changes.
+// change is one write to record in reservation_changes and reservation_history: what was
+// done, and who did it and why.
 type change struct {
 	op              reservation.Op
 	r               *reservation.Reservation
 	resourceVersion int64
+	actor, reason   string
 }
 
 // remember passes committed changes on to Taken.
@@ -233,12 +246,14 @@ func (s *Store) remember(changes []change) {
 	}
 	cs := make([]*reservation.Change, len(changes))
 	for i, c := range changes {
-		cs[i] = &reservation.Change{Op: c.op, Reservation: c.r}
+		cs[i] = &reservation.Change{Op: c.op, Reservation: c.r, Actor: c.actor, Reason: c.reason}
 	}
 	s.opts.Taken.Apply(cs...)
 }
 
-// record returns the statements that save the resources' new versions and the changes.
+// record returns the statements that save the resources' new versions and the changes: in
+// the feed (reservation_changes, until the feed's retention) and in the history
+// (reservation_history, until the history's), both in the write's transaction and round trip.
 func record(resources map[string]*resource, changes []change, now time.Time) ([]stmt, error) {
 	// One statement for every resource: a CASE per column, by id.
 	ids := slices.Sorted(maps.Keys(resources))
@@ -254,20 +269,24 @@ func record(resources map[string]*resource, changes []change, now time.Time) ([]
 	}
 	update := "UPDATE resources SET version = CASE id" + version.String() + " END, max_span_us = CASE id" + span.String() +
 		" END WHERE id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")"
-	query := sqlRecordChanges
-	args := make([]any, 0, 6*len(changes))
+	feed, history := sqlRecordChanges, sqlRecordHistory
+	fargs := make([]any, 0, 8*len(changes))
+	hargs := make([]any, 0, 6*len(changes))
 	for i, c := range changes {
 		snap, err := snapshot(c.r)
 		if err != nil {
 			return nil, err
 		}
 		if i > 0 {
-			query += ", "
+			feed += ", "
+			history += ", "
 		}
-		query += "(?, ?, ?, ?, ?, ?)"
-		args = append(args, int(c.op), c.r.ID, c.r.ResourceID, c.resourceVersion, snap, now)
+		feed += "(?, ?, ?, ?, ?, ?, ?, ?)"
+		fargs = append(fargs, int(c.op), c.r.ID, c.r.ResourceID, c.resourceVersion, snap, c.actor, c.reason, now)
+		history += "(?, ?, ?, ?, ?, ?)"
+		hargs = append(hargs, c.r.ID, int(c.op), snap, c.actor, c.reason, now)
 	}
-	return []stmt{{update, append(append(vargs, sargs...), idArgs...)}, {query, args}}, nil
+	return []stmt{{update, append(append(vargs, sargs...), idArgs...)}, {feed, fargs}, {history, hargs}}, nil
 }
 
 // insertReservations returns the statement that inserts rs.

@@ -221,6 +221,8 @@ func (s *Server) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, 
 	r, err := s.svc.Get(ctx, id)
 	if err == nil && !reservation.Owns(owner(ctx), r.UserID) {
 		err = reservation.NotFound(id)
+	} else if err != nil {
+		err = s.cancelled(ctx, id, err) // RESERVATION_CANCELLED while the history keeps it
 	}
 	if err != nil {
 		return nil, s.status(ctx, err)

@@ -33,6 +33,9 @@ func (s *Server) status(ctx context.Context, err error) error {
 	case reservation.EINVALID:
 		return badRequest(e.Message, e.Fields)
 	case reservation.ENOTFOUND:
+		if e.Reason != "" { // RESERVATION_CANCELLED
+			return withDetails(codes.NotFound, e.Message, reasonInfo(e))
+		}
 		return status.Error(codes.NotFound, e.Message)
 	case reservation.ECONFLICT:
 		return withDetails(codes.FailedPrecondition, e.Message, conflictInfo(e))
@@ -85,7 +88,9 @@ func withDetails(code codes.Code, msg string, details ...protoadapt.MessageV1) e
 
 // reasonInfo is the ErrorInfo of an error with a Reason: the reason, and the metadata the
 // domain gives it (POOL_FULL: pool_id, start and end in RFC 3339, and item, the index of the
-// requested reservation refused; RESOURCE_DISABLED: resource_id and item).
+// requested reservation refused; RESOURCE_DISABLED: resource_id and item;
+// RESERVATION_CANCELLED: reservation_id, cancelled_at in RFC 3339, actor, and reason when one
+// was given).
 func reasonInfo(e *reservation.Error) *errdetails.ErrorInfo {
 	return &errdetails.ErrorInfo{Reason: e.Reason, Domain: ErrorDomain, Metadata: e.Metadata}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"reservation"
 	"reservation/cache"
 	"reservation/lock"
 	"reservation/queue"
@@ -76,7 +77,10 @@ func DefaultConfig() Config {
 				PollInterval: queue.DefaultPollInterval, StallBound: queue.DefaultStallBound,
 				Buffer: queue.DefaultBuffer, Retention: queue.DefaultRetention,
 			},
-			Store: repo.Options{RequestRetention: repo.DefaultRequestRetention, GroupCommit: repo.DefaultGroupCommit},
+			Store: repo.Options{
+				RequestRetention: repo.DefaultRequestRetention, GroupCommit: repo.DefaultGroupCommit,
+				HistoryRetention: reservation.DefaultHistoryRetention,
+			},
 			API: service.Options{
 				MaxDuration: service.DefaultMaxDuration, MinHold: service.DefaultMinHold, MaxHold: service.DefaultMaxHold,
 				MaxBatch: service.DefaultMaxBatch, MaxFreeWindow: service.DefaultMaxFreeWindow,
@@ -151,6 +155,7 @@ func (c *Config) flags() *flagSet {
 	fs.positiveInt(&s.API.MaxBatch, "batch-max", "most reservations in one ReserveBatch")
 	fs.positive(&s.API.MaxFreeWindow, "free-window-max", "longest window a FreeSlots query may ask about")
 	fs.positive(&s.Store.RequestRetention, "request-retention", "how long the outcome of a call with a request_id is kept for retries")
+	fs.positive(&s.Store.HistoryRetention, "history-retention", "how long the history (History, and who cancelled a reservation) keeps a change, however short --feed-retention is; the reaper prunes it")
 	fs.positive(&s.ReapInterval, "reap-interval", "how often lapsed holds are removed")
 	fs.StringVar(&s.HTTPAddr, "http-addr", s.HTTPAddr, "HTTP listen address: JSON API, /metrics, /healthz, /readyz, /openapi.json")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate: serve gRPC and HTTP over TLS")
