@@ -106,7 +106,7 @@ func (s *Store) move(ctx context.Context, ref reservation.Ref, e reservation.Edi
 		if m.ResourceID != r.ResourceID {
 			w.resources[r.ResourceID].version++ // it lost a reservation
 		}
-		w.change(reservation.OpUpdate, m)
+		w.change(reservation.OpUpdate, m, ref)
 		out = m
 		return w.flush(ctx, stmt{sqlMove, []any{m.ResourceID, m.Start, m.End, m.PoolID, m.Note, m.UpdatedAt, m.Version, m.ID}})
 	})
