@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,12 +91,14 @@ func barAt(id, resource string, start, end, weekStart time.Time) string {
 		resource, id, pct(start), pct(end)-pct(start), id)
 }
 
-// TestTimelinePageMoves drives moves by drag in headless Chromium against a real reservationd:
-// a press and release without movement still opens the details; a bar dragged along its row
-// moves in quarter hours, onto its own old time too; dragged onto another row it moves to that
-// resource; dragged onto a taken time it is refused in words naming what is in the way, the
-// bar back in its place and the row unchanged. Each move is checked in the database.
-func TestTimelinePageMoves(t *testing.T) {
+// TestTimelinePageMovesAndCancels drives moves by drag in headless Chromium against a real
+// reservationd: a press and release without movement still opens the details; a bar dragged
+// along its row moves in quarter hours, onto its own old time too; dragged onto another row it
+// moves to that resource; dragged onto a taken time it is refused in words naming what is in
+// the way, the bar back in its place and the row unchanged. Each move is checked in the
+// database. Then Cancel asks first: "Keep it" keeps the booking; confirmed with a reason, the
+// booking is gone and its history ends with the cancel and that reason, after its moves.
+func TestTimelinePageMovesAndCancels(t *testing.T) {
 	db, dsn := repotest.NewDB(t)
 	d := startDaemon(t, "RESERVATION_MYSQL_DSN="+dsn, "RESERVATION_LOCK=local")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -174,4 +180,71 @@ func TestTimelinePageMoves(t *testing.T) {
 	}
 	msg, _ = chromedp.Run(page, chromedp.Text(chromedp.ID("message")))
 	t.Logf("a refused move: %s", msg)
+
+	// Cancel asks first; "Keep it" keeps the booking.
+	askCancel := func() {
+		t.Helper()
+		// Clicks from script: the live feed may redraw the bar between a mouse's press and release.
+		if _, err := chromedp.Run(page, chromedp.Evaluate[bool](fmt.Sprintf(`(() => { document.querySelector('.bar[data-id=%q]').click(); return true; })()`, alice.Id))); err != nil {
+			t.Fatal(err)
+		}
+		within(t, page, pageWait, "the details open", `document.getElementById('details').open`)
+		if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`(() => { document.getElementById('details-cancel').click(); return true; })()`)); err != nil {
+			t.Fatal(err)
+		}
+		within(t, page, pageWait, "Cancel asks first, with a reason field, no series choice", `document.getElementById('cancel').open && document.activeElement.id === 'cancel-keep'
+			&& document.getElementById('cancel-scope').hidden && document.getElementById('cancel-what').textContent.includes('alice')`)
+	}
+	askCancel()
+	fill(t, page, "cancel-reason", "not this one")
+	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`(() => { document.getElementById('cancel-keep').click(); return true; })()`)); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, pageWait, "Keep it closes the question, the booking still drawn", fmt.Sprintf(`!document.getElementById('cancel').open && !!document.querySelector('.bar[data-id=%q]')`, alice.Id))
+	want("after Keep it", "room-2", 2*day+14*time.Hour, 2*day+16*time.Hour, 4)
+
+	// Confirmed, with a reason: gone from the page and the table; the history keeps the reason.
+	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`(() => { document.getElementById('details').close(); return true; })()`)); err != nil {
+		t.Fatal(err)
+	}
+	askCancel()
+	within(t, page, pageWait, "the reason field starts empty", `document.getElementById('cancel-reason').value === ''`)
+	fill(t, page, "cancel-reason", "room closed for cleaning")
+	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`(() => { document.getElementById('cancel-confirm').click(); return true; })()`)); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, pageWait, "cancelled: the dialogs closed, the bar gone, the reason said", fmt.Sprintf(`!document.getElementById('cancel').open && !document.getElementById('details').open
+		&& !document.querySelector('.bar[data-id=%q]') && document.getElementById('message').textContent.includes('Reason: room closed for cleaning')`, alice.Id))
+	if got, ok := storedRow(t, ctx, db, alice.Id); ok {
+		t.Fatalf("after the cancel the row is still there: %+v", got)
+	}
+	var history struct {
+		Changes []struct{ Op, Actor, Reason string }
+	}
+	getJSON(t, "http://"+d.http+"/v1/reservations/"+alice.Id+"/history", &history)
+	ops := ""
+	for _, ch := range history.Changes {
+		ops += strings.TrimPrefix(ch.Op, "RESERVATION_UPDATE_TYPE_") + " "
+	}
+	last := history.Changes[len(history.Changes)-1]
+	if ops != "CREATE UPDATE UPDATE UPDATE DELETE " || last.Reason != "room closed for cleaning" || last.Actor != "alice" {
+		t.Fatalf("the history: %s, its last %+v; want a create, the 3 moves, and the cancel by alice (auth off: the booking's user) for the reason given", ops, last)
+	}
+}
+
+// getJSON GETs url and decodes its JSON answer into v, failing unless it is 200.
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %s (%v)", url, resp.Status, body, err)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("GET %s: %v: %s", url, err, body)
+	}
 }
