@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,8 +96,8 @@ func barAt(id, resource string, start, end, weekStart time.Time) string {
 // reservationd: a press and release without movement still opens the details; a bar dragged
 // along its row moves in quarter hours, onto its own old time too; dragged onto another row it
 // moves to that resource; dragged onto a taken time it is refused in words naming what is in
-// the way, the bar back in its place and the row unchanged. Each move is checked in the
-// database. Then Cancel asks first: "Keep it" keeps the booking; confirmed with a reason, the
+// the way, the bar back in its place and the row unchanged; the details' Move does the same
+// from the keyboard, a refusal beside its times. Each move is checked in the database. Then Cancel asks first: "Keep it" keeps the booking; confirmed with a reason, the
 // booking is gone and its history ends with the cancel and that reason, after its moves.
 func TestTimelinePageMovesAndCancels(t *testing.T) {
 	db, dsn := repotest.NewDB(t)
@@ -181,6 +182,28 @@ func TestTimelinePageMovesAndCancels(t *testing.T) {
 	msg, _ = chromedp.Run(page, chromedp.Text(chromedp.ID("message")))
 	t.Logf("a refused move: %s", msg)
 
+	// Without a drag: the details' Move, from the keyboard. Onto bob's time it is refused beside
+	// the times, the dialog open with what was typed; then to Thursday on room-1, an hour and a half.
+	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](fmt.Sprintf(`(() => { document.querySelector('.bar[data-id=%q]').click(); return true; })()`, alice.Id))); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, pageWait, "the details hold its window and resource", `document.getElementById('details').open && document.getElementById('details-start').value === '2030-03-06T14:00'
+		&& document.getElementById('details-end').value === '2030-03-06T16:00' && document.getElementById('details-resource').value === 'room-2'`)
+	fill(t, page, "details-start", "2030-03-04T13:30", "details-end", "2030-03-04T14:30")
+	if err := chromedp.Do(page, chromedp.Focus(chromedp.ID("details-move")), chromedp.KeyEvent("\r")); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, pageWait, "refused beside the times, the dialog open with what was typed", `(() => { const m = document.getElementById('details-when-error');
+		return document.getElementById('details').open && !m.hidden && m.textContent.includes("bob's booking") && document.getElementById('details-start').value === '2030-03-04T13:30'
+			&& document.getElementById('details-start').getAttribute('aria-invalid') === 'true'; })()`)
+	want("after a refused move from the details", "room-2", 2*day+14*time.Hour, 2*day+16*time.Hour, 4)
+	fill(t, page, "details-start", "2030-03-07T10:00", "details-end", "2030-03-07T11:30", "details-resource", "room-1")
+	if err := chromedp.Do(page, chromedp.Focus(chromedp.ID("details-move")), chromedp.KeyEvent("\r")); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, pageWait, "moved from the details", `!document.getElementById('details').open && `+barAt(alice.Id, "room-1", at(3*day+10*time.Hour), at(3*day+11*time.Hour+30*time.Minute), week))
+	want("moved from the details", "room-1", 3*day+10*time.Hour, 3*day+11*time.Hour+30*time.Minute, 5)
+
 	// Cancel asks first; "Keep it" keeps the booking.
 	askCancel := func() {
 		t.Helper()
@@ -201,7 +224,7 @@ func TestTimelinePageMovesAndCancels(t *testing.T) {
 		t.Fatal(err)
 	}
 	within(t, page, pageWait, "Keep it closes the question, the booking still drawn", fmt.Sprintf(`!document.getElementById('cancel').open && !!document.querySelector('.bar[data-id=%q]')`, alice.Id))
-	want("after Keep it", "room-2", 2*day+14*time.Hour, 2*day+16*time.Hour, 4)
+	want("after Keep it", "room-1", 3*day+10*time.Hour, 3*day+11*time.Hour+30*time.Minute, 5)
 
 	// Confirmed, with a reason: gone from the page and the table; the history keeps the reason.
 	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`(() => { document.getElementById('details').close(); return true; })()`)); err != nil {
@@ -227,8 +250,8 @@ func TestTimelinePageMovesAndCancels(t *testing.T) {
 		ops += strings.TrimPrefix(ch.Op, "RESERVATION_UPDATE_TYPE_") + " "
 	}
 	last := history.Changes[len(history.Changes)-1]
-	if ops != "CREATE UPDATE UPDATE UPDATE DELETE " || last.Reason != "room closed for cleaning" || last.Actor != "alice" {
-		t.Fatalf("the history: %s, its last %+v; want a create, the 3 moves, and the cancel by alice (auth off: the booking's user) for the reason given", ops, last)
+	if ops != "CREATE UPDATE UPDATE UPDATE UPDATE DELETE " || last.Reason != "room closed for cleaning" || last.Actor != "alice" {
+		t.Fatalf("the history: %s, its last %+v; want a create, the 4 moves, and the cancel by alice (auth off: the booking's user) for the reason given", ops, last)
 	}
 }
 
@@ -246,5 +269,137 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		t.Fatalf("GET %s: %v: %s", url, err, body)
+	}
+}
+
+// TestTimelinePageSeries shows a series as one, in headless Chromium at a phone's 390 px
+// against a real reservationd: every bar of the series is marked, and opening one outlines
+// them all (and no other); its details say which of the series it is. Its Cancel offers "only
+// this one" (the default) and "this and the following ones": the latter, from the third of
+// five, cancels the last three with the reason given (in their history); the former then
+// cancels one alone. Each step is checked in the database; the layout checks of the desk test
+// hold with the series' dialog open.
+func TestTimelinePageSeries(t *testing.T) {
+	db, dsn := repotest.NewDB(t)
+	d := startDaemon(t, "RESERVATION_MYSQL_DSN="+dsn, "RESERVATION_LOCK=local")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	d.waitServing(t, ctx, d.dial(t))
+	c := pb.NewReservationServiceClient(d.dial(t))
+	week := time.Date(2030, 3, 4, 0, 0, 0, 0, time.UTC) // a Monday
+	const day = 24 * time.Hour
+	// Monday to Friday, 09:00-10:00: five occurrences of one series.
+	series, err := c.ReserveSeries(ctx, &pb.ReserveSeriesRequest{First: &pb.Reservation{UserId: "dana", ResourceId: "room-3", Note: "course",
+		Start: timestamppb.New(week.Add(9 * time.Hour)), End: timestamppb.New(week.Add(10 * time.Hour))}, Rrule: "FREQ=DAILY;COUNT=5", TimeZone: "UTC"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	occ := series.Reservations
+	slices.SortFunc(occ, func(a, b *pb.Reservation) int { return a.Start.AsTime().Compare(b.Start.AsTime()) })
+	if len(occ) != 5 || series.SeriesId == "" {
+		t.Fatalf("the series: %d occurrences, id %q", len(occ), series.SeriesId)
+	}
+	alone, err := c.Reserve(ctx, &pb.ReserveRequest{Reservation: &pb.Reservation{UserId: "erin", ResourceId: "room-3", Note: "alone",
+		Start: timestamppb.New(week.Add(5*day + 9*time.Hour)), End: timestamppb.New(week.Add(5*day + 10*time.Hour))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := alone.Reservation
+	inSeries := func() int {
+		t.Helper()
+		var n int
+		if err := db.GetContext(ctx, &n, "SELECT COUNT(*) FROM reservations WHERE series_id = ?", series.SeriesId); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	page := browserSized(t, 390, 800)
+	screenshotOnFailure(t, page, "timeline-series.png")
+	click := func(js string) {
+		t.Helper()
+		// A click from script: the live feed may redraw what is clicked between a mouse's press and release.
+		if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`(() => { `+js+`; return true; })()`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bar := func(r *pb.Reservation) string { return fmt.Sprintf(`document.querySelector('.bar[data-id=%q]')`, r.Id) }
+	if err := chromedp.Do(page, chromedp.Navigate("http://"+d.http+"/?view=week&start=2030-03-04&resources=room-3")); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, pageWait, "the series' five bars marked as one series, erin's not, none outlined", fmt.Sprintf(`document.getElementById('conn').textContent === 'live'
+		&& document.querySelectorAll('.bar').length === 6 && [...document.querySelectorAll('.bar.series')].filter((b) => b.dataset.series === %q).length === 5
+		&& !%s.classList.contains('series') && !document.querySelector('.series-selected')`, series.SeriesId, bar(other)))
+	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](pageChecks)); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, name := range []string{"pageScroll", "header", "zone", "names"} {
+			problem, err := chromedp.Run(page, chromedp.Evaluate[string]("checks."+name+"()"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if problem != "" {
+				t.Errorf("%s, %s: %s", when, name, problem)
+			}
+		}
+	}
+	check("the series drawn")
+
+	// Opening Wednesday's outlines the whole series; its details say which one it is.
+	click(bar(occ[2]) + ".click()")
+	within(t, page, pageWait, "the whole series outlined, and only it; the details say which of it this is", fmt.Sprintf(`document.getElementById('details').open
+		&& document.querySelectorAll('.bar.series-selected').length === 5 && !%s.classList.contains('series-selected')
+		&& document.getElementById('details-list').textContent.includes('3 of the 5 bookings of this series shown')`, bar(other)))
+	details, _ := chromedp.Run(page, chromedp.Text(chromedp.ID("details-list")))
+	t.Logf("an occurrence's details: %s", details)
+	click(`document.querySelector('#details button[value="close"]').click()`)
+	within(t, page, pageWait, "closed, nothing outlined", `!document.getElementById('details').open && !document.querySelector('.series-selected')`)
+
+	// Cancel from Wednesday: "only this one" is the default, "this and the following ones" chosen.
+	askCancel := func(r *pb.Reservation) {
+		t.Helper()
+		click(bar(r) + ".click()")
+		within(t, page, pageWait, "the details open", `document.getElementById('details').open`)
+		click(`document.getElementById('details-cancel').click()`)
+		within(t, page, pageWait, "Cancel asks which, only this one checked, Keep it focused, the dialog inside the window", `document.getElementById('cancel').open
+			&& !document.getElementById('cancel-scope').hidden && document.getElementById('cancel-only').checked && !document.getElementById('cancel-following').checked
+			&& document.activeElement.id === 'cancel-keep' && document.getElementById('cancel-what').textContent.includes('one of a series')
+			&& document.getElementById('cancel-confirm').textContent === 'Cancel reservation'
+			&& [...document.querySelectorAll('#cancel *')].every((e) => e.getBoundingClientRect().right <= innerWidth + 0.5)`)
+	}
+	askCancel(occ[2])
+	check("the series' cancel open")
+	click(`document.getElementById('cancel-following').click()`)
+	within(t, page, pageWait, "the button says what it cancels", `document.getElementById('cancel-confirm').textContent === 'Cancel this and the following'`)
+	fill(t, page, "cancel-reason", "course ends early")
+	click(`document.getElementById('cancel-confirm').click()`)
+	within(t, page, pageWait, "Wednesday's and the following ones gone, said with the reason; Monday's, Tuesday's and erin's kept", fmt.Sprintf(`!document.getElementById('cancel').open
+		&& !document.getElementById('details').open && !%s && !%s && !%s && !!%s && !!%s && !!%s
+		&& document.getElementById('message').textContent.startsWith("Cancelled 3 bookings of dana's series") && document.getElementById('message').textContent.includes('Reason: course ends early')`,
+		bar(occ[2]), bar(occ[3]), bar(occ[4]), bar(occ[0]), bar(occ[1]), bar(other)))
+	msg, _ := chromedp.Run(page, chromedp.Text(chromedp.ID("message")))
+	t.Logf("this and the following ones: %s", msg)
+	if n := inSeries(); n != 2 {
+		t.Fatalf("after cancelling this and the following ones, %d of the series are stored; want Monday's and Tuesday's", n)
+	}
+	if _, ok := storedRow(t, ctx, db, other.Id); !ok {
+		t.Fatal("erin's booking, of no series, was cancelled with the series")
+	}
+	var history struct {
+		Changes []struct{ Op, Reason string }
+	}
+	getJSON(t, "http://"+d.http+"/v1/reservations/"+occ[4].Id+"/history", &history)
+	if last := history.Changes[len(history.Changes)-1]; last.Op != "RESERVATION_UPDATE_TYPE_DELETE" || last.Reason != "course ends early" {
+		t.Fatalf("the history of Friday's occurrence ends with %+v; want its cancel, for the reason given", last)
+	}
+
+	// "Only this one" on Tuesday's cancels it alone.
+	askCancel(occ[1])
+	click(`document.getElementById('cancel-confirm').click()`)
+	within(t, page, pageWait, "Tuesday's alone gone", fmt.Sprintf(`!document.getElementById('cancel').open && !%s && !!%s && !!%s && document.querySelectorAll('.bar.series').length === 1`,
+		bar(occ[1]), bar(occ[0]), bar(other)))
+	if n := inSeries(); n != 1 {
+		t.Fatalf("after cancelling only Tuesday's, %d of the series are stored; want Monday's", n)
 	}
 }

@@ -639,19 +639,25 @@ function dropAt(b, r, e, from) {
   if (row) from.res = row.dataset.resource;
   return { start: new Date(+new Date(r.start) + delta), end: new Date(+new Date(r.end) + delta), res: from.res };
 }
-// moveTo asks the service to move r to dest ({start, end, res}), the ghost of the bar showing
-// where meanwhile; done removes the ghost.
+// moveBooking asks the service to move r to dest ({start, end, res}): Update with a mask.
+async function moveBooking(r, dest) {
+  const out = await api("PATCH", `/v1/reservations/${r.id}`, {
+    start: dest.start.toISOString(), end: dest.end.toISOString(), resource_id: dest.res,
+    update_mask: "start,end,resourceId", // a FieldMask in JSON: lowerCamel paths, comma-separated
+    expected_version: r.version,
+  });
+  put(out.reservation);
+  return out.reservation;
+}
+function movedTo(r, dest) { return `${dest.res === r.resource_id ? "" : dest.res + ", "}${fmt(dest.start)} – ${fmt(dest.end)}`; }
+// moveTo moves r to dest after a drag, the ghost of the bar showing where meanwhile; done
+// removes the ghost.
 async function moveTo(r, dest, ghost, done) {
   moving = true;
   ghost.classList.add("saving");
-  const where = `${dest.res === r.resource_id ? "" : dest.res + ", "}${fmt(dest.start)} – ${fmt(dest.end)}`;
+  const where = movedTo(r, dest);
   try {
-    const out = await api("PATCH", `/v1/reservations/${r.id}`, {
-      start: dest.start.toISOString(), end: dest.end.toISOString(), resource_id: dest.res,
-      update_mask: "start,end,resourceId", // a FieldMask in JSON: lowerCamel paths, comma-separated
-      expected_version: r.version,
-    });
-    put(out.reservation);
+    await moveBooking(r, dest);
     say(`Moved ${r.user_id}'s booking to ${where}.`, "info");
   } catch (e) {
     e.resource = dest.res;
@@ -743,7 +749,7 @@ async function submitNew() {
 // showErrors writes err beside the field it is about, in the dialog named prefix: a
 // BadRequest's fields each beside its own input, a conflict beside the times, the rest under
 // the form. null clears them.
-const FIELD_SLOT = { user_id: "user", start: "when", end: "when", note: "note" };
+const FIELD_SLOT = { user_id: "user", start: "when", end: "when", note: "note", resource_id: "resource" };
 function showErrors(prefix, err) {
   for (const el of document.querySelectorAll(`#${prefix} .field-error`)) { el.hidden = true; el.textContent = ""; }
   for (const el of document.querySelectorAll(`#${prefix} [aria-invalid]`)) el.removeAttribute("aria-invalid");
@@ -779,6 +785,9 @@ function openDetails(id) {
     dl.append(dt, dd);
   }
   $("details-note").value = r.note || "";
+  $("details-start").value = localInput(r.start);
+  $("details-end").value = localInput(r.end);
+  $("details-resource").value = r.resource_id;
   $("details-confirm").hidden = status !== "PENDING";
   $("details").dataset.id = id;
   showErrors("details", null);
@@ -818,11 +827,14 @@ function askCancel() {
   $("cancel-reason").value = "";
   $("cancel-scope").hidden = !r.series_id;
   $("cancel-only").checked = true;
+  scopeChanged();
   $("cancel").dataset.id = r.id;
   showErrors("cancel", null);
   $("cancel").showModal();
   $("cancel-keep").focus(); // the safe choice is the default one
 }
+// scopeChanged names what the confirm button cancels: one booking, or the series from it on.
+function scopeChanged() { $("cancel-confirm").textContent = $("cancel-following").checked ? "Cancel this and the following" : "Cancel reservation"; }
 async function doCancel() {
   const r = state.reservations.get($("cancel").dataset.id);
   const reason = $("cancel-reason").value.trim(), following = !!r.series_id && $("cancel-following").checked;
@@ -870,6 +882,27 @@ $("cancel-form").onsubmit = (e) => { if (e.submitter && e.submitter.value === "d
 $("details-confirm").onclick = () => act((r) => api("POST", `/v1/reservations/${r.id}:confirm`, { expected_version: r.version }));
 $("details-save").onclick = () => act((r) => api("PATCH", `/v1/reservations/${r.id}`, { note: $("details-note").value, expected_version: r.version }));
 $("details-cancel").onclick = askCancel;
+$("cancel-only").onchange = $("cancel-following").onchange = scopeChanged;
+// The details' Move: the keyboard's (and any pointer's) way to do what a drag does.
+$("details-move").onclick = async () => {
+  const r = state.reservations.get($("details").dataset.id);
+  if (!r) return;
+  const dest = { start: new Date($("details-start").value), end: new Date($("details-end").value), res: $("details-resource").value.trim() };
+  showErrors("details", null);
+  if (isNaN(dest.start) || isNaN(dest.end)) { showErrors("details", { message: "Please give the start and the end, date and time.", details: [] }); return; }
+  $("details-move").disabled = true;
+  try {
+    await moveBooking(r, dest);
+    $("details").close();
+    say(`Moved ${r.user_id}'s booking to ${movedTo(r, dest)}.`, "info");
+    draw();
+  } catch (e) {
+    e.resource = dest.res;
+    showErrors("details", e); // beside the times or the resource; the dialog stays open
+  } finally {
+    $("details-move").disabled = false;
+  }
+};
 $("details").addEventListener("close", () => selectSeries(null));
 window.addEventListener("resize", drawSoon); // the scale's step and the outside labels follow the width
 document.addEventListener("keydown", (e) => {
