@@ -2,6 +2,7 @@ package reservation
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -33,6 +34,50 @@ type Series struct {
 	Hold      time.Duration
 	// Actor is who makes the series, as History records it ("" records each reservation's user).
 	Actor string
+	// Max bounds the occurrences (0: DefaultSeriesMax); more is EINVALID on rrule.
+	Max int
+}
+
+// Occurrences expands s: a copy of First for each occurrence, with its window, in order of
+// start. Each lasts as long as First does in absolute time (a 1-hour meeting is 1 hour on the
+// night clocks change; an overnight booking then ends an hour earlier or later by the
+// clock). An empty TimeZone is UTC. A rule, zone or count that is wrong is EINVALID naming
+// rrule or time_zone.
+func (s *Series) Occurrences() ([]*Reservation, error) {
+	var v Violations
+	rule, err := ParseRule(s.Rule)
+	if err != nil {
+		v.Add("rrule", err.Error())
+	}
+	loc := time.UTC
+	if s.TimeZone != "" {
+		if loc, err = time.LoadLocation(s.TimeZone); err != nil || s.TimeZone == "Local" {
+			v.Add("time_zone", fmt.Sprintf("must be an IANA time zone name such as Europe/Paris, got %q", clipText(s.TimeZone)))
+		}
+	}
+	if s.First == nil {
+		v.Add("first", "is required")
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	starts, err := rule.Expand(s.First.Start, loc, s.Exdates, OrDefault(s.Max, DefaultSeriesMax))
+	if err != nil {
+		v.Add("rrule", err.Error())
+		return nil, v.Err()
+	}
+	if len(starts) == 0 {
+		v.Add("exdates", "leave out every occurrence of the rule")
+		return nil, v.Err()
+	}
+	length := s.First.End.Sub(s.First.Start)
+	out := make([]*Reservation, len(starts))
+	for i, t := range starts {
+		r := *s.First
+		r.Start, r.End = Truncate(t), Truncate(t.Add(length))
+		out[i] = &r
+	}
+	return out, nil
 }
 
 // SeriesOutcome is what ReserveSeries made: the series id, the reservations in order of start,

@@ -64,12 +64,9 @@ func poolItems(rs []*reservation.Reservation) []bool {
 	return pooled
 }
 
-// reservePool makes out, whose pooled items ask for a pool, with b's hold and request id.
-func (s *Store) reservePool(ctx context.Context, b reservation.Booking, out []*reservation.Reservation, pooled []bool) ([]*reservation.Reservation, error) {
-	var req *request
-	if b.RequestID != "" {
-		made := reservation.Booking{Reservations: out, Hold: b.Hold} // before any unit is chosen
-		req = &request{id: b.RequestID, fingerprint: made.Fingerprint()}
+// reservePool makes out, whose pooled items ask for a pool, with b's hold, under req if any.
+func (s *Store) reservePool(ctx context.Context, b reservation.Booking, out []*reservation.Reservation, pooled []bool, req *request) ([]*reservation.Reservation, error) {
+	if req != nil {
 		if done, err := s.lookup(ctx, s.db, req, s.now()); err != nil {
 			return nil, err
 		} else if done {
@@ -188,7 +185,7 @@ func (s *Store) writePooled(ctx context.Context, b reservation.Booking, out []*r
 			return err
 		}
 		if req != nil {
-			return saveOutcome(ctx, w.tx, req, outcome{Reservations: out}, w.now)
+			return saveOutcome(ctx, w.tx, req, req.made(out), w.now)
 		}
 		return nil
 	})

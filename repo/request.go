@@ -19,12 +19,25 @@ type request struct {
 	id          string
 	fingerprint [32]byte
 	out         *outcome // what the first call with this id came to, once found
+	// A series' request (series.go) saves its id and the occurrences it skipped with the
+	// reservations; when rounds, a conflict is not its outcome: the next round is.
+	seriesID string
+	skipped  []reservation.SkippedOccurrence
+	rounds   bool
 }
 
-// outcome is what a call came to: the reservations made, or the conflict met.
+// made is the outcome of req's call that made rs.
+func (r *request) made(rs []*reservation.Reservation) outcome {
+	return outcome{Reservations: rs, SeriesID: r.seriesID, Skipped: r.skipped}
+}
+
+// outcome is what a call came to: the reservations made, or the conflict met; for a series,
+// its id and the occurrences skipped too.
 type outcome struct {
 	Reservations []*reservation.Reservation
 	Conflict     *reservation.Error
+	SeriesID     string
+	Skipped      []reservation.SkippedOccurrence
 }
 
 func (r *request) result() ([]*reservation.Reservation, error) {
@@ -87,8 +100,10 @@ func isDupKey(err error) bool {
 
 // storedOutcome is an outcome as reservation_requests keeps it, in JSON.
 type storedOutcome struct {
-	Reservations []row           `json:"reservations,omitempty"`
-	Conflict     *storedConflict `json:"conflict,omitempty"`
+	Reservations []row                           `json:"reservations,omitempty"`
+	Conflict     *storedConflict                 `json:"conflict,omitempty"`
+	SeriesID     string                          `json:"series_id,omitempty"`
+	Skipped      []reservation.SkippedOccurrence `json:"skipped,omitempty"`
 }
 
 type storedConflict struct {
@@ -101,7 +116,7 @@ type storedConflict struct {
 }
 
 func toStored(o outcome) storedOutcome {
-	var s storedOutcome
+	s := storedOutcome{SeriesID: o.SeriesID, Skipped: o.Skipped}
 	for _, r := range o.Reservations {
 		s.Reservations = append(s.Reservations, toRow(r))
 	}
@@ -118,7 +133,7 @@ func toStored(o outcome) storedOutcome {
 }
 
 func (s *storedOutcome) outcome() *outcome {
-	var o outcome
+	o := outcome{SeriesID: s.SeriesID, Skipped: s.Skipped}
 	for i := range s.Reservations {
 		o.Reservations = append(o.Reservations, s.Reservations[i].reservation())
 	}

@@ -132,6 +132,12 @@ func (s *Store) now() time.Time { return reservation.Truncate(s.opts.Now()) }
 // assigns ids, timestamps, versions and hold expiries, and returns the stored reservations in
 // the order given. A booking with a request id that was seen before gets that call's outcome.
 func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservation.Reservation, error) {
+	return s.reserve(ctx, b, nil)
+}
+
+// reserve is Reserve. req, when not nil, is the request the call is made under instead of
+// one of b's request id: a series' (series.go), whose parameters and outcome are the series'.
+func (s *Store) reserve(ctx context.Context, b reservation.Booking, req *request) ([]*reservation.Reservation, error) {
 	if len(b.Reservations) == 0 {
 		return nil, reservation.Errorf(reservation.EINVALID, "no reservation to make")
 	}
@@ -139,11 +145,15 @@ func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservat
 	if err != nil {
 		return nil, err
 	}
-	if pooled := poolItems(out); pooled != nil {
-		return s.reservePool(ctx, b, out, pooled)
+	if req == nil && b.RequestID != "" {
+		made := reservation.Booking{Reservations: out, Hold: b.Hold} // normalized, before any unit is chosen
+		req = &request{id: b.RequestID, fingerprint: made.Fingerprint()}
 	}
-	if b.RequestID != "" {
-		return s.reserveOnce(ctx, b, out, keys)
+	if pooled := poolItems(out); pooled != nil {
+		return s.reservePool(ctx, b, out, pooled, req)
+	}
+	if req != nil {
+		return s.reserveOnce(ctx, req, out, keys, b.Hold, b.Actor)
 	}
 	// A window already taken by a committed reservation is refused before any lock is
 	// taken: that answer is as true as one given under the lock, and it keeps the queue
@@ -199,13 +209,10 @@ func (s *Store) admit(ctx context.Context, w *writeTx, rs []*reservation.Reserva
 	return w.flush(ctx, insertReservations(rs))
 }
 
-// reserveOnce makes out (booking b, which has a request id) unless a call with the same id
-// was made before, whose outcome it returns instead: the same reservations, or the same
-// conflict.
-func (s *Store) reserveOnce(ctx context.Context, b reservation.Booking, out []*reservation.Reservation, keys []string) ([]*reservation.Reservation, error) {
-	hold := b.Hold
-	made := reservation.Booking{Reservations: out, Hold: hold} // normalized
-	req := &request{id: b.RequestID, fingerprint: made.Fingerprint()}
+// reserveOnce makes out (a booking under the request req, made by actor: "" for each one's
+// user) unless a call with the same id was made before, whose outcome it returns instead: the
+// same reservations, or the same conflict.
+func (s *Store) reserveOnce(ctx context.Context, req *request, out []*reservation.Reservation, keys []string, hold time.Duration, actor string) ([]*reservation.Reservation, error) {
 	// A retry of a call that is done needs no lock.
 	if done, err := s.lookup(ctx, s.db, req, s.now()); err != nil {
 		return nil, err
@@ -218,18 +225,18 @@ func (s *Store) reserveOnce(ctx context.Context, b reservation.Booking, out []*r
 		if done, err := s.lookup(ctx, w.tx, req, w.now); done || err != nil {
 			return err
 		}
-		if err := s.admit(ctx, w, out, hold, b.Actor); err != nil {
+		if err := s.admit(ctx, w, out, hold, actor); err != nil {
 			return err
 		}
-		return saveOutcome(ctx, w.tx, req, outcome{Reservations: out}, w.now)
+		return saveOutcome(ctx, w.tx, req, req.made(out), w.now)
 	})
 	if reservation.ErrorCode(err) == reservation.ECONFLICT {
 		s.stats.conflicts.Add(1)
-		if req.out == nil {
+		if req.out == nil && !req.rounds {
 			// The same call again must meet the same conflict, even once the way is clear.
 			var e *reservation.Error
 			errors.As(err, &e)
-			if serr := saveOutcome(ctx, s.db, req, outcome{Conflict: e}, s.now()); serr != nil && !isDupKey(serr) {
+			if serr := saveOutcome(ctx, s.db, req, outcome{Conflict: e, SeriesID: req.seriesID}, s.now()); serr != nil && !isDupKey(serr) {
 				s.log.WarnContext(ctx, "saving the outcome of a request failed", "request_id", req.id, "err", serr)
 			}
 		}

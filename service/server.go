@@ -32,6 +32,8 @@ type Options struct {
 	MaxBatch int
 	// MaxFreeWindow bounds the window of a FreeSlots query (default 366 days).
 	MaxFreeWindow time.Duration
+	// SeriesMax bounds the occurrences of one ReserveSeries (default reservation.DefaultSeriesMax).
+	SeriesMax int
 	// Feed serves Listen; without one, Listen answers UNIMPLEMENTED.
 	Feed   reservation.Feed
 	Logger *slog.Logger
@@ -61,6 +63,7 @@ func New(svc reservation.Service, opts Options) *Server {
 	opts.MaxHold = reservation.OrDefault(opts.MaxHold, DefaultMaxHold)
 	opts.MaxBatch = reservation.OrDefault(opts.MaxBatch, DefaultMaxBatch)
 	opts.MaxFreeWindow = reservation.OrDefault(opts.MaxFreeWindow, DefaultMaxFreeWindow)
+	opts.SeriesMax = reservation.OrDefault(opts.SeriesMax, reservation.DefaultSeriesMax)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}

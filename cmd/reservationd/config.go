@@ -84,6 +84,7 @@ func DefaultConfig() Config {
 			API: service.Options{
 				MaxDuration: service.DefaultMaxDuration, MinHold: service.DefaultMinHold, MaxHold: service.DefaultMaxHold,
 				MaxBatch: service.DefaultMaxBatch, MaxFreeWindow: service.DefaultMaxFreeWindow,
+				SeriesMax: reservation.DefaultSeriesMax,
 			},
 			Cache: cache.Options{MaxEntries: cache.DefaultMaxEntries},
 		},
@@ -153,6 +154,7 @@ func (c *Config) flags() *flagSet {
 	fs.positive(&s.API.MinHold, "hold-min", "shortest hold allowed")
 	fs.positive(&s.API.MaxHold, "hold-max", "longest hold allowed")
 	fs.positiveInt(&s.API.MaxBatch, "batch-max", "most reservations in one ReserveBatch")
+	fs.positiveInt(&s.API.SeriesMax, "series-max", "most occurrences of one ReserveSeries: a rule that makes more is INVALID_ARGUMENT on rrule")
 	fs.positive(&s.API.MaxFreeWindow, "free-window-max", "longest window a FreeSlots query may ask about")
 	fs.positive(&s.Store.RequestRetention, "request-retention", "how long the outcome of a call with a request_id is kept for retries")
 	fs.positive(&s.Store.HistoryRetention, "history-retention", "how long the history (History, and who cancelled a reservation) keeps a change, however short --feed-retention is; the reaper prunes it")

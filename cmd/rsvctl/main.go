@@ -114,7 +114,7 @@ Exit codes: 0 ok; 1 anything else; 2 bad command line or invalid request; 3 not 
 	g.Var(durationFlag{&c.timeout}, "timeout", "deadline of each call (listen: none)")
 
 	root.AddGroup(&cobra.Group{ID: "write", Title: "Book and change:"}, &cobra.Group{ID: "read", Title: "Look:"})
-	for _, sub := range []*cobra.Command{c.reserveCmd(), c.batchCmd(), c.confirmCmd(), c.updateCmd(), c.cancelCmd(), c.resourceCmd()} {
+	for _, sub := range []*cobra.Command{c.reserveCmd(), c.batchCmd(), c.seriesCmd(), c.confirmCmd(), c.updateCmd(), c.cancelCmd(), c.cancelSeriesCmd(), c.resourceCmd()} {
 		sub.GroupID = "write"
 		root.AddCommand(sub)
 	}

@@ -135,6 +135,8 @@ var fieldFlags = map[string]string{
 	"resource_id": "--resource", "user_id": "--user", "start": "--start", "end": "--end", "note": "--note",
 	"status": "--status", "hold": "--hold", "request_id": "--request-id", "min_duration": "--min",
 	"expected_version": "--version", "id": "ID", "after_seq": "--after",
+	"rrule": "--rrule", "time_zone": "--tz", "exdates": "--exdate", "mode": "--skip-conflicts", "series_id": "SERIES_ID",
+	"from": "--from", "reason": "--reason",
 }
 
 var batchField = regexp.MustCompile(`^reservations\[(\d+)\]\.(.+)$`)
@@ -146,7 +148,10 @@ func (c *cli) flagFor(field string) string {
 		n, _ := strconv.Atoi(m[1])
 		return fmt.Sprintf("reservation %d of %s: %s", n+1, c.fields["reservations"], m[2])
 	}
-	field = strings.TrimPrefix(field, "reservation.")
+	field = strings.TrimPrefix(strings.TrimPrefix(field, "reservation."), "first.") // Reserve's, ReserveSeries'
+	if strings.HasPrefix(field, "exdates[") {
+		return "--exdate"
+	}
 	if f, ok := c.fields[field]; ok {
 		return f
 	}
