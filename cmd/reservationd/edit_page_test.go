@@ -351,8 +351,8 @@ func TestTimelinePageSeries(t *testing.T) {
 	within(t, page, pageWait, "the whole series outlined, and only it; the details say which of it this is", fmt.Sprintf(`document.getElementById('details').open
 		&& document.querySelectorAll('.bar.series-selected').length === 5 && !%s.classList.contains('series-selected')
 		&& document.getElementById('details-list').textContent.includes('3 of the 5 bookings of this series shown')`, bar(other)))
-	details, _ := chromedp.Run(page, chromedp.Text(chromedp.ID("details-list")))
-	t.Logf("an occurrence's details: %s", details)
+	details, _ := chromedp.Run(page, chromedp.Evaluate[string](`[...document.querySelectorAll('#details-list dt')].find((dt) => dt.textContent === 'Series').nextElementSibling.textContent`))
+	t.Logf("an occurrence's details, Series: %s", details)
 	click(`document.querySelector('#details button[value="close"]').click()`)
 	within(t, page, pageWait, "closed, nothing outlined", `!document.getElementById('details').open && !document.querySelector('.series-selected')`)
 
