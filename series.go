@@ -61,7 +61,11 @@ func (s *Series) Occurrences() ([]*Reservation, error) {
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	starts, err := rule.Expand(s.First.Start, loc, s.Exdates, OrDefault(s.Max, DefaultSeriesMax))
+	exdates := make([]time.Time, len(s.Exdates))
+	for i, t := range s.Exdates {
+		exdates[i] = Truncate(t) // compared as stored
+	}
+	starts, err := rule.Expand(Truncate(s.First.Start), loc, exdates, OrDefault(s.Max, DefaultSeriesMax))
 	if err != nil {
 		v.Add("rrule", err.Error())
 		return nil, v.Err()

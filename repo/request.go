@@ -22,13 +22,17 @@ type request struct {
 	// A series' request (series.go) saves its id and the occurrences it skipped with the
 	// reservations; when rounds, a conflict is not its outcome: the next round is.
 	seriesID string
-	skipped  []reservation.SkippedOccurrence
+	skipped  func(made []*reservation.Reservation) []reservation.SkippedOccurrence
 	rounds   bool
 }
 
 // made is the outcome of req's call that made rs.
 func (r *request) made(rs []*reservation.Reservation) outcome {
-	return outcome{Reservations: rs, SeriesID: r.seriesID, Skipped: r.skipped}
+	o := outcome{Reservations: rs, SeriesID: r.seriesID}
+	if r.skipped != nil {
+		o.Skipped = r.skipped(rs)
+	}
+	return o
 }
 
 // outcome is what a call came to: the reservations made, or the conflict met; for a series,

@@ -24,9 +24,12 @@ import (
 // one booking; a refusal names the items in the way (the conflicts, a full pool, a disabled
 // resource), which leave, and the next round tries the rest. Every round drops at least one
 // occurrence, so there are at most as many rounds as occurrences, and each refused round
-// writes nothing. With a request id, the series' outcome (its id, what it made and what it
-// skipped) is saved in the transaction of the round that writes, so a retry, concurrent or
-// later, gets it and writes nothing.
+// writes nothing. Before the first round, the occurrences that committed reservations are in
+// the way of, read without locks, leave at once (takenAlready): a refusal names at most
+// MaxConflicts, so a series over a busy resource would otherwise take many rounds. With a
+// request id, the series' outcome (its id, what it made and what it skipped) is saved in the
+// transaction of the round that writes, so a retry, concurrent or later, gets it and writes
+// nothing.
 
 var _ reservation.SeriesBooker = (*Store)(nil)
 
@@ -109,6 +112,14 @@ func (s *Store) skipConflicts(ctx context.Context, b reservation.Booking, id str
 	skipped := map[int]*reservation.SkippedOccurrence{}
 	// The occurrences in the way of others, by index: their ids are known once written.
 	inWayOf := map[int][]int{}
+	taken, err := s.takenAlready(ctx, occ)
+	if err != nil {
+		return nil, err
+	}
+	for i, ids := range taken {
+		skipped[i] = &reservation.SkippedOccurrence{Start: occ[i].Start, End: occ[i].End, Conflicting: ids, Reason: SkipConflict}
+		in = slices.DeleteFunc(in, func(j int) bool { return j == i })
+	}
 	for len(in) > 0 {
 		round := b
 		round.Reservations = make([]*reservation.Reservation, len(in))
@@ -116,7 +127,9 @@ func (s *Store) skipConflicts(ctx context.Context, b reservation.Booking, id str
 			round.Reservations[k] = occ[i]
 		}
 		if req != nil {
-			req.skipped = skippedList(occ, skipped, inWayOf, nil)
+			req.skipped = func(made []*reservation.Reservation) []reservation.SkippedOccurrence {
+				return skippedList(occ, skipped, inWayOf, made)
+			}
 		}
 		made, err := s.reserve(ctx, round, req)
 		if err == nil {
@@ -149,7 +162,7 @@ func (s *Store) skipConflicts(ctx context.Context, b reservation.Booking, id str
 	// Every occurrence was refused: nothing to write but the outcome.
 	o := &reservation.SeriesOutcome{ID: id, Skipped: skippedList(occ, skipped, inWayOf, nil)}
 	if req != nil {
-		req.skipped = o.Skipped
+		req.skipped = func([]*reservation.Reservation) []reservation.SkippedOccurrence { return o.Skipped }
 		err := saveOutcome(ctx, s.db, req, req.made(nil), s.now())
 		if isDupKey(err) {
 			// A concurrent call with the request id saved first: its outcome is the answer.
@@ -163,6 +176,56 @@ func (s *Store) skipConflicts(ctx context.Context, b reservation.Booking, id str
 		}
 	}
 	return o, nil
+}
+
+// takenAlready reads, without locks, the committed reservations in the way of occ's direct
+// occurrences (by index, their ids), which SKIP_CONFLICTS leaves out before its first round:
+// the rounds would find them a refusal's MaxConflicts at a time. As the precheck's, such a
+// refusal holds: what the read finds was committed in the way at an instant of the call, and
+// it may find fewer than are stored (its limit per occurrence), never more. Holds, which may
+// lapse while the call waits, and pool occurrences are left to the rounds.
+func (s *Store) takenAlready(ctx context.Context, occ []*reservation.Reservation) (map[int][]string, error) {
+	direct := slices.DeleteFunc(slices.Clone(occ), func(r *reservation.Reservation) bool { return r.ResourceID == "" })
+	if len(direct) == 0 {
+		return nil, nil
+	}
+	query, args, err := sqlx.In(sqlSeriesResources, resourcesOf(direct))
+	if err != nil {
+		return nil, err
+	}
+	var rows []struct {
+		ID       string `db:"id"`
+		MaxSpan  int64  `db:"max_span_us"`
+		Capacity int    `db:"capacity"`
+	}
+	if err := sqlx.SelectContext(ctx, s.db, &rows, query, args...); err != nil {
+		return nil, classify(fmt.Errorf("resources of a series: %w", err))
+	}
+	resources := map[string]*resource{}
+	for _, r := range rows {
+		resources[r.ID] = &resource{maxSpan: time.Duration(r.MaxSpan) * time.Microsecond, capacity: max(r.Capacity, 1)}
+	}
+	// A resource without a row has no reservation.
+	direct = slices.DeleteFunc(direct, func(r *reservation.Reservation) bool { return resources[r.ResourceID] == nil })
+	if len(direct) == 0 {
+		return nil, nil
+	}
+	stored, err := findInTheWay(ctx, s.db, s.opts.MaxConflicts, resources, s.now(), direct)
+	if err != nil {
+		return nil, classify(err)
+	}
+	at := make(map[*reservation.Reservation]int, len(occ))
+	for i, r := range occ {
+		at[r] = i
+	}
+	out := map[int][]string{}
+	for _, r := range direct {
+		held := slices.DeleteFunc(stored[r], func(h *reservation.Reservation) bool { return !h.ExpiresAt.IsZero() })
+		for _, e := range reservation.InTheWay(r, resources[r.ResourceID].capacity, held) {
+			out[at[r]] = append(out[at[r]], e.ID)
+		}
+	}
+	return out, nil
 }
 
 // skip is an occurrence a round's refusal leaves out: its index in the series, why, what
@@ -262,6 +325,9 @@ func skippedList(occ []*reservation.Reservation, skipped map[int]*reservation.Sk
 	}
 	return out
 }
+
+// sqlSeriesResources reads, without locks, what findInTheWay needs of a series' resources.
+const sqlSeriesResources = "SELECT id, max_span_us, capacity FROM resources WHERE id IN (?)"
 
 // sqlSeriesOccurrences reads the occurrences of a series from a start, not lapsed holds, by
 // the (series_id, start_at) index.
