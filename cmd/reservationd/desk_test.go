@@ -35,7 +35,7 @@ window.checks = {
     const z = document.getElementById("zone");
     if (z.textContent !== "Times in UTC" || !z.getBoundingClientRect().width) return "zone: " + JSON.stringify(z.textContent);
     const items = [...document.querySelectorAll(".legend li")].filter((li) => li.getBoundingClientRect().width > 0).map((li) => li.textContent);
-    return items.length === 6 ? "" : "legend: " + items.join(", ");
+    return items.length === 7 ? "" : "legend: " + items.join(", ");
   },
   // Resource and pool names whole, and what is said under them (capacity, places taken, units,
   // disabled): not cut, not clipped, inside the window.

@@ -13,6 +13,7 @@ const state = {
   listed: false,           // the catalogue has been read once
   seq: null,               // newest change applied
   assigned: null,          // the booking this page last made through a pool
+  series: null,            // the series whose bars are outlined (one of it is open)
   token: sessionStorage.getItem("token") || "",
   user: localStorage.getItem("user") || "",
 };
@@ -558,14 +559,114 @@ function bar(r, now) {
   if (r.expires_at) text += ` · hold, ${Math.max(0, Math.ceil((new Date(r.expires_at) - now) / 60000))} min left`;
   b.textContent = text;
   b.dataset.text = text;
-  b.title = `${status.toLowerCase()} · ${fmt(r.start)} – ${fmt(r.end)} · ${text}`;
-  b.setAttribute("aria-label", `${r.resource_id}, ${status.toLowerCase()}, ${fmt(r.start)} to ${fmt(r.end)}, ${text}`);
-  b.onclick = (e) => { e.stopPropagation(); openDetails(r.id); };
-  b.onpointerdown = (e) => e.stopPropagation();
+  let of = "";
+  if (r.series_id) {
+    // One of a series: marked, and all of it outlined while one of it is open.
+    b.classList.add("series");
+    if (r.series_id === state.series) b.classList.add("series-selected");
+    b.dataset.series = r.series_id;
+    of = ", one of a series";
+  }
+  b.title = `${status.toLowerCase()} · ${fmt(r.start)} – ${fmt(r.end)} · ${text}${of ? " · one of a series" : ""}`;
+  b.setAttribute("aria-label", `${r.resource_id}, ${status.toLowerCase()}, ${fmt(r.start)} to ${fmt(r.end)}, ${text}${of}`);
+  b.onclick = (e) => { e.stopPropagation(); if (!clickAfterDrag) openDetails(r.id); };
+  dragToMove(b, r);
   return b;
 }
 
 // ---- acting ----
+// dragToMove lets bar b, of reservation r, be dragged to another time (in the quarter hours a
+// drag to reserve snaps to: the booking keeps its length) and onto another resource's row. On
+// release the page asks the service to move it (Update with a mask): the answer is drawn; a
+// refusal is explained as a refused reservation is, and the bar stays where it was. A press and
+// release that moves less than MOVE_SLOP px is a click, which opens the details. From the press
+// on, the live feed redraws nothing: a redraw would replace the bar under the pointer, and the
+// click or drag with it.
+const SNAP = 15 * 60e3, MOVE_SLOP = 5;
+let clickAfterDrag = false, moving = false;
+function dragToMove(b, r) {
+  let from = null, ghost = null, to = null;
+  const done = () => { if (ghost) ghost.remove(); ghost = null; b.classList.remove("dragged"); };
+  const release = () => { from = null; done(); dragging = false; drawSoon(); };
+  b.onpointerdown = (e) => {
+    e.stopPropagation(); // not a drag to reserve on the track under the bar
+    if (e.button !== 0 || moving || dragging) return;
+    from = { x: e.clientX, y: e.clientY, pointer: e.pointerId, res: r.resource_id };
+    dragging = true;
+    b.setPointerCapture(e.pointerId); // the release comes here, wherever it happens
+  };
+  b.onpointermove = (e) => {
+    if (!from || e.pointerId !== from.pointer) return;
+    if (!ghost) {
+      if (Math.hypot(e.clientX - from.x, e.clientY - from.y) < MOVE_SLOP) return;
+      b.classList.add("dragged");
+      ghost = document.createElement("div");
+      // Not a .bar: what counts the bars counts the bookings.
+      ghost.className = "ghost " + [...b.classList].filter((c) => ["PENDING", "CONFIRMED", "BLOCKED", "hold", "series"].includes(c)).join(" ");
+      ghost.textContent = b.dataset.short;
+      ghost.setAttribute("aria-hidden", "true");
+    }
+    to = dropAt(b, r, e, from);
+    const track = document.querySelector(`.row[data-resource="${CSS.escape(to.res)}"] .track`) || b.parentElement;
+    ghost.style.left = Math.max(0, pct(to.start)) + "%";
+    ghost.style.width = (Math.min(100, pct(to.end)) - Math.max(0, pct(to.start))) + "%";
+    ghost.style.top = track === b.parentElement ? b.style.top : BAR_TOP + "rem";
+    ghost.style.height = b.style.height;
+    ghost.title = `${to.res}, ${fmt(to.start)} – ${fmt(to.end)}`;
+    if (ghost.parentElement !== track) track.append(ghost);
+  };
+  b.onpointerup = (e) => {
+    if (!from || e.pointerId !== from.pointer) return;
+    if (!ghost) { release(); return; } // a click: onclick opens the details
+    // The click that follows this release is the drag's, not a click on the bar.
+    clickAfterDrag = true;
+    setTimeout(() => { clickAfterDrag = false; }, 0);
+    const dest = to;
+    from = null;
+    if (+dest.start === +new Date(r.start) && dest.res === r.resource_id) { release(); return; }
+    moveTo(r, dest, ghost, () => { done(); dragging = false; draw(); });
+  };
+  // Pressed, and then taken away (a touch turned into a scroll, the window lost): as if never.
+  b.onpointercancel = b.onlostpointercapture = () => { if (from) release(); };
+}
+// dropAt is where a drag of r's bar that started at from.x is now: the window moved by the
+// pointer's travel in whole quarter hours, on the resource row under the pointer (the last one
+// it crossed when it is over none, or over a pool's header).
+function dropAt(b, r, e, from) {
+  const width = b.parentElement.getBoundingClientRect().width;
+  const delta = Math.round(((e.clientX - from.x) / width) * span() / SNAP) * SNAP;
+  const under = document.elementFromPoint(e.clientX, e.clientY), row = under && under.closest(".row[data-resource]");
+  if (row) from.res = row.dataset.resource;
+  return { start: new Date(+new Date(r.start) + delta), end: new Date(+new Date(r.end) + delta), res: from.res };
+}
+// moveBooking asks the service to move r to dest ({start, end, res}): Update with a mask.
+async function moveBooking(r, dest) {
+  const out = await api("PATCH", `/v1/reservations/${r.id}`, {
+    start: dest.start.toISOString(), end: dest.end.toISOString(), resource_id: dest.res,
+    update_mask: "start,end,resourceId", // a FieldMask in JSON: lowerCamel paths, comma-separated
+    expected_version: r.version,
+  });
+  put(out.reservation);
+  return out.reservation;
+}
+function movedTo(r, dest) { return `${dest.res === r.resource_id ? "" : dest.res + ", "}${fmt(dest.start)} – ${fmt(dest.end)}`; }
+// moveTo moves r to dest after a drag, the ghost of the bar showing where meanwhile; done
+// removes the ghost.
+async function moveTo(r, dest, ghost, done) {
+  moving = true;
+  ghost.classList.add("saving");
+  const where = movedTo(r, dest);
+  try {
+    await moveBooking(r, dest);
+    say(`Moved ${r.user_id}'s booking to ${where}.`, "info");
+  } catch (e) {
+    e.resource = dest.res;
+    say(`${r.user_id}'s booking was not moved to ${where}: ${explain(e)}`);
+  } finally {
+    moving = false;
+    done(); // the bar is drawn where the booking now is: moved, or where it was
+  }
+}
 // dragToReserve opens the new-reservation dialog for the time dragged across on a track:
 // target is {res} or {pool}. A disabled resource says so instead.
 function dragToReserve(track, target) {
@@ -648,7 +749,7 @@ async function submitNew() {
 // showErrors writes err beside the field it is about, in the dialog named prefix: a
 // BadRequest's fields each beside its own input, a conflict beside the times, the rest under
 // the form. null clears them.
-const FIELD_SLOT = { user_id: "user", start: "when", end: "when", note: "note" };
+const FIELD_SLOT = { user_id: "user", start: "when", end: "when", note: "note", resource_id: "resource" };
 function showErrors(prefix, err) {
   for (const el of document.querySelectorAll(`#${prefix} .field-error`)) { el.hidden = true; el.textContent = ""; }
   for (const el of document.querySelectorAll(`#${prefix} [aria-invalid]`)) el.removeAttribute("aria-invalid");
@@ -677,16 +778,34 @@ function openDetails(id) {
   dl.replaceChildren();
   const status = (r.status || "").replace("RESERVATION_STATUS_", "");
   for (const [k, v] of [["Id", r.id], ["Resource", r.resource_id], ["User", r.user_id], ["Status", status],
-    ["From", fmt(r.start)], ["To", fmt(r.end)], ["Hold until", r.expires_at ? fmt(r.expires_at) : "—"], ["Version", r.version]]) {
+    ["From", fmt(r.start)], ["To", fmt(r.end)], ["Hold until", r.expires_at ? fmt(r.expires_at) : "—"], ["Version", r.version],
+    ...(r.series_id ? [["Series", seriesText(r)]] : [])]) {
     const dt = document.createElement("dt"), dd = document.createElement("dd");
     dt.textContent = k; dd.textContent = v;
     dl.append(dt, dd);
   }
   $("details-note").value = r.note || "";
+  $("details-start").value = localInput(r.start);
+  $("details-end").value = localInput(r.end);
+  $("details-resource").value = r.resource_id;
   $("details-confirm").hidden = status !== "PENDING";
   $("details").dataset.id = id;
   showErrors("details", null);
+  selectSeries(r.series_id || null);
   $("details").showModal();
+}
+// seriesOf lists the bookings of series sid that the page knows, by start.
+function seriesOf(sid) { return [...state.reservations.values()].filter((x) => x.series_id === sid).sort((a, b) => new Date(a.start) - new Date(b.start)); }
+// seriesText says which of its series r is, among those the page has read (those of the
+// period shown, and of the periods seen before).
+function seriesText(r) {
+  const all = seriesOf(r.series_id), i = all.findIndex((x) => x.id === r.id), later = all.length - i - 1;
+  return `${i + 1} of the ${all.length} bookings of this series shown (outlined)${later ? `; ${later} after this one` : ""} · ${r.series_id}`;
+}
+// selectSeries outlines every bar of series sid (null: none), now and in later redraws.
+function selectSeries(sid) {
+  state.series = sid;
+  for (const b of document.querySelectorAll(".bar.series")) b.classList.toggle("series-selected", !!sid && b.dataset.series === sid);
 }
 async function act(fn) {
   const r = state.reservations.get($("details").dataset.id);
@@ -698,28 +817,45 @@ async function act(fn) {
     draw();
   } catch (e) { showErrors("details", e); }
 }
-// askCancel confirms a cancel, with an optional reason. The API keeps no reason yet: the page
-// says it in its message, and the browser's history of that message is all that keeps it.
+// askCancel confirms a cancel, with an optional reason, which the service keeps in the
+// booking's history. A booking of a series may be cancelled alone (the default) or with the
+// series' following ones.
 function askCancel() {
   const r = state.reservations.get($("details").dataset.id);
   if (!r) return;
-  $("cancel-what").textContent = `${r.resource_id}, ${r.user_id}: ${fmt(r.start)} – ${fmt(r.end)}${r.note ? " · " + r.note : ""}`;
+  $("cancel-what").textContent = `${r.resource_id}, ${r.user_id}: ${fmt(r.start)} – ${fmt(r.end)}${r.note ? " · " + r.note : ""}${r.series_id ? " · one of a series" : ""}`;
   $("cancel-reason").value = "";
+  $("cancel-scope").hidden = !r.series_id;
+  $("cancel-only").checked = true;
+  scopeChanged();
   $("cancel").dataset.id = r.id;
   showErrors("cancel", null);
   $("cancel").showModal();
   $("cancel-keep").focus(); // the safe choice is the default one
 }
+// scopeChanged names what the confirm button cancels: one booking, or the series from it on.
+function scopeChanged() { $("cancel-confirm").textContent = $("cancel-following").checked ? "Cancel this and the following" : "Cancel reservation"; }
 async function doCancel() {
   const r = state.reservations.get($("cancel").dataset.id);
-  const reason = $("cancel-reason").value.trim();
+  const reason = $("cancel-reason").value.trim(), following = !!r.series_id && $("cancel-following").checked;
+  const why = reason ? ". Reason: " + reason : "";
   $("cancel-confirm").disabled = true;
   try {
-    await api("DELETE", `/v1/reservations/${r.id}?expected_version=${r.version}`);
-    state.reservations.delete(r.id);
+    if (following) {
+      const body = { from: r.start };
+      if (reason) body.reason = reason;
+      const out = await api("POST", `/v1/series/${encodeURIComponent(r.series_id)}:cancel`, body), gone = out.reservations || [];
+      for (const x of gone) state.reservations.delete(x.id);
+      say(`Cancelled ${gone.length} booking${gone.length === 1 ? "" : "s"} of ${r.user_id}'s series, from ${fmt(r.start)} on${why}.`, "info");
+    } else {
+      const q = new URLSearchParams({ expected_version: r.version });
+      if (reason) q.set("reason", reason);
+      await api("DELETE", `/v1/reservations/${r.id}?${q}`);
+      state.reservations.delete(r.id);
+      say(`Cancelled ${r.user_id}'s booking of ${r.resource_id}, ${fmt(r.start)} – ${fmt(r.end)}${why}.`, "info");
+    }
     $("cancel").close();
     $("details").close();
-    say(`Cancelled ${r.user_id}'s booking of ${r.resource_id}, ${fmt(r.start)} – ${fmt(r.end)}${reason ? ". Reason: " + reason : ""}.`, "info");
     draw();
   } catch (e) {
     showErrors("cancel", e);
@@ -746,6 +882,28 @@ $("cancel-form").onsubmit = (e) => { if (e.submitter && e.submitter.value === "d
 $("details-confirm").onclick = () => act((r) => api("POST", `/v1/reservations/${r.id}:confirm`, { expected_version: r.version }));
 $("details-save").onclick = () => act((r) => api("PATCH", `/v1/reservations/${r.id}`, { note: $("details-note").value, expected_version: r.version }));
 $("details-cancel").onclick = askCancel;
+$("cancel-only").onchange = $("cancel-following").onchange = scopeChanged;
+// The details' Move: the keyboard's (and any pointer's) way to do what a drag does.
+$("details-move").onclick = async () => {
+  const r = state.reservations.get($("details").dataset.id);
+  if (!r) return;
+  const dest = { start: new Date($("details-start").value), end: new Date($("details-end").value), res: $("details-resource").value.trim() };
+  showErrors("details", null);
+  if (isNaN(dest.start) || isNaN(dest.end)) { showErrors("details", { message: "Please give the start and the end, date and time.", details: [] }); return; }
+  $("details-move").disabled = true;
+  try {
+    await moveBooking(r, dest);
+    $("details").close();
+    say(`Moved ${r.user_id}'s booking to ${movedTo(r, dest)}.`, "info");
+    draw();
+  } catch (e) {
+    e.resource = dest.res;
+    showErrors("details", e); // beside the times or the resource; the dialog stays open
+  } finally {
+    $("details-move").disabled = false;
+  }
+};
+$("details").addEventListener("close", () => selectSeries(null));
 window.addEventListener("resize", drawSoon); // the scale's step and the outside labels follow the width
 document.addEventListener("keydown", (e) => {
   if (e.target.closest("input, textarea, select, dialog")) return;
