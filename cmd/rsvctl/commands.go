@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -22,8 +23,9 @@ import (
 // reject comes from, so that errors name what the user typed.
 
 func (c *cli) reserveCmd() *cobra.Command {
-	var user, resource, pool, start, end, note, st, requestID string
-	var length, hold time.Duration
+	var b bookingFlags
+	var requestID string
+	var hold time.Duration
 	cmd := &cobra.Command{
 		Use:   "reserve (--resource R | --pool P) --start T (--end T | --for D)",
 		Short: "Book a resource for a window of time",
@@ -36,19 +38,8 @@ listing the reservations in the way, when the window overlaps one. With --pool i
   rsvctl reserve --pool deluxe-king --start "2030-05-01 15:00" --end "2030-05-03 11:00"`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if resource != "" && pool != "" {
-				return usagef("give --resource or --pool, not both")
-			}
-			r, err := c.window(resource+pool, start, end, length)
+			r, err := c.newReservation(b)
 			if err != nil {
-				return err
-			}
-			if pool != "" {
-				r.ResourceId, r.PoolId = "", pool
-				c.fields["pool_id"] = "--pool"
-			}
-			r.UserId, r.Note = user, note
-			if r.Status, err = parseStatus(st); err != nil {
 				return err
 			}
 			req := &pb.ReserveRequest{Reservation: r, RequestId: requestID}
@@ -65,14 +56,12 @@ listing the reservations in the way, when the window overlaps one. With --pool i
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&user, "user", "", "user id (with auth on: yours by default)")
-	f.StringVar(&resource, "resource", "", "resource id (this or --pool is required)")
-	f.StringVar(&pool, "pool", "", "pool id: book its first free unit")
-	f.Var(timeFlag{&start}, "start", "start time (required)")
-	f.Var(timeFlag{&end}, "end", "end time (or --for)")
-	f.Var(durationFlag{&length}, "for", "length, instead of --end: 90m, 2h, 1d, 2w")
-	f.StringVar(&note, "note", "", "note")
-	f.StringVar(&st, "status", "pending", "pending, confirmed or blocked")
+	b.bindWho(f)
+	f.StringVar(&b.pool, "pool", "", "pool id: book its first free unit")
+	f.Var(timeFlag{&b.start}, "start", "start time (required)")
+	f.Var(timeFlag{&b.end}, "end", "end time (or --for)")
+	f.Var(durationFlag{&b.length}, "for", "length, instead of --end: 90m, 2h, 1d, 2w")
+	b.bindWhat(f)
 	f.Var(durationFlag{&hold}, "hold", "make it a hold that lapses after this long unless confirmed")
 	f.StringVar(&requestID, "request-id", "", "idempotency key: a retry with it returns the first outcome")
 	return cmd
@@ -435,6 +424,45 @@ Each has a seq: --after SEQ resumes after it, on any replica, while the server k
 }
 
 // window reads a reservation's resource and times from reserve's flags.
+// bookingFlags describe one reservation to make: reserve's, or the first occurrence of a series.
+type bookingFlags struct {
+	user, resource, pool, start, end, note, status string
+	length                                         time.Duration
+}
+
+// bindWho declares --user and --resource; the caller declares --pool, --start, --end and
+// --for, whose help differs between commands.
+func (b *bookingFlags) bindWho(f *pflag.FlagSet) {
+	f.StringVar(&b.user, "user", "", "user id (with auth on: yours by default)")
+	f.StringVar(&b.resource, "resource", "", "resource id (this or --pool is required)")
+}
+
+// bindWhat declares --note and --status.
+func (b *bookingFlags) bindWhat(f *pflag.FlagSet) {
+	f.StringVar(&b.note, "note", "", "note")
+	f.StringVar(&b.status, "status", "pending", "pending, confirmed or blocked")
+}
+
+// newReservation is the reservation b describes: on --resource, or on any unit of --pool.
+func (c *cli) newReservation(b bookingFlags) (*pb.Reservation, error) {
+	if b.resource != "" && b.pool != "" {
+		return nil, usagef("give --resource or --pool, not both")
+	}
+	r, err := c.window(b.resource+b.pool, b.start, b.end, b.length)
+	if err != nil {
+		return nil, err
+	}
+	if b.pool != "" {
+		r.ResourceId, r.PoolId = "", b.pool
+		c.fields["pool_id"] = "--pool"
+	}
+	r.UserId, r.Note = b.user, b.note
+	if r.Status, err = parseStatus(b.status); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
 func (c *cli) window(resource, start, end string, length time.Duration) (*pb.Reservation, error) {
 	var missing []string
 	if resource == "" {

@@ -18,9 +18,10 @@ import (
 // an occurrence on. A series repeats in the zone of --tz, the one its times are read in.
 
 func (c *cli) seriesCmd() *cobra.Command {
-	var user, resource, pool, start, end, note, st, rrule, requestID string
+	var b bookingFlags
+	var rrule, requestID string
 	var exdates []string
-	var length, hold time.Duration
+	var hold time.Duration
 	var skip bool
 	cmd := &cobra.Command{
 		Use:   "series (--resource R | --pool P) --start T (--end T | --for D) --rrule RULE",
@@ -36,22 +37,14 @@ that starts then. It prints the series id, the reservations made and the occurre
   rsvctl series --resource room-1 --start "2030-05-06 09:00" --for 1h --rrule "FREQ=DAILY;UNTIL=20300531T000000Z" --exdate "2030-05-13 09:00"`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if resource != "" && pool != "" {
+			if b.resource != "" && b.pool != "" {
 				return usagef("give --resource or --pool, not both")
 			}
 			if rrule == "" {
 				return usageError{msg: "--rrule is required", help: "rsvctl series --help"}
 			}
-			first, err := c.window(resource+pool, start, end, length)
+			first, err := c.newReservation(b)
 			if err != nil {
-				return err
-			}
-			if pool != "" {
-				first.ResourceId, first.PoolId = "", pool
-				c.fields["pool_id"] = "--pool"
-			}
-			first.UserId, first.Note = user, note
-			if first.Status, err = parseStatus(st); err != nil {
 				return err
 			}
 			zone, err := c.zoneName()
@@ -82,17 +75,15 @@ that starts then. It prints the series id, the reservations made and the occurre
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&user, "user", "", "user id (with auth on: yours by default)")
-	f.StringVar(&resource, "resource", "", "resource id (this or --pool is required)")
-	f.StringVar(&pool, "pool", "", "pool id: each occurrence books a free unit of the pool")
-	f.Var(timeFlag{&start}, "start", "start of the first occurrence (required)")
-	f.Var(timeFlag{&end}, "end", "end of the first occurrence (or --for)")
-	f.Var(durationFlag{&length}, "for", "length of each occurrence, instead of --end: 90m, 2h, 1d")
+	b.bindWho(f)
+	f.StringVar(&b.pool, "pool", "", "pool id: each occurrence books a free unit of the pool")
+	f.Var(timeFlag{&b.start}, "start", "start of the first occurrence (required)")
+	f.Var(timeFlag{&b.end}, "end", "end of the first occurrence (or --for)")
+	f.Var(durationFlag{&b.length}, "for", "length of each occurrence, instead of --end: 90m, 2h, 1d")
 	f.StringVar(&rrule, "rrule", "", `recurrence rule (required), e.g. "FREQ=WEEKLY;COUNT=10;BYDAY=MO,WE"`)
 	f.StringArrayVar(&exdates, "exdate", nil, "start of an occurrence to leave out (repeat for more)")
 	f.BoolVar(&skip, "skip-conflicts", false, "make the free occurrences and list the others, instead of all or none")
-	f.StringVar(&note, "note", "", "note")
-	f.StringVar(&st, "status", "pending", "pending, confirmed or blocked")
+	b.bindWhat(f)
 	f.Var(durationFlag{&hold}, "hold", "make each occurrence a hold that lapses after this long unless confirmed")
 	f.StringVar(&requestID, "request-id", "", "idempotency key: a retry with it returns the first outcome")
 	return cmd
