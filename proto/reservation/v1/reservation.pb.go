@@ -1479,7 +1479,7 @@ type ListenResponse struct {
 	CommittedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
 	// Opaque: where to resume after this change (ListenRequest.resume_cursor).
 	Cursor string `protobuf:"bytes,5,opt,name=cursor,proto3" json:"cursor,omitempty"`
-	// Who made the change: the authenticated user, or with auth off the request's user_id;
+	// Who made the change: the authenticated user, or with auth off the reservation's user_id;
 	// "system" for a hold that lapsed.
 	Actor string `protobuf:"bytes,6,opt,name=actor,proto3" json:"actor,omitempty"`
 	// Why, as the change's request said; "" for none.
@@ -2398,7 +2398,8 @@ func (x *HistoryRequest) GetReservationId() string {
 	return ""
 }
 
-// Every change of one reservation, oldest first, kept for --history-retention.
+// Every change of one reservation, oldest first, kept for --history-retention. The history
+// keeps no feed position: seq is 0 and cursor empty; committed_at is when the change was made.
 type HistoryResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Changes       []*ListenResponse      `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
