@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -262,14 +263,32 @@ func statusName(s pb.ReservationStatus) string {
 }
 
 // table writes aligned columns.
-type table struct{ tw *tabwriter.Writer }
+// table aligns rows in columns. Lines end at their last text: a row whose last cells are
+// empty has no padding after it.
+type table struct {
+	out io.Writer
+	buf bytes.Buffer
+	tw  *tabwriter.Writer
+}
 
 func newTable(w io.Writer, header ...string) *table {
-	t := &table{tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
+	t := &table{out: w}
+	t.tw = tabwriter.NewWriter(&t.buf, 0, 0, 2, ' ', 0)
 	t.row(header...)
 	return t
 }
 
 func (t *table) row(cells ...string) { fmt.Fprintln(t.tw, strings.Join(cells, "\t")) }
 
-func (t *table) flush() error { return t.tw.Flush() }
+func (t *table) flush() error {
+	if err := t.tw.Flush(); err != nil {
+		return err
+	}
+	for _, line := range strings.SplitAfter(t.buf.String(), "\n") {
+		if _, err := io.WriteString(t.out, strings.TrimRight(line, " ")); err != nil {
+			return err
+		}
+	}
+	t.buf.Reset()
+	return nil
+}

@@ -32,6 +32,12 @@ func TestReservePool(t *testing.T) {
 	if _, errOut, code := rsvctl(t, addr, "resource", "put", "room-9", "--capacity", "-2"); code != 2 || !strings.Contains(errOut, "--capacity") {
 		t.Errorf("resource put --capacity -2: exit %d, %q; want 2 naming --capacity", code, errOut)
 	}
+	if _, errOut, code := rsvctl(t, addr, "resource", "put", "room-9", "--min-duration", "2h", "--max-duration", "1h"); code != 2 || !strings.Contains(errOut, "--max-duration") {
+		t.Errorf("resource put --min-duration 2h --max-duration 1h: exit %d, %q; want 2 naming --max-duration", code, errOut)
+	}
+	if out, errOut, code := rsvctl(t, addr, "resource", "put", "room-9", "--buffer-before", "10m", "--max-advance", "90d"); code != 0 || !strings.Contains(out, "before=10m advance=90d") {
+		t.Errorf("resource put with rules: exit %d, %q %q; want them in RULES", code, out, errOut)
+	}
 	if out, _, code := rsvctl(t, addr, "resource", "get", "room-102", "-o", "json"); code != 0 || !strings.Contains(out, `"display_name":"Room 102"`) {
 		t.Errorf("resource get -o json: exit %d, %q", code, out)
 	}

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "reservation/proto/reservation/v1"
 )
@@ -29,12 +31,14 @@ one; resource list lists them by id, all or one pool's.`,
 	var disabled bool
 	var labels []string
 	var version int64
+	var rules resourceRules
 	put := &cobra.Command{
 		Use:   "put ID",
 		Short: "Create or replace a resource",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r := &pb.Resource{Id: args[0], PoolId: pool, Capacity: capacity, TimeZone: tz, DisplayName: name, Disabled: disabled}
+			rules.set(r)
 			for _, l := range labels {
 				k, v, ok := strings.Cut(l, "=")
 				if !ok {
@@ -47,6 +51,9 @@ one; resource list lists them by id, all or one pool's.`,
 			}
 			c.fields["resource.pool_id"], c.fields["resource.capacity"], c.fields["resource.time_zone"] = "--pool", "--capacity", "--time-zone"
 			c.fields["resource.display_name"], c.fields["resource.labels"], c.fields["expected_version"] = "--name", "--label", "--version"
+			for _, rule := range ruleFields {
+				c.fields["resource."+rule.field] = "--" + rule.flag
+			}
 			return c.call(cmd.Context(), false, func(ctx context.Context) error {
 				resp, err := c.client.PutResource(ctx, &pb.PutResourceRequest{Resource: r, ExpectedVersion: version})
 				if err != nil {
@@ -64,6 +71,9 @@ one; resource list lists them by id, all or one pool's.`,
 	f.StringArrayVar(&labels, "label", nil, "label key=value (repeatable)")
 	f.BoolVar(&disabled, "disabled", false, "take no new reservations")
 	f.Int64Var(&version, "version", 0, "put only if the resource is at this version (0: any)")
+	for i, rule := range ruleFields {
+		f.Var(durationFlag{&rules[i]}, rule.flag, rule.help)
+	}
 	get := &cobra.Command{
 		Use:   "get ID",
 		Short: "Show one resource",
@@ -113,7 +123,7 @@ func (c *cli) resources(rs ...*pb.Resource) error {
 		}
 		return nil
 	}
-	tw := newTable(c.out, "ID", "POOL", "CAPACITY", "TIME ZONE", "DISABLED", "VERSION", "NAME", "LABELS")
+	tw := newTable(c.out, "ID", "POOL", "CAPACITY", "TIME ZONE", "DISABLED", "VERSION", "NAME", "LABELS", "RULES")
 	for _, r := range rs {
 		var labels []string
 		for k, v := range r.GetLabels() {
@@ -121,7 +131,50 @@ func (c *cli) resources(rs ...*pb.Resource) error {
 		}
 		sort.Strings(labels)
 		tw.row(r.GetId(), r.GetPoolId(), fmt.Sprint(r.GetCapacity()), r.GetTimeZone(), fmt.Sprint(r.GetDisabled()),
-			fmt.Sprint(r.GetVersion()), r.GetDisplayName(), strings.Join(labels, ","))
+			fmt.Sprint(r.GetVersion()), r.GetDisplayName(), strings.Join(labels, ","), rulesOf(r))
 	}
 	return tw.flush()
+}
+
+// ruleFields are a Resource's buffers and booking rules: resource put's flag, the field, the
+// short name tables show, help, and the field of the message.
+var ruleFields = []struct {
+	flag, field, short, help string
+	of                       func(*pb.Resource) **durationpb.Duration
+}{
+	{"buffer-before", "buffer_before", "before", "turnaround: each booking also blocks this long before its start",
+		func(r *pb.Resource) **durationpb.Duration { return &r.BufferBefore }},
+	{"buffer-after", "buffer_after", "after", "turnaround: each booking also blocks this long after its end",
+		func(r *pb.Resource) **durationpb.Duration { return &r.BufferAfter }},
+	{"min-duration", "min_duration", "min", "shortest booking (0: no bound)",
+		func(r *pb.Resource) **durationpb.Duration { return &r.MinDuration }},
+	{"max-duration", "max_duration", "max", "longest booking (0: no bound)",
+		func(r *pb.Resource) **durationpb.Duration { return &r.MaxDuration }},
+	{"min-notice", "min_notice", "notice", "a booking starts at least this long from now (0: no rule)",
+		func(r *pb.Resource) **durationpb.Duration { return &r.MinNotice }},
+	{"max-advance", "max_advance", "advance", "a booking starts at most this long from now (0: no rule)",
+		func(r *pb.Resource) **durationpb.Duration { return &r.MaxAdvance }},
+}
+
+// resourceRules hold resource put's rule flags, in ruleFields' order.
+type resourceRules [6]time.Duration
+
+// set puts the rules given into res (a zero one is no rule).
+func (r *resourceRules) set(res *pb.Resource) {
+	for i, f := range ruleFields {
+		if r[i] != 0 {
+			*f.of(res) = durationpb.New(r[i])
+		}
+	}
+}
+
+// rulesOf writes a resource's rules for a table: "after=15m notice=1h"; "" for none.
+func rulesOf(res *pb.Resource) string {
+	var out []string
+	for _, f := range ruleFields {
+		if d := (*f.of(res)).AsDuration(); d != 0 {
+			out = append(out, f.short+"="+formatDuration(d))
+		}
+	}
+	return strings.Join(out, " ")
 }
