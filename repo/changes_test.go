@@ -154,10 +154,12 @@ func TestLeaseTakeoverFencesTheOldLeader(t *testing.T) {
 	db, _ := repotest.NewDB(t)
 	ctx := context.Background()
 	store := repo.New(db, repo.Options{})
-	// A short lease, so that the test waits out an expiry in a fraction of a second;
-	// TestOneLeaderAtATime keeps the default.
+	// The old leader's lease is short, so that the test waits out its expiry in a fraction of
+	// a second; TestOneLeaderAtATime keeps the default. The new leader's is long: with 300 ms
+	// it lapsed too, on a loaded machine, before the old leader tried again, and the old one
+	// rightly won ("the old leader won again").
 	const ttl = 300 * time.Millisecond
-	old, next := repo.NewLeaderTTL(db, ttl), repo.NewLeaderTTL(db, ttl)
+	old, next := repo.NewLeaderTTL(db, ttl), repo.NewLeaderTTL(db, time.Minute)
 	defer old.Resign()
 	defer next.Resign()
 	if won, err := old.Elect(ctx, time.Second); !won || err != nil {
