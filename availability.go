@@ -21,6 +21,47 @@ type SlotQuery struct {
 	PoolID      string // with no ResourceID: the free windows of each enabled unit of the pool
 	Start, End  time.Time
 	MinDuration time.Duration
+	// LatestStart, when not zero, leaves out the windows that start after it; one that starts
+	// by it keeps its end (a booking may start by it and run past it). Bookable sets it.
+	LatestStart time.Time
+}
+
+// Bookable narrows q to where a reservation that is not BLOCKED could be booked on a resource
+// with rules at now, as Rules.Check judges it then (the notice and advance through
+// Rules.Starts, so that the rules are read in one place):
+//   - the windows start no earlier than the earliest start the rules admit (now plus
+//     min_notice), nor than q's start;
+//   - they last at least the larger of q's and the rules' min_duration;
+//   - those that start after the latest start the rules admit (now plus max_advance) are left
+//     out (LatestStart); one that starts by it keeps its end.
+//
+// max_duration cuts nothing: a free window longer than it still holds bookings of up to
+// max_duration anywhere inside it. BLOCKED reservations, exempt from notice and advance, fit
+// every window answered too, but may also fit where notice and advance leave none.
+func (q SlotQuery) Bookable(rules Rules, now time.Time) SlotQuery {
+	starts := rules.Starts(now)
+	if starts.Earliest.After(q.Start) {
+		q.Start = starts.Earliest
+	}
+	q.MinDuration = max(q.MinDuration, rules.MinDuration)
+	if !starts.Latest.IsZero() && (q.LatestStart.IsZero() || starts.Latest.Before(q.LatestStart)) {
+		q.LatestStart = starts.Latest
+	}
+	return q
+}
+
+// Empty reports whether no window can be answered to q: its window is empty, or its latest
+// start is before its start.
+func (q SlotQuery) Empty() bool {
+	return !q.Start.Before(q.End) || (!q.LatestStart.IsZero() && q.LatestStart.Before(q.Start))
+}
+
+// startingBy leaves out of free the windows that start after q.LatestStart, if it is set.
+func (q SlotQuery) startingBy(free []Window) []Window {
+	if q.LatestStart.IsZero() {
+		return free
+	}
+	return slices.DeleteFunc(free, func(w Window) bool { return w.Start.After(q.LatestStart) })
 }
 
 // Validate checks a slot query and names every field that is wrong.
@@ -40,9 +81,13 @@ func (q *SlotQuery) Validate() error {
 
 // FreeWindows returns the parts of q's window where a reservation of a resource of capacity
 // 1 whose buffers add up to gap (Policy.Gap) may be booked, in order, leaving out those
-// shorter than q.MinDuration: where a new window's blocked window meets none of busy's, that
-// is outside each of busy widened by gap on both sides. busy must be sorted by Start.
+// shorter than q.MinDuration and those that start after q.LatestStart: where a new window's
+// blocked window meets none of busy's, that is outside each of busy widened by gap on both
+// sides. busy must be sorted by Start.
 func FreeWindows(q SlotQuery, gap time.Duration, busy []*Reservation) []Window {
+	if q.Empty() {
+		return nil
+	}
 	var free []Window
 	at := q.Start // everything before at is covered or already reported
 	add := func(end time.Time) {
@@ -63,20 +108,24 @@ func FreeWindows(q SlotQuery, gap time.Duration, busy []*Reservation) []Window {
 	if at.Before(q.End) {
 		add(q.End)
 	}
-	return free
+	return q.startingBy(free)
 }
 
 // FreePlaces returns the parts of q's window where a reservation may be booked beside busy
 // (the live reservations of a resource of policy p) with at least one place left, each with
 // Available: the places left throughout the windows booked inside it block. They are split
 // where that number changes. Runs of time with a place left shorter than q.MinDuration are
-// left out (a run is kept whole when it is long enough, however it splits). With capacity 1
-// and no buffers this is FreeWindows, with Available 1.
+// left out (a run is kept whole when it is long enough, however it splits); then so are the
+// windows that start after q.LatestStart. With capacity 1 and no buffers this is FreeWindows,
+// with Available 1.
 //
 // The count is taken as InTheWay takes it, over windows [Start, End+Gap): a booking of
 // [s, e) fits where fewer than the capacity of those cover every instant of [s, e+Gap), so a
 // run of such instants [a, b) holds bookings inside [a, b-Gap).
 func FreePlaces(q SlotQuery, p Policy, busy []*Reservation) []Window {
+	if q.Empty() {
+		return nil
+	}
 	capacity := max(p.Capacity, 1)
 	g := p.Gap()
 	end := q.End.Add(g)
@@ -143,7 +192,7 @@ func FreePlaces(q SlotQuery, p Policy, busy []*Reservation) []Window {
 			free = append(free, Window{Start: x, End: y, Available: left})
 		}
 	}
-	return free
+	return q.startingBy(free)
 }
 
 // sortedTimes sorts ts and leaves out repeats.

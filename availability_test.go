@@ -178,3 +178,139 @@ func TestFreePlacesAgainstBruteForce(t *testing.T) {
 		}
 	}
 }
+
+// TestBookableAgainstRulesCheck: on random layouts, capacities, buffers and booking rules at
+// a random now, FreePlaces of a query narrowed by SlotQuery.Bookable answers what a
+// minute-by-minute scan finds once the scan keeps only the minutes from now+min_notice, runs
+// at least the larger min_duration long, and windows that start by now+max_advance. And every
+// window that begins a run (at capacity 1, every window) holds a booking of the larger
+// min_duration from its start, and one ending as late as the window and the advance allow,
+// that Rules.Check admits at now and that meets too few of busy (Fits).
+func TestBookableAgainstRulesCheck(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	minute := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+	rng := rand.New(rand.NewPCG(18, 5))
+	var checked, noticed, advanced int
+	for trial := range 2000 {
+		capacity := 1 + rng.IntN(3)
+		from, to := rng.IntN(100), 100+rng.IntN(200)
+		q := reservation.SlotQuery{ResourceID: "r", Start: minute(from), End: minute(to), MinDuration: time.Duration(rng.IntN(20)) * time.Minute}
+		before, after := rng.IntN(4), rng.IntN(6)
+		p := reservation.Policy{Capacity: capacity, BufferBefore: time.Duration(before) * time.Minute, BufferAfter: time.Duration(after) * time.Minute}
+		gap := before + after
+		now := rng.IntN(250)
+		notice, advance, minDur := rng.IntN(60), rng.IntN(200), rng.IntN(30)
+		switch rng.IntN(4) { // a rule of each kind is often absent
+		case 0:
+			notice = 0
+		case 1:
+			advance = 0
+		case 2:
+			minDur = 0
+		}
+		rules := reservation.Rules{MinNotice: time.Duration(notice) * time.Minute, MaxAdvance: time.Duration(advance) * time.Minute, MinDuration: time.Duration(minDur) * time.Minute}
+		var busy []*reservation.Reservation
+		used := make([]int, 400)
+		for range rng.IntN(20) {
+			s := rng.IntN(350)
+			e := s + 1 + rng.IntN(40)
+			busy = append(busy, &reservation.Reservation{ResourceID: "r", Start: minute(s), End: minute(e)})
+			for m := s; m < e+gap; m++ {
+				used[m]++
+			}
+		}
+		slices.SortFunc(busy, func(a, b *reservation.Reservation) int { return a.Start.Compare(b.Start) })
+		left := func(m int) int {
+			n := capacity
+			for x := m; x <= m+gap; x++ {
+				n = min(n, max(capacity-used[x], 0))
+			}
+			return n
+		}
+		first := from
+		if notice > 0 {
+			first = max(from, now+notice)
+		}
+		longest := max(q.MinDuration, rules.MinDuration)
+		var want []reservation.Window
+		for m := first; m < to; {
+			if left(m) == 0 {
+				m++
+				continue
+			}
+			end := m
+			for end < to && left(end) > 0 {
+				end++
+			}
+			if minute(end).Sub(minute(m)) >= longest {
+				for s := m; s < end; {
+					e := s
+					for e < end && left(e) == left(s) {
+						e++
+					}
+					if advance == 0 || s <= now+advance {
+						want = append(want, reservation.Window{Start: minute(s), End: minute(e), Available: left(s)})
+					}
+					s = e
+				}
+			}
+			m = end
+		}
+		bq := q.Bookable(rules, minute(now))
+		got := reservation.FreePlaces(bq, p, busy)
+		if !slices.Equal(got, want) {
+			t.Fatalf("trial %d: capacity %d, buffers %d+%d, window %d-%d, min %s, now %d, rules %+v, busy %v:\ngot  %v\nwant %v",
+				trial, capacity, before, after, from, to, q.MinDuration, now, rules, spans(busy, t0), got, want)
+		}
+		if capacity == 1 {
+			if fw := reservation.FreeWindows(bq, p.Gap(), busy); !slices.Equal(fw, windowsOf(got)) {
+				t.Fatalf("trial %d: FreeWindows %v, FreePlaces %v", trial, fw, got)
+			}
+		}
+		for i, w := range got {
+			if notice > 0 && w.Start.Before(minute(now+notice)) || advance > 0 && w.Start.After(minute(now+advance)) {
+				t.Fatalf("trial %d: window %v starts outside the notice and advance", trial, w)
+			}
+			if i > 0 && got[i-1].End.Equal(w.Start) {
+				continue // within a run: the run is what holds a booking of min_duration
+			}
+			d := max(longest, time.Minute)
+			last := w.End.Add(-d)
+			if advance > 0 && last.After(minute(now+advance)) {
+				last = minute(now + advance)
+			}
+			if last.Before(w.Start) { // the rest of its run starts after the advance
+				last = w.Start
+			}
+			for _, s := range []time.Time{w.Start, last} {
+				r := &reservation.Reservation{ResourceID: "r", Status: reservation.StatusConfirmed, Start: s, End: s.Add(d)}
+				if err := rules.Check(0, r, minute(now)); err != nil {
+					t.Fatalf("trial %d: window %v offered, a booking of %s at %s: %v", trial, w, d, s, err)
+				}
+				if !reservation.Fits(r, p, busy) {
+					t.Fatalf("trial %d: window %v offered, a booking of %s at %s does not fit", trial, w, d, s)
+				}
+				checked++
+			}
+			if notice > 0 && w.Start.Equal(minute(now+notice)) {
+				noticed++
+			}
+			if advance > 0 && w.End.After(minute(now+advance)) {
+				advanced++
+			}
+		}
+	}
+	t.Logf("%d bookings checked; %d windows start at the notice, %d run past the advance", checked, noticed, advanced)
+	if checked == 0 || noticed == 0 || advanced == 0 {
+		t.Errorf("the trials should check bookings, at the notice and across the advance")
+	}
+}
+
+// windowsOf is ws with Available 0, as FreeWindows answers.
+func windowsOf(ws []reservation.Window) []reservation.Window {
+	out := make([]reservation.Window, len(ws))
+	for i, w := range ws {
+		out[i] = reservation.Window{Start: w.Start, End: w.End}
+	}
+	return out
+}

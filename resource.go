@@ -71,6 +71,7 @@ func (rules Rules) Check(item int, r *Reservation, now time.Time) error {
 		e.Metadata = map[string]string{"rule": rule, "limit": limit.String(), "resource_id": r.ResourceID, "item": strconv.Itoa(item)}
 		return e
 	}
+	starts := rules.Starts(now)
 	switch {
 	case rules.MinDuration > 0 && d < rules.MinDuration:
 		return violation(RuleMinDuration, rules.MinDuration, "a reservation lasts at least %s (min_duration), got %s", rules.MinDuration, d)
@@ -78,18 +79,37 @@ func (rules Rules) Check(item int, r *Reservation, now time.Time) error {
 		return violation(RuleMaxDuration, rules.MaxDuration, "a reservation lasts at most %s (max_duration), got %s", rules.MaxDuration, d)
 	case r.Status == StatusBlocked:
 		return nil
-	case rules.MinNotice > 0 && r.Start.Before(now.Add(rules.MinNotice)):
-		at := now.Add(rules.MinNotice)
+	case !starts.Earliest.IsZero() && r.Start.Before(starts.Earliest):
+		at := starts.Earliest
 		e := violation(RuleMinNotice, rules.MinNotice, "a reservation starts at least %s from now (min_notice), at %s or later, got %s", rules.MinNotice, FormatTime(at), FormatTime(r.Start))
 		e.Metadata["earliest_start"] = FormatTime(at)
 		return e
-	case rules.MaxAdvance > 0 && r.Start.After(now.Add(rules.MaxAdvance)):
-		at := now.Add(rules.MaxAdvance)
+	case !starts.Latest.IsZero() && r.Start.After(starts.Latest):
+		at := starts.Latest
 		e := violation(RuleMaxAdvance, rules.MaxAdvance, "a reservation starts at most %s from now (max_advance), at %s or earlier, got %s", rules.MaxAdvance, FormatTime(at), FormatTime(r.Start))
 		e.Metadata["latest_start"] = FormatTime(at)
 		return e
 	}
 	return nil
+}
+
+// StartRange is the instants a reservation may start at: from Earliest to Latest, each
+// inclusive; a zero bound is none.
+type StartRange struct{ Earliest, Latest time.Time }
+
+// Starts returns the starts the rules admit at now for a reservation that is not BLOCKED
+// (BLOCKED ones are exempt): from now plus MinNotice to now plus MaxAdvance. Check refuses a
+// start outside them, and FreeSlots (SlotQuery.Bookable) answers only inside them, so that
+// both read the notice and the advance here.
+func (rules Rules) Starts(now time.Time) StartRange {
+	var s StartRange
+	if rules.MinNotice > 0 {
+		s.Earliest = now.Add(rules.MinNotice)
+	}
+	if rules.MaxAdvance > 0 {
+		s.Latest = now.Add(rules.MaxAdvance)
+	}
+	return s
 }
 
 // validate names each rule that is wrong under prefix: negative, above MaxRule, or a

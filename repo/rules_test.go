@@ -3,6 +3,9 @@ package repo_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,5 +170,72 @@ func TestPutResourceRules(t *testing.T) {
 	}
 	if got, _ := s.GetResource(ctx, "room"); got.Rules != exact {
 		t.Errorf("rules after Put = %+v, want %+v", got.Rules, exact)
+	}
+}
+
+// TestFreeSlotsMoveWithTheClock: the store cuts FreeSlots by each resource's rules at its own
+// clock (the one its writes check the rules by): as the clock moves on, so do the first start
+// (now+min_notice) and the latest (now+max_advance); a pool's units are cut each by its rules;
+// and the store itself keeps windows before now where no notice applies (the past is the
+// service's to cut). At each instant, every window offered holds a booking of min_duration at
+// its start that the store admits.
+func TestFreeSlotsMoveWithTheClock(t *testing.T) {
+	t.Parallel()
+	_, s, clk := clockedStore(t)
+	ctx := context.Background()
+	t0 := clk.Now()
+	rules := reservation.Rules{MinNotice: time.Hour, MaxAdvance: 3 * time.Hour, MinDuration: 30 * time.Minute}
+	for _, r := range []*reservation.Resource{
+		{ID: "room", Rules: rules},
+		{ID: "u1", PoolID: "p", Rules: reservation.Rules{MinNotice: 2 * time.Hour}},
+		{ID: "u2", PoolID: "p"},
+	} {
+		if _, err := s.PutResource(ctx, r, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := func(x float64) time.Time { return t0.Add(time.Duration(x * float64(time.Hour))) }
+	spell := func(ws []reservation.Window) []string {
+		var out []string
+		for _, w := range ws {
+			out = append(out, strings.TrimSpace(fmt.Sprintf("%s %s-%s", w.ResourceID, w.Start.Sub(t0), w.End.Sub(t0))))
+		}
+		return out
+	}
+	if _, err := s.Reserve(ctx, reservation.Book(&reservation.Reservation{UserID: "u", ResourceID: "room", Start: h(2), End: h(2.5)})); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		now  float64
+		room []string
+		pool []string
+	}{
+		{0, []string{"1h0m0s-2h0m0s", "2h30m0s-6h0m0s"}, []string{"u1 2h0m0s-6h0m0s", "u2 -1h0m0s-6h0m0s"}},
+		{0.75, []string{"2h30m0s-6h0m0s"}, []string{"u1 2h45m0s-6h0m0s", "u2 -1h0m0s-6h0m0s"}}, // 1:45 to 2:00 is too short
+		{3.25, []string{"4h15m0s-6h0m0s"}, []string{"u1 5h15m0s-6h0m0s", "u2 -1h0m0s-6h0m0s"}},
+		{4.5, []string{"5h30m0s-6h0m0s"}, []string{"u2 -1h0m0s-6h0m0s"}}, // 30 minutes left: min_duration exactly; u1's notice passes the end
+		{4.75, nil, []string{"u2 -1h0m0s-6h0m0s"}},
+	} {
+		clk.Set(h(c.now))
+		room, err := s.FreeSlots(ctx, reservation.SlotQuery{ResourceID: "room", Start: h(-1), End: h(6)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool, err := s.FreeSlots(ctx, reservation.SlotQuery{PoolID: "p", Start: h(-1), End: h(6)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := spell(room); !slices.Equal(got, c.room) {
+			t.Errorf("at %gh: room %v, want %v", c.now, got, c.room)
+		}
+		if got := spell(pool); !slices.Equal(got, c.pool) {
+			t.Errorf("at %gh: pool %v, want %v", c.now, got, c.pool)
+		}
+		for _, w := range room {
+			r := &reservation.Reservation{UserID: "u", ResourceID: "room", Start: w.Start, End: w.Start.Add(rules.MinDuration)}
+			if err := rules.Check(0, r, h(c.now)); err != nil {
+				t.Errorf("at %gh: window %v offered: %v", c.now, w, err)
+			}
+		}
 	}
 }

@@ -519,7 +519,14 @@ func (s *Store) Find(ctx context.Context, f reservation.Filter) ([]*reservation.
 // unit id, each window naming its unit); lapsed holds count as free. A free window is where a
 // new reservation's blocked window meets too few of those booked (the admission rule, buffers
 // included), so the reservations read are those within the buffers of the query's window.
+//
+// It answers only where a booking that is not BLOCKED could be made under the resource's (each
+// unit's) booking rules at the store's clock (Options.Now), the clock its writes check the
+// rules by (SlotQuery.Bookable): no window starts before now plus min_notice, none after now
+// plus max_advance, none is shorter than min_duration. The store knows nothing of past windows
+// (the service refuses them): with no min_notice a window may start before now.
 func (s *Store) FreeSlots(ctx context.Context, q reservation.SlotQuery) ([]reservation.Window, error) {
+	now := s.now()
 	if q.ResourceID == "" && q.PoolID != "" {
 		units, err := s.ListResources(ctx, reservation.ResourceFilter{PoolID: q.PoolID})
 		if err != nil {
@@ -527,15 +534,16 @@ func (s *Store) FreeSlots(ctx context.Context, q reservation.SlotQuery) ([]reser
 		}
 		var out []reservation.Window
 		for _, u := range units {
-			if u.Disabled {
+			uq := q.Bookable(u.Rules, now)
+			if u.Disabled || uq.Empty() {
 				continue
 			}
 			p := reservation.PolicyOf(u)
-			busy, err := s.busy(ctx, u.ID, q, p)
+			busy, err := s.busy(ctx, u.ID, uq, p)
 			if err != nil {
 				return nil, err
 			}
-			for _, w := range reservation.FreePlaces(q, p, busy) {
+			for _, w := range reservation.FreePlaces(uq, p, busy) {
 				w.ResourceID = u.ID
 				out = append(out, w)
 			}
@@ -545,8 +553,12 @@ func (s *Store) FreeSlots(ctx context.Context, q reservation.SlotQuery) ([]reser
 	p := reservation.Policy{Capacity: 1}
 	if res, err := s.GetResource(ctx, q.ResourceID); err == nil {
 		p = reservation.PolicyOf(res)
+		q = q.Bookable(res.Rules, now)
 	} else if reservation.ErrorCode(err) != reservation.ENOTFOUND {
 		return nil, err
+	}
+	if q.Empty() {
+		return nil, nil
 	}
 	busy, err := s.busy(ctx, q.ResourceID, q, p)
 	if err != nil {

@@ -196,6 +196,17 @@ func (s *Server) notPast(check *fieldCheck, field string, st reservation.Status,
 	}
 }
 
+// firstStart is the instant FreeSlots cuts its windows to start at or after, so that notPast
+// admits every booking inside them: now (a booking that starts then ends after it), by the
+// clock notPast reads. ok is false when past windows are allowed. (BLOCKED reservations, which
+// notPast exempts, may also go before it: FreeSlots answers for the others.)
+func (s *Server) firstStart() (now time.Time, ok bool) {
+	if s.opts.AllowPast {
+		return time.Time{}, false
+	}
+	return reservation.Truncate(s.opts.Now()), true
+}
+
 func (s *Server) Confirm(ctx context.Context, req *pb.ConfirmRequest) (*pb.ConfirmResponse, error) {
 	var check fieldCheck
 	ref := check.ref(ctx, req)
@@ -340,7 +351,8 @@ func (s *Server) Filter(ctx context.Context, req *pb.FilterRequest) (*pb.FilterR
 	return resp, nil
 }
 
-// FreeSlots answers when a resource is free inside a window.
+// FreeSlots answers when a resource is free inside a window: where a booking could be made
+// now (the store cuts to its booking rules; here, unless past windows are allowed, to now).
 func (s *Server) FreeSlots(ctx context.Context, req *pb.FreeSlotsRequest) (*pb.FreeSlotsResponse, error) {
 	var check fieldCheck
 	sq := reservation.SlotQuery{
@@ -356,6 +368,12 @@ func (s *Server) FreeSlots(ctx context.Context, req *pb.FreeSlotsRequest) (*pb.F
 	}
 	if err := check.Err(); err != nil {
 		return nil, s.status(ctx, err)
+	}
+	if from, ok := s.firstStart(); ok && from.After(sq.Start) {
+		sq.Start = from
+	}
+	if sq.Empty() { // a window wholly in the past
+		return &pb.FreeSlotsResponse{}, nil
 	}
 	free, err := s.svc.FreeSlots(ctx, sq)
 	if err != nil {

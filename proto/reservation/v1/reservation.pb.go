@@ -1283,7 +1283,25 @@ func (x *TimeWindow) GetAvailable() int32 {
 	return 0
 }
 
-// The free windows of a resource inside [start, end), each at least min_duration long.
+// The free windows of a resource inside [start, end), each at least min_duration long; with
+// pool_id and no resource_id, those of each enabled unit of the pool.
+//
+// A window is where a booking could be made now, one that is not BLOCKED: beside the
+// reservations there (their buffers and the capacity counted, as Reserve counts them), and as
+// the resource's booking rules admit it at the server's clock (the rules Reserve checks):
+//   - no window starts before now + min_notice, nor before now unless the server allows past
+//     windows (--allow-past-windows): a query wholly in the past answers no windows;
+//   - no window starts after now + max_advance; one that starts by then keeps its end, as a
+//     booking may start by then and run past it;
+//   - no window is shorter than the resource's min_duration or this min_duration, the larger
+//     (on a resource of capacity above 1, where windows split as the places left change, this
+//     bounds each run of windows that touch; a booking that starts in a run may go on into a
+//     window left out for starting after now + max_advance);
+//   - max_duration cuts nothing: a window longer than it holds bookings up to it.
+//
+// A pool's unit's windows follow that unit's rules. BLOCKED reservations, exempt from the
+// notice, the advance and the past check, fit every window answered too, but may also go where
+// none is. The answer is as of the call: a window at the notice's edge passes as time does.
 type FreeSlotsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ResourceId    string                 `protobuf:"bytes,1,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
