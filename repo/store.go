@@ -524,7 +524,8 @@ func (s *Store) Find(ctx context.Context, f reservation.Filter) ([]*reservation.
 // unit's) booking rules at the store's clock (Options.Now), the clock its writes check the
 // rules by (SlotQuery.Bookable): no window starts before now plus min_notice, none after now
 // plus max_advance, none is shorter than min_duration. The store knows nothing of past windows
-// (the service refuses them): with no min_notice a window may start before now.
+// (the service refuses them): with no min_notice a window may start before now. A disabled
+// resource has no free window; in the strict catalogue, one not in it is ENOTFOUND.
 func (s *Store) FreeSlots(ctx context.Context, q reservation.SlotQuery) ([]reservation.Window, error) {
 	now := s.now()
 	if q.ResourceID == "" && q.PoolID != "" {
@@ -551,11 +552,17 @@ func (s *Store) FreeSlots(ctx context.Context, q reservation.SlotQuery) ([]reser
 		return out, nil
 	}
 	p := reservation.Policy{Capacity: 1}
-	if res, err := s.GetResource(ctx, q.ResourceID); err == nil {
+	res, err := s.GetResource(ctx, q.ResourceID)
+	switch {
+	case err == nil && res.Disabled:
+		return nil, nil // it takes no reservation: nothing to offer
+	case err == nil:
 		p = reservation.PolicyOf(res)
 		q = q.Bookable(res.Rules, now)
-	} else if reservation.ErrorCode(err) != reservation.ENOTFOUND {
+	case reservation.ErrorCode(err) != reservation.ENOTFOUND:
 		return nil, err
+	case s.opts.StrictCatalogue:
+		return nil, reservation.ResourceNotFound(q.ResourceID) // a Reserve of it would be NOT_FOUND too
 	}
 	if q.Empty() {
 		return nil, nil

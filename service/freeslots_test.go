@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -14,6 +15,9 @@ import (
 
 	"reservation"
 	pb "reservation/proto/reservation/v1"
+	"reservation/repo"
+	"reservation/repo/repotest"
+	"reservation/service"
 )
 
 // The brute-force checks of FreeSlots below book random layouts through a real replica
@@ -311,4 +315,31 @@ func spell(rs []*pb.Reservation) []string {
 		out[i] = fmt.Sprintf("%s %s-%s", r.GetResourceId(), slotOf(r.GetStart().AsTime()), slotOf(r.GetEnd().AsTime()))
 	}
 	return out
+}
+
+// A resource that takes no reservation offers no free window: a disabled one answers none,
+// and in the strict catalogue one not in it is NOT_FOUND, as a Reserve of it would be.
+func TestFreeSlotsOfAResourceThatTakesNoReservation(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	store := repo.New(db, repo.Options{Logger: quiet, StrictCatalogue: true})
+	api := service.New(store, service.Options{Logger: quiet})
+	ctx := context.Background()
+	if _, err := api.PutResource(ctx, &pb.PutResourceRequest{Resource: &pb.Resource{Id: "room", Disabled: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.PutResource(ctx, &pb.PutResourceRequest{Resource: &pb.Resource{Id: "open"}}); err != nil {
+		t.Fatal(err)
+	}
+	ask := func(id string) (*pb.FreeSlotsResponse, error) {
+		return api.FreeSlots(ctx, &pb.FreeSlotsRequest{ResourceId: id, Start: at(0), End: at(4)})
+	}
+	if resp, err := ask("open"); err != nil || len(resp.GetFree()) != 1 {
+		t.Fatalf("FreeSlots of an enabled resource: %v, %v; want its one free window", resp, err)
+	}
+	if resp, err := ask("room"); err != nil || len(resp.GetFree()) != 0 {
+		t.Errorf("FreeSlots of a disabled resource: %v, %v; want no window", resp, err)
+	}
+	_, err := ask("nowhere")
+	wantCode(t, err, codes.NotFound)
 }
