@@ -38,6 +38,9 @@ type Change struct {
 	// ActorSystem for a hold that lapsed), and Reason why, as the request said.
 	Actor  string
 	Reason string
+	// MovedFrom is the resource the reservation left, for a move across resources: its
+	// Reservation names the resource it moved to. "" for every other change.
+	MovedFrom string
 }
 
 // ActorSystem is the actor of the changes the service makes itself: a hold that lapsed.
@@ -108,7 +111,7 @@ func DivergedError(format string, args ...any) *Error {
 
 // ChangeFilter selects the changes a listener receives.
 type ChangeFilter struct {
-	ResourceID string  // only this resource's changes; "" for all
+	ResourceID string  // only this resource's changes, and the moves away from it; "" for all
 	UserID     string  // only the changes of this user's reservations; "" for all
 	After      *uint64 // start after this seq; nil for the changes committed from now on
 	// Resume, when set, starts after its seq like After, once the feed has checked that the
@@ -117,9 +120,11 @@ type ChangeFilter struct {
 	Resume *FeedCursor
 }
 
-// Selects reports whether the filter lets c through.
+// Selects reports whether the filter lets c through. A resource's listener hears the changes
+// of its reservations, and the moves that take one away from it (MovedFrom): without them,
+// what it holds would keep a reservation that is no longer there.
 func (f *ChangeFilter) Selects(c *Change) bool {
-	return (f.ResourceID == "" || c.Reservation.ResourceID == f.ResourceID) &&
+	return (f.ResourceID == "" || c.Reservation.ResourceID == f.ResourceID || c.MovedFrom == f.ResourceID) &&
 		(f.UserID == "" || c.Reservation.UserID == f.UserID)
 }
 

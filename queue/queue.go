@@ -21,7 +21,8 @@ import (
 // Log is the stored change feed: repo.Changes.
 type Log interface {
 	// Read returns up to limit changes with after < seq <= through, in seq order; resourceID,
-	// when not empty, keeps only that resource's.
+	// when not empty, keeps only those ChangeFilter.Selects lets through for that resource:
+	// its reservations', and the moves away from it.
 	Read(ctx context.Context, after, through uint64, resourceID string, limit int) ([]*reservation.Change, error)
 	// Bounds returns the oldest and newest seq stored; 0, 0 when none is.
 	Bounds(ctx context.Context) (first, last uint64, err error)

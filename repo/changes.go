@@ -31,23 +31,36 @@ type changeRow struct {
 	Snapshot    []byte    `db:"snapshot"`
 	Actor       string    `db:"actor"`
 	Reason      string    `db:"reason"`
+	MovedFrom   string    `db:"moved_from"`
 	CommittedAt time.Time `db:"committed_at"`
 }
 
 // changeColumns are the columns of a changeRow.
-const changeColumns = "id, seq, op, snapshot, actor, reason, committed_at"
+const changeColumns = "id, seq, op, snapshot, actor, reason, moved_from, committed_at"
+
+// sqlReadResource reads the changes of one resource: those recorded under it, through the
+// (resource_id, seq) index, and the moves that took a reservation away from it, through the
+// (moved_from, seq) index. Two range reads of limit rows at most each, in seq order, joined;
+// the first limit of the two are the first limit of the resource's changes. No row is in both
+// (a move records moved_from only when it leaves its resource, and the second read leaves out
+// any that names the resource itself). Plain UNION ALL of two parenthesised reads, which every
+// engine the service runs on takes alike; an OR of the two columns instead is a scan, or on
+// MariaDB an index merge that reads every matching row before the limit.
+const sqlReadResource = "(SELECT " + changeColumns + " FROM reservation_changes WHERE resource_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?)" +
+	" UNION ALL (SELECT " + changeColumns + " FROM reservation_changes WHERE moved_from = ? AND resource_id <> ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?)" +
+	" ORDER BY seq LIMIT ?"
 
 // Read returns up to limit changes with after < seq <= through, in seq order; resourceID, when
-// not empty, keeps only that resource's.
+// not empty, keeps only that resource's: those of its reservations, and the moves that took
+// one away from it (Change.MovedFrom).
 func (c *Changes) Read(ctx context.Context, after, through uint64, resourceID string, limit int) ([]*reservation.Change, error) {
-	query := "SELECT " + changeColumns + " FROM reservation_changes WHERE seq > ? AND seq <= ?"
-	args := []any{after, min(through, math.MaxInt64)}
+	through = min(through, math.MaxInt64)
+	query := "SELECT " + changeColumns + " FROM reservation_changes WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+	args := []any{after, through, limit}
 	if resourceID != "" {
-		query += " AND resource_id = ?"
-		args = append(args, resourceID)
+		query = sqlReadResource
+		args = []any{resourceID, after, through, limit, resourceID, resourceID, after, through, limit, limit}
 	}
-	query += " ORDER BY seq LIMIT ?"
-	args = append(args, limit)
 	var rows []changeRow
 	if err := c.db.SelectContext(ctx, &rows, query, args...); err != nil {
 		return nil, classify(fmt.Errorf("read changes after seq %d: %w", after, err))
@@ -77,7 +90,7 @@ func decodeChanges(rows []changeRow) ([]*reservation.Change, error) {
 			return nil, fmt.Errorf("change %d: decode snapshot: %w", r.Seq, err)
 		}
 		out[i] = &reservation.Change{Seq: r.Seq, Op: reservation.Op(r.Op), Reservation: w.reservation(), CommittedAt: r.CommittedAt.UTC(), RowID: r.ID,
-			Actor: r.Actor, Reason: r.Reason}
+			Actor: r.Actor, Reason: r.Reason, MovedFrom: r.MovedFrom}
 	}
 	return out, nil
 }

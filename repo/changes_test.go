@@ -3,6 +3,7 @@ package repo_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -179,5 +180,83 @@ func TestLeaseTakeoverFencesTheOldLeader(t *testing.T) {
 	}
 	if n, err := next.Stamp(ctx, 10); n != 1 || err != nil {
 		t.Fatalf("the new leader stamped %d: %v", n, err)
+	}
+}
+
+// TestReadOfAResourceFindsTheMovesAwayFromIt: a resource's changes, as a listener of it
+// replays them, are those recorded under it and the moves that took a reservation away from it,
+// each once, in seq order, however small the pages they are read in; a move within a resource,
+// or between two others, is not among them.
+func TestReadOfAResourceFindsTheMovesAwayFromIt(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	ctx := context.Background()
+	store := repo.New(db, repo.Options{})
+	made, err := store.Reserve(ctx, reservation.Book(window("a", 0, 1), window("b", 0, 1), window("c", 0, 1))) // seqs 1-3
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := made[0]
+	for _, e := range []reservation.Edit{
+		{ResourceID: "b", Start: base.Add(2 * time.Hour), End: base.Add(3 * time.Hour)}, // 4: a to b
+		{Start: base.Add(4 * time.Hour), End: base.Add(5 * time.Hour)},                  // 5: within b
+		{ResourceID: "c", Start: base.Add(6 * time.Hour), End: base.Add(7 * time.Hour)}, // 6: b to c
+		{ResourceID: "a"}, // 7: c to a, the window kept
+	} {
+		if _, err := store.Update(ctx, reservation.Ref{ID: x.ID}, e); err != nil {
+			t.Fatalf("move %+v: %v", e, err)
+		}
+	}
+	if _, err := store.Reserve(ctx, reservation.Book(window("a", 10, 11))); err != nil { // 8
+		t.Fatal(err)
+	}
+	l := repo.NewLeader(db)
+	defer l.Resign()
+	if won, err := l.Elect(ctx, time.Second); !won || err != nil {
+		t.Fatalf("elect: %v %v", won, err)
+	}
+	if n, err := l.Stamp(ctx, 100); n != 8 || err != nil {
+		t.Fatalf("stamped %d: %v; want 8", n, err)
+	}
+	changes := repo.NewChanges(db)
+	all, err := changes.Read(ctx, 0, 8, "", 100)
+	if err != nil || len(all) != 8 {
+		t.Fatalf("read of all: %d changes, %v; want 8", len(all), err)
+	}
+	for i, want := range []string{"", "", "", "a", "", "b", "c", ""} {
+		if c := all[i]; c.Seq != uint64(i+1) || c.MovedFrom != want {
+			t.Errorf("change seq %d moved from %q, want seq %d moved from %q", c.Seq, c.MovedFrom, i+1, want)
+		}
+	}
+	for resource, want := range map[string][]uint64{"a": {1, 4, 7, 8}, "b": {2, 4, 5, 6}, "c": {3, 6, 7}, "d": nil} {
+		for _, limit := range []int{1, 2, 3, 100} {
+			var got []uint64
+			for after := uint64(0); ; {
+				page, err := changes.Read(ctx, after, 8, resource, limit)
+				if err != nil {
+					t.Fatalf("read of %s after %d: %v", resource, after, err)
+				}
+				if len(page) > limit {
+					t.Fatalf("read of %s after %d, limit %d: %d changes", resource, after, limit, len(page))
+				}
+				for _, c := range page {
+					got = append(got, c.Seq)
+					if c.Reservation.ResourceID != resource && c.MovedFrom != resource {
+						t.Errorf("read of %s: seq %d is of %s, moved from %q", resource, c.Seq, c.Reservation.ResourceID, c.MovedFrom)
+					}
+				}
+				if len(page) < limit {
+					break
+				}
+				after = page[len(page)-1].Seq
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("read of %s in pages of %d: seqs %v, want %v", resource, limit, got, want)
+			}
+		}
+	}
+	// through bounds both reads.
+	if got, err := changes.Read(ctx, 0, 5, "a", 100); err != nil || len(got) != 2 || got[1].Seq != 4 {
+		t.Errorf("read of a through seq 5: %v, %v; want seqs 1 and 4", got, err)
 	}
 }

@@ -84,7 +84,8 @@ func (s *Store) onLocked(ctx context.Context, ref reservation.Ref, to string, fn
 // new one passes (the resource's refusals, then the admission rule beside what is stored),
 // except that its own current window is never in its way. Its status and hold expiry stay;
 // its version moves on by one, as do both resources'; the feed records one UPDATE, under the
-// resource it moved to.
+// resource it moved to, which a move across resources records as moved from the old one too,
+// so that the old resource's listeners hear that the reservation left it.
 func (s *Store) move(ctx context.Context, ref reservation.Ref, e reservation.Edit) (*reservation.Reservation, error) {
 	var out *reservation.Reservation
 	err := s.onLocked(ctx, ref, e.ResourceID, func(w *writeTx, r *reservation.Reservation) error {
@@ -111,10 +112,12 @@ func (s *Store) move(ctx context.Context, ref reservation.Ref, e reservation.Edi
 		res := w.resources[m.ResourceID]
 		m.PoolID = res.poolID // the resource's pool, as it is when booked
 		res.maxSpan = max(res.maxSpan, m.End.Sub(m.Start))
+		movedFrom := ""
 		if m.ResourceID != r.ResourceID {
 			w.resources[r.ResourceID].version++ // it lost a reservation
+			movedFrom = r.ResourceID
 		}
-		w.change(reservation.OpUpdate, m, ref)
+		w.changeFrom(reservation.OpUpdate, m, ref, movedFrom)
 		out = m
 		return w.flush(ctx, stmt{sqlMove, []any{m.ResourceID, m.Start, m.End, m.PoolID, m.Note, m.UpdatedAt, m.Version, m.ID}})
 	})

@@ -23,7 +23,7 @@ const (
 	sqlDelete        = "DELETE FROM reservations WHERE id = ?"
 	sqlUpdate        = "UPDATE reservations SET status = ?, note = ?, updated_at = ?, version = ?, expires_at = ? WHERE id = ?"
 	sqlInsert        = "INSERT INTO reservations (" + columns + ") VALUES "
-	sqlRecordChanges = "INSERT INTO reservation_changes (op, reservation_id, resource_id, resource_version, snapshot, actor, reason, created_at) VALUES "
+	sqlRecordChanges = "INSERT INTO reservation_changes (op, reservation_id, resource_id, resource_version, snapshot, actor, reason, moved_from, created_at) VALUES "
 	sqlRecordHistory = "INSERT INTO reservation_history (reservation_id, op, snapshot, actor, reason, created_at) VALUES "
 	// sqlInTheWay reads, at now, one range of the (resource_id, start_at) index per item: the
 	// ranges, joined by OR, and the limit follow.
@@ -216,11 +216,18 @@ func (w *writeTx) policy(id string) reservation.Policy { return w.resources[id].
 // Ref: an empty Actor records r's user), to record: r's version and its resource's move on
 // by one.
 func (w *writeTx) change(op reservation.Op, r *reservation.Reservation, ref reservation.Ref) {
+	w.changeFrom(op, r, ref, "")
+}
+
+// changeFrom is change for a reservation that movedFrom names the resource of before this
+// change, when it moved to another ("" for none): the change is recorded under r's resource
+// and, for the listeners of that one, as a move away from it.
+func (w *writeTx) changeFrom(op reservation.Op, r *reservation.Reservation, ref reservation.Ref, movedFrom string) {
 	r.Version++
 	r.UpdatedAt = w.now
 	res := w.resources[r.ResourceID]
 	res.version++
-	w.changes = append(w.changes, change{op: op, r: r, resourceVersion: res.version, actor: actorOr(ref.Actor, r), reason: ref.Reason})
+	w.changes = append(w.changes, change{op: op, r: r, resourceVersion: res.version, actor: actorOr(ref.Actor, r), reason: ref.Reason, movedFrom: movedFrom})
 }
 
 // actorOr is who a change of r is recorded as made by: actor, or with none (auth off), r's user.
@@ -248,6 +255,7 @@ type change struct {
 	r               *reservation.Reservation
 	resourceVersion int64
 	actor, reason   string
+	movedFrom       string // the resource a move took r from; "" for any other change
 }
 
 // remember passes committed changes on to Taken.
@@ -257,7 +265,7 @@ func (s *Store) remember(changes []change) {
 	}
 	cs := make([]*reservation.Change, len(changes))
 	for i, c := range changes {
-		cs[i] = &reservation.Change{Op: c.op, Reservation: c.r, Actor: c.actor, Reason: c.reason}
+		cs[i] = &reservation.Change{Op: c.op, Reservation: c.r, Actor: c.actor, Reason: c.reason, MovedFrom: c.movedFrom}
 	}
 	s.opts.Taken.Apply(cs...)
 }
@@ -281,7 +289,7 @@ func record(resources map[string]*resource, changes []change, now time.Time) ([]
 	update := "UPDATE resources SET version = CASE id" + version.String() + " END, max_span_us = CASE id" + span.String() +
 		" END WHERE id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")"
 	feed, history := sqlRecordChanges, sqlRecordHistory
-	fargs := make([]any, 0, 8*len(changes))
+	fargs := make([]any, 0, 9*len(changes))
 	hargs := make([]any, 0, 6*len(changes))
 	for i, c := range changes {
 		snap, err := snapshot(c.r)
@@ -292,8 +300,8 @@ func record(resources map[string]*resource, changes []change, now time.Time) ([]
 			feed += ", "
 			history += ", "
 		}
-		feed += "(?, ?, ?, ?, ?, ?, ?, ?)"
-		fargs = append(fargs, int(c.op), c.r.ID, c.r.ResourceID, c.resourceVersion, snap, c.actor, c.reason, now)
+		feed += "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		fargs = append(fargs, int(c.op), c.r.ID, c.r.ResourceID, c.resourceVersion, snap, c.actor, c.reason, c.movedFrom, now)
 		history += "(?, ?, ?, ?, ?, ?)"
 		hargs = append(hargs, c.r.ID, int(c.op), snap, c.actor, c.reason, now)
 	}

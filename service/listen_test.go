@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -12,8 +13,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"reservation"
 	pb "reservation/proto/reservation/v1"
 	"reservation/queue"
+	"reservation/repo/repotest"
 	"reservation/service"
 )
 
@@ -234,4 +237,114 @@ func TestListenEndsWhenTheClientGoesAway(t *testing.T) {
 		t.Fatalf("Recv after cancel: %v", err)
 	}
 	waitUntil(t, "the subscription to close", func() bool { return r.feed.Stats().Subscribers == ownSubscriptions })
+}
+
+// TestListenersOfBothResourcesHearAMove: a move from room-a to room-b is one UPDATE, at one
+// seq, naming room-b; every listener of room-a (live, and resuming from seq 0 or from a cursor,
+// read from the ring and from the database) hears it once, as does a listener of room-b and an
+// unfiltered one; a move within room-a is heard once by room-a's listeners and not by room-b's;
+// room-c's listener hears neither. A write to each room afterwards shows that nothing else
+// came in between.
+func TestListenersOfBothResourcesHearAMove(t *testing.T) {
+	t.Parallel()
+	db, dsn := repotest.NewDB(t)
+	r := startReplica(t, db, nil)
+	c := r.client
+	ctx := ctxFor(t)
+	x := reserve(t, c, booking("room-a", 0, 1)) // seq 1
+	waitUntil(t, "the first change to be sequenced", func() bool { return r.feed.Stats().Head == 1 })
+	live := map[string]grpc.ServerStreamingClient[pb.ListenResponse]{}
+	for _, room := range []string{"room-a", "room-b", "room-c", ""} {
+		live[room], _ = listen(t, c, &pb.ListenRequest{ResourceId: room})
+	}
+	within, err := c.Update(ctx, moveTo(x.GetId(), 2, 3, "")) // seq 2
+	if err != nil {
+		t.Fatal(err)
+	}
+	across, err := c.Update(ctx, moveTo(x.GetId(), 4, 5, "room-b")) // seq 3
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := across.GetReservation(); m.GetResourceId() != "room-b" || m.GetVersion() != 3 {
+		t.Fatalf("moved %v, want version 3 on room-b", m)
+	}
+	last := map[string]*pb.Reservation{}
+	for i, room := range []string{"room-a", "room-b", "room-c"} { // seqs 4, 5, 6
+		last[room] = reserve(t, c, booking(room, 10+float64(i), 11+float64(i)))
+	}
+	waitUntil(t, "every change to be sequenced", func() bool { return r.feed.Stats().Head == 6 })
+
+	type heard struct {
+		seq uint64
+		op  pb.ReservationUpdateType
+		r   *pb.Reservation
+	}
+	update := pb.ReservationUpdateType_RESERVATION_UPDATE_TYPE_UPDATE
+	create := pb.ReservationUpdateType_RESERVATION_UPDATE_TYPE_CREATE
+	atWithin, atAcross := heard{2, update, within.GetReservation()}, heard{3, update, across.GetReservation()}
+	want := map[string][]heard{
+		"room-a": {atWithin, atAcross, {4, create, last["room-a"]}},
+		"room-b": {atAcross, {5, create, last["room-b"]}},
+		"room-c": {{6, create, last["room-c"]}},
+		"":       {atWithin, atAcross, {4, create, last["room-a"]}, {5, create, last["room-b"]}, {6, create, last["room-c"]}},
+	}
+	var moves []*pb.ListenResponse // every listener's message of the move across
+	// expect receives up to the last change want names, which every listener hears (a write to
+	// its room, or the last write), and compares all it received with want.
+	expect := func(who string, stream grpc.ServerStreamingClient[pb.ListenResponse], want []heard) {
+		t.Helper()
+		var got []*pb.ListenResponse
+		for len(got) == 0 || got[len(got)-1].GetSeq() < want[len(want)-1].seq {
+			m, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("%s: after %d changes: %v", who, len(got), err)
+			}
+			got = append(got, m)
+		}
+		if len(got) != len(want) {
+			t.Errorf("%s: heard %d changes, want %d", who, len(got), len(want))
+		}
+		for i, m := range got {
+			if w := want[min(i, len(want)-1)]; m.GetSeq() != w.seq || m.GetOp() != w.op || !proto.Equal(m.GetReservation(), w.r) || m.GetCursor() == "" {
+				t.Errorf("%s: change %d is seq %d %v %v, want seq %d %v %v", who, i, m.GetSeq(), m.GetOp(), m.GetReservation(), w.seq, w.op, w.r)
+			}
+			if m.GetSeq() == atAcross.seq {
+				moves = append(moves, m)
+			}
+		}
+	}
+	for room, stream := range live {
+		expect(fmt.Sprintf("live listener of %q", room), stream, want[room])
+	}
+	// Resuming from seq 0 reads from this replica's ring, which holds every change.
+	fromRing, _ := listen(t, c, &pb.ListenRequest{ResourceId: "room-a", AfterSeq: proto.Uint64(0)})
+	first := recvN(t, fromRing, 1)[0]
+	if first.GetSeq() != 1 || !proto.Equal(first.GetReservation(), x) {
+		t.Fatalf("room-a from seq 0 starts with %v, want the create of %v", first, x)
+	}
+	expect("room-a from seq 0, from the ring", fromRing, want["room-a"])
+	// A replica started now holds none of them in its ring: it replays them from the database.
+	cold := replicasOn(t, dsn, 1, func() reservation.Locker { return nil })[0]
+	for _, req := range []*pb.ListenRequest{
+		{ResourceId: "room-a", AfterSeq: proto.Uint64(0)},
+		{ResourceId: "room-a", ResumeCursor: first.GetCursor()},
+		{ResourceId: "room-b", AfterSeq: proto.Uint64(1)},
+		{ResourceId: "room-c", AfterSeq: proto.Uint64(0)},
+		{AfterSeq: proto.Uint64(1)},
+	} {
+		stream, _ := listen(t, cold.client, req)
+		room := req.GetResourceId()
+		if req.AfterSeq != nil && *req.AfterSeq == 0 && room != "room-c" {
+			recvN(t, stream, 1) // the create of x, checked above
+		}
+		expect(fmt.Sprintf("%v, from the database", req), stream, want[room])
+	}
+	if len(moves) != 8 {
+		t.Errorf("the move was heard %d times by the 8 listeners it concerns", len(moves))
+	}
+	for _, m := range moves[1:] {
+		if !proto.Equal(m, moves[0]) {
+			t.Errorf("the move heard as %v and as %v", m, moves[0])
+		}
+	}
 }

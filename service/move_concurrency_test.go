@@ -259,6 +259,20 @@ func TestConcurrentMovesAndReserves(t *testing.T) {
 			if n := count(t, db, "SELECT COUNT(*) FROM (SELECT 1 FROM reservation_changes GROUP BY resource_id, resource_version HAVING COUNT(*) > 1) d"); n != 0 {
 				t.Errorf("%d resource versions recorded twice", n)
 			}
+			// Every change names, as moved from, the resource of the reservation's change before
+			// it when that one is another, and no resource otherwise: so the listeners of the
+			// resource a move left hear it, and no one hears a change twice. (A reservation's
+			// changes are written one after another under its row lock, so in the order of their
+			// ids.)
+			var movesAcross int
+			if err := db.Get(&movesAcross, "SELECT COUNT(*) FROM reservation_changes WHERE moved_from <> ''"); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(t, db, `SELECT COUNT(*) FROM reservation_changes c WHERE c.moved_from <> COALESCE((
+				SELECT CASE WHEN p.resource_id = c.resource_id THEN '' ELSE p.resource_id END FROM reservation_changes p
+				WHERE p.reservation_id = c.reservation_id AND p.id < c.id ORDER BY p.id DESC LIMIT 1), '')`); n != 0 || movesAcross == 0 {
+				t.Errorf("%d changes name another resource as moved from than the one they left (of %d moves across resources)", n, movesAcross)
+			}
 			var moved int
 			for _, id := range shared {
 				if ledger.last[id].resource != fmt.Sprint("hot-", slices.Index(shared, id)) {

@@ -417,7 +417,7 @@ Each has a seq: --after SEQ resumes after it, on any replica, while the server k
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&resource, "resource", "", "only this resource's changes")
+	f.StringVar(&resource, "resource", "", "only this resource's changes, and the moves away from it")
 	f.Int64Var(&after, "after", -1, "resume after this seq (default: from now on)")
 	f.Lookup("after").DefValue = ""
 	return cmd

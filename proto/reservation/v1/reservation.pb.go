@@ -1423,8 +1423,10 @@ func (x *FreeSlotsResponse) GetFree() []*TimeWindow {
 }
 
 type ListenRequest struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	ResourceId string                 `protobuf:"bytes,1,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this resource's changes ("" for all): those of its reservations, and also the changes
+	// that move a reservation away from it: their reservation names the resource it moved to.
+	ResourceId string `protobuf:"bytes,1,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
 	// Resume after this seq, unverified: after a failover that lost changes, the seqs after it
 	// may name other changes than the ones this listener was given. Prefer resume_cursor.
 	AfterSeq *uint64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3,oneof" json:"after_seq,omitempty"`
