@@ -41,11 +41,15 @@ const (
 	SkipOccurrence = "OCCURRENCE_CONFLICT"
 )
 
-// ReserveSeries expands s and makes its occurrences as s.Mode says, in order of start.
+// ReserveSeries expands s, unless its caller did (Series.Expanded), and makes its occurrences
+// as s.Mode says, in order of start.
 func (s *Store) ReserveSeries(ctx context.Context, series reservation.Series) (*reservation.SeriesOutcome, error) {
-	occ, err := series.Occurrences()
-	if err != nil {
-		return nil, err
+	occ := series.Expanded
+	if occ == nil {
+		var err error
+		if occ, err = series.Occurrences(); err != nil {
+			return nil, err
+		}
 	}
 	mode := series.Mode
 	if mode == 0 {
