@@ -4,7 +4,7 @@ package repo
 // ReserveBatch, a pool booking, a call with a request id and each round of a series
 // (series.go). A job takes these steps, in this order:
 //
-//  1. prepare (Store.reserve): new ids and versions, normalized copies; a request id's
+//  1. prepare (Store.run): new ids and versions, normalized copies; a request id's
 //     fingerprint.
 //  2. lookup (Store.run): a call with a request id whose outcome is saved gets it, without
 //     any lock (request.go).
@@ -29,8 +29,9 @@ package repo
 //  9. finish (Store.run): a pool job whose picked units were all taken meanwhile picks again
 //     (from step 4); a request's conflict is saved as its outcome; a refusal is counted, once.
 //
-// From the gRPC handler to the SQL: service.Server.Reserve → Store.Reserve → Store.run →
-// committer.do → Store.writeGroup → Store.admit → writeTx.flush.
+// From the gRPC handler to the SQL, six hops over three files: service.Server.Reserve
+// (service/server.go) → Store.Reserve → Store.run → committer.do → Store.writeGroup →
+// Store.admit (here) → writeTx.flush (write.go), which sends the group's statements.
 
 import (
 	"context"
@@ -75,13 +76,14 @@ var errNothingToWrite = errors.New("nothing to write")
 // assigns ids, timestamps, versions and hold expiries, and returns the stored reservations in
 // the order given. A booking with a request id that was seen before gets that call's outcome.
 func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservation.Reservation, error) {
-	return s.reserve(ctx, b, nil)
+	return s.run(ctx, b, nil)
 }
 
-// reserve prepares b's job (step 1) and runs it. req, when not nil, is the request the call is
-// made under instead of one of b's request id: a series' (series.go), whose parameters and
+// run takes b's job through the pipeline's steps. req, when not nil, is the request the call
+// is made under instead of one of b's request id: a series' (series.go), whose parameters and
 // outcome are the series'.
-func (s *Store) reserve(ctx context.Context, b reservation.Booking, req *request) ([]*reservation.Reservation, error) {
+func (s *Store) run(ctx context.Context, b reservation.Booking, req *request) ([]*reservation.Reservation, error) {
+	// 1. prepare
 	if len(b.Reservations) == 0 {
 		return nil, reservation.Errorf(reservation.EINVALID, "no reservation to make")
 	}
@@ -94,7 +96,48 @@ func (s *Store) reserve(ctx context.Context, b reservation.Booking, req *request
 		req = &request{id: b.RequestID, fingerprint: made.Fingerprint()}
 	}
 	j := &job{ctx: ctx, rs: out, hold: b.Hold, actor: b.Actor, req: req, pooled: poolItems(out)}
-	err = s.run(ctx, j)
+	err = func() error {
+		// 2. lookup, 3. precheck
+		if j.req != nil {
+			// A retry of a call that is done needs no lock.
+			if done, err := s.lookup(ctx, s.db, j.req, s.now()); done || err != nil {
+				return err
+			}
+		} else if j.pooled == nil {
+			if err := s.precheck(ctx, j.rs); err != nil {
+				return err
+			}
+		}
+		for try := 0; ; try++ {
+			// 4. pick
+			if j.pooled != nil {
+				if err := s.pickUnits(ctx, j, try); err != nil {
+					return err
+				}
+			} else {
+				j.keys = resourcesOf(j.rs)
+			}
+			// 5 to 8: queue, lock, admit, flush
+			err := s.groups.do(ctx, j)
+			// 9. finish
+			if err != nil && j.pooled != nil {
+				unassign(j.rs, j.pooled)
+			}
+			if errors.Is(err, errUnitsGone) || errors.Is(err, errAgain) {
+				continue
+			}
+			if reservation.ErrorCode(err) == reservation.ECONFLICT && j.req != nil && !j.req.rounds {
+				// The same call again must meet the same conflict, even once the way is clear.
+				var e *reservation.Error
+				errors.As(err, &e)
+				if serr := saveOutcome(ctx, s.db, j.req, outcome{Conflict: e, SeriesID: j.req.seriesID}, s.now()); serr != nil && !isDupKey(serr) {
+					s.log.WarnContext(ctx, "saving the outcome of a request failed", "request_id", j.req.id, "err", serr)
+				}
+			}
+			return err
+		}
+	}()
+	// 9. finish
 	if reservation.ErrorCode(err) == reservation.ECONFLICT {
 		s.stats.conflicts.Add(1) // the one place a refusal is counted
 	}
@@ -105,45 +148,6 @@ func (s *Store) reserve(ctx context.Context, b reservation.Booking, req *request
 		return req.result()
 	}
 	return out, nil
-}
-
-// run takes j through steps 2 to 9.
-func (s *Store) run(ctx context.Context, j *job) error {
-	if j.req != nil {
-		// A retry of a call that is done needs no lock.
-		if done, err := s.lookup(ctx, s.db, j.req, s.now()); done || err != nil {
-			return err
-		}
-	} else if j.pooled == nil {
-		if err := s.precheck(ctx, j.rs); err != nil {
-			return err
-		}
-	}
-	for try := 0; ; try++ {
-		if j.pooled != nil {
-			if err := s.pickUnits(ctx, j, try); err != nil {
-				return err
-			}
-		} else {
-			j.keys = resourcesOf(j.rs)
-		}
-		err := s.groups.do(ctx, j)
-		if err != nil && j.pooled != nil {
-			unassign(j.rs, j.pooled)
-		}
-		if errors.Is(err, errUnitsGone) || errors.Is(err, errAgain) {
-			continue
-		}
-		if reservation.ErrorCode(err) == reservation.ECONFLICT && j.req != nil && !j.req.rounds {
-			// The same call again must meet the same conflict, even once the way is clear.
-			var e *reservation.Error
-			errors.As(err, &e)
-			if serr := saveOutcome(ctx, s.db, j.req, outcome{Conflict: e, SeriesID: j.req.seriesID}, s.now()); serr != nil && !isDupKey(serr) {
-				s.log.WarnContext(ctx, "saving the outcome of a request failed", "request_id", j.req.id, "err", serr)
-			}
-		}
-		return err
-	}
 }
 
 // committer queues jobs and writes them in groups of at most size (Store.writeGroup): a job's
@@ -196,40 +200,7 @@ func (c *committer) do(ctx context.Context, j *job) error {
 		c.leaders++
 		c.mu.Unlock()
 	}
-	c.lead(ctx, j)
-	return j.err
-}
-
-// await waits until j is done or is to lead, and reports whether it leads. When it does not,
-// j.err is its outcome (its caller's context error, should that end first).
-func (c *committer) await(ctx context.Context, j *job) (leads bool) {
-	select {
-	case <-j.done:
-	case <-j.lead:
-	case <-ctx.Done():
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if j.leading {
-		return true
-	}
-	if ctx.Err() != nil {
-		// Gone while waiting: out of the queue, or, when already in a group, written only
-		// if that group locked before now (the caller cannot know, as with any deadline).
-		if i := slices.Index(c.queue, j); i >= 0 {
-			c.queue = slices.Delete(c.queue, i, i+1)
-		}
-		select {
-		case <-j.done:
-		default:
-			j.err = ctx.Err()
-		}
-	}
-	return false
-}
-
-// lead writes groups from the queue until j's is written, then passes the lead on.
-func (c *committer) lead(ctx context.Context, j *job) {
+	// Lead: write groups from the queue until j's is written, then pass the lead on.
 	for {
 		c.mu.Lock()
 		group, held, freed := c.take()
@@ -264,10 +235,38 @@ func (c *committer) lead(ctx context.Context, j *job) {
 				c.leaders--
 			}
 			c.mu.Unlock()
-			return
+			return j.err
 		default:
 		}
 	}
+}
+
+// await waits until j is done or is to lead, and reports whether it leads. When it does not,
+// j.err is its outcome (its caller's context error, should that end first).
+func (c *committer) await(ctx context.Context, j *job) (leads bool) {
+	select {
+	case <-j.done:
+	case <-j.lead:
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if j.leading {
+		return true
+	}
+	if ctx.Err() != nil {
+		// Gone while waiting: out of the queue, or, when already in a group, written only
+		// if that group locked before now (the caller cannot know, as with any deadline).
+		if i := slices.Index(c.queue, j); i >= 0 {
+			c.queue = slices.Delete(c.queue, i, i+1)
+		}
+		select {
+		case <-j.done:
+		default:
+			j.err = ctx.Err()
+		}
+	}
+	return false
 }
 
 // take removes from the queue, in order, the next group: at most size jobs, none on a
@@ -341,6 +340,9 @@ func (s *Store) writeGroup(ctx context.Context, jobs []*job) {
 	if err != nil {
 		for _, j := range jobs {
 			j.err = err
+			if cerr := j.ctx.Err(); cerr != nil && errors.Is(err, context.Canceled) {
+				j.err = cerr // the wait ended with the calls: each gets its own call's end
+			}
 			close(j.done)
 		}
 		return
