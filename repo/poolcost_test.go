@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -176,4 +177,49 @@ func (k *countingRows) Next(dest []driver.Value) error {
 		k.c.rows.Add(1)
 	}
 	return err
+}
+
+// TestConcurrentPoolBookingsReadNotEveryUnit: 16 calls booking the same window of a pool of
+// 1,000 free units at once each get a unit of their own, and none of them locks and reads every
+// unit (which alone would read 1,000 rows): calls that lost the units they read free to the
+// others read again, rather than fall back to every unit.
+func TestConcurrentPoolBookingsReadNotEveryUnit(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db, dsn := repotest.NewDB(t)
+	setup := repo.New(db, repo.Options{})
+	const units, calls = 1000, 16
+	for i := range units {
+		if _, err := setup.PutResource(ctx, &reservation.Resource{ID: fmt.Sprintf("unit-%04d", i), PoolID: "hotel"}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counted, counts := countingDB(t, dsn)
+	s := repo.New(counted, repo.Options{})
+	counts.reset()
+	got := make([]string, calls)
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() {
+			out, err := s.Reserve(ctx, reservation.Book(poolBooking("hotel", 11, 13)))
+			if err != nil {
+				t.Errorf("call %d: %v", i, err)
+				return
+			}
+			got[i] = out[0].ResourceID
+		})
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i, u := range got {
+		if seen[u] {
+			t.Errorf("call %d booked %s, which another call booked too", i, u)
+		}
+		seen[u] = true
+	}
+	c := counts.load()
+	t.Logf("%d concurrent pool bookings: %+v", calls, c)
+	if c.rows >= units {
+		t.Errorf("%d rows read for %d bookings: some call read every one of the %d units", c.rows, calls, units)
+	}
 }
