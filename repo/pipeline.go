@@ -27,7 +27,8 @@ package repo
 //     resources' versions on, records the changes and the history, and saves the outcomes of
 //     its request ids; one commit.
 //  9. finish (Store.run): a pool job whose picked units were all taken meanwhile picks again
-//     (from step 4); a request's conflict is saved as its outcome; a refusal is counted, once.
+//     (from step 4); a request's conflict is saved as its outcome (not a pool call's, as
+//     before); a refusal is counted, once.
 //
 // From the gRPC handler to the SQL, six hops over three files: service.Server.Reserve
 // (service/server.go) → Store.Reserve → Store.run → committer.do → Store.writeGroup →
@@ -126,8 +127,9 @@ func (s *Store) run(ctx context.Context, b reservation.Booking, req *request) ([
 			if errors.Is(err, errUnitsGone) || errors.Is(err, errAgain) {
 				continue
 			}
-			if reservation.ErrorCode(err) == reservation.ECONFLICT && j.req != nil && !j.req.rounds {
+			if reservation.ErrorCode(err) == reservation.ECONFLICT && j.req != nil && !j.req.rounds && j.pooled == nil {
 				// The same call again must meet the same conflict, even once the way is clear.
+				// (Not a pool call's: a direct item of its batch in the way of every unit.)
 				var e *reservation.Error
 				errors.As(err, &e)
 				if serr := saveOutcome(ctx, s.db, j.req, outcome{Conflict: e, SeriesID: j.req.seriesID}, s.now()); serr != nil && !isDupKey(serr) {
