@@ -185,17 +185,12 @@ func TestExpandExdatesAndBounds(t *testing.T) {
 		{"FREQ=DAILY;COUNT=501", 500, false, "more than the 500"},
 		{"FREQ=WEEKLY", 500, false, "neither COUNT nor UNTIL"},
 		{"FREQ=DAILY;UNTIL=20300101T000000Z", 500, false, "more than the 500"},
-		{"FREQ=MONTHLY;BYMONTHDAY=31;INTERVAL=12;COUNT=3", 500, true, ""}, // from February: never again, ends at year 9999
 	} {
 		r, err := ParseRule(c.rule)
 		if err != nil {
 			t.Fatal(err)
 		}
-		from := start
-		if strings.Contains(c.rule, "INTERVAL=12") {
-			from = at(t, utc, "2026-02-10 10:00")
-		}
-		got, err := r.Expand(from, utc, nil, c.limit)
+		got, err := r.Expand(start, utc, nil, c.limit)
 		switch {
 		case c.ok && err != nil:
 			t.Errorf("%s: %v", c.rule, err)
@@ -203,6 +198,52 @@ func TestExpandExdatesAndBounds(t *testing.T) {
 			t.Errorf("%s: error %v, want ErrTooMany saying %q", c.rule, err, c.message)
 		case c.ok && c.rule == "FREQ=DAILY;COUNT=500" && len(got) != 500:
 			t.Errorf("%s: %d occurrences", c.rule, len(got))
+		}
+	}
+}
+
+// TestExpandStopsWithoutFurtherOccurrence: a rule that owes occurrences and makes none for
+// MaxRuleGap days is ErrNoFurther after examining about that many days, not every day to the
+// year 9999; a rule whose UNTIL passes stops there, without error, as soon as its periods
+// pass it. Counts of days examined, not times.
+func TestExpandStopsWithoutFurtherOccurrence(t *testing.T) {
+	utc := time.UTC
+	feb := at(t, utc, "2026-02-10 10:00")
+	mon := at(t, utc, "2026-06-01 10:00") // a Monday, the first of its month
+	for _, c := range []struct {
+		rule      string
+		start     time.Time
+		made      int  // occurrences before the error (or in all)
+		noFurther bool // the error wraps ErrNoFurther
+		most      int  // days examined at most
+	}{
+		// A fifth Monday is never the first of its month: only DTSTART is made.
+		{"FREQ=MONTHLY;BYDAY=5MO;BYMONTHDAY=1;COUNT=2", mon, 1, true, MaxRuleGap + 62},
+		{"FREQ=MONTHLY;BYDAY=5MO;BYMONTHDAY=1", mon, 1, true, MaxRuleGap + 62},
+		// The 31st of February, every 12 months from February.
+		{"FREQ=MONTHLY;BYMONTHDAY=31;INTERVAL=12;COUNT=3", feb, 1, true, MaxRuleGap/365*31 + 62},
+		{"FREQ=WEEKLY;BYDAY=MO;COUNT=3", mon, 3, false, 3 * 7},
+		// UNTIL: a rule that never matches again ends at UNTIL, without error, soon after it.
+		{"FREQ=MONTHLY;BYDAY=5MO;BYMONTHDAY=1;UNTIL=20270101T000000Z", mon, 1, false, 10 * 31},
+		// A monthly rule matching each month for 500 months: work grows with what is made.
+		{"FREQ=MONTHLY;COUNT=500", mon, 500, false, 500 * 31},
+	} {
+		r, err := ParseRule(c.rule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, examined, err := r.expand(c.start, utc, nil, 500)
+		switch {
+		case c.noFurther && !errors.Is(err, ErrNoFurther):
+			t.Errorf("%s: error %v, want ErrNoFurther", c.rule, err)
+		case !c.noFurther && err != nil:
+			t.Errorf("%s: %v", c.rule, err)
+		}
+		if len(got) != c.made {
+			t.Errorf("%s: %d occurrences, want %d", c.rule, len(got), c.made)
+		}
+		if examined > c.most || examined == 0 {
+			t.Errorf("%s: %d days examined, want 1 to %d", c.rule, examined, c.most)
 		}
 	}
 }
@@ -268,11 +309,47 @@ func TestSeriesOccurrences(t *testing.T) {
 		{Series{First: first, Rule: "FREQ=DAILY;COUNT=2", TimeZone: "Mars/Olympus"}, "time_zone"},
 		{Series{First: first, Rule: "FREQ=DAILY;COUNT=2", TimeZone: "Local"}, "time_zone"},
 		{Series{First: first, Rule: "FREQ=DAILY;COUNT=1", Exdates: []time.Time{first.Start}}, "exdates"},
+		{Series{First: first, Rule: "FREQ=MONTHLY;BYDAY=5MO;BYMONTHDAY=1;COUNT=2"}, "rrule"},
 	} {
 		_, err := c.s.Occurrences()
 		var e *Error
 		if !errors.As(err, &e) || e.Code != EINVALID || len(e.Fields) != 1 || e.Fields[0].Field != c.field {
 			t.Errorf("%+v: %v, want EINVALID on %s", c.s, err, c.field)
 		}
+	}
+}
+
+// TestSeriesExpandsOnce: a series and its copies (the server checks one, the store books
+// another) share one expansion while its inputs stay; a changed input expands again.
+func TestSeriesExpandsOnce(t *testing.T) {
+	first := &Reservation{UserID: "u", ResourceID: "room", Start: at(t, time.UTC, "2026-03-23 09:00"), End: at(t, time.UTC, "2026-03-23 10:00")}
+	s := Series{First: first, Rule: "FREQ=MONTHLY;BYDAY=5MO;BYMONTHDAY=1;COUNT=2"}
+	if _, err := s.Occurrences(); err == nil {
+		t.Fatal("a rule with no further occurrence was expanded without error")
+	}
+	made := s.expanded
+	c := s // as ReserveSeries passes it to the store
+	if _, err := c.Occurrences(); err == nil || c.expanded != made {
+		t.Errorf("the copy expanded again (or lost the error %v)", err)
+	}
+	for name, change := range map[string]func(*Series){
+		"rule":    func(s *Series) { s.Rule = "FREQ=DAILY;COUNT=3" },
+		"zone":    func(s *Series) { s.TimeZone = "Europe/Paris" },
+		"start":   func(s *Series) { f := *s.First; f.Start = f.Start.Add(time.Minute); s.First = &f },
+		"exdates": func(s *Series) { s.Exdates = []time.Time{first.Start.AddDate(0, 1, 0)} },
+		"max":     func(s *Series) { s.Max = 3 },
+	} {
+		c := s
+		change(&c)
+		c.Occurrences()
+		if c.expanded == made {
+			t.Errorf("%s changed, and the old expansion was used", name)
+		}
+	}
+	d := Series{First: first, Rule: "FREQ=DAILY;COUNT=3"}
+	rs, err := d.Occurrences()
+	again, err2 := d.Occurrences()
+	if err != nil || err2 != nil || len(rs) != 3 || len(again) != 3 || rs[1] == again[1] || !rs[2].Start.Equal(again[2].Start) {
+		t.Errorf("expanded twice: %v %v, %d and %d occurrences, shared %v", err, err2, len(rs), len(again), rs[1] == again[1])
 	}
 }
