@@ -28,7 +28,7 @@ const stampBacklog = 100_000
 //
 //	go test -run '^$' -bench StampBacklog -benchtime 3x ./repo/
 func BenchmarkStampBacklog(b *testing.B) {
-	for _, limit := range []int{1000, 10000} {
+	for _, limit := range []int{1000, 5000, 10000} {
 		b.Run(fmt.Sprint("batch-", limit), func(b *testing.B) {
 			db, _ := repotest.NewDB(b)
 			ctx := context.Background()
