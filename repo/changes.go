@@ -194,9 +194,10 @@ var errNotLeader = errors.New("not the feed leader")
 // their ids, in one transaction, and returns how many it stamped. It reads the oldest waiting
 // ids through the (seq, id) index (migration 00008) in as many entries as it stamps, and its
 // UPDATEs compute the seqs from runs of ids (stampStatements): one statement for a batch of
-// consecutive ids. Ids are allocated at insert, not at commit, so an uncommitted change with a smaller id may commit later: it is not
-// visible yet, and gets a later seq when it is. Changes of one resource are written one after
-// another under its row lock, so for them id order is commit order.
+// consecutive ids. Ids are allocated at insert, not at commit, so an uncommitted change with a
+// smaller id may commit later: it is not visible yet, and gets a later seq when it is. Changes
+// of one resource are written one after another under its row lock, so for them id order is
+// commit order.
 func (l *Leader) Stamp(ctx context.Context, limit int) (int, error) {
 	if !l.leading {
 		return 0, errNotLeader
