@@ -1,6 +1,7 @@
 package reservation
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -222,21 +223,40 @@ func parseByMonthDay(value string) ([]int, error) {
 }
 
 // ErrTooMany is wrapped by Expand's error when a rule makes more occurrences than allowed.
-var ErrTooMany = fmt.Errorf("too many occurrences")
+var ErrTooMany = errors.New("too many occurrences")
+
+// ErrNoFurther is wrapped by Expand's error when a rule that still owes occurrences (by COUNT,
+// or having neither COUNT nor UNTIL) makes none for MaxRuleGap.
+var ErrNoFurther = errors.New("the rule makes no further occurrence")
+
+// MaxRuleGap bounds how far, in calendar days, Expand looks past an occurrence for the next
+// one: about 10 years. A rule such as FREQ=MONTHLY;BYDAY=5MO;BYMONTHDAY=1 (a fifth Monday that
+// is the first of its month) never matches, and without this bound the expansion would test
+// every day up to the year 9999 for it: seconds of CPU for one request. No rule of the subset
+// ParseRule reads that matches at all leaves a gap this long, except through an INTERVAL
+// whose periods are this long themselves, which the bound also refuses.
+const MaxRuleGap = 3653
 
 // Expand returns the starts of the occurrences of the rule whose first occurrence starts at
 // start, in the zone loc, in order, leaving out those that start at one of exdates. More than
 // limit of them (after exdates) is an error wrapping ErrTooMany, and so is a rule with neither
-// COUNT nor UNTIL. Occurrences past the years a reservation can be stored in (9999) end the
-// expansion.
+// COUNT nor UNTIL. A rule that owes more occurrences and makes none in the MaxRuleGap days
+// after its last is an error wrapping ErrNoFurther. Occurrences past the years a reservation
+// can be stored in (9999) end the expansion.
 func (r Rule) Expand(start time.Time, loc *time.Location, exdates []time.Time, limit int) ([]time.Time, error) {
+	out, _, err := r.expand(start, loc, exdates, limit)
+	return out, err
+}
+
+// expand is Expand, and also returns the number of candidate days it examined: the work done,
+// which MaxRuleGap and limit bound (tests assert it).
+func (r Rule) expand(start time.Time, loc *time.Location, exdates []time.Time, limit int) (out []time.Time, examined int, err error) {
 	local := start.In(loc)
 	hh, mm, ss, ns := local.Hour(), local.Minute(), local.Second(), local.Nanosecond()
 	first := civil(local.Year(), local.Month(), local.Day())
 	excluded := func(t time.Time) bool {
 		return slices.ContainsFunc(exdates, func(x time.Time) bool { return x.Equal(t) })
 	}
-	var out []time.Time
 	made := 0 // instances of the rule, exdates included: what COUNT counts
 	add := func(day time.Time) (done bool, err error) {
 		t := localTime(day.Year(), day.Month(), day.Day(), hh, mm, ss, ns, loc)
@@ -259,66 +279,87 @@ func (r Rule) Expand(start time.Time, loc *time.Location, exdates []time.Time, l
 		return r.Count > 0 && made == r.Count, nil
 	}
 	if done, err := add(first); done || err != nil {
-		return out, err
+		return out, 1, err
 	}
 	last := civil(9999, time.December, 31)
+	// A period starting after this has no instance UNTIL allows (a day's local time is within
+	// a day of its UTC date, and two days leave room for any zone's offset).
+	var untilDay time.Time
+	if !r.Until.IsZero() {
+		untilDay = civil(r.Until.Year(), r.Until.Month(), r.Until.Day()).AddDate(0, 0, 2)
+	}
+	previous := first // the date of the last instance made
 	for period := 0; ; period++ {
-		days, beyond := r.period(first, period)
-		if beyond.After(last) {
-			return out, nil
+		days, beyond, n := r.period(first, period)
+		examined += n
+		switch {
+		case beyond.After(last):
+			return out, examined, nil
+		case !untilDay.IsZero() && beyond.After(untilDay):
+			return out, examined, nil
+		case beyond.Sub(previous) > MaxRuleGap*24*time.Hour:
+			return out, examined, fmt.Errorf("%w after %s: none in the %d days (about 10 years) after it, %d of %s made",
+				ErrNoFurther, previous.Format(time.DateOnly), MaxRuleGap, made, r.owed())
 		}
 		for _, d := range days {
 			if !d.After(first) {
 				continue // DTSTART is the first; instances before it are not in the set
 			}
 			if d.After(last) {
-				return out, nil
+				return out, examined, nil
 			}
 			if done, err := add(d); done || err != nil {
-				return out, err
+				return out, examined, err
 			}
+			previous = d
 		}
 	}
+}
+
+// owed says how many occurrences the rule asks for, for an error message.
+func (r Rule) owed() string {
+	if r.Count > 0 {
+		return fmt.Sprintf("COUNT=%d", r.Count)
+	}
+	return "an unbounded rule"
 }
 
 // civil is a calendar date, as midnight UTC: arithmetic on it knows no DST.
 func civil(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
 
 // period returns the dates of the rule's instances in period n (0 is the one holding first),
-// in order, and the first date of the period.
-func (r Rule) period(first time.Time, n int) ([]time.Time, time.Time) {
+// in order, the first date of the period, and how many days it examined.
+func (r Rule) period(first time.Time, n int) (days []time.Time, start time.Time, examined int) {
 	step := n * r.Interval
 	switch r.Freq {
 	case Daily:
 		d := first.AddDate(0, 0, step)
 		if r.matchesDay(d) && r.matchesMonthDay(d) {
-			return []time.Time{d}, d
+			return []time.Time{d}, d, 1
 		}
-		return nil, d
+		return nil, d, 1
 	case Weekly:
 		back := (int(first.Weekday()) - int(r.WeekStart) + 7) % 7
 		weekStart := first.AddDate(0, 0, -back+7*step)
-		var days []time.Time
 		for i := range 7 {
 			d := weekStart.AddDate(0, 0, i)
 			if len(r.ByDay) == 0 && d.Weekday() == first.Weekday() || r.matchesDay(d) && len(r.ByDay) > 0 {
 				days = append(days, d)
 			}
 		}
-		return days, weekStart
+		return days, weekStart, 7
 	}
 	// Monthly: the first of the month step months on, counted from first's month (not with
 	// AddDate on the day, which would carry the 31st into the next month).
 	monthStart := civil(first.Year(), first.Month()+time.Month(step), 1)
 	length := monthStart.AddDate(0, 1, -1).Day()
-	var days []time.Time
 	for day := 1; day <= length; day++ {
 		d := monthStart.AddDate(0, 0, day-1)
 		if r.monthlyInstance(d, first, length) {
 			days = append(days, d)
 		}
 	}
-	return days, monthStart
+	return days, monthStart, length
 }
 
 // monthlyInstance reports whether day d of a month of length days is an instance of a

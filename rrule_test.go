@@ -185,17 +185,12 @@ func TestExpandExdatesAndBounds(t *testing.T) {
 		{"FREQ=DAILY;COUNT=501", 500, false, "more than the 500"},
 		{"FREQ=WEEKLY", 500, false, "neither COUNT nor UNTIL"},
 		{"FREQ=DAILY;UNTIL=20300101T000000Z", 500, false, "more than the 500"},
-		{"FREQ=MONTHLY;BYMONTHDAY=31;INTERVAL=12;COUNT=3", 500, true, ""}, // from February: never again, ends at year 9999
 	} {
 		r, err := ParseRule(c.rule)
 		if err != nil {
 			t.Fatal(err)
 		}
-		from := start
-		if strings.Contains(c.rule, "INTERVAL=12") {
-			from = at(t, utc, "2026-02-10 10:00")
-		}
-		got, err := r.Expand(from, utc, nil, c.limit)
+		got, err := r.Expand(start, utc, nil, c.limit)
 		switch {
 		case c.ok && err != nil:
 			t.Errorf("%s: %v", c.rule, err)
@@ -203,6 +198,52 @@ func TestExpandExdatesAndBounds(t *testing.T) {
 			t.Errorf("%s: error %v, want ErrTooMany saying %q", c.rule, err, c.message)
 		case c.ok && c.rule == "FREQ=DAILY;COUNT=500" && len(got) != 500:
 			t.Errorf("%s: %d occurrences", c.rule, len(got))
+		}
+	}
+}
+
+// TestExpandStopsWithoutFurtherOccurrence: a rule that owes occurrences and makes none for
+// MaxRuleGap days is ErrNoFurther after examining about that many days, not every day to the
+// year 9999; a rule whose UNTIL passes stops there, without error, as soon as its periods
+// pass it. Counts of days examined, not times.
+func TestExpandStopsWithoutFurtherOccurrence(t *testing.T) {
+	utc := time.UTC
+	feb := at(t, utc, "2026-02-10 10:00")
+	mon := at(t, utc, "2026-06-01 10:00") // a Monday, the first of its month
+	for _, c := range []struct {
+		rule      string
+		start     time.Time
+		made      int  // occurrences before the error (or in all)
+		noFurther bool // the error wraps ErrNoFurther
+		most      int  // days examined at most
+	}{
+		// A fifth Monday is never the first of its month: only DTSTART is made.
+		{"FREQ=MONTHLY;BYDAY=5MO;BYMONTHDAY=1;COUNT=2", mon, 1, true, MaxRuleGap + 62},
+		{"FREQ=MONTHLY;BYDAY=5MO;BYMONTHDAY=1", mon, 1, true, MaxRuleGap + 62},
+		// The 31st of February, every 12 months from February.
+		{"FREQ=MONTHLY;BYMONTHDAY=31;INTERVAL=12;COUNT=3", feb, 1, true, MaxRuleGap/365*31 + 62},
+		{"FREQ=WEEKLY;BYDAY=MO;COUNT=3", mon, 3, false, 3 * 7},
+		// UNTIL: a rule that never matches again ends at UNTIL, without error, soon after it.
+		{"FREQ=MONTHLY;BYDAY=5MO;BYMONTHDAY=1;UNTIL=20270101T000000Z", mon, 1, false, 10 * 31},
+		// A monthly rule matching each month for 500 months: work grows with what is made.
+		{"FREQ=MONTHLY;COUNT=500", mon, 500, false, 500 * 31},
+	} {
+		r, err := ParseRule(c.rule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, examined, err := r.expand(c.start, utc, nil, 500)
+		switch {
+		case c.noFurther && !errors.Is(err, ErrNoFurther):
+			t.Errorf("%s: error %v, want ErrNoFurther", c.rule, err)
+		case !c.noFurther && err != nil:
+			t.Errorf("%s: %v", c.rule, err)
+		}
+		if len(got) != c.made {
+			t.Errorf("%s: %d occurrences, want %d", c.rule, len(got), c.made)
+		}
+		if examined > c.most || examined == 0 {
+			t.Errorf("%s: %d days examined, want 1 to %d", c.rule, examined, c.most)
 		}
 	}
 }
@@ -268,6 +309,7 @@ func TestSeriesOccurrences(t *testing.T) {
 		{Series{First: first, Rule: "FREQ=DAILY;COUNT=2", TimeZone: "Mars/Olympus"}, "time_zone"},
 		{Series{First: first, Rule: "FREQ=DAILY;COUNT=2", TimeZone: "Local"}, "time_zone"},
 		{Series{First: first, Rule: "FREQ=DAILY;COUNT=1", Exdates: []time.Time{first.Start}}, "exdates"},
+		{Series{First: first, Rule: "FREQ=MONTHLY;BYDAY=5MO;BYMONTHDAY=1;COUNT=2"}, "rrule"},
 	} {
 		_, err := c.s.Occurrences()
 		var e *Error

@@ -80,7 +80,7 @@ const (
 )
 
 const (
-	stampBatch  = 1000 // changes one stamp transaction sequences at most
+	stampBatch  = 5000 // changes one stamp transaction sequences at most: a backlog drains in large steps (repo.BenchmarkStampBacklog)
 	pollBatch   = 1000 // changes one poll reads at most
 	replayBatch = 500  // changes a replaying subscriber reads from the database at once
 	ringBatch   = 1024 // ring entries a subscriber looks at in one Next

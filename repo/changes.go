@@ -191,10 +191,13 @@ func (l *Leader) Resign() {
 var errNotLeader = errors.New("not the feed leader")
 
 // Stamp gives the next seqs to up to limit committed changes that have none, in the order of
-// their ids, in one transaction, and returns how many it stamped. Ids are allocated at insert,
-// not at commit, so an uncommitted change with a smaller id may commit later: it is not
-// visible yet, and gets a later seq when it is. Changes of one resource are written one after
-// another under its row lock, so for them id order is commit order.
+// their ids, in one transaction, and returns how many it stamped. It reads the oldest waiting
+// ids through the (seq, id) index (migration 00008) in as many entries as it stamps, and its
+// UPDATEs compute the seqs from runs of ids (stampStatements): one statement for a batch of
+// consecutive ids. Ids are allocated at insert, not at commit, so an uncommitted change with a
+// smaller id may commit later: it is not visible yet, and gets a later seq when it is. Changes
+// of one resource are written one after another under its row lock, so for them id order is
+// commit order.
 func (l *Leader) Stamp(ctx context.Context, limit int) (int, error) {
 	if !l.leading {
 		return 0, errNotLeader
@@ -205,7 +208,7 @@ func (l *Leader) Stamp(ctx context.Context, limit int) (int, error) {
 	if err != nil {
 		return 0, classify(fmt.Errorf("stamp changes: unstamped rows: %w", err))
 	}
-	var ids []any
+	var ids []int64
 	for rows.Next() {
 		var id int64
 		if err := rows.Scan(&id); err != nil {
@@ -240,27 +243,96 @@ func (l *Leader) Stamp(ctx context.Context, limit int) (int, error) {
 	if err := tx.QueryRowContext(ctx, "SELECT MAX(seq) FROM reservation_changes").Scan(&last); err != nil {
 		return 0, classify(fmt.Errorf("stamp changes: newest seq: %w", err))
 	}
-	var set strings.Builder
-	args := make([]any, 0, 3*len(ids))
-	set.WriteString("UPDATE reservation_changes SET seq = CASE id")
-	for i, id := range ids {
-		set.WriteString(" WHEN ? THEN ?")
-		args = append(args, id, uint64(last.Int64)+uint64(i)+1)
-	}
-	set.WriteString(" END, committed_at = UTC_TIMESTAMP(6) WHERE seq IS NULL AND id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")")
-	args = append(args, ids...)
-	res, err := tx.ExecContext(ctx, set.String(), args...)
-	if err != nil {
-		return 0, classify(fmt.Errorf("stamp changes: %w", err))
-	}
-	if n, err := res.RowsAffected(); err != nil || n != int64(len(ids)) {
-		return 0, fmt.Errorf("stamp changes: %d of %d rows stamped, another leader is at work: %w", n, len(ids), errNotLeader)
+	next := uint64(last.Int64) + 1
+	for _, st := range stampStatements(ids, next) {
+		res, err := tx.ExecContext(ctx, st.query, st.args...)
+		if err != nil {
+			return 0, classify(fmt.Errorf("stamp changes: %w", err))
+		}
+		if n, err := res.RowsAffected(); err != nil || n != int64(st.rows) {
+			return 0, fmt.Errorf("stamp changes: %d of %d rows stamped, another leader is at work: %w", n, st.rows, errNotLeader)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, classify(fmt.Errorf("stamp changes: commit: %w", err))
 	}
 	l.renewed = renewed
 	return len(ids), nil
+}
+
+// maxRunsPerStamp bounds the runs one stamping statement names: MySQL tests a row against the
+// WHEN clauses of a CASE one after another, so a statement's cost grows with its rows times its
+// runs. A backlog written by one server has consecutive ids, and a batch of them is one run.
+const maxRunsPerStamp = 64
+
+// stampStmt is a statement stamping rows changes.
+type stampStmt struct {
+	query string
+	args  []any
+	rows  int
+}
+
+// stampStatements writes the UPDATEs giving ids (ascending) the seqs from next on, in order:
+// the ids are cut into runs, each an arithmetic progression (a range of consecutive ids, or
+// ids a step apart, as a Galera node's auto-increment makes them), and each run's seqs are
+// computed from its ids (the first's seq plus the steps from the first), so a statement's
+// size and work grow with its runs, not with its rows: a batch of 10,000 consecutive ids is
+// one short statement. A statement names at most maxRunsPerStamp runs. Each stamps only rows
+// still without a seq, and exactly the ids given: a step's MOD condition leaves out the ids
+// between, which belong to no run of this batch.
+func stampStatements(ids []int64, next uint64) []stampStmt {
+	var out []stampStmt
+	var set, where strings.Builder
+	var setArgs, whereArgs []any
+	runs, rows := 0, 0
+	flush := func() {
+		if runs == 0 {
+			return
+		}
+		out = append(out, stampStmt{
+			query: "UPDATE reservation_changes SET seq = CASE" + set.String() + " END, committed_at = UTC_TIMESTAMP(6) WHERE seq IS NULL AND (" + where.String() + ")",
+			args:  append(setArgs, whereArgs...),
+			rows:  rows,
+		})
+		set.Reset()
+		where.Reset()
+		setArgs, whereArgs, runs, rows = nil, nil, 0, 0
+	}
+	for i := 0; i < len(ids); {
+		first, step, n := ids[i], int64(1), 1
+		if i+1 < len(ids) {
+			step = ids[i+1] - first
+			for n < len(ids)-i && ids[i+n]-ids[i+n-1] == step {
+				n++
+			}
+		}
+		lastID := first + step*int64(n-1)
+		if runs > 0 {
+			where.WriteString(" OR ")
+		}
+		if step == 1 {
+			// seq = next + (id - first)
+			set.WriteString(" WHEN id BETWEEN ? AND ? THEN id + ?")
+			setArgs = append(setArgs, first, lastID, int64(next)-first)
+			where.WriteString("id BETWEEN ? AND ?")
+			whereArgs = append(whereArgs, first, lastID)
+		} else {
+			// seq = next + (id - first) / step, for the ids first + k*step only
+			set.WriteString(" WHEN id BETWEEN ? AND ? THEN ? + (id - ?) DIV ?")
+			setArgs = append(setArgs, first, lastID, next, first, step)
+			where.WriteString("(id BETWEEN ? AND ? AND MOD(id - ?, ?) = 0)")
+			whereArgs = append(whereArgs, first, lastID, first, step)
+		}
+		next += uint64(n)
+		i += n
+		runs++
+		rows += n
+		if runs == maxRunsPerStamp {
+			flush()
+		}
+	}
+	flush()
+	return out
 }
 
 // lost ends leadership after err; a lease found lost is errNotLeader.

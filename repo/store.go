@@ -413,27 +413,7 @@ func (s *Store) Find(ctx context.Context, f reservation.Filter) ([]*reservation.
 func (s *Store) FreeSlots(ctx context.Context, q reservation.SlotQuery) ([]reservation.Window, error) {
 	now := s.now()
 	if q.ResourceID == "" && q.PoolID != "" {
-		units, err := s.ListResources(ctx, reservation.ResourceFilter{PoolID: q.PoolID})
-		if err != nil {
-			return nil, err
-		}
-		var out []reservation.Window
-		for _, u := range units {
-			uq := q.Bookable(u.Rules, now)
-			if u.Disabled || uq.Empty() {
-				continue
-			}
-			p := reservation.PolicyOf(u)
-			busy, err := s.busy(ctx, u.ID, uq, p)
-			if err != nil {
-				return nil, err
-			}
-			for _, w := range reservation.FreePlaces(uq, p, busy) {
-				w.ResourceID = u.ID
-				out = append(out, w)
-			}
-		}
-		return out, nil
+		return s.poolFree(ctx, q, now)
 	}
 	p := reservation.Policy{Capacity: 1}
 	res, err := s.GetResource(ctx, q.ResourceID)
@@ -463,8 +443,12 @@ func (s *Store) FreeSlots(ctx context.Context, q reservation.SlotQuery) ([]reser
 
 // busy reads the live reservations of the resource id whose blocked windows may meet that of a
 // reservation booked inside q's window on a resource of policy p: those within its buffers
-// (Policy.Gap) of q's window, by start.
+// (Policy.Gap) of q's window, by start; more than MaxFreeSlotsRows is EINVALID on end.
 func (s *Store) busy(ctx context.Context, id string, q reservation.SlotQuery, p reservation.Policy) ([]*reservation.Reservation, error) {
 	g := p.Gap()
-	return s.Find(ctx, reservation.Filter{ResourceID: id, Start: q.Start.Add(-g), End: q.End.Add(g)})
+	rs, err := s.Find(ctx, reservation.Filter{ResourceID: id, Start: q.Start.Add(-g), End: q.End.Add(g), Limit: MaxFreeSlotsRows + 1})
+	if err == nil && len(rs) > MaxFreeSlotsRows {
+		return nil, tooBusy("resource " + id)
+	}
+	return rs, err
 }

@@ -184,6 +184,9 @@ func TestSeriesBadRequests(t *testing.T) {
 		{&pb.ReserveSeriesRequest{First: first, Rrule: fmt.Sprintf("FREQ=DAILY;COUNT=%d", reservation.DefaultSeriesMax+1)}, []string{"rrule"}},
 		{&pb.ReserveSeriesRequest{First: first, Rrule: "FREQ=WEEKLY"}, []string{"rrule"}},
 		{&pb.ReserveSeriesRequest{First: first, Rrule: "FREQ=WEEKLY;BYDAY=1MO;COUNT=2"}, []string{"rrule"}},
+		// Never again after first (a fifth Monday that is the first of its month): refused after
+		// about 10 years of days, not after every day to the year 9999.
+		{&pb.ReserveSeriesRequest{First: first, Rrule: "FREQ=MONTHLY;BYDAY=5MO;BYMONTHDAY=1;COUNT=2"}, []string{"rrule"}},
 		{&pb.ReserveSeriesRequest{First: first, Rrule: "FREQ=WEEKLY;COUNT=2", TimeZone: "Europe/Atlantis"}, []string{"time_zone"}},
 		{&pb.ReserveSeriesRequest{First: first, Rrule: "FREQ=WEEKLY;COUNT=2", Mode: 7}, []string{"mode"}},
 		{&pb.ReserveSeriesRequest{First: first, Rrule: "FREQ=WEEKLY;COUNT=2", Exdates: []*timestamppb.Timestamp{{Seconds: -1e12}}}, []string{"exdates[0]"}},

@@ -14,7 +14,14 @@
 // on a calendar that rolls forward as they book, asking for --load 0.7 of the places. A
 // comma-separated list runs each workload in turn and closes with each one's ok/s and p99
 // beside the first's. After each run it checks with SQL that no resource ever held more
-// reservations at once than its capacity.
+// reservations at once than its capacity. --clients 16,64 runs the whole list at each count.
+//
+// Beside each run's rates it reports its cost: the whole machine's busy CPU per ok call, from
+// /proc/stat read before and after the run, and, through --verify-dsn (the service) or its own
+// connection (the MySQL floor), the MySQL server's SHOW GLOBAL STATUS counters per ok call:
+// commits, statements, SELECTs, INSERTs and UPDATEs, rows written, updated and deleted, bytes
+// received and fsyncs. Both are whole-machine, whole-server figures: run on a quiet machine, or compare
+// runs of one sitting.
 package main
 
 import (
@@ -26,6 +33,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,6 +110,10 @@ type result struct {
 	over      int
 	reads     map[string][]time.Duration
 	resources int
+	clients   int
+	busy      time.Duration    // whole-machine busy CPU over the run
+	cpuKnown  bool             // busy was measured (/proc/stat)
+	counters  map[string]int64 // the server's dbCounters over the run; nil: not read
 }
 
 func (r result) refusals() int {
@@ -123,7 +135,7 @@ func main() {
 	floorPG := flag.Bool("floor-postgres", false, "also run it against PostgreSQL with the RFC's design (EXCLUDE USING gist and a change trigger; not pool or capacity)")
 	pgDSN := flag.String("pg-dsn", "postgres://postgres@127.0.0.1:5432/postgres", "PostgreSQL server for --floor-postgres (a database rsvbench_floor is made)")
 	workloads := flag.String("workload", "spread", "spread, hot, mixed, read, pool or capacity; a comma-separated list runs each in turn")
-	flag.IntVar(&cfg.clients, "clients", 16, "concurrent clients")
+	clientsFlag := flag.String("clients", "16", "concurrent clients; a comma-separated list (16,64) runs each workload at each, in turn")
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long each workload runs on each target")
 	flag.IntVar(&cfg.resources, "resources", 0, "resources to spread over, or the pool's units (default: 10000 for spread, mixed and read, 1 for hot and capacity, 10 for pool)")
 	flag.IntVar(&cfg.capacity, "capacity", 20, "capacity: the capacity of its resources")
@@ -140,8 +152,14 @@ func main() {
 		}
 		cfg.workloads = append(cfg.workloads, strings.TrimSpace(w))
 	}
-	if cfg.clients < 1 || cfg.capacity < 1 || cfg.resources < 0 || cfg.span < 0 || cfg.load <= 0 {
-		fmt.Fprintln(os.Stderr, "rsvbench: --clients and --capacity must be at least 1, --resources and --span not negative, --load above 0")
+	clientCounts, err := parseClients(*clientsFlag)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rsvbench: --clients:", err)
+		os.Exit(2)
+	}
+	cfg.clients = clientCounts[0]
+	if cfg.capacity < 1 || cfg.resources < 0 || cfg.span < 0 || cfg.load <= 0 {
+		fmt.Fprintln(os.Stderr, "rsvbench: --capacity must be at least 1, --resources and --span not negative, --load above 0")
 		os.Exit(2)
 	}
 	ctx := context.Background()
@@ -157,21 +175,25 @@ func main() {
 		targets = append(targets, func() (target, error) { return newPostgresFloor(ctx, *pgDSN) })
 	}
 	var results []result
-	for _, w := range cfg.workloads {
-		for _, open := range targets {
-			t, err := open()
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "rsvbench:", err)
-				os.Exit(1)
-			}
-			r, ran, err := runWorkload(ctx, t, cfg, w)
-			t.close()
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "rsvbench:", err)
-				os.Exit(1)
-			}
-			if ran {
-				results = append(results, r)
+	for _, clients := range clientCounts {
+		run := cfg
+		run.clients = clients
+		for _, w := range cfg.workloads {
+			for _, open := range targets {
+				t, err := open()
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "rsvbench:", err)
+					os.Exit(1)
+				}
+				r, ran, err := runWorkload(ctx, t, run, w)
+				t.close()
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "rsvbench:", err)
+					os.Exit(1)
+				}
+				if ran {
+					results = append(results, r)
+				}
 			}
 		}
 	}
@@ -181,6 +203,19 @@ func main() {
 			os.Exit(1)
 		}
 	}
+}
+
+// parseClients reads --clients: one number of clients, or a comma-separated list, each at least 1.
+func parseClients(s string) ([]int, error) {
+	var out []int
+	for _, v := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a number of clients of at least 1", v)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // plan is what one workload does: the resources it puts first, and each call's booking.
@@ -312,9 +347,10 @@ func runWorkload(ctx context.Context, t target, cfg config, w string) (result, b
 		}
 	}
 	fmt.Fprintf(os.Stderr, "rsvbench: %s, %s, %d clients, %s...\n", t.name(), w, cfg.clients, cfg.duration)
-	res := result{workload: w, target: t.name(), resources: p.resources, refused: map[string]int{}, errs: map[string]int{}, reads: map[string][]time.Duration{}}
+	res := result{workload: w, target: t.name(), resources: p.resources, clients: cfg.clients, refused: map[string]int{}, errs: map[string]int{}, reads: map[string][]time.Duration{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	cost := startCost(ctx, t)
 	stop := time.Now().Add(cfg.duration)
 	start := time.Now()
 	for c := range cfg.clients {
@@ -395,6 +431,7 @@ func runWorkload(ctx context.Context, t target, cfg config, w string) (result, b
 	}
 	wg.Wait()
 	res.elapsed = time.Since(start)
+	cost.stop(ctx, &res)
 	slices.Sort(res.latencies)
 	n, err := t.overbooked(ctx)
 	if err != nil {
@@ -421,54 +458,70 @@ func perSecond(n int, d time.Duration) float64 { return float64(n) / d.Seconds()
 // and, for several workloads, a closing note of each one's ok/s and p99 beside the first's.
 func report(w io.Writer, cfg config, results []result) {
 	for i, r := range results {
-		if i > 0 && results[i-1].workload == r.workload {
+		if i > 0 && results[i-1].workload == r.workload && results[i-1].clients == r.clients {
 			continue
 		}
 		var same []result
 		for _, s := range results[i:] {
-			if s.workload == r.workload {
-				same = append(same, s)
+			if s.workload != r.workload || s.clients != r.clients {
+				break
 			}
+			same = append(same, s)
 		}
 		reportWorkload(w, cfg, same)
 	}
-	var first result
-	var beside []result
+	var clients []int
 	for _, r := range results {
-		if r.target != "service" {
+		if !slices.Contains(clients, r.clients) {
+			clients = append(clients, r.clients)
+		}
+	}
+	for _, c := range clients {
+		var first result
+		var beside []result
+		for _, r := range results {
+			if r.target != "service" || r.clients != c {
+				continue
+			}
+			if first.workload == "" {
+				first = r
+			} else {
+				beside = append(beside, r)
+			}
+		}
+		if len(beside) == 0 {
 			continue
 		}
-		if first.workload == "" {
-			first = r
-		} else {
-			beside = append(beside, r)
+		fmt.Fprintf(w, "\nservice, in this run, %d clients: ", c)
+		for i, r := range append([]result{first}, beside...) {
+			if i > 0 {
+				fmt.Fprint(w, "; ")
+			}
+			fmt.Fprintf(w, "%s %.0f ok/s, p99 %s ms", r.workload, perSecond(r.ok, r.elapsed), ms(quantile(r.latencies, .99)))
 		}
-	}
-	if len(beside) == 0 {
-		return
-	}
-	fmt.Fprintf(w, "\nservice, in this run: ")
-	for i, r := range append([]result{first}, beside...) {
-		if i > 0 {
-			fmt.Fprint(w, "; ")
+		fmt.Fprintln(w)
+		for _, r := range beside {
+			fmt.Fprintf(w, "%s / %s: ok/s %.2fx, p99 %.2fx\n", r.workload, first.workload,
+				ratio(r.ok, r.elapsed, first.ok, first.elapsed), float64(quantile(r.latencies, .99))/float64(max(1, quantile(first.latencies, .99))))
 		}
-		fmt.Fprintf(w, "%s %.0f ok/s, p99 %s ms", r.workload, perSecond(r.ok, r.elapsed), ms(quantile(r.latencies, .99)))
-	}
-	fmt.Fprintln(w)
-	for _, r := range beside {
-		fmt.Fprintf(w, "%s / %s: ok/s %.2fx, p99 %.2fx\n", r.workload, first.workload,
-			ratio(r.ok, r.elapsed, first.ok, first.elapsed), float64(quantile(r.latencies, .99))/float64(max(1, quantile(first.latencies, .99))))
 	}
 }
 
+// reportWorkload prints the results of one workload at one number of clients, a row per
+// target: its rates, latencies, the capacity check, and the machine's busy CPU per ok call;
+// then each target's refusals, reads, and the MySQL server's counters per ok call.
 func reportWorkload(w io.Writer, cfg config, results []result) {
 	r0 := results[0]
-	fmt.Fprintf(w, "\nworkload %s, %d clients, %s per target, %d resources, seed %d\n\n", r0.workload, cfg.clients, cfg.duration, r0.resources, cfg.seed)
+	clients := r0.clients
+	if clients == 0 {
+		clients = cfg.clients
+	}
+	fmt.Fprintf(w, "\nworkload %s, %d clients, %s per target, %d resources, seed %d\n\n", r0.workload, clients, cfg.duration, r0.resources, cfg.seed)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tok/s\trefusals/s\terrors\tp50 ms\tp99 ms\tp99.9 ms\toverbooked\t")
+	fmt.Fprintln(tw, "target\tok/s\trefusals/s\terrors\tp50 ms\tp99 ms\tp99.9 ms\toverbooked\tcpu µs/ok\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", r.target, perSecond(r.ok, r.elapsed), perSecond(r.refusals(), r.elapsed), counts(r.errs),
-			ms(quantile(r.latencies, .5)), ms(quantile(r.latencies, .99)), ms(quantile(r.latencies, .999)), r.over)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%d\t%s\t\n", r.target, perSecond(r.ok, r.elapsed), perSecond(r.refusals(), r.elapsed), counts(r.errs),
+			ms(quantile(r.latencies, .5)), ms(quantile(r.latencies, .99)), ms(quantile(r.latencies, .999)), r.over, r.cpuPerOK())
 	}
 	tw.Flush()
 	for _, r := range results {
@@ -481,14 +534,25 @@ func reportWorkload(w io.Writer, cfg config, results []result) {
 				fmt.Fprintf(w, "%s %s: %d calls, p50 %s ms, p99 %s ms\n", r.target, k, len(d), ms(quantile(d, .5)), ms(quantile(d, .99)))
 			}
 		}
+		if c := r.countersPerOK(); c != "" {
+			fmt.Fprintf(w, "%s server, per ok call: %s\n", r.target, c)
+		}
 	}
 	if len(results) > 1 && r0.target == "service" {
 		for _, f := range results[1:] {
-			fmt.Fprintf(w, "service / %s: ok/s %.2fx, refusals/s %.2fx, p99 %.2fx\n", f.target,
+			fmt.Fprintf(w, "service / %s: ok/s %.2fx, refusals/s %.2fx, p99 %.2fx, cpu/ok %s\n", f.target,
 				ratio(r0.ok, r0.elapsed, f.ok, f.elapsed), ratio(r0.refusals(), r0.elapsed, f.refusals(), f.elapsed),
-				float64(quantile(r0.latencies, .99))/float64(max(1, quantile(f.latencies, .99))))
+				float64(quantile(r0.latencies, .99))/float64(max(1, quantile(f.latencies, .99))), cpuRatio(r0, f))
 		}
 	}
+}
+
+// cpuRatio is a's busy CPU per ok call over b's, or "-".
+func cpuRatio(a, b result) string {
+	if !a.cpuKnown || !b.cpuKnown || a.ok == 0 || b.ok == 0 || b.busy == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", (float64(a.busy)/float64(a.ok))/(float64(b.busy)/float64(b.ok)))
 }
 
 // counts prints a count per key, by key: "POOL_FULL:12 RESERVATION_CONFLICT:3", or "0".

@@ -152,6 +152,14 @@ func TestWorkloads(t *testing.T) {
 			if r.ok == 0 || len(r.errs) != 0 || r.over != 0 {
 				t.Errorf("%s, %s: %d ok, errors %v, %d overbooked", name, w, r.ok, r.errs, r.over)
 			}
+			// The cost: the machine worked, and the server inserted at least the reservations
+			// made and received their statements (whole-server counters: at least, not exactly).
+			if !r.cpuKnown || r.busy <= 0 {
+				t.Errorf("%s, %s: busy CPU %v (measured %v)", name, w, r.busy, r.cpuKnown)
+			}
+			if c := r.counters; c == nil || c["Handler_write"] < int64(r.ok) || c["Com_commit"] == 0 || c["Questions"] < int64(r.ok) || c["Bytes_received"] < int64(100*r.ok) {
+				t.Errorf("%s, %s: %d ok, server counters %v", name, w, r.ok, c)
+			}
 			var stored int
 			check(t, db, &stored, "SELECT COUNT(*) FROM reservations WHERE resource_id LIKE ?", cfg.prefix+"%")
 			if stored != r.ok {
@@ -180,9 +188,41 @@ func TestWorkloads(t *testing.T) {
 	report(&out, config{clients: 4, duration: 2 * time.Second, seed: 1}, results)
 	t.Log(out.String())
 	for _, want := range []string{"workload pool, 4 clients", "service refusals: POOL_FULL:", "mysql-floor refusals: POOL_FULL:",
-		"service / mysql-floor: ok/s ", "service, in this run: spread ", "\npool / spread: ok/s ", "\ncapacity / spread: ok/s "} {
+		"service / mysql-floor: ok/s ", "service, in this run, 4 clients: spread ", "cpu µs/ok",
+		"service server, per ok call: commits ", "mysql-floor server, per ok call: commits ", "\npool / spread: ok/s ", "\ncapacity / spread: ok/s "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestParseCPU: busy time is every /proc/stat field but idle and iowait, guest time (already
+// in user) left out.
+func TestParseCPU(t *testing.T) {
+	s, ok := parseCPU("cpu  100 5 50 1000 20 3 2 1 40 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+	if !ok || s.busy != 100+5+50+3+2+1 || s.total != s.busy+1000+20 {
+		t.Errorf("parsed %+v, %v", s, ok)
+	}
+	if d := busyTime(cpuSample{busy: 100}, cpuSample{busy: 350}); d != 2500*time.Millisecond {
+		t.Errorf("250 jiffies = %v, want 2.5s", d)
+	}
+	for _, bad := range []string{"", "intr 1 2 3", "cpu 1 2 x 4 5"} {
+		if _, ok := parseCPU(bad); ok {
+			t.Errorf("parsed %q", bad)
+		}
+	}
+	if _, ok := readCPU(); !ok {
+		t.Error("no /proc/stat read on this machine")
+	}
+}
+
+func TestParseClients(t *testing.T) {
+	if got, err := parseClients("16, 64"); err != nil || len(got) != 2 || got[0] != 16 || got[1] != 64 {
+		t.Errorf("16, 64: %v %v", got, err)
+	}
+	for _, bad := range []string{"", "0", "16,", "x"} {
+		if _, err := parseClients(bad); err == nil {
+			t.Errorf("%q accepted", bad)
 		}
 	}
 }

@@ -81,6 +81,8 @@ func newService(ctx context.Context, addr, verifyDSN string) (target, error) {
 
 func (s *service) name() string { return "service" }
 
+func (s *service) statusDB() *sqlx.DB { return s.verify }
+
 func (s *service) client() pb.ReservationServiceClient {
 	i := <-s.next
 	s.next <- (i + 1) % len(s.conns)
@@ -221,6 +223,8 @@ func mysqlFloorOn(db *sqlx.DB) *mysqlFloor {
 }
 
 func (m *mysqlFloor) name() string { return "mysql-floor" }
+
+func (m *mysqlFloor) statusDB() *sqlx.DB { return m.db }
 
 func (m *mysqlFloor) catalogue(ctx context.Context, rs []resourceSpec) (bool, error) {
 	for _, r := range rs {
