@@ -335,3 +335,41 @@ func matchJSON(at string, got, want any) error {
 	}
 	return nil
 }
+
+// TestREADMELayoutListsEachFolder keeps the README's layout table whole: every top-level folder
+// the repository tracks has one row, and no row names a folder twice or one that is gone.
+func TestREADMELayoutListsEachFolder(t *testing.T) {
+	out, err := exec.Command("git", "-C", "../..", "ls-files").Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	tracked := map[string]bool{}
+	for _, path := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if dir, _, ok := strings.Cut(path, "/"); ok && !strings.HasPrefix(dir, ".") {
+			tracked[dir] = true
+		}
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, layout, ok := strings.Cut(string(readme), "\n## Layout\n")
+	if !ok {
+		t.Fatal("README.md has no Layout section")
+	}
+	layout, _, _ = strings.Cut(layout, "\n## ")
+	rows := map[string]int{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z0-9_-]+)/`").FindAllStringSubmatch(layout, -1) {
+		rows[m[1]]++
+	}
+	for dir := range tracked {
+		if rows[dir] != 1 {
+			t.Errorf("README.md's layout table has %d rows for %s/, want 1", rows[dir], dir)
+		}
+	}
+	for dir := range rows {
+		if !tracked[dir] {
+			t.Errorf("README.md's layout table lists %s/, which the repository does not have", dir)
+		}
+	}
+}
