@@ -32,6 +32,7 @@ var docSessions = map[string]int{
 	"docs/api.md":       1,
 	"docs/inventory.md": 3, // a hotel, a car park, the strict catalogue
 	"docs/series.md":    1,
+	"docs/feed.md":      1,
 	"docs/rsvctl.md":    1,
 }
 
