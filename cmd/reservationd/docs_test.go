@@ -181,14 +181,17 @@ func TestDocSessions(t *testing.T) {
 			t.Errorf("%s: %d sessions marked %q, want at least %d", doc, len(sessions), sessionMarker, least)
 		}
 		for _, s := range sessions {
-			t.Run(s.name, func(t *testing.T) { replay(t, s, env) })
+			t.Run(s.name, func(t *testing.T) {
+				t.Parallel() // each on a database, a Redis prefix and ports of its own
+				replay(t, s, env)
+			})
 		}
 	}
 }
 
 // replay runs one session against a daemon of its own and compares what each step printed.
 func replay(t *testing.T, s session, env []string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// The production lock, Redis, under a prefix of the daemon's own: the sessions book the
 	// same resource ids as other tests running beside this one.
