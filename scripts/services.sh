@@ -284,8 +284,9 @@ cmd_run() {
   if [ -n "${RESERVATION_MYSQL_DSN:-}" ]; then
     app_dsn=$RESERVATION_MYSQL_DSN
     log "MySQL: using RESERVATION_MYSQL_DSN from the environment"
-    if parse_dsn "$app_dsn"; then
-      ensure_mysql_client
+    # Looked at with a client already here, if any: nothing is installed for the user's server.
+    MYSQL_CLIENT=$(command -v mariadb || command -v mysql || true)
+    if [ -n "$MYSQL_CLIENT" ] && parse_dsn "$app_dsn"; then
       mysql_ping "$DSN_HOST" "$DSN_PORT" "$DSN_USER" "$DSN_PASS" ||
         log "warning: the MySQL of RESERVATION_MYSQL_DSN ($DSN_HOST:$DSN_PORT) does not answer"
     fi
