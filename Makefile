@@ -31,25 +31,35 @@ leg = echo "==== $(1): start $$(date -u +%FT%TZ)"; leg_t0=$$(date +%s); \
   echo "==== $(1): $$(( $$(date +%s) - leg_t0 )) s wall, exit $$leg_rc"; \
   exit $$leg_rc
 
-.PHONY: alerts run test test-mariadb test-mysql97 test-vitess test-galera galera-stop fuzz chaos build lint proto services services-stop
+.PHONY: alerts run reset test test-mariadb test-mysql97 test-vitess test-galera galera-stop fuzz chaos build lint proto services services-stop
 
-## run: start the server locally against MySQL/Redis from scripts/services.sh
-# A RESERVATION_MYSQL_DSN or RESERVATION_REDIS_ADDR set by the user wins over
-# what services.sh chooses. The binary is built, then exec'd: it replaces the
-# recipe's shell, so a signal to make (which passes it to its child) reaches
-# the server itself, and no orphan keeps the ports.
+## run: start the server locally against MySQL/Redis from scripts/services.sh --run
+# A RESERVATION_MYSQL_DSN or RESERVATION_REDIS_ADDR set by the user is used as
+# it is: services.sh --run then neither looks for nor installs that server. It
+# installs only what running needs (not the tests' redis-sentinel) and prints
+# the addresses reservationd will use. The binary is built, then exec'd: it
+# replaces the recipe's shell, so a signal to make (which passes it to its
+# child) reaches the server itself, and no orphan keeps the ports.
 run:
-	user_dsn=$${RESERVATION_MYSQL_DSN-}; user_redis=$${RESERVATION_REDIS_ADDR-}; \
-	$(SERVICES_ENV) && \
-	export RESERVATION_MYSQL_DSN="$${user_dsn:-$$RESERVATION_MYSQL_DSN}" RESERVATION_REDIS_ADDR="$${user_redis:-$$RESERVATION_REDIS_ADDR}" && \
+	run_env=$$(bash scripts/services.sh --run) && eval "$$run_env" && \
 	mkdir -p bin && $(GO) build -o bin/reservationd ./cmd/reservationd && \
 	exec bin/reservationd --lock redis
 
+## reset: empty the database `make run` uses (stop `make run` first; it migrates again at start)
+reset:
+	bash scripts/services.sh reset
+
 ## test: vet, all tests on MariaDB (services.sh), the database tests on MySQL 9.7, then fuzz
-# Both legs run even when the first fails, so that one CI run shows both
-# engines; the target fails if either did. -race needs cgo: GOTEST forces it on.
+# Every leg runs even when an earlier one fails, so that one CI run shows every
+# engine; the target fails if any did. -race needs cgo: GOTEST forces it on.
+# Under CI=true the servers the legs started (private MariaDB/Redis, MySQL 9.7)
+# are stopped at the end, whatever calls make; outside CI they are kept for the
+# next run (`make services-stop` stops them).
 test:
 	$(GO) vet ./...
+	if [ "$${CI:-}" = true ]; then \
+	  trap 'bash scripts/services.sh stop || true; bash scripts/mysql97.sh stop || true' EXIT; \
+	fi; \
 	status=0; \
 	$(MAKE) --no-print-directory test-mariadb || status=1; \
 	$(MAKE) --no-print-directory test-mysql97 || status=1; \
@@ -64,8 +74,10 @@ test-mariadb:
 	@$(call leg,MariaDB leg (scripts/services.sh),$(SERVICES_ENV) && $(GOTEST) ./...)
 
 ## test-mysql97: the database tests against Oracle MySQL 9.7 (scripts/mysql97.sh), Redis from services.sh
+# (under CI=true the server is stopped afterwards: it holds ~700 MB)
 test-mysql97:
-	@$(call leg,MySQL 9.7 leg (scripts/mysql97.sh),$(SERVICES_ENV) && $(MYSQL97_ENV) && \
+	@trap 'if [ "$${CI:-}" = true ]; then bash scripts/mysql97.sh stop || true; fi' EXIT; \
+	$(call leg,MySQL 9.7 leg (scripts/mysql97.sh),$(SERVICES_ENV) && $(MYSQL97_ENV) && \
 	  pkgs=$$($(DB_PACKAGES)) && echo "RESERVATION_TEST_MYSQL_DSN=$$RESERVATION_TEST_MYSQL_DSN; packages:" $$pkgs && \
 	  $(GOTEST) $$pkgs)
 

@@ -65,7 +65,7 @@ func BenchmarkReserveStore(b *testing.B) {
 // 40 bytes, a user of 12, an actor of 17), each created (in batches of 100), its note changed
 // for a reason of 30 bytes, confirmed, and cancelled for a reason of 30 bytes: 10,000 changes.
 // Then ANALYZE TABLE, and InnoDB's DATA_LENGTH + INDEX_LENGTH over the rows, beside the plain
-// average of the columns' bytes. Run once: -benchtime 1x (the README's History section).
+// average of the columns' bytes. Run once: -benchtime 1x (docs/series.md, How the history is kept).
 func BenchmarkHistoryBytesPerChange(b *testing.B) {
 	for range b.N {
 		db, _ := repotest.NewDB(b)

@@ -2,8 +2,10 @@
 # Makes sure a MySQL-compatible server and a Redis are reachable for the tests
 # and for `make run`, then prints `export` lines for them on stdout:
 #
-#   eval "$(scripts/services.sh)"      # sets the variables below
+#   eval "$(scripts/services.sh)"      # sets the variables below (tests)
+#   scripts/services.sh --run          # for `make run`: see "Run mode" below
 #   scripts/services.sh --private      # ignore running servers, use private ones
+#   scripts/services.sh reset          # empty the app database `make run` uses
 #   scripts/services.sh stop           # stop the private servers started here
 #
 # Printed variables:
@@ -21,6 +23,12 @@
 #   3. a private server under .local/ on a free port, installed with apt-get
 #      first if the binary is missing and we are root. It keeps running
 #      between calls (its port is kept in .local/*.port) until `stop`.
+#
+# Run mode (--run, used by `make run`): a RESERVATION_MYSQL_DSN or
+# RESERVATION_REDIS_ADDR set by the user is used as it is (that server is not
+# chosen, started or installed), and the addresses reservationd will use are
+# printed on stderr. Only what running needs is installed: not redis-sentinel,
+# which only the Sentinel tests use (the default mode, for tests, installs it).
 #
 # Knobs (environment): RSV_MYSQL_PORT / RSV_REDIS_PORT change the default
 # ports probed in step 2 (point them at a dead port to test step 3),
@@ -237,7 +245,8 @@ choose_redis() {
 }
 
 # The Sentinel tests start their own sentinels with Debian's redis-sentinel: install it when
-# missing (as root; otherwise say how, and let the tests that need it fail).
+# missing (as root; otherwise say how, and let the tests that need it fail). Tests only:
+# --run (make run) does not call it.
 ensure_sentinel() {
   command -v redis-sentinel >/dev/null && return
   if is_root; then
@@ -258,6 +267,79 @@ cmd_stop() {
 }
 
 # ----------------------------------------------------------------- main ----
+
+# redact_dsn DSN: the DSN with its password replaced by ***, for printing.
+redact_dsn() {
+  if parse_dsn "$1" && [ -n "$DSN_PASS" ]; then
+    printf '%s' "${1/":$DSN_PASS@"/":***@"}"
+  else
+    printf '%s' "$1"
+  fi
+}
+
+# cmd_run: the servers for `make run`, the user's RESERVATION_MYSQL_DSN and
+# RESERVATION_REDIS_ADDR first, then the addresses reservationd will use.
+cmd_run() {
+  local app_dsn redis_addr
+  if [ -n "${RESERVATION_MYSQL_DSN:-}" ]; then
+    app_dsn=$RESERVATION_MYSQL_DSN
+    log "MySQL: using RESERVATION_MYSQL_DSN from the environment"
+    # Looked at with a client already here, if any: nothing is installed for the user's server.
+    MYSQL_CLIENT=$(command -v mariadb || command -v mysql || true)
+    if [ -n "$MYSQL_CLIENT" ] && parse_dsn "$app_dsn"; then
+      mysql_ping "$DSN_HOST" "$DSN_PORT" "$DSN_USER" "$DSN_PASS" ||
+        log "warning: the MySQL of RESERVATION_MYSQL_DSN ($DSN_HOST:$DSN_PORT) does not answer"
+    fi
+  else
+    choose_mysql
+    mysql_cli "$MYSQL_HOST" "$MYSQL_PORT" "$MYSQL_USER" "$MYSQL_PASS" \
+      -e "CREATE DATABASE IF NOT EXISTS \`$APP_DB\`" ||
+      die "could not create database $APP_DB"
+    app_dsn=$MYSQL_APP_DSN
+  fi
+  if [ -n "${RESERVATION_REDIS_ADDR:-}" ]; then
+    redis_addr=$RESERVATION_REDIS_ADDR
+    log "Redis: using RESERVATION_REDIS_ADDR from the environment"
+    redis_ping "${redis_addr%:*}" "${redis_addr##*:}" ||
+      log "warning: the Redis of RESERVATION_REDIS_ADDR ($redis_addr) does not answer (reservationd still serves, on the database guard alone)"
+  else
+    choose_redis
+    redis_addr=$REDIS_ADDR
+  fi
+
+  local grpc=${RESERVATION_GRPC_ADDR:-127.0.0.1:50051} http=${RESERVATION_HTTP_ADDR:-127.0.0.1:8080}
+  log "reservationd will use:"
+  log "  gRPC   $grpc (rsvctl, grpcurl)"
+  log "  HTTP   http://$http/ (the timeline page; JSON API under /v1/, /metrics, /openapi.json)"
+  log "  MySQL  $(redact_dsn "$app_dsn")"
+  log "  Redis  $redis_addr"
+  log "stop it with Ctrl-C; 'make reset' (while it is stopped) empties its database"
+  emit RESERVATION_MYSQL_DSN "$app_dsn"
+  emit RESERVATION_REDIS_ADDR "$redis_addr"
+}
+
+# cmd_reset: drop and create again the database `make run` uses (the one of
+# RESERVATION_MYSQL_DSN when it is set), so the docs' sessions start from an
+# empty one. reservationd migrates it again at its next start.
+cmd_reset() {
+  local host port user pass db
+  ensure_mysql_client
+  if [ -n "${RESERVATION_MYSQL_DSN:-}" ]; then
+    parse_dsn "$RESERVATION_MYSQL_DSN" ||
+      die "cannot parse RESERVATION_MYSQL_DSN (want user[:pass]@tcp(host:port)/db)"
+    host=$DSN_HOST port=$DSN_PORT user=$DSN_USER pass=$DSN_PASS
+    db=${RESERVATION_MYSQL_DSN#"$DSN_BASE"}
+    db=${db%%\?*}
+    [ -n "$db" ] || die "RESERVATION_MYSQL_DSN names no database"
+  else
+    choose_mysql
+    host=$MYSQL_HOST port=$MYSQL_PORT user=$MYSQL_USER pass=$MYSQL_PASS db=$APP_DB
+  fi
+  log "dropping and creating database $db on $host:$port"
+  mysql_cli "$host" "$port" "$user" "$pass" \
+    -e "DROP DATABASE IF EXISTS \`$db\`; CREATE DATABASE \`$db\`" ||
+    die "could not reset database $db"
+}
 
 cmd_up() {
   choose_mysql
@@ -282,6 +364,8 @@ main() {
     case $arg in
       up) cmd=up ;;
       stop) cmd=stop ;;
+      reset) cmd=reset ;;
+      --run) cmd=run ;;
       --private) PRIVATE=1 ;;
       -h | --help) usage; exit 0 ;;
       *) usage; die "unknown argument: $arg" ;;
@@ -295,6 +379,8 @@ main() {
 
   case $cmd in
     up) cmd_up ;;
+    run) cmd_run ;;
+    reset) cmd_reset ;;
     stop) cmd_stop ;;
   esac
 }

@@ -93,7 +93,7 @@ func TestTimelinePageAtTheDesk(t *testing.T) {
 		}
 	}
 
-	// 1400: a desk; 390: a phone (the README's screenshots); 360: the narrowest phones.
+	// 1400: a desk; 390: a phone (docs/timeline.md's screenshots); 360: the narrowest phones.
 	for i, width := range []int{1400, 390, 360} {
 		t.Run(fmt.Sprintf("%dpx", width), func(t *testing.T) {
 			week := time.Date(2030, 3, 4+7*i, 0, 0, 0, 0, time.UTC) // a Monday; each width its own week

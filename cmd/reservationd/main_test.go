@@ -213,16 +213,17 @@ func TestFlagsFallBackToEnvironment(t *testing.T) {
 	}
 }
 
-// TestREADMEListsEveryFlag keeps the configuration reference complete.
-func TestREADMEListsEveryFlag(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+// TestOperationsDocListsEveryFlag keeps the configuration reference (docs/operations.md)
+// complete.
+func TestOperationsDocListsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile("../../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := DefaultConfig()
 	c.flags().VisitAll(func(f *flag.Flag) {
 		if !strings.Contains(string(readme), "`--"+f.Name+"`") || !strings.Contains(string(readme), envName(f.Name)) {
-			t.Errorf("README's configuration table lacks --%s (%s)", f.Name, envName(f.Name))
+			t.Errorf("docs/operations.md's configuration table lacks --%s (%s)", f.Name, envName(f.Name))
 		}
 	})
 }

@@ -142,7 +142,7 @@ func binary(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Fatalf("%s not found (scripts/services.sh installs it as root: apt-get install redis-server redis-sentinel): %v", name, err)
+		t.Fatalf("%s not found (as root, scripts/services.sh installs it for the tests: apt-get install redis-server redis-sentinel): %v", name, err)
 	}
 	return p
 }
