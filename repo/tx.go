@@ -38,6 +38,16 @@ const (
 	// catching up or cut off from the cluster's primary component. (MySQL's "unknown command"
 	// otherwise, which the driver never sends.)
 	errWsrepNotReady = 1047
+	// Group Replication, multi-primary: a transaction that lost the group's certification to
+	// one committed first on another member is rolled back at COMMIT (3101,
+	// ER_TRANSACTION_ROLLBACK_DURING_COMMIT, "Plugin instructed the server to rollback the
+	// current transaction"); one whose rows a transaction of another member needed while it
+	// was applied here was aborted, and its next statement or COMMIT says so (1180,
+	// ER_ERROR_DURING_COMMIT, "Got error 149 - 'Lock deadlock; Retry transaction' during
+	// COMMIT"). Neither wrote anything: both are retried like a deadlock. (Seen in
+	// chaos.TestGroupReplicationMultiPrimary.)
+	errGRRollback    = 3101
+	errErrorOnCommit = 1180
 )
 
 // write runs fn in a transaction whose resources rows keys (sorted) are locked (a writeTx),
@@ -131,7 +141,7 @@ func retryable(err error) bool {
 		return false
 	}
 	switch me.Number {
-	case errDeadlock, errLockWait, errDupKey, errTiDBConflict, errTiDBRetry, errTiDBSchema, errTiDBWrite:
+	case errDeadlock, errLockWait, errDupKey, errTiDBConflict, errTiDBRetry, errTiDBSchema, errTiDBWrite, errGRRollback, errErrorOnCommit:
 		return true
 	case errTiDBUnknown:
 		// TiDB answers lock contention ("pessimistic lock retry limit reached") with 1105,
@@ -161,7 +171,7 @@ func classify(err error) error {
 		case errTooManyConns, errUserConns, errUserLimit:
 			// The server refused a new connection, so nothing ran: a later try may get one.
 			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database refused a connection: too many connections", Err: err}
-		case errLockWait, errDeadlock:
+		case errLockWait, errDeadlock, errGRRollback, errErrorOnCommit:
 			// A read outside any retried transaction that waited too long: on Galera, a
 			// causal read (wsrep_sync_wait) while the cluster stalls on a dead or paused
 			// node. Retrying may succeed. (inTx still retries these: errors.As sees through.)
