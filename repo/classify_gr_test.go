@@ -27,3 +27,22 @@ func TestClassifyGroupReplicationConflicts(t *testing.T) {
 		}
 	}
 }
+
+// A member leaving its group, or out of it, refuses the transaction and writes nothing: the
+// call is UNAVAILABLE (the next try goes to the primary), and the failover connector drops the
+// connection as it does on a read-only refusal.
+func TestClassifyGroupReplicationMemberLeaving(t *testing.T) {
+	for _, me := range []*mysql.MySQLError{
+		{Number: 3799, Message: "The Group Replication plugin is stopping, therefore new transactions are not allowed to start."},
+		{Number: 3796, Message: "The option group_replication_consistency cannot be used on the current member state."},
+		{Number: 3100, Message: "Error on observer while running replication hook 'before_commit'."},
+	} {
+		err := fmt.Errorf("begin: %w", me)
+		if got := reservation.ErrorCode(classify(err)); got != reservation.EUNAVAILABLE {
+			t.Errorf("classify(%d) code = %v, want EUNAVAILABLE", me.Number, got)
+		}
+		if !isReadOnly(err) {
+			t.Errorf("%d does not make the failover connector leave the host", me.Number)
+		}
+	}
+}

@@ -177,9 +177,10 @@ func classify(err error) error {
 			// node. Retrying may succeed. (inTx still retries these: errors.As sees through.)
 			return &reservation.Error{Code: reservation.EABORTED, Message: "database lock wait timed out or transaction aborted", Err: err}
 		}
-		if me.Number == errReadOnly || me.Number == errReadOnlyTrans {
-			// A replica, or a primary demoted by a failover: the statement was refused, so
-			// nothing was written, and the next try goes to the new primary.
+		if isReadOnly(err) {
+			// A replica, or a primary demoted by a failover (or a group member that left its
+			// group): the statement was refused, so nothing was written, and the next try
+			// goes to the new primary.
 			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database is read-only (failover in progress?)", Err: err}
 		}
 		return err // a server error that is ours to fix: internal
