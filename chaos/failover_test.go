@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -190,6 +191,17 @@ func failover(t *testing.T, mode string) {
 		}
 	}
 	if mode != "async" {
+		// Change by change, every listener's history (from the start of the feed) against
+		// the calls and their answers. (Async loses acknowledged changes by design.)
+		histories := make([][]*pb.ListenResponse, len(listeners))
+		for i, l := range listeners {
+			l.mu.Lock()
+			histories[i] = slices.Clone(l.history)
+			l.mu.Unlock()
+		}
+		for _, d := range h.Feed.Check(0, histories...) {
+			t.Errorf("%s: feed unlike the calls: %s", mode, d)
+		}
 		if len(lost) > 0 {
 			t.Errorf("%s lost %d acknowledged reservations: %v", mode, len(lost), lost[:min(5, len(lost))])
 		}
