@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/jmoiron/sqlx"
 	"google.golang.org/grpc/codes"
 
 	"reservation/lock/locktest"
@@ -92,10 +93,15 @@ func (m *grMember) open() *sql.DB {
 	return db
 }
 
+// exec runs an administrative statement; STOP GROUP_REPLICATION on a primary under load
+// takes seconds (it waits for the transactions under way), more than open's read timeout.
 func (m *grMember) exec(ctx context.Context, q string) error {
-	db := m.open()
+	db, err := sql.Open("mysql", "root@tcp("+m.addr+")/?timeout=1s&readTimeout=2m")
+	if err != nil {
+		return err
+	}
 	defer db.Close()
-	_, err := db.ExecContext(ctx, q)
+	_, err = db.ExecContext(ctx, q)
 	return err
 }
 
@@ -388,6 +394,13 @@ func runGR(t *testing.T, opts grRunOptions) {
 		report.must("certification conflicts detected by the group (must be > 0 here: the run would not test them)", -1)
 	}
 	report.info("certification conflicts detected by the group", fmt.Sprint(conflicts))
+	if n := bypassed(t, c); opts.redisDown {
+		// Every write went ahead on the database guard alone: the run tests that path.
+		if n == 0 {
+			report.must("writes that went ahead without the lock (must be > 0 with Redis unreachable)", -1)
+		}
+		report.info("writes that went ahead without the lock", fmt.Sprint(n))
+	}
 	report.info("mode / lock", fmt.Sprintf("%s-primary / %s (Redis unreachable: %v)", opts.mode, opts.lock, opts.redisDown))
 	report.info("load", fmt.Sprintf("%d writers on %d resources for %s", galeraWriters, galeraResources, stopped.Sub(began).Round(100*time.Millisecond)))
 	for _, f := range done {
@@ -446,4 +459,59 @@ func TestGroupReplicationMultiPrimary(t *testing.T) {
 	grDSNs(t)
 	t.Run("local", func(t *testing.T) { runGR(t, grRunOptions{mode: "multi", lock: "local", wantErrors: true}) })
 	t.Run("redis", func(t *testing.T) { runGR(t, grRunOptions{mode: "multi", lock: "redis"}) })
+}
+
+// TestGroupReplicationBatchProbe asks of a multi-primary group what
+// TestGaleraBatchSplitByBruteForceAbort asks of Galera: member 1's transaction holds a row FOR
+// UPDATE and sends INSERT t; DO SLEEP(1); INSERT t2; UPDATE hot as one multi-statement batch
+// while member 2 updates that row, so that applying member 2's transaction on member 1 aborts
+// member 1's in the middle of the batch. Does a later statement of the batch then commit
+// outside the transaction? The service's choice for Group Replication (batches sent together,
+// as on one server) rests on the answer: every run must be clean, all or nothing.
+func TestGroupReplicationBatchProbe(t *testing.T) {
+	dsns := grDSNs(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := grUp(ctx, "multi"); err != nil {
+		t.Fatal(err)
+	}
+	dbName := galeraDatabase(t, ctx, dsns[0])
+	other, err := sql.Open("mysql", withDB(t, dsns[1], dbName, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, q := range []string{
+		"CREATE TABLE hot (id INT PRIMARY KEY, v INT NOT NULL)",
+		"CREATE TABLE t (id INT PRIMARY KEY)",
+		"CREATE TABLE t2 (id INT PRIMARY KEY)",
+		"INSERT INTO hot VALUES (1, 0)",
+	} {
+		if _, err := other.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	raw, err := sqlx.Open("mysql", withDB(t, dsns[0], dbName, map[string]string{"multiStatements": "true"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	const syncRead = "SET SESSION group_replication_consistency = 'BEFORE'"
+	aborted := 0
+	for i := range 3 {
+		out := runProbe(ctx, t, raw, other, syncRead, func(tx *sqlx.Tx) error {
+			_, err := tx.ExecContext(ctx, probeBatch)
+			return err
+		})
+		t.Logf("multiStatements batch, run %d: %s", i+1, out)
+		if !out.clean() {
+			t.Errorf("run %d: the batch was split: %s", i+1, out)
+		}
+		if out.execErr != nil || out.commitErr != nil {
+			aborted++
+		}
+	}
+	if aborted == 0 {
+		t.Errorf("member 2's update never aborted member 1's transaction in 3 runs: the probe tested nothing")
+	}
 }
