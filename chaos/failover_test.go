@@ -26,6 +26,7 @@ import (
 
 	"reservation"
 	pb "reservation/proto/reservation/v1"
+	"reservation/service/feedtest"
 )
 
 // TestFailover runs reservationd replicas given a primary and its replica as two hosts of one
@@ -146,7 +147,7 @@ func failover(t *testing.T, mode string) {
 	// acknowledged Reserve.
 	resumed := make([]time.Duration, len(replicas))
 	for i, r := range replicas {
-		resumed[i] = firstWrite(t, ctx, r, i, promoted)
+		resumed[i] = firstWrite(t, ctx, r, i, promoted, h)
 	}
 	time.Sleep(3 * time.Second)
 	stopLoad()
@@ -338,18 +339,20 @@ func tail(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// firstWrite books on its own resource through r until it is acknowledged, and returns how
-// long after since that was.
-func firstWrite(t *testing.T, ctx context.Context, r *Replica, i int, since time.Time) time.Duration {
+// firstWrite books on its own resource through r until it is acknowledged, records the
+// acknowledged change in h's calls, and returns how long after since that was. (Its request id
+// makes the retries one reservation.)
+func firstWrite(t *testing.T, ctx context.Context, r *Replica, i int, since time.Time, h *History) time.Duration {
 	t.Helper()
 	start := time.Date(2032, 1, 1, 0, 0, 0, 0, time.UTC)
 	req := &pb.ReserveRequest{RequestId: fmt.Sprint("probe-", i), Reservation: &pb.Reservation{
 		UserId: "probe", ResourceId: fmt.Sprint("probe-", i), Start: timestamppb.New(start), End: timestamppb.New(start.Add(time.Hour))}}
 	for {
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		_, err := r.Client.Reserve(cctx, req)
+		resp, err := r.Client.Reserve(cctx, req)
 		cancel()
 		if err == nil {
+			h.Feed.Acked(feedtest.Create, resp.GetReservation())
 			return time.Since(since)
 		}
 		if ctx.Err() != nil || !transient(err) {
