@@ -202,11 +202,11 @@ type grFault struct {
 	run  func(ctx context.Context, ms []*grMember, h *History) (string, error)
 }
 
-// resumeAfter is the figure each fault reports: writes resumed this long after its start, the
-// first acknowledged call that began after it.
+// resumeAfter waits for, and describes, the first call acknowledged more than 100 ms after
+// the fault began (one acknowledged sooner most likely committed before it). A rough figure,
+// there to wait for writes to resume before the fault is mended; the report's longest pause
+// in successes around the fault is the one to quote.
 func resumeAfter(ctx context.Context, h *History, began time.Time) string {
-	// A call acknowledged within the first instants may have reached the old primary before
-	// the fault; the figure counts from calls acknowledged after a pause of at least 100 ms.
 	d, err := firstSuccessAfter(ctx, h, began.Add(100*time.Millisecond))
 	if err != nil {
 		return err.Error()
@@ -422,9 +422,9 @@ func runGR(t *testing.T, opts grRunOptions) {
 	}
 }
 
-// grConflicts sums the certification conflicts the members counted (each member certifies
-// every transaction, so one member's count is the group's; the largest is taken, as a member
-// that restarted counts from 0).
+// grConflicts is the group's count of certification conflicts: each member certifies every
+// transaction, so one member's count is the group's; the largest is taken, as a member that
+// restarted counts from 0.
 func grConflicts(ctx context.Context, t *testing.T, ms []*grMember) int {
 	t.Helper()
 	best := 0

@@ -26,8 +26,8 @@
 # (caching_sha2_password).
 #
 # Members that run are reused. A member that is down is started and rejoins the group
-# (START GROUP_REPLICATION; it catches up by distributed recovery from a donor). When none
-# runs, the group starts over from empty data: member 1 bootstraps it and the others join.
+# (START GROUP_REPLICATION; it catches up by distributed recovery from a donor). When no member
+# is ONLINE, the group starts over from empty data: member 1 bootstraps it and the others join.
 # A running group in the other mode is switched online
 # (group_replication_switch_to_multi_primary_mode() / _single_primary_mode()).
 #
