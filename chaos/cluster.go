@@ -24,7 +24,7 @@ type Replica struct {
 	*Proc
 	Addr   string
 	HTTP   string // the HTTP port's address: /metrics
-	Proxy  *Proxy
+	Proxy  *Proxy // nil with Options.AllHosts
 	Client pb.ReservationServiceClient
 	conn   *grpc.ClientConn
 }
@@ -53,6 +53,10 @@ type Options struct {
 	// MySQLAddrs, when set, are running servers (root, no password) to use instead of a
 	// private MariaDB: replica i reaches MySQLAddrs[i % len]. The nodes of a Galera cluster.
 	MySQLAddrs []string
+	// AllHosts gives every replica all of MySQLAddrs in one DSN, in that order, directly (no
+	// proxy): the service's failover connector then writes to whichever is writable, the
+	// primary of a single-primary Group Replication group.
+	AllHosts bool
 	// AdminParams are added to the Admin connection's DSN (e.g. wsrep_sync_wait=1).
 	AdminParams string
 	// Database is the service's database (default "chaos"); it must not exist yet.
@@ -120,9 +124,13 @@ func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
 		return c, fmt.Errorf("build reservationd: %w\n%s", err, out)
 	}
 	for i := range opts.Replicas {
-		proxy, err := NewProxy(addrs[i%len(addrs)])
-		if err != nil {
-			return c, err
+		var proxy *Proxy
+		dbAddr := strings.Join(addrs, ",")
+		if !opts.AllHosts {
+			if proxy, err = NewProxy(addrs[i%len(addrs)]); err != nil {
+				return c, err
+			}
+			dbAddr = proxy.Addr()
 		}
 		port, err := FreePort()
 		if err != nil {
@@ -136,7 +144,7 @@ func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
 		env := []string{
 			"RESERVATION_GRPC_ADDR=" + r.Addr,
 			"RESERVATION_HTTP_ADDR=" + r.HTTP,
-			"RESERVATION_MYSQL_DSN=" + serviceDSN(proxy.Addr()),
+			"RESERVATION_MYSQL_DSN=" + serviceDSN(dbAddr),
 			"RESERVATION_REDIS_ADDR=" + c.Redis.Addr,
 			"RESERVATION_LOCK=" + cmp.Or(opts.Lock, "redis"),
 			"RESERVATION_DRAIN=2s",
@@ -273,7 +281,9 @@ func (c *Cluster) Close() {
 	for _, r := range c.Replicas {
 		r.conn.Close()
 		r.Kill()
-		r.Proxy.Close()
+		if r.Proxy != nil {
+			r.Proxy.Close()
+		}
 	}
 	if c.Admin != nil {
 		if c.dropDB {

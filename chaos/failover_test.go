@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 
 	"reservation"
 	pb "reservation/proto/reservation/v1"
+	"reservation/service/feedtest"
 )
 
 // TestFailover runs reservationd replicas given a primary and its replica as two hosts of one
@@ -145,7 +147,7 @@ func failover(t *testing.T, mode string) {
 	// acknowledged Reserve.
 	resumed := make([]time.Duration, len(replicas))
 	for i, r := range replicas {
-		resumed[i] = firstWrite(t, ctx, r, i, promoted)
+		resumed[i] = firstWrite(t, ctx, r, i, promoted, h)
 	}
 	time.Sleep(3 * time.Second)
 	stopLoad()
@@ -190,6 +192,17 @@ func failover(t *testing.T, mode string) {
 		}
 	}
 	if mode != "async" {
+		// Change by change, every listener's history (from the start of the feed) against
+		// the calls and their answers. (Async loses acknowledged changes by design.)
+		histories := make([][]*pb.ListenResponse, len(listeners))
+		for i, l := range listeners {
+			l.mu.Lock()
+			histories[i] = slices.Clone(l.history)
+			l.mu.Unlock()
+		}
+		for _, d := range h.Feed.Check(0, histories...) {
+			t.Errorf("%s: feed unlike the calls: %s", mode, d)
+		}
 		if len(lost) > 0 {
 			t.Errorf("%s lost %d acknowledged reservations: %v", mode, len(lost), lost[:min(5, len(lost))])
 		}
@@ -326,18 +339,20 @@ func tail(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// firstWrite books on its own resource through r until it is acknowledged, and returns how
-// long after since that was.
-func firstWrite(t *testing.T, ctx context.Context, r *Replica, i int, since time.Time) time.Duration {
+// firstWrite books on its own resource through r until it is acknowledged, records the
+// acknowledged change in h's calls, and returns how long after since that was. (Its request id
+// makes the retries one reservation.)
+func firstWrite(t *testing.T, ctx context.Context, r *Replica, i int, since time.Time, h *History) time.Duration {
 	t.Helper()
 	start := time.Date(2032, 1, 1, 0, 0, 0, 0, time.UTC)
 	req := &pb.ReserveRequest{RequestId: fmt.Sprint("probe-", i), Reservation: &pb.Reservation{
 		UserId: "probe", ResourceId: fmt.Sprint("probe-", i), Start: timestamppb.New(start), End: timestamppb.New(start.Add(time.Hour))}}
 	for {
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		_, err := r.Client.Reserve(cctx, req)
+		resp, err := r.Client.Reserve(cctx, req)
 		cancel()
 		if err == nil {
+			h.Feed.Acked(feedtest.Create, resp.GetReservation())
 			return time.Since(since)
 		}
 		if ctx.Err() != nil || !transient(err) {

@@ -98,7 +98,9 @@ func (o probeOutcome) clean() bool {
 // runProbe locks row 1 of hot FOR UPDATE through writer (node 1), then runs write (the
 // statements INSERT t; DO SLEEP(1); INSERT t2; UPDATE hot) while another node updates the
 // locked row: Galera aborts the writer's transaction by brute force in the middle.
-func runProbe(ctx context.Context, t *testing.T, writer *sqlx.DB, other *sql.DB, write func(*sqlx.Tx) error) probeOutcome {
+// syncRead is the statement that makes a session's reads see every commit of the cluster
+// (wsrep_sync_wait on Galera, group_replication_consistency on Group Replication).
+func runProbe(ctx context.Context, t *testing.T, writer *sqlx.DB, other *sql.DB, syncRead string, write func(*sqlx.Tx) error) probeOutcome {
 	t.Helper()
 	for _, q := range []string{"DELETE FROM t", "DELETE FROM t2", "UPDATE hot SET v = 0 WHERE id = 1"} {
 		if _, err := other.ExecContext(ctx, q); err != nil {
@@ -106,7 +108,7 @@ func runProbe(ctx context.Context, t *testing.T, writer *sqlx.DB, other *sql.DB,
 		}
 	}
 	// The writer's node must have the cleanup before its transaction starts.
-	if _, err := writer.ExecContext(ctx, "SET SESSION wsrep_sync_wait = 1"); err != nil {
+	if _, err := writer.ExecContext(ctx, syncRead); err != nil {
 		t.Fatal(err)
 	}
 	tx, err := writer.BeginTxx(ctx, nil)
@@ -134,7 +136,7 @@ func runProbe(ctx context.Context, t *testing.T, writer *sqlx.DB, other *sql.DB,
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SET SESSION wsrep_sync_wait = 1"); err != nil {
+	if _, err := conn.ExecContext(ctx, syncRead); err != nil {
 		t.Fatal(err)
 	}
 	if err := conn.QueryRowContext(ctx, "SELECT (SELECT COUNT(*) FROM t), (SELECT COUNT(*) FROM t2)").Scan(&out.t, &out.t2); err != nil {
@@ -142,6 +144,8 @@ func runProbe(ctx context.Context, t *testing.T, writer *sqlx.DB, other *sql.DB,
 	}
 	return out
 }
+
+const galeraSyncRead = "SET SESSION wsrep_sync_wait = 1"
 
 const probeBatch = "INSERT INTO t VALUES (1); DO SLEEP(1); INSERT INTO t2 VALUES (1); UPDATE hot SET v = v + 1 WHERE id = 1"
 
@@ -183,7 +187,7 @@ func TestGaleraBatchSplitByBruteForceAbort(t *testing.T) {
 	split := 0
 	const tries = 3
 	for i := range tries {
-		out := runProbe(ctx, t, raw, other, func(tx *sqlx.Tx) error {
+		out := runProbe(ctx, t, raw, other, galeraSyncRead, func(tx *sqlx.Tx) error {
 			_, err := tx.ExecContext(ctx, probeBatch)
 			return err
 		})
@@ -213,7 +217,7 @@ func TestGaleraBatchSplitByBruteForceAbort(t *testing.T) {
 	}
 	// ...and statements sent one per round trip commit whole or not at all.
 	for i := range tries {
-		out := runProbe(ctx, t, db, other, func(tx *sqlx.Tx) error {
+		out := runProbe(ctx, t, db, other, galeraSyncRead, func(tx *sqlx.Tx) error {
 			for _, q := range strings.Split(probeBatch, "; ") {
 				if _, err := tx.ExecContext(ctx, q); err != nil {
 					return err

@@ -364,7 +364,7 @@ func runGalera(t *testing.T, opts galeraRunOptions) {
 	}
 
 	report := checkPromise(ctx, t, c, h, listeners, stopListeners, &lwg, stopped)
-	compareNodes(ctx, t, c, dsns, report)
+	compareNodes(ctx, t, c, dsns, map[string]string{"wsrep_sync_wait": "1"}, report)
 	internal := 0
 	for _, byCode := range h.Codes {
 		internal += byCode[codes.Internal]
@@ -392,10 +392,11 @@ func runGalera(t *testing.T, opts galeraRunOptions) {
 }
 
 // compareNodes checks that every node stores the same feed and the same reservations.
-func compareNodes(ctx context.Context, t *testing.T, c *Cluster, dsns []string, report *table) {
+// params are the sessions' settings for a read that sees every commit of the cluster.
+func compareNodes(ctx context.Context, t *testing.T, c *Cluster, dsns []string, params map[string]string, report *table) {
 	t.Helper()
 	read := func(dsn string) (feed, rows []string, err error) {
-		db, err := sql.Open("mysql", withDB(t, dsn, c.Database, map[string]string{"wsrep_sync_wait": "1"}))
+		db, err := sql.Open("mysql", withDB(t, dsn, c.Database, params))
 		if err != nil {
 			return nil, nil, err
 		}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "reservation/proto/reservation/v1"
+	"reservation/service/feedtest"
 )
 
 // History is what the writers were told, kept to be checked against the database afterwards.
@@ -27,6 +28,8 @@ type History struct {
 	Codes         map[string]map[codes.Code]int
 	Successes     []time.Time // when each call that succeeded returned
 	Failures      []time.Time // when each call that failed transiently returned
+	// Feed has every call and its answer, for the comparison of what listeners heard.
+	Feed feedtest.Calls
 }
 
 func newHistory() *History {
@@ -99,23 +102,43 @@ func Writer(ctx context.Context, id int, replicas []*Replica, h *History, resour
 			case err == nil:
 				h.Acked[reqID] = resp.GetReservation().GetId()
 				mine = append(mine, resp.GetReservation().GetId())
-			case transient(err):
+				h.Feed.Acked(feedtest.Create, resp.GetReservation())
+			case transient(err) || ctx.Err() != nil:
 				h.Unknown[reqID] = true
+				h.Feed.Unknown(feedtest.Create, "", reqID) // the note is the request id
+			default:
+				h.Feed.Refused()
 			}
 			h.mu.Unlock()
 		case k < 8:
 			rid := mine[rng.IntN(len(mine))]
-			retry(ctx, h, "Confirm", func(cctx context.Context) (*pb.ConfirmResponse, error) {
+			resp, err := retry(ctx, h, "Confirm", func(cctx context.Context) (*pb.ConfirmResponse, error) {
 				return client().Confirm(cctx, &pb.ConfirmRequest{Id: rid})
 			})
+			switch {
+			case err == nil:
+				h.Feed.Acked(feedtest.Update, resp.GetReservation())
+			case transient(err) || ctx.Err() != nil:
+				h.Feed.Unknown(feedtest.Update, rid, "")
+			default:
+				h.Feed.Refused()
+			}
 		default:
 			i := rng.IntN(len(mine))
 			rid := mine[i]
 			tries := 0
-			_, err := retry(ctx, h, "Cancel", func(cctx context.Context) (*pb.CancelResponse, error) {
+			resp, err := retry(ctx, h, "Cancel", func(cctx context.Context) (*pb.CancelResponse, error) {
 				tries++
 				return client().Cancel(cctx, &pb.CancelRequest{Id: rid})
 			})
+			switch {
+			case err == nil:
+				h.Feed.Acked(feedtest.Delete, resp.GetReservation())
+			case transient(err) || ctx.Err() != nil || (status.Code(err) == codes.NotFound && tries > 1):
+				h.Feed.Unknown(feedtest.Delete, rid, "")
+			default:
+				h.Feed.Refused()
+			}
 			// NOT_FOUND after a transient failure: that earlier attempt did cancel it.
 			switch {
 			case err == nil || (status.Code(err) == codes.NotFound && tries > 1):

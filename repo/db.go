@@ -56,9 +56,16 @@ func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
 	// Every session is READ COMMITTED, which the store's transactions rely on, so that
 	// beginning one is a single statement. MySQL 8 names the variable transaction_isolation;
 	// MariaDB 10 knows only tx_isolation.
-	galera, err := isGalera(ctx, cfg, hosts)
+	galera, group, err := probeCluster(ctx, cfg, hosts)
 	if err != nil {
 		return nil, err
+	}
+	if group {
+		// A Group Replication member (multi-primary, or a secondary that became primary):
+		// each transaction first waits until its member applied every transaction the group
+		// ordered before it, so that a Cancel right after a Reserve made through another
+		// member finds it, as wsrep_sync_wait does on Galera.
+		setDefault(cfg.Params, "group_replication_consistency", "'BEFORE'")
 	}
 	if galera {
 		// A multi-statement batch hit by a brute-force abort midway can commit its later
@@ -101,22 +108,39 @@ func Galera(ctx context.Context, db *sqlx.DB) (bool, error) {
 	return strings.EqualFold(value, "ON"), nil
 }
 
-// isGalera asks the server at cfg (the primary among hosts, if any) the same, on a
-// connection of its own.
-func isGalera(ctx context.Context, cfg *mysql.Config, hosts []string) (bool, error) {
+// GroupReplication reports whether db's server is configured as a member of a MySQL Group
+// Replication group (group_replication_group_name set): the group_replication plugin's
+// variables exist only where it is loaded.
+func GroupReplication(ctx context.Context, db *sqlx.DB) (bool, error) {
+	var name, value string
+	err := db.QueryRowxContext(ctx, "SHOW VARIABLES LIKE 'group_replication_group_name'").Scan(&name, &value)
+	if isNoRows(err) {
+		return false, nil // no plugin: MariaDB, TiDB, a plain MySQL
+	}
+	if err != nil {
+		return false, fmt.Errorf("ask whether the server is a Group Replication member: %w", err)
+	}
+	return value != "", nil
+}
+
+// probeCluster asks the server at cfg (the primary among hosts, if any), on a connection of
+// its own, whether it is a Galera node and whether it is a Group Replication member.
+func probeCluster(ctx context.Context, cfg *mysql.Config, hosts []string) (galera, group bool, err error) {
 	probe := cfg.Clone()
 	probe.Params = map[string]string{}
 	connector, err := newConnector(probe, hosts)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	db := sqlx.NewDb(sql.OpenDB(connector), "mysql")
 	defer db.Close()
-	galera, err := Galera(ctx, db)
-	if err != nil {
-		return false, fmt.Errorf("connect to mysql %s: %w", addrs(cfg, hosts), err)
+	if galera, err = Galera(ctx, db); err != nil {
+		return false, false, fmt.Errorf("connect to mysql %s: %w", addrs(cfg, hosts), err)
 	}
-	return galera, nil
+	if group, err = GroupReplication(ctx, db); err != nil {
+		return false, false, fmt.Errorf("connect to mysql %s: %w", addrs(cfg, hosts), err)
+	}
+	return galera, group, nil
 }
 
 // errUnknownVariable is MySQL's "Unknown system variable".

@@ -26,6 +26,16 @@ import (
 const (
 	errReadOnly      = 1290 // ER_OPTION_PREVENTS_STATEMENT: --read-only (or --super-read-only)
 	errReadOnlyTrans = 1836 // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION, also MySQL's super_read_only
+	// A Group Replication member leaving its group (STOP GROUP_REPLICATION, expelled) refuses
+	// new transactions (3799, "The Group Replication plugin is stopping"), and, once out of
+	// it, any under group_replication_consistency BEFORE (3796, "cannot be used on the current
+	// member state"); a commit under way then fails its before_commit hook (3100, "Error on
+	// observer while running replication hook 'before_commit'") and is rolled back. Nothing
+	// was written: as with read_only, the next try goes to the group's primary. (Seen in
+	// chaos.TestGroupReplicationSinglePrimary, when the primary leaves.)
+	errGRStopping  = 3799
+	errGRNotOnline = 3796
+	errGRHook      = 3100
 )
 
 // failoverCheckInterval is how often the primary is asked whether it is still writable, so
@@ -385,9 +395,18 @@ func (c *failoverConn) current() bool {
 	return !c.bad.Load() && c.gen == c.f.gen.Load()
 }
 
+// isReadOnly says the host refused the statement as one that takes no writes now: a
+// read-only server, or a Group Replication member that is leaving or has left its group.
 func isReadOnly(err error) bool {
 	var me *mysql.MySQLError
-	return errors.As(err, &me) && (me.Number == errReadOnly || me.Number == errReadOnlyTrans)
+	if !errors.As(err, &me) {
+		return false
+	}
+	switch me.Number {
+	case errReadOnly, errReadOnlyTrans, errGRStopping, errGRNotOnline, errGRHook:
+		return true
+	}
+	return false
 }
 
 func (c *failoverConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {

@@ -38,6 +38,16 @@ const (
 	// catching up or cut off from the cluster's primary component. (MySQL's "unknown command"
 	// otherwise, which the driver never sends.)
 	errWsrepNotReady = 1047
+	// Group Replication, multi-primary: a transaction that lost the group's certification to
+	// one committed first on another member is rolled back at COMMIT (3101,
+	// ER_TRANSACTION_ROLLBACK_DURING_COMMIT, "Plugin instructed the server to rollback the
+	// current transaction"); one whose rows a transaction of another member needed while it
+	// was applied here was aborted, and its next statement or COMMIT says so (1180,
+	// ER_ERROR_DURING_COMMIT, "Got error 149 - 'Lock deadlock; Retry transaction' during
+	// COMMIT"). Neither wrote anything: both are retried like a deadlock. (Seen in
+	// chaos.TestGroupReplicationMultiPrimary.)
+	errGRRollback    = 3101
+	errErrorOnCommit = 1180
 )
 
 // write runs fn in a transaction whose resources rows keys (sorted) are locked (a writeTx),
@@ -131,7 +141,7 @@ func retryable(err error) bool {
 		return false
 	}
 	switch me.Number {
-	case errDeadlock, errLockWait, errDupKey, errTiDBConflict, errTiDBRetry, errTiDBSchema, errTiDBWrite:
+	case errDeadlock, errLockWait, errDupKey, errTiDBConflict, errTiDBRetry, errTiDBSchema, errTiDBWrite, errGRRollback, errErrorOnCommit:
 		return true
 	case errTiDBUnknown:
 		// TiDB answers lock contention ("pessimistic lock retry limit reached") with 1105,
@@ -161,15 +171,16 @@ func classify(err error) error {
 		case errTooManyConns, errUserConns, errUserLimit:
 			// The server refused a new connection, so nothing ran: a later try may get one.
 			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database refused a connection: too many connections", Err: err}
-		case errLockWait, errDeadlock:
+		case errLockWait, errDeadlock, errGRRollback, errErrorOnCommit:
 			// A read outside any retried transaction that waited too long: on Galera, a
 			// causal read (wsrep_sync_wait) while the cluster stalls on a dead or paused
 			// node. Retrying may succeed. (inTx still retries these: errors.As sees through.)
 			return &reservation.Error{Code: reservation.EABORTED, Message: "database lock wait timed out or transaction aborted", Err: err}
 		}
-		if me.Number == errReadOnly || me.Number == errReadOnlyTrans {
-			// A replica, or a primary demoted by a failover: the statement was refused, so
-			// nothing was written, and the next try goes to the new primary.
+		if isReadOnly(err) {
+			// A replica, or a primary demoted by a failover (or a group member that left its
+			// group): the statement was refused, so nothing was written, and the next try
+			// goes to the new primary.
 			return &reservation.Error{Code: reservation.EUNAVAILABLE, Message: "database is read-only (failover in progress?)", Err: err}
 		}
 		return err // a server error that is ours to fix: internal

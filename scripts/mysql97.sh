@@ -4,6 +4,7 @@
 #
 #   eval "$(bash scripts/mysql97.sh)"   # sets RESERVATION_TEST_MYSQL_DSN
 #   bash scripts/mysql97.sh stop        # stop the server started here
+#   bash scripts/mysql97.sh install     # only make the chroot (scripts/mysqlgr.sh uses it)
 #
 # MySQL 9.7 is not in Debian 12, so the server comes from Debian's sid suite
 # (packages mysql-server-core and mysql-client-core, source mysql-9.7), installed
@@ -197,6 +198,7 @@ main() {
     case $arg in
       up) cmd=up ;;
       stop) cmd=stop ;;
+      install) cmd=install ;;
       -h | --help) usage; exit 0 ;;
       *) usage; die "unknown argument: $arg" ;;
     esac
@@ -207,6 +209,7 @@ main() {
   case $cmd in
     up) cmd_up ;;
     stop) cmd_stop ;;
+    install) install_chroot && log_versions ;;
   esac
 }
 

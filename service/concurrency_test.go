@@ -18,6 +18,7 @@ import (
 	pb "reservation/proto/reservation/v1"
 	"reservation/repo"
 	"reservation/repo/repotest"
+	"reservation/service/feedtest"
 )
 
 // Many writers on three replicas book random windows of a few hot resources. Whatever the
@@ -64,6 +65,7 @@ func TestNoOverlapAcrossReplicas(t *testing.T) {
 			}
 
 			const writers, ops = 32, 25
+			var calls feedtest.Calls // every call and its answer, for the listeners' feeds
 			var mu sync.Mutex
 			acked := map[string]bool{} // reservations acknowledged and not cancelled
 			codesSeen := map[codes.Code]int{}
@@ -80,7 +82,8 @@ func TestNoOverlapAcrossReplicas(t *testing.T) {
 						if len(mine) > 0 && rng.IntN(5) == 0 {
 							id := mine[0]
 							mine = mine[1:]
-							_, err := c.Cancel(ctx, &pb.CancelRequest{Id: id})
+							resp, err := c.Cancel(ctx, &pb.CancelRequest{Id: id})
+							recordCall(&calls, feedtest.Delete, resp.GetReservation(), id, err)
 							mu.Lock()
 							codesSeen[status.Code(err)]++
 							if err == nil {
@@ -91,6 +94,7 @@ func TestNoOverlapAcrossReplicas(t *testing.T) {
 							from := float64(rng.IntN(96)) / 4
 							r := booking(fmt.Sprint("hot-", rng.IntN(3)), from, from+float64(1+rng.IntN(16))/4)
 							resp, err := c.Reserve(ctx, &pb.ReserveRequest{Reservation: r})
+							recordCall(&calls, feedtest.Create, resp.GetReservation(), "", err)
 							mu.Lock()
 							codesSeen[status.Code(err)]++
 							if err == nil {
@@ -135,8 +139,10 @@ func TestNoOverlapAcrossReplicas(t *testing.T) {
 				Op  int    `db:"op"`
 			}
 			total := count(t, db, "SELECT COUNT(*) FROM reservation_changes")
+			var heard [][]*pb.ListenResponse
 			for i, l := range listeners {
 				got := l.wait(t, total)
+				heard = append(heard, got)
 				if feed == nil {
 					if err := db.Select(&feed, "SELECT seq, reservation_id, op FROM reservation_changes ORDER BY seq"); err != nil {
 						t.Fatal(err)
@@ -147,6 +153,11 @@ func TestNoOverlapAcrossReplicas(t *testing.T) {
 						t.Fatalf("listener on replica %d, change %d: seq %d %v %s; stored: seq %d op %d %s", i, j, m.Seq, m.Op, m.Reservation.Id, f.Seq, f.Op, f.ID)
 					}
 				}
+			}
+			// Change by change, what each listener heard (after seq 0 of a new database) is
+			// what the calls were answered.
+			for _, d := range calls.Check(0, heard...) {
+				t.Error("feed unlike the calls: " + d)
 			}
 			// Every write recorded exactly one change, numbered in its resource's order.
 			if n := count(t, db, "SELECT COUNT(*) FROM resources r WHERE version <> (SELECT COUNT(*) FROM reservation_changes c WHERE c.resource_id = r.id)"); n != 0 {
@@ -273,5 +284,19 @@ func (l *collector) wait(t *testing.T, n int) []*pb.ListenResponse {
 		case <-timeout:
 			t.Fatalf("listener got %d of %d changes", len(got), n)
 		}
+	}
+}
+
+// recordCall notes a write call and its answer in calls: acknowledged with the reservation r
+// it returned, refused for good (nothing written), or of unknown outcome (a timeout or a lost
+// connection: it may have written, on reservation id, any reservation when id is empty).
+func recordCall(calls *feedtest.Calls, op pb.ReservationUpdateType, r *pb.Reservation, id string, err error) {
+	switch status.Code(err) {
+	case codes.OK:
+		calls.Acked(op, r)
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Unknown, codes.Internal:
+		calls.Unknown(op, id, "")
+	default:
+		calls.Refused()
 	}
 }

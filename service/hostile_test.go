@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "reservation/proto/reservation/v1"
+	"reservation/service/feedtest"
 )
 
 // TestHostileRequests sends what an attacker or a broken client would, to every RPC: each is
@@ -149,13 +150,17 @@ func TestThousandListeners(t *testing.T) {
 		}
 	}
 	const listeners, changes = 1000, 50 // changes: what one round of writes makes
+	var calls feedtest.Calls            // the second round's, which the listeners hear
 	write := func(round int) {
 		var wg sync.WaitGroup
 		for w := range 5 {
 			wg.Go(func() {
 				for i := range 10 {
 					h := float64(round*1000 + w*100 + i)
-					reserve(t, r.client, booking("room", h, h+1))
+					made := reserve(t, r.client, booking("room", h, h+1))
+					if round == 1 {
+						calls.Acked(feedtest.Create, made)
+					}
 				}
 			})
 		}
@@ -184,7 +189,8 @@ func TestThousandListeners(t *testing.T) {
 	write(1)
 	var wg sync.WaitGroup
 	errs := make(chan error, listeners)
-	for _, s := range streams {
+	heard := make([][]*pb.ListenResponse, listeners)
+	for i, s := range streams {
 		wg.Go(func() {
 			for want := uint64(changes + 1); want <= 2*changes; want++ {
 				m, err := s.Recv()
@@ -195,6 +201,7 @@ func TestThousandListeners(t *testing.T) {
 					errs <- err
 					return
 				}
+				heard[i] = append(heard[i], m)
 			}
 		})
 	}
@@ -202,6 +209,11 @@ func TestThousandListeners(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+	// Change by change, every listener (subscribed after the first round's seqs) heard the
+	// second round's calls as they were answered.
+	for _, d := range calls.Check(changes, heard...) {
+		t.Error("feed unlike the calls: " + d)
 	}
 	var during runtime.MemStats
 	runtime.GC()
