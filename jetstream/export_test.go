@@ -411,3 +411,100 @@ func TestExportStaleRetryRefused(t *testing.T) {
 		t.Logf("as it should, the check fails on the broken exporter: %s", bad[0])
 	}
 }
+
+// forget deletes the feed's changes after seq keep, as a failover to a database replica that
+// had not received them leaves the feed: the next changes are stamped again from keep+1, with
+// other fingerprints.
+func forget(t *testing.T, db *sqlx.DB, keep uint64) {
+	t.Helper()
+	if _, err := db.ExecContext(ctxFor(t, time.Minute), "DELETE FROM reservation_changes WHERE seq > ?", keep); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func streamLast(t *testing.T, js jetstream.JetStream, stream string) uint64 {
+	t.Helper()
+	s, err := js.Stream(ctxFor(t, time.Minute), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.CachedInfo().State.LastSeq
+}
+
+// TestExportHaltsOnDivergence: the database's feed loses its newest changes (a lossy
+// failover) and stamps others with their seqs. A running exporter finds it at its next read,
+// and one started afterwards finds it on resume, from the stream's last message's
+// fingerprint: both halt with nothing published after the fork, recorded for every replica.
+// An exporter without the fingerprint check goes on, and the check finds the stream's seqs
+// carrying other changes than the feed's.
+func TestExportHaltsOnDivergence(t *testing.T) {
+	urls := natsURLs(t)
+	t.Run("running", func(t *testing.T) {
+		db, _ := repotest.NewDB(t)
+		stream, prefix, js := testStream(t, urls)
+		w := startWriters(t, db)
+		w.write(t, 0, 200)
+		x, _ := exporter(t, db, urls, stream, prefix, nil)
+		waitExported(t, db, js, stream)
+		exported := streamLast(t, js, stream)
+		forget(t, db, exported-20)
+		w.write(t, 1000, 100)
+		waitHalted(t, db, stream)
+		if got := streamLast(t, js, stream); got != exported {
+			t.Fatalf("the stream ends at seq %d after the fork, want %d: published after the fork", got, exported)
+		}
+		if x.Stats().Halts == 0 || x.Halted() == "" {
+			t.Fatalf("the exporter did not say it halted: %+v", x.Stats())
+		}
+		t.Logf("halted: %s", x.Halted())
+	})
+	for _, broken := range []bool{false, true} {
+		t.Run(fmt.Sprintf("resumed/broken=%v", broken), func(t *testing.T) {
+			db, _ := repotest.NewDB(t)
+			stream, prefix, js := testStream(t, urls)
+			w := startWriters(t, db)
+			w.write(t, 0, 200)
+			_, stop := exporter(t, db, urls, stream, prefix, nil)
+			waitExported(t, db, js, stream)
+			stop()
+			exported := streamLast(t, js, stream)
+			forget(t, db, exported-20)
+			w.write(t, 1000, 100) // seq exported now names another change
+			var brk breakage
+			if broken {
+				brk = breakFingerprint
+			}
+			x, _ := exporter(t, db, urls, stream, prefix, func(o *Options) { o.brk = brk })
+			if broken {
+				waitExported(t, db, js, stream)
+				bad := check(streamMsgs(t, js, stream), stored(t, db), prefix)
+				if len(bad) == 0 {
+					t.Fatal("an exporter without the fingerprint check went on past the fork, and the check passed: it cannot fail")
+				}
+				t.Logf("as it should, the check fails on the broken exporter: %s", bad[0])
+				return
+			}
+			waitHalted(t, db, stream)
+			if got := streamLast(t, js, stream); got != exported {
+				t.Fatalf("the stream ends at seq %d after the fork, want %d", got, exported)
+			}
+			t.Logf("halted: %s", x.Halted())
+		})
+	}
+}
+
+// waitHalted waits until the export's halt is recorded in the database.
+func waitHalted(t *testing.T, db *sqlx.DB, stream string) {
+	t.Helper()
+	ctx := ctxFor(t, time.Minute)
+	for {
+		_, halted, err := repo.NewExporter(db, stream).State(ctx)
+		if err == nil && halted != "" {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the export never halted (err %v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

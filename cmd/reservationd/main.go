@@ -4,6 +4,9 @@
 //	reservationd migrate [flags]  migrate the schema and exit
 //	reservationd --version        print the build: version, VCS revision, Go version
 //	reservationd health [flags]   exit 0 if the replica on --grpc-addr is SERVING, 1 if not
+//	reservationd export status|reset [flags]
+//	                              the change feed's export to NATS JetStream: where it is, and
+//	                              the way out of a halted one (docs/nats.md)
 //
 // Every flag falls back to an environment variable, named in its help.
 package main
@@ -48,6 +51,9 @@ func run(args []string) error {
 	cmd := "serve"
 	if len(args) > 0 && args[0] == "health" {
 		return probeHealth(context.Background(), args[1:])
+	}
+	if len(args) > 0 && args[0] == "export" {
+		return exportCommand(context.Background(), os.Stdout, args[1:])
 	}
 	if len(args) > 0 && args[0] == "migrate" {
 		cmd, args = "migrate", args[1:]
