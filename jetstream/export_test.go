@@ -508,3 +508,51 @@ func waitHalted(t *testing.T, db *sqlx.DB, stream string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestPruneKeepsUnexported: the feed's pruning deletes no change the export has not
+// published, however old; once the export records a seq, the changes up to it may go; with
+// the export's record deleted (reservationd export reset), pruning no longer waits.
+func TestPruneKeepsUnexported(t *testing.T) {
+	db, _ := repotest.NewDB(t)
+	w := startWriters(t, db)
+	w.write(t, 0, 100)
+	ctx := ctxFor(t, time.Minute)
+	e := repo.NewExporter(db, "PRUNETEST")
+	if won, err := e.Elect(ctx, time.Second); err != nil || !won {
+		t.Fatalf("elect: %v %v", won, err)
+	}
+	leader := repo.NewLeader(db)
+	later := time.Now().Add(time.Hour) // every change is older than this
+	prune := func() (first uint64) {
+		for {
+			n, err := leader.Prune(ctx, later, 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		first, _, err := repo.NewChanges(db).Bounds(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return first
+	}
+	if first := prune(); first != 1 {
+		t.Fatalf("pruning before any export left the feed starting at seq %d, want 1", first)
+	}
+	if err := e.Record(ctx, 40, ""); err != nil {
+		t.Fatal(err)
+	}
+	if first := prune(); first != 41 {
+		t.Fatalf("pruning after seq 40 was exported left the feed starting at seq %d, want 41", first)
+	}
+	if _, err := repo.ForgetExport(ctx, db, "PRUNETEST"); err != nil {
+		t.Fatal(err)
+	}
+	_, last, _ := repo.NewChanges(db).Bounds(ctx)
+	if first := prune(); first != last {
+		t.Fatalf("pruning without an export left the feed starting at seq %d, want only the newest, %d", first, last)
+	}
+}
