@@ -2,9 +2,7 @@ package chaos
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/jmoiron/sqlx"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
@@ -130,18 +127,8 @@ func startNATSRun(t *testing.T, bin string, duplicates time.Duration) *natsRun {
 			t.Fatal(err)
 		}
 	}
-	mysqlAddr := "127.0.0.1:3306"
-	if dsn := os.Getenv("RESERVATION_TEST_MYSQL_DSN"); dsn != "" {
-		cfg, err := mysql.ParseDSN(dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mysqlAddr = cfg.Addr
-	}
-	b := make([]byte, 4)
-	rand.Read(b)
 	r.c, err = NewCluster(ctx, Options{
-		Dir: dir, Replicas: 3, MySQLAddrs: []string{mysqlAddr}, Database: "natschaos_" + hex.EncodeToString(b),
+		Dir: dir, Replicas: 3, // a private MariaDB, as the other chaos runs have
 		BuildTags: "exportbreak",
 		Env:       []string{"RESERVATION_LOG_LEVEL=info"},
 		ReplicaEnv: func(i int) []string {
@@ -156,15 +143,15 @@ func startNATSRun(t *testing.T, bin string, duplicates time.Duration) *natsRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.db, err = sqlx.Open("mysql", "root@tcp("+mysqlAddr+")/"+r.c.Database+"?parseTime=true"); err != nil {
+	if r.db, err = sqlx.Open("mysql", "root@tcp("+r.c.MySQL.Addr+")/"+r.c.Database+"?parseTime=true"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.db.Close() })
 	return r
 }
 
-// write makes at least n changes through the three replicas from 48 writers (bookings on 32
-// resources, every tenth cancelled), and runs fault once a third of them are made.
+// write makes at least n changes through the three replicas from 16 writers (batches of 10
+// bookings on 32 resources, one of every tenth batch cancelled), and runs fault once a third of them are made.
 func (r *natsRun) write(n int, fault func(*natsRun)) {
 	t := r.t
 	var made atomic.Int64
@@ -173,19 +160,24 @@ func (r *natsRun) write(n int, fault func(*natsRun)) {
 	var wg sync.WaitGroup
 	start := time.Now()
 	base := time.Date(2032, 1, 1, 0, 0, 0, 0, time.UTC)
-	for g := range 48 {
+	for g := range 16 {
 		wg.Go(func() {
 			for k := 0; made.Load() < int64(n) && r.ctx.Err() == nil; k++ {
-				slot := base.Add(time.Duration(g*100_000+k) * time.Hour)
-				req := &pb.ReserveRequest{RequestId: fmt.Sprintf("g%d-%d", g, k), Reservation: &pb.Reservation{
-					UserId: "w", ResourceId: fmt.Sprintf("res-%d", (g+k)%32), Start: timestamppb.New(slot), End: timestamppb.New(slot.Add(time.Hour))}}
+				req := &pb.ReserveBatchRequest{RequestId: fmt.Sprintf("g%d-%d", g, k)}
+				for j := range 10 {
+					slot := base.Add(time.Duration(g*100_000+k) * time.Hour)
+					req.Reservations = append(req.Reservations, &pb.Reservation{UserId: "w", ResourceId: fmt.Sprintf("res-%d", (g+j)%32),
+						Start: timestamppb.New(slot), End: timestamppb.New(slot.Add(time.Hour))})
+				}
 				var id string
 				if r.call(k, func(c pb.ReservationServiceClient, ctx context.Context) error {
-					resp, err := c.Reserve(ctx, req)
-					id = resp.GetReservation().GetId()
+					resp, err := c.ReserveBatch(ctx, req)
+					if len(resp.GetReservations()) > 0 {
+						id = resp.GetReservations()[0].GetId()
+					}
 					return err
 				}) {
-					made.Add(1)
+					made.Add(int64(len(req.Reservations)))
 				}
 				if k%10 == 9 && id != "" && r.call(k, func(c pb.ReservationServiceClient, ctx context.Context) error {
 					_, err := c.Cancel(ctx, &pb.CancelRequest{Id: id})

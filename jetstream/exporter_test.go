@@ -270,7 +270,8 @@ func TestExportTwoExportersFencedByStream(t *testing.T) {
 	}
 }
 
-// TestExportStaleRetryRefused: an exporter that sends again a publish the stream stored
+// TestExportStaleRetryRefused (both the duplicate and the wrong-sequence paths, and a broken
+// exporter for each header): an exporter that sends again a publish the stream stored
 // longer ago than its duplicate window (it was paused) is refused for a wrong last sequence,
 // not stored twice: it reads the stream's last message again (errResync). The window is 1s
 // here, so that the test need not wait the default 2 minutes; the other tests keep it.
@@ -291,23 +292,34 @@ func TestExportStaleRetryRefused(t *testing.T) {
 	if err != nil || n != len(stale) || x.Stats().Duplicates != int64(len(stale)) {
 		t.Fatalf("retry within the window: %d acknowledged, %d duplicates, err %v; want %d duplicates", n, x.Stats().Duplicates, err, len(stale))
 	}
+	// Without Nats-Msg-Id, a retry within the window is not recognised as a duplicate: the
+	// duplicate path's check fails (the stream refuses it for its expected sequence instead).
+	x.SetBreak(true, false, false)
+	dups := x.Stats().Duplicates
+	if n, err := x.PublishOnce(ctx, feed[len(feed)-1:]); n != 0 || !errors.Is(err, rsvjs.ErrResync) || x.Stats().Duplicates != dups {
+		t.Fatalf("without Nats-Msg-Id, a retry: %d acknowledged, err %v, duplicates %d->%d; want it refused", n, err, dups, x.Stats().Duplicates)
+	}
+	t.Log("as it should, without Nats-Msg-Id the duplicate path is not taken")
+	x.SetBreak(false, false, false)
 	time.Sleep(2500 * time.Millisecond) // past the window (the server forgets ids within a second or so after it)
+	refused := x.Stats().WrongSeq
 	n, err = x.PublishOnce(ctx, stale)
-	if !errors.Is(err, rsvjs.ErrResync) || n != 0 || x.Stats().WrongSeq != 1 {
-		t.Fatalf("retry past the window: %d acknowledged, err %v, %d refused; want errResync, 1 refused", n, err, x.Stats().WrongSeq)
+	if !errors.Is(err, rsvjs.ErrResync) || n != 0 || x.Stats().WrongSeq != refused+1 {
+		t.Fatalf("retry past the window: %d acknowledged, err %v, %d refused; want errResync, 1 refused", n, err, x.Stats().WrongSeq-refused)
 	}
 	if bad := jstest.Check(streamMsgs(t, js, stream), stored(t, db), prefix); len(bad) > 0 {
 		t.Fatalf("the stream is not the feed:\n%s", strings.Join(bad, "\n"))
 	}
-	// Without the headers, the same stale retry is stored again, and the check sees it.
-	x.SetBreak(true, true, false)
+	// Without Nats-Expected-Last-Sequence, the stale retry past the window is stored again,
+	// and the stream check sees it.
+	x.SetBreak(false, true, false)
 	if _, err := x.PublishOnce(ctx, stale[:1]); err != nil {
 		t.Fatal(err)
 	}
 	if bad := jstest.Check(streamMsgs(t, js, stream), stored(t, db), prefix); len(bad) == 0 {
 		t.Fatal("a change stored twice passed the check: it cannot fail")
 	} else {
-		t.Logf("as it should, the check fails on the broken exporter: %s", bad[0])
+		t.Logf("as it should, without Nats-Expected-Last-Sequence the check fails: %s", bad[0])
 	}
 }
 
