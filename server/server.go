@@ -405,7 +405,8 @@ func (d *Daemon) exportMetrics() {
 		m.Counter("cache_refusals_total", "Reserve items the cache found a reservation in the way of.", func() float64 { return float64(taken.Stats().Refused) })
 	}
 	// The export's lag and halt are read from the database by every replica with an export
-	// configured (watchExport); they stay 0 without one.
+	// configured (watchExport). Every export metric is there without an export too, at 0, so
+	// that the dashboard's and alerts' queries always name exported metrics.
 	m.Gauge("export_lag_changes", "Changes stored that the export to NATS JetStream has not published yet; 0 without an export.", func() float64 { return float64(d.exportLag.Load().Changes) })
 	m.Gauge("export_lag_seconds", "Age of the oldest change the export to NATS JetStream has not published yet; 0 when none waits.", func() float64 { return d.exportLag.Load().Age.Seconds() })
 	m.Gauge("export_halted", "1 when the export to NATS JetStream halted: the database's feed and the stream diverged (reservationd export status).", func() float64 {
@@ -414,18 +415,22 @@ func (d *Daemon) exportMetrics() {
 		}
 		return 0
 	})
-	if x := d.export; x != nil {
-		m.Gauge("export_leader", "1 while this replica exports the change feed to NATS JetStream.", func() float64 {
-			if x.Stats().Leading {
-				return 1
-			}
-			return 0
-		})
-		m.Counter("export_published_total", "Changes this replica stored in the NATS JetStream stream.", func() float64 { return float64(x.Stats().Published) })
-		m.Counter("export_duplicates_total", "Publishes the stream acknowledged as duplicates (a retry found its message stored).", func() float64 { return float64(x.Stats().Duplicates) })
-		m.Counter("export_wrong_sequence_total", "Publishes the stream refused for not following its last message.", func() float64 { return float64(x.Stats().WrongSeq) })
-		m.Counter("export_halts_total", "Times this replica found the database's feed and the stream diverged, and halted the export.", func() float64 { return float64(x.Stats().Halts) })
+	stats := func() jetstream.Stats {
+		if d.export == nil {
+			return jetstream.Stats{}
+		}
+		return d.export.Stats()
 	}
+	m.Gauge("export_leader", "1 while this replica exports the change feed to NATS JetStream.", func() float64 {
+		if stats().Leading {
+			return 1
+		}
+		return 0
+	})
+	m.Counter("export_published_total", "Changes this replica stored in the NATS JetStream stream.", func() float64 { return float64(stats().Published) })
+	m.Counter("export_duplicates_total", "Publishes the stream acknowledged as duplicates (a retry found its message stored).", func() float64 { return float64(stats().Duplicates) })
+	m.Counter("export_wrong_sequence_total", "Publishes the stream refused for not following its last message.", func() float64 { return float64(stats().WrongSeq) })
+	m.Counter("export_halts_total", "Times this replica found the database's feed and the stream diverged, and halted the export.", func() float64 { return float64(stats().Halts) })
 	m.DB("mysql", d.db.DB)
 }
 
