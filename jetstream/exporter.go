@@ -436,12 +436,19 @@ func (x *Exporter) publishFrom(ctx context.Context, next, prevFP uint64) error {
 				if err != nil {
 					return err
 				}
-				return x.halt(ctx, next-1, fmt.Sprintf("seq %d, exported, is no longer stored (the database's feed ends at seq %d): the database lost changes the stream holds (a lossy failover?)", next-1, last))
+				return x.halt(ctx, next-1, fmt.Sprintf("seq %d, exported, was not in the database's feed when read (it ends at seq %d now): the database lost changes the stream holds (a lossy failover?)", next-1, last))
 			}
 			if fp := cs[0].Fingerprint(); prevFP != 0 && fp != prevFP && x.opts.brk&breakFingerprint == 0 {
 				return x.halt(ctx, next-1, fmt.Sprintf("seq %d now names another change in the database (fingerprint %s) than the one exported (%s): the feed was re-stamped (a lossy failover?)", next-1, fingerprint(fp), fingerprint(prevFP)))
 			}
 			cs = cs[1:]
+		}
+		for i, c := range cs {
+			if c.Seq != next+uint64(i) {
+				// The feed is stamped without gaps and pruned from its oldest end only: a
+				// gap means it was rewritten under the export.
+				return x.halt(ctx, next-1, fmt.Sprintf("the database's feed has no seq %d (the next stored is %d): it was rewritten (a lossy failover?)", next+uint64(i), c.Seq))
+			}
 		}
 		if len(cs) == 0 {
 			if time.Since(lastRecord) > time.Second {

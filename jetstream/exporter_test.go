@@ -28,7 +28,7 @@ import (
 var quiet = slog.New(slog.DiscardHandler)
 
 // natsURLs are the test cluster's servers: scripts/nats.sh starts three nodes and prints them.
-func natsURLs(t *testing.T) []string {
+func natsURLs(t testing.TB) []string {
 	t.Helper()
 	urls := os.Getenv("RESERVATION_TEST_NATS_URLS")
 	if urls == "" {
@@ -37,7 +37,7 @@ func natsURLs(t *testing.T) []string {
 	return strings.Split(urls, ",")
 }
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
+func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
@@ -45,7 +45,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 
 // testStream is a stream name and subject prefix of t's own on the shared cluster, deleted
 // when t ends.
-func testStream(t *testing.T, urls []string) (stream, prefix string, js jetstream.JetStream) {
+func testStream(t testing.TB, urls []string) (stream, prefix string, js jetstream.JetStream) {
 	b := make([]byte, 4)
 	rand.Read(b)
 	id := hex.EncodeToString(b)
@@ -73,7 +73,7 @@ type writers struct {
 	store *repo.Store
 }
 
-func startWriters(t *testing.T, db *sqlx.DB) *writers {
+func startWriters(t testing.TB, db *sqlx.DB) *writers {
 	q := queue.New(repo.NewChanges(db), repo.NewLeader(db), queue.Options{Logger: quiet})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -86,7 +86,7 @@ var base = time.Date(2031, 1, 6, 8, 0, 0, 0, time.UTC)
 
 // write makes n changes on resources r0..r4 from 8 goroutines: bookings, and every tenth a
 // move to the next resource.
-func (w *writers) write(t *testing.T, from, n int) {
+func (w *writers) write(t testing.TB, from, n int) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -118,7 +118,7 @@ func (w *writers) write(t *testing.T, from, n int) {
 }
 
 // stored returns the sequenced changes in the database, in seq order.
-func stored(t *testing.T, db *sqlx.DB) []*reservation.Change {
+func stored(t testing.TB, db *sqlx.DB) []*reservation.Change {
 	t.Helper()
 	cs, err := repo.NewChanges(db).Read(ctxFor(t, time.Minute), 0, 1<<62, "", 1<<30)
 	if err != nil {
@@ -128,7 +128,7 @@ func stored(t *testing.T, db *sqlx.DB) []*reservation.Change {
 }
 
 // exporter starts an exporter of db's feed to stream; stop ends it and waits.
-func exporter(t *testing.T, db *sqlx.DB, urls []string, stream, prefix string, tweak func(*rsvjs.Options)) (x *rsvjs.Exporter, stop func()) {
+func exporter(t testing.TB, db *sqlx.DB, urls []string, stream, prefix string, tweak func(*rsvjs.Options)) (x *rsvjs.Exporter, stop func()) {
 	o := rsvjs.Options{Conn: rsvjs.ConnConfig{URLs: urls, Name: t.Name()}, Stream: stream, SubjectPrefix: prefix, Encode: service.EncodeChange, Logger: quiet}
 	if tweak != nil {
 		tweak(&o)
@@ -143,7 +143,7 @@ func exporter(t *testing.T, db *sqlx.DB, urls []string, stream, prefix string, t
 }
 
 // waitExported waits until the stream's last sequence is the feed's newest seq.
-func waitExported(t *testing.T, db *sqlx.DB, js jetstream.JetStream, stream string) {
+func waitExported(t testing.TB, db *sqlx.DB, js jetstream.JetStream, stream string) {
 	t.Helper()
 	ctx := ctxFor(t, 2*time.Minute)
 	for {
