@@ -180,7 +180,7 @@ func (r *natsRun) write(n int, fault func(*natsRun)) {
 			for k := 0; made.Load() < int64(n) && r.ctx.Err() == nil; k++ {
 				req := &pb.ReserveBatchRequest{RequestId: fmt.Sprintf("r%d-g%d-%d", round, g, k)}
 				for j := range 10 {
-					slot := base.Add(time.Duration(round*2_000_000+g*100_000+k) * time.Hour)
+					slot := base.Add(time.Duration(((round-1)*16+g)*50_000+k) * time.Hour) // < 2.5M hours: a Duration
 					req.Reservations = append(req.Reservations, &pb.Reservation{UserId: "w", ResourceId: fmt.Sprintf("res-%d", (g+j)%32),
 						Start: timestamppb.New(slot), End: timestamppb.New(slot.Add(time.Hour))})
 				}
