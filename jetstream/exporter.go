@@ -191,7 +191,7 @@ var (
 
 // haltedRecheck is how long a replica that found the export halted waits before it looks
 // again (an operator may have reset it: reservationd export reset).
-const haltedRecheck = 30 * time.Second
+const haltedRecheck = 10 * time.Second
 
 // Run competes for the export's lease until ctx ends, and exports while it holds it.
 func (x *Exporter) Run(ctx context.Context) {
