@@ -136,6 +136,17 @@ chaos:
 test-failover:
 	@$(call leg,Failover leg (scripts/replication.sh),RESERVATION_TEST_FAILOVER=1 $(GOTEST) -v -run TestFailover ./chaos)
 
+## test-nats: the change feed's export to NATS JetStream against a 3-node cluster (scripts/nats.sh
+# builds nats-server v2.15.3 on first use, ~1-2 min, and starts it; `bash scripts/nats.sh stop`
+# stops it, as CI does): package jetstream, the example consumer, rsvctl listen --from-nats, and
+# the chaos runs with three reservationd replicas (TestNATS*). One package at a time (-p 1): the
+# chaos runs start servers of their own and want the cores.
+.PHONY: test-nats
+test-nats:
+	@trap 'if [ "$${CI:-}" = true ]; then bash scripts/nats.sh stop || true; fi' EXIT; \
+	$(call leg,NATS leg (scripts/nats.sh),$(SERVICES_ENV) && nats_env=$$(bash scripts/nats.sh) && eval "$$nats_env" && \
+	  $(GOTEST) -p 1 -v -run 'TestExport|TestPrune|TestNATS|TestFromNATS|TestConsumer' ./jetstream ./examples/... ./cmd/rsvctl ./chaos)
+
 ## build: binaries of ./cmd/... into bin/
 build:
 	mkdir -p bin

@@ -63,6 +63,10 @@ type Options struct {
 	Database string
 	// Lock is the replicas' --lock: "redis" (default) or "local".
 	Lock string
+	// ReplicaEnv, when set, gives replica i more environment, after Env.
+	ReplicaEnv func(i int) []string
+	// BuildTags are go build's -tags for reservationd (a test build: exportbreak).
+	BuildTags string
 }
 
 // NewCluster builds reservationd and starts everything. Close stops it all.
@@ -119,7 +123,7 @@ func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
 		return c, err
 	}
 	bin := filepath.Join(opts.Dir, "reservationd")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "reservation/cmd/reservationd")
+	build := exec.CommandContext(ctx, "go", "build", "-tags", opts.BuildTags, "-o", bin, "reservation/cmd/reservationd")
 	if out, err := build.CombinedOutput(); err != nil {
 		return c, fmt.Errorf("build reservationd: %w\n%s", err, out)
 	}
@@ -154,6 +158,9 @@ func NewCluster(ctx context.Context, opts Options) (*Cluster, error) {
 			env = append(env, "RESERVATION_LOCK_TTL="+opts.LockTTL.String())
 		}
 		env = append(env, opts.Env...)
+		if opts.ReplicaEnv != nil {
+			env = append(env, opts.ReplicaEnv(i)...)
+		}
 		name := fmt.Sprintf("replica-%d", i)
 		if r.Proc, err = Start(name, bin, filepath.Join(opts.Dir, name+".log"), env); err != nil {
 			return c, err

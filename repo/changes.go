@@ -346,7 +346,8 @@ func (l *Leader) lost(err error) error {
 
 // Prune deletes up to limit of the oldest changes committed before before, and returns how
 // many. It deletes only from the oldest end, so what remains is always an unbroken run of
-// seqs, and it always keeps the newest change, whose seq the next one continues from. It runs
+// seqs, and it always keeps the newest change, whose seq the next one continues from, and every
+// change an export has not sent yet (reservation_exports). It runs
 // on the pool, beside stamping; a second pruner would only delete the same old rows.
 func (l *Leader) Prune(ctx context.Context, before time.Time, limit int) (int, error) {
 	var oldest []struct {
@@ -359,8 +360,13 @@ func (l *Leader) Prune(ctx context.Context, before time.Time, limit int) (int, e
 		return 0, classify(fmt.Errorf("prune changes: %w", err))
 	}
 	// The row after the limit is read only to be kept: it proves the last one deleted is not the newest.
+	// Nor does it delete a change an export to an external stream has not sent yet.
+	exported, exporting, err := exportedThrough(ctx, l.db)
+	if err != nil {
+		return 0, err
+	}
 	n := 0
-	for n < len(oldest)-1 && n < limit && oldest[n].CommittedAt.Before(before) {
+	for n < len(oldest)-1 && n < limit && oldest[n].CommittedAt.Before(before) && (!exporting || oldest[n].Seq <= exported) {
 		n++
 	}
 	if n == 0 {

@@ -32,6 +32,7 @@ import (
 	"reservation"
 	"reservation/cache"
 	"reservation/gateway"
+	"reservation/jetstream"
 	"reservation/lock"
 	"reservation/metrics"
 	"reservation/queue"
@@ -53,6 +54,11 @@ const (
 // FeedHealthService is the gRPC health service name that reports the change feed: NOT_SERVING
 // while it is stalled (queue.Queue.Stalled). The unnamed service stays about serving writes.
 const FeedHealthService = "reservation.v1.Feed"
+
+// ExportHealthService is the gRPC health service name that reports the change feed's export
+// to NATS JetStream, when one is configured: NOT_SERVING once it halted (the database's feed
+// and the stream tell different histories; reservationd export status says why).
+const ExportHealthService = "reservation.v1.Export"
 
 // Options configure a Daemon. A zero field takes its default; the packages' own Options take
 // theirs in their constructors.
@@ -80,6 +86,9 @@ type Options struct {
 	API   service.Options
 	// Cache configures the conflict cache; MaxEntries 0 means no cache.
 	Cache cache.Options
+	// Export, when set, exports the change feed to a NATS JetStream stream (package
+	// jetstream); its Encode and Logger are set by New.
+	Export *jetstream.Options
 
 	Logger *slog.Logger
 	// Tracing, when set and on, traces every RPC and what it does (package telemetry).
@@ -94,7 +103,8 @@ type Daemon struct {
 	locker  reservation.Locker
 	metrics *metrics.Metrics
 	feed    *queue.Queue
-	taken   *cache.Cache // nil without a cache
+	taken   *cache.Cache        // nil without a cache
+	export  *jetstream.Exporter // nil without an export
 	store   *repo.Store
 
 	grpc    *grpc.Server // the API's port
@@ -113,6 +123,8 @@ type Daemon struct {
 	feedDone sync.WaitGroup
 	loops    sync.WaitGroup
 	closing  sync.Once
+
+	exportLag atomic.Pointer[jetstream.Lag] // the export's lag, as watchExport read it last
 }
 
 // New builds a replica on db, whose writers queue on locker (nil: the database alone
@@ -137,7 +149,13 @@ func New(ctx context.Context, db *sqlx.DB, locker reservation.Locker, opts Optio
 		storeOpts.Taken = d.taken
 	}
 	d.store = repo.New(db, storeOpts)
-	d.export()
+	if opts.Export != nil {
+		xo := *opts.Export
+		xo.Encode, xo.Logger = service.EncodeChange, orLogger(xo.Logger, log)
+		d.export = jetstream.New(repo.NewChanges(db), repo.NewExporter(db, orString(xo.Stream, jetstream.DefaultStream)), xo)
+	}
+	d.exportLag.Store(&jetstream.Lag{})
+	d.exportMetrics()
 
 	if opts.Tracing == nil {
 		opts.Tracing = telemetry.Off()
@@ -243,6 +261,10 @@ func (d *Daemon) Start() {
 		cacheCurrent = d.taken.SetCurrent
 	}
 	d.loops.Go(func() { d.watchFeed(ctx, cacheCurrent) })
+	if d.export != nil {
+		d.feedDone.Go(func() { d.export.Run(feedCtx) })
+		d.loops.Go(func() { d.watchExport(ctx) })
+	}
 	d.loops.Go(func() { d.inner.Serve(d.mem) })
 	d.loops.Go(func() { d.failed(d.grpc.Serve(d.lis)) })
 	d.loops.Go(func() {
@@ -345,8 +367,18 @@ func transportCredentials(c *tls.Config) credentials.TransportCredentials {
 	return credentials.NewTLS(c)
 }
 
-// export makes the figures the store, feed, lock and pool keep into metrics.
-func (d *Daemon) export() {
+// Exporter is the replica's exporter to NATS JetStream; nil without Options.Export.
+func (d *Daemon) Exporter() *jetstream.Exporter { return d.export }
+
+func orString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// exportMetrics makes the figures the store, feed, export, lock and pool keep into metrics.
+func (d *Daemon) exportMetrics() {
 	m, store, feed, taken := d.metrics, d.store, d.feed, d.taken
 	m.Counter("conflicts_total", "Reserve calls refused for overlap.", func() float64 { return float64(store.Stats().Conflicts) })
 	m.Counter("tx_retries_total", "Transactions run again after a deadlock or lock wait timeout.", func() float64 { return float64(store.Stats().TxRetries) })
@@ -372,7 +404,57 @@ func (d *Daemon) export() {
 		m.Gauge("cache_entries", "Committed reservations the cache holds.", func() float64 { return float64(taken.Stats().Entries) })
 		m.Counter("cache_refusals_total", "Reserve items the cache found a reservation in the way of.", func() float64 { return float64(taken.Stats().Refused) })
 	}
+	// The export's lag and halt are read from the database by every replica with an export
+	// configured (watchExport). Every export metric is there without an export too, at 0, so
+	// that the dashboard's and alerts' queries always name exported metrics.
+	m.Gauge("export_lag_changes", "Changes stored that the export to NATS JetStream has not published yet; 0 without an export.", func() float64 { return float64(d.exportLag.Load().Changes) })
+	m.Gauge("export_lag_seconds", "Age of the oldest change the export to NATS JetStream has not published yet; 0 when none waits.", func() float64 { return d.exportLag.Load().Age.Seconds() })
+	m.Gauge("export_halted", "1 when the export to NATS JetStream halted: the database's feed and the stream diverged (reservationd export status).", func() float64 {
+		if d.exportLag.Load().Halted != "" {
+			return 1
+		}
+		return 0
+	})
+	stats := func() jetstream.Stats {
+		if d.export == nil {
+			return jetstream.Stats{}
+		}
+		return d.export.Stats()
+	}
+	m.Gauge("export_leader", "1 while this replica exports the change feed to NATS JetStream.", func() float64 {
+		if stats().Leading {
+			return 1
+		}
+		return 0
+	})
+	m.Counter("export_published_total", "Changes this replica stored in the NATS JetStream stream.", func() float64 { return float64(stats().Published) })
+	m.Counter("export_duplicates_total", "Publishes the stream acknowledged as duplicates (a retry found its message stored).", func() float64 { return float64(stats().Duplicates) })
+	m.Counter("export_wrong_sequence_total", "Publishes the stream refused for not following its last message.", func() float64 { return float64(stats().WrongSeq) })
+	m.Counter("export_halts_total", "Times this replica found the database's feed and the stream diverged, and halted the export.", func() float64 { return float64(stats().Halts) })
 	m.DB("mysql", d.db.DB)
+}
+
+// watchExport reads the export's lag and state from the database every second (so that every
+// replica reports it, whichever exports), and keeps the export's health service in step:
+// NOT_SERVING once the export halted.
+func (d *Daemon) watchExport(ctx context.Context) {
+	watch(ctx, time.Second, d.health, ExportHealthService, func(ctx context.Context) error {
+		lag, err := d.export.Lag(ctx)
+		if err != nil {
+			return nil // the database's own health reports it
+		}
+		d.exportLag.Store(&lag)
+		if lag.Halted != "" {
+			return errors.New(lag.Halted)
+		}
+		return nil
+	}, func(err error) {
+		if err != nil {
+			d.log.Error("export to NATS JetStream halted: resolve it with reservationd export status and reservationd export reset", "why", err)
+		} else {
+			d.log.Info("export to NATS JetStream runs again")
+		}
+	})
 }
 
 // watchFeed keeps the feed's health service in step with the feed, and tells the conflict

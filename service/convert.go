@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -210,4 +211,10 @@ func toListenResponse(c *reservation.Change) *pb.ListenResponse {
 		Actor:       c.Actor,
 		Reason:      c.Reason,
 	}
+}
+
+// EncodeChange is change c as Listen sends it, a ListenResponse, in protobuf's binary
+// encoding: the body of an exported change (package jetstream).
+func EncodeChange(c *reservation.Change) ([]byte, error) {
+	return proto.Marshal(toListenResponse(c))
 }

@@ -11,6 +11,7 @@ import (
 
 	"reservation"
 	"reservation/cache"
+	"reservation/jetstream"
 	"reservation/lock"
 	"reservation/queue"
 	"reservation/repo"
@@ -43,6 +44,17 @@ type Config struct {
 	// Catalogue is "open" (a Reserve of an unknown resource creates it) or "strict" (it is
 	// NOT_FOUND): repo.Options.StrictCatalogue.
 	Catalogue string
+	// NATS is the export of the change feed to NATS JetStream: off while URLs is empty.
+	NATS NATSConfig
+}
+
+// NATSConfig is where the change feed is exported (package jetstream) and how to reach it:
+// what jetstream.Options are made from.
+type NATSConfig struct {
+	URLs, Stream, SubjectPrefix             string
+	Replicas                                int
+	CredsFile, NKeyFile, User, PasswordFile string
+	TLSCA, TLSCert, TLSKey                  string
 }
 
 // RedisConfig is where Redis is and how to reach it: what lock.ClientConfig is made from.
@@ -88,6 +100,7 @@ func DefaultConfig() Config {
 			},
 			Cache: cache.Options{MaxEntries: cache.DefaultMaxEntries},
 		},
+		NATS: NATSConfig{Stream: jetstream.DefaultStream, SubjectPrefix: jetstream.DefaultSubjectPrefix, Replicas: jetstream.DefaultReplicas},
 	}
 }
 
@@ -174,6 +187,18 @@ func (c *Config) flags() *flagSet {
 	fs.StringVar(&c.OneStatementPerTrip, "one-statement-per-trip", c.OneStatementPerTrip, "send a write's statements one round trip each instead of together: auto (on for a Galera node, which needs it), on, or off")
 	fs.BoolVar(&s.API.AllowPast, "allow-past-windows", s.API.AllowPast, "admit reservations whose window ends before now (by default refused with INVALID_ARGUMENT, BLOCKED ones excepted)")
 	fs.StringVar(&c.Catalogue, "catalogue", c.Catalogue, "open (a Reserve of an unknown resource creates it, capacity 1, no pool) or strict (NOT_FOUND until PutResource made it)")
+	n := &c.NATS
+	fs.StringVar(&n.URLs, "nats-url", n.URLs, "NATS servers to export the change feed to, comma-separated (nats://host:4222,...): turns the export to NATS JetStream on (see docs/nats.md)")
+	fs.StringVar(&n.Stream, "nats-stream", n.Stream, "JetStream stream the change feed is exported to; created if missing, its sequence the feed's seq")
+	fs.StringVar(&n.SubjectPrefix, "nats-subject-prefix", n.SubjectPrefix, "subjects of the exported changes: <prefix>.<resource>.<moved from>")
+	fs.positiveInt(&n.Replicas, "nats-replicas", "replicas of a stream the export creates")
+	fs.StringVar(&n.CredsFile, "nats-creds", n.CredsFile, "NATS credentials file (JWT and NKey seed)")
+	fs.StringVar(&n.NKeyFile, "nats-nkey", n.NKeyFile, "file holding a NATS NKey user's seed")
+	fs.StringVar(&n.User, "nats-user", n.User, "NATS user; the password comes from "+natsPasswordEnv+" or --nats-password-file")
+	fs.StringVar(&n.PasswordFile, "nats-password-file", n.PasswordFile, "file holding the NATS password (instead of "+natsPasswordEnv+")")
+	fs.StringVar(&n.TLSCA, "nats-tls-ca", n.TLSCA, "PEM CA certificates that sign the NATS servers' certificates: connect over TLS")
+	fs.StringVar(&n.TLSCert, "nats-tls-cert", n.TLSCert, "PEM client certificate for NATS (with --nats-tls-key)")
+	fs.StringVar(&n.TLSKey, "nats-tls-key", n.TLSKey, "PEM private key of --nats-tls-cert")
 	return fs
 }
 
@@ -239,6 +264,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert and --tls-key"))
 	}
 	errs = append(errs, c.redisErrors()...)
+	errs = append(errs, c.natsErrors()...)
 	return errors.Join(errs...)
 }
 
@@ -288,6 +314,43 @@ func (c *Config) redisErrors() []error {
 	return errs
 }
 
+// natsErrors are the combinations of the --nats-* flags that cannot work, each naming its flag.
+func (c *Config) natsErrors() []error {
+	var errs []error
+	n := c.NATS
+	if n.URLs == "" {
+		for _, f := range []struct{ name, value string }{{"nats-creds", n.CredsFile}, {"nats-nkey", n.NKeyFile}, {"nats-user", n.User},
+			{"nats-password-file", n.PasswordFile}, {"nats-tls-ca", n.TLSCA}, {"nats-tls-cert", n.TLSCert}} {
+			if f.value != "" {
+				errs = append(errs, fmt.Errorf("--%s needs --nats-url", f.name))
+			}
+		}
+		return errs
+	}
+	set := 0
+	for _, v := range []string{n.CredsFile, n.NKeyFile, n.User} {
+		if v != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		errs = append(errs, errors.New("--nats-creds, --nats-nkey and --nats-user: give one way to authenticate"))
+	}
+	if n.PasswordFile != "" && n.User == "" {
+		errs = append(errs, errors.New("--nats-password-file needs --nats-user"))
+	}
+	if (n.TLSCert == "") != (n.TLSKey == "") {
+		errs = append(errs, errors.New("--nats-tls-cert and --nats-tls-key go together"))
+	}
+	if n.Stream == "" || strings.ContainsAny(n.Stream, ". *>\t") {
+		errs = append(errs, fmt.Errorf("--nats-stream %q: a stream name must not be empty nor hold . * > or white space", n.Stream))
+	}
+	if p := n.SubjectPrefix; p == "" || strings.ContainsAny(p, "*> \t") || strings.HasPrefix(p, ".") || strings.HasSuffix(p, ".") || strings.Contains(p, "..") {
+		errs = append(errs, fmt.Errorf("--nats-subject-prefix %q: must be subject tokens joined by dots, without wildcards or white space", p))
+	}
+	return errs
+}
+
 // minLockTTL is the shortest --lock-ttl: a third of it must leave room for a renewal to time out
 // (250ms) and be tried again before the lease lapses.
 const minLockTTL = 900 * time.Millisecond
@@ -296,7 +359,7 @@ const minLockTTL = 900 * time.Millisecond
 // misspelt name, whose setting would otherwise be silently ignored. The test tooling's own
 // variables (RESERVATION_TEST_*, RESERVATION_CHAOS_*) are not reported.
 func unknownEnv(environ []string) []string {
-	known := map[string]bool{redisPasswordEnv: true}
+	known := map[string]bool{redisPasswordEnv: true, natsPasswordEnv: true}
 	c := DefaultConfig()
 	c.flags().VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = true })
 	var unknown []string

@@ -4,6 +4,9 @@
 //	reservationd migrate [flags]  migrate the schema and exit
 //	reservationd --version        print the build: version, VCS revision, Go version
 //	reservationd health [flags]   exit 0 if the replica on --grpc-addr is SERVING, 1 if not
+//	reservationd export status|reset [flags]
+//	                              the change feed's export to NATS JetStream: where it is, and
+//	                              the way out of a halted one (docs/nats.md)
 //
 // Every flag falls back to an environment variable, named in its help.
 package main
@@ -26,6 +29,7 @@ import (
 	"reservation"
 	"reservation/auth"
 	"reservation/buildinfo"
+	"reservation/jetstream"
 	"reservation/lock"
 	"reservation/repo"
 	"reservation/server"
@@ -47,6 +51,9 @@ func run(args []string) error {
 	cmd := "serve"
 	if len(args) > 0 && args[0] == "health" {
 		return probeHealth(context.Background(), args[1:])
+	}
+	if len(args) > 0 && args[0] == "export" {
+		return exportCommand(context.Background(), os.Stdout, args[1:])
 	}
 	if len(args) > 0 && args[0] == "migrate" {
 		cmd, args = "migrate", args[1:]
@@ -139,6 +146,9 @@ func serve(ctx context.Context, cfg Config, db *sqlx.DB, log *slog.Logger, traci
 		log.Info("a write sends one statement per round trip", "galera", galera)
 	}
 	opts.Store.OneStatementPerTrip = perTrip
+	if opts.Export, err = exportOptions(cfg, os.Getenv); err != nil {
+		return err
+	}
 	d, err := server.New(ctx, db, locker, opts)
 	if err != nil {
 		return err
@@ -204,6 +214,52 @@ func newLocker(cfg Config) (reservation.Locker, func(), error) {
 		return l, func() { client.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("--lock must be redis or local, got %q", cfg.Lock)
+}
+
+// natsPasswordEnv holds the NATS password of --nats-user; like the Redis one, it has no flag.
+const natsPasswordEnv = "RESERVATION_NATS_PASSWORD"
+
+// exportOptions turns the --nats-* flags into the export's options, reading the password
+// (from getenv or --nats-password-file) and the TLS files; nil without --nats-url.
+func exportOptions(cfg Config, getenv func(string) string) (*jetstream.Options, error) {
+	n := cfg.NATS
+	if n.URLs == "" {
+		return nil, nil
+	}
+	o := &jetstream.Options{Stream: n.Stream, SubjectPrefix: n.SubjectPrefix, Replicas: n.Replicas}
+	o.Conn = jetstream.ConnConfig{URLs: lock.SplitAddrs(n.URLs), CredsFile: n.CredsFile, NKeySeedFile: n.NKeyFile, User: n.User}
+	o.Conn.Password = getenv(natsPasswordEnv)
+	if n.PasswordFile != "" {
+		if o.Conn.Password != "" {
+			return nil, fmt.Errorf("--nats-password-file and %s are both set: give the password once", natsPasswordEnv)
+		}
+		b, err := os.ReadFile(n.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--nats-password-file: %w", err)
+		}
+		o.Conn.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	if n.TLSCA != "" || n.TLSCert != "" {
+		o.Conn.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		if n.TLSCA != "" {
+			pool, err := readPool(n.TLSCA, "--nats-tls-ca")
+			if err != nil {
+				return nil, err
+			}
+			o.Conn.TLS.RootCAs = pool
+		}
+		if n.TLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(n.TLSCert, n.TLSKey)
+			if err != nil {
+				return nil, fmt.Errorf("--nats-tls-cert/--nats-tls-key: %w", err)
+			}
+			o.Conn.TLS.Certificates = []tls.Certificate{cert}
+		}
+	}
+	if err := o.Conn.Validate(); err != nil {
+		return nil, fmt.Errorf("--nats-*: %w", err)
+	}
+	return o, nil
 }
 
 // redisPasswordEnv holds the Redis password; there is no flag for it, so that it never shows in

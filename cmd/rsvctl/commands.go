@@ -378,15 +378,33 @@ each enabled unit of the pool, by unit (RESOURCE), each with the unit's places l
 func (c *cli) listenCmd() *cobra.Command {
 	var resource string
 	var after int64
+	var nats natsFlags
 	cmd := &cobra.Command{
-		Use:   "listen [--resource R] [--after SEQ]",
+		Use:   "listen [--resource R] [--after SEQ] [--from-nats URLS]",
 		Short: "Print changes as they happen, until stopped",
 		Long: `listen prints each change (create, update, delete) as it happens, until interrupted.
-Each has a seq: --after SEQ resumes after it, on any replica, while the server keeps it.`,
+Each has a seq: --after SEQ resumes after it, on any replica, while the server keeps it.
+With --from-nats it reads the same changes from the NATS JetStream stream reservationd
+exports them to (--nats-url; docs/nats.md), whose sequence is the seq, instead of a replica.`,
 		Example: `  rsvctl listen --resource room-1
-  rsvctl listen --after 0 -o json     # everything kept, then live; one JSON object per change`,
+  rsvctl listen --after 0 -o json     # everything kept, then live; one JSON object per change
+  rsvctl listen --from-nats nats://127.0.0.1:4222 --resource room-1 --after 100`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tw := newTable(c.out, "SEQ", "OP", "ID", "RESOURCE", "USER", "STATUS", "START", "END", "VERSION")
+			print := func(m *pb.ListenResponse) {
+				if c.json {
+					c.printJSON(m)
+					return
+				}
+				r := m.Reservation
+				tw.row(fmt.Sprint(m.Seq), strings.TrimPrefix(m.Op.String(), "RESERVATION_UPDATE_TYPE_"), r.Id, r.ResourceId, r.UserId,
+					statusName(r.Status), c.formatTimestamp(r.Start), c.formatTimestamp(r.End), fmt.Sprint(r.Version))
+				tw.flush() // a line as each change comes
+			}
+			if nats.urls != "" {
+				return nats.listen(cmd.Context(), resource, after, print)
+			}
 			req := &pb.ListenRequest{ResourceId: resource}
 			if after >= 0 {
 				seq := uint64(after)
@@ -398,20 +416,12 @@ Each has a seq: --after SEQ resumes after it, on any replica, while the server k
 				if err != nil {
 					return err
 				}
-				tw := newTable(c.out, "SEQ", "OP", "ID", "RESOURCE", "USER", "STATUS", "START", "END", "VERSION")
 				for {
 					m, err := stream.Recv()
 					if err != nil {
 						return err
 					}
-					if c.json {
-						c.printJSON(m)
-						continue
-					}
-					r := m.Reservation
-					tw.row(fmt.Sprint(m.Seq), strings.TrimPrefix(m.Op.String(), "RESERVATION_UPDATE_TYPE_"), r.Id, r.ResourceId, r.UserId,
-						statusName(r.Status), c.formatTimestamp(r.Start), c.formatTimestamp(r.End), fmt.Sprint(r.Version))
-					tw.flush() // a line as each change comes
+					print(m)
 				}
 			})
 		},
@@ -420,6 +430,7 @@ Each has a seq: --after SEQ resumes after it, on any replica, while the server k
 	f.StringVar(&resource, "resource", "", "only this resource's changes, and the moves away from it")
 	f.Int64Var(&after, "after", -1, "resume after this seq (default: from now on)")
 	f.Lookup("after").DefValue = ""
+	nats.bind(f)
 	return cmd
 }
 
