@@ -67,6 +67,7 @@ test:
 	$(MAKE) --no-print-directory test-failover || status=1; \
 	$(MAKE) --no-print-directory test-galera || status=1; \
 	$(MAKE) --no-print-directory test-gr || status=1; \
+	$(MAKE) --no-print-directory test-nats || status=1; \
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s || status=1; \
 	exit $$status
 
