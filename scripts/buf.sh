@@ -45,15 +45,11 @@ workspace() {
   mkdir -p "$dir/third_party/google/api"
   cp "$gapi/google/api/annotations.proto" "$gapi/google/api/http.proto" "$dir/third_party/google/api/"
   cp -r "$proto" "$dir/proto"
-  cp buf.yaml "$dir/buf.yaml"
-  # buf.yaml names proto/ as the module; google/api is a second, unlinted module beside it.
-  cat >>"$dir/buf.yaml" <<'YAML'
-  - path: third_party
-    lint:
-      ignore: [third_party]
-    breaking:
-      ignore: [third_party]
-YAML
+  # buf.yaml's module proto/ gets google/api as a second module beside it, which lint and
+  # breaking ignore: it is not ours.
+  grep -q '^  - path: proto$' buf.yaml || { echo "buf.sh: buf.yaml has no '  - path: proto' module line" >&2; exit 1; }
+  sed 's|^  - path: proto$|  - path: proto\n  - path: third_party\n    lint: {ignore: [third_party]}\n    breaking: {ignore: [third_party]}|' \
+    buf.yaml >"$dir/buf.yaml"
 }
 
 base() {
@@ -77,7 +73,7 @@ path)
 lint)
   tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
   workspace "$tmp/head" proto
-  (cd "$tmp/head" && "$buf" lint --path proto)
+  (cd "$tmp/head" && "$buf" lint)
   ;;
 breaking)
   tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -87,12 +83,11 @@ breaking)
     exit 1
   fi
   mkdir -p "$tmp/base-src"
-  git archive "$ref" proto buf.yaml 2>/dev/null | tar -x -C "$tmp/base-src" ||
-    git archive "$ref" proto | tar -x -C "$tmp/base-src"
+  git archive "$ref" proto | tar -x -C "$tmp/base-src"
   workspace "$tmp/head" proto
   workspace "$tmp/base" "$tmp/base-src/proto"
   echo "buf breaking: proto/ against $ref ($(git rev-parse --short "$ref"))" >&2
-  (cd "$tmp/head" && "$buf" breaking --path proto --against "$tmp/base")
+  (cd "$tmp/head" && "$buf" breaking --against ../base)
   ;;
 *)
   echo "usage: scripts/buf.sh lint|breaking|path" >&2; exit 2

@@ -6,8 +6,8 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -49,22 +49,39 @@ func TestHelp(t *testing.T) {
 	}
 }
 
-// TestHelpExitCode: the binary's help exits 0 and writes to stdout alone; a bad flag exits 1
+// asMainEnv makes the test binary run main instead of the tests (TestMain): a process with
+// reservationd's exit code and output, without building the binary.
+const asMainEnv = "RESERVATIOND_TEST_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asMainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestHelpExitCode: the process's help exits 0 and writes to stdout alone; a bad flag exits 1
 // and points to the help instead of printing it. Needs no server.
 func TestHelpExitCode(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "reservationd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	command := func(arg string) *exec.Cmd {
+		cmd := exec.Command(bin, arg)
+		cmd.Env = append(os.Environ(), asMainEnv+"=1")
+		return cmd
 	}
 	for _, arg := range []string{"help", "--help", "-h"} {
 		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(bin, arg)
+		cmd := command(arg)
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil || stderr.Len() > 0 || !strings.Contains(stdout.String(), "Usage:") {
 			t.Errorf("reservationd %s: %v (want exit 0), stderr %q, stdout %d bytes", arg, err, stderr.String(), stdout.Len())
 		}
 	}
-	out, err := exec.Command(bin, "--no-such-flag").CombinedOutput()
+	out, err := command("--no-such-flag").CombinedOutput()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "reservationd help") || strings.Contains(string(out), "Usage:") {
 		t.Errorf("reservationd --no-such-flag: %v: %q; want exit 1 and a pointer to the help", err, out)
