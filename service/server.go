@@ -424,10 +424,8 @@ func (s *Server) Listen(req *pb.ListenRequest, stream grpc.ServerStreamingServer
 	}
 	defer sub.Close()
 	md := metadata.Pairs(AfterSeqHeader, strconv.FormatUint(sub.After(), 10))
-	if p, ok := sub.(interface{ Position() reservation.FeedCursor }); ok {
-		if c := p.Position(); c.Seq == 0 || c.Fingerprint != 0 {
-			md.Set(AfterCursorHeader, c.String())
-		}
+	if c := sub.Position(); c.Seq == 0 || c.Fingerprint != 0 {
+		md.Set(AfterCursorHeader, c.String())
 	}
 	if err := stream.SendHeader(md); err != nil {
 		return err
