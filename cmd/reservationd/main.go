@@ -184,13 +184,16 @@ func serve(ctx context.Context, cfg Config, db *sqlx.DB, log *slog.Logger, traci
 	}
 	log.Info("writer lock", "lock", cfg.Lock)
 	d.Start()
-	defer d.Close()
 	select {
-	case err := <-d.Failed():
-		return err
+	case err = <-d.Failed():
 	case <-ctx.Done():
-		return nil
 	}
+	// What went wrong while closing (a drain cut at its bound, say) is logged: the replica
+	// stopped as asked, and the exit status says only whether it failed while serving.
+	if cerr := d.Close(); cerr != nil {
+		log.Warn("closing the replica", "err", cerr)
+	}
+	return err
 }
 
 // serverTLS is the TLS configuration of both ports, or nil without --tls-cert.
