@@ -14,7 +14,7 @@ const helpWidth = 100
 // --help/-h anywhere on the line (flag also takes a single dash).
 func isHelp(arg string) bool {
 	switch arg {
-	case "help", "--help", "-help", "-h", "--h":
+	case "help", "--help", "-help", "-h":
 		return true
 	}
 	return false
@@ -33,7 +33,7 @@ Usage:
 
 Required:
   --mysql-dsn (RESERVATION_MYSQL_DSN), e.g. root@tcp(127.0.0.1:3306)/reservation
-  --redis-addr (RESERVATION_REDIS_ADDR) with --lock redis, the default (127.0.0.1:6379)
+  --redis-addr (RESERVATION_REDIS_ADDR) for --lock redis, the default; 127.0.0.1:6379 if unset
 
 Example:
   reservationd --mysql-dsn 'root@tcp(127.0.0.1:3306)/reservation' --lock local
