@@ -32,6 +32,17 @@ func ServerDSN() string {
 // server, and make test never passes it.
 func NewDB(t testing.TB) (*sqlx.DB, string) {
 	t.Helper()
+	return newDB(t, true)
+}
+
+// NewEmptyDB is NewDB without the migrations: an empty database, for tests of migrating.
+func NewEmptyDB(t testing.TB) (*sqlx.DB, string) {
+	t.Helper()
+	return newDB(t, false)
+}
+
+func newDB(t testing.TB, migrate bool) (*sqlx.DB, string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("needs MySQL: not run under -short (make check runs only what needs no server; make test runs it)")
 	}
@@ -75,6 +86,9 @@ func NewDB(t testing.TB) (*sqlx.DB, string) {
 		t.Fatalf("open test database: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
+	if !migrate {
+		return db, dsn
+	}
 	if err := repo.Migrate(ctx, db.DB); err != nil {
 		t.Fatalf("migrate test database: %v", err)
 	}
