@@ -37,14 +37,25 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
+	if err := run(os.Args[1:], os.Stdout, processLogger); err != nil {
 		fmt.Fprintln(os.Stderr, "reservationd:", err)
 		os.Exit(1)
 	}
 }
 
-// run is one invocation; the help and the version go to stdout.
-func run(args []string, stdout io.Writer) error {
+// processLogger makes log the process's one log. Code that logs to the default logger rather
+// than one it was given (repo's failover and migration lease) and go-redis, whose logger is
+// process-wide with no per-client option, then write through it, in its format. Only main
+// calls it, once, before anything runs: tests of run pass their own hook, and leave the
+// process's loggers alone.
+func processLogger(log *slog.Logger) {
+	slog.SetDefault(log)
+	redis.SetLogger(lock.RedisLogger(log))
+}
+
+// run is one invocation; the help and the version go to stdout. setLogger, when not nil, is
+// given the log once it is made (main's is processLogger).
+func run(args []string, stdout io.Writer, setLogger func(*slog.Logger)) error {
 	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
 		fmt.Fprintln(stdout, "reservationd", buildinfo.Read())
 		return nil
@@ -54,7 +65,7 @@ func run(args []string, stdout io.Writer) error {
 		printUsage(stdout, &c)
 		return nil
 	}
-	err := dispatch(args, stdout)
+	err := dispatch(args, stdout, setLogger)
 	if errors.Is(err, flag.ErrHelp) { // --help or -h after a subcommand or a flag
 		c := DefaultConfig()
 		printUsage(stdout, &c)
@@ -64,7 +75,7 @@ func run(args []string, stdout io.Writer) error {
 }
 
 // dispatch runs the subcommand args name: health, migrate, or (none) serve.
-func dispatch(args []string, stdout io.Writer) error {
+func dispatch(args []string, stdout io.Writer, setLogger func(*slog.Logger)) error {
 	cmd := "serve"
 	if len(args) > 0 && args[0] == "health" {
 		return probeHealth(context.Background(), args[1:], stdout)
@@ -81,12 +92,9 @@ func dispatch(args []string, stdout io.Writer) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
-	// One log, one format. Code that logs to the default logger rather than one it was
-	// given (repo's failover and migration lease) and go-redis, whose logger is process-wide
-	// with no per-client option, write through this one. Set here once, before anything
-	// runs, and never changed: main owns the process.
-	slog.SetDefault(log)
-	redis.SetLogger(lock.RedisLogger(log))
+	if setLogger != nil {
+		setLogger(log)
+	}
 	for _, name := range unknownEnv(os.Environ()) {
 		log.Warn("unknown environment variable: no flag reads it", "name", name)
 	}

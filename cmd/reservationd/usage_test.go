@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -9,10 +10,17 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"reservation/lock/locktest"
+	pb "reservation/proto/reservation/v1"
 	"reservation/repo"
+	"reservation/repo/repotest"
 )
 
 // TestHelp: every way of asking for the help prints it on stdout and succeeds: the
@@ -21,7 +29,7 @@ import (
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}, {"migrate", "--help"}, {"health", "-h"}, {"--lock", "local", "--help"}} {
 		var out bytes.Buffer
-		if err := run(args, &out); err != nil {
+		if err := run(args, &out, nil); err != nil {
 			t.Fatalf("reservationd %q: %v", args, err)
 		}
 		help := out.String()
@@ -92,7 +100,7 @@ func TestHelpExitCode(t *testing.T) {
 // form. Needs no server.
 func TestMissingDSNNamesIt(t *testing.T) {
 	t.Setenv("RESERVATION_MYSQL_DSN", "")
-	err := run([]string{"--lock", "local"}, &bytes.Buffer{})
+	err := run([]string{"--lock", "local"}, &bytes.Buffer{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "--mysql-dsn (RESERVATION_MYSQL_DSN) is required") || !strings.Contains(err.Error(), "root@tcp(") {
 		t.Errorf("no DSN: %v", err)
 	}
@@ -102,7 +110,7 @@ func TestMissingDSNNamesIt(t *testing.T) {
 // with an example of the form it reads. Needs no server.
 func TestBadDSNShowsTheForm(t *testing.T) {
 	for _, dsn := range []string{"root@127.0.0.1:3306/reservation", "mysql://root@127.0.0.1:3306/reservation"} {
-		err := run([]string{"--mysql-dsn", dsn, "--lock", "local"}, &bytes.Buffer{})
+		err := run([]string{"--mysql-dsn", dsn, "--lock", "local"}, &bytes.Buffer{}, nil)
 		if err == nil || !strings.HasPrefix(err.Error(), "--mysql-dsn: ") || !strings.Contains(err.Error(), "e.g. root@tcp(127.0.0.1:3306)/reservation") {
 			t.Errorf("--mysql-dsn %s: %v; want the flag named and the example root@tcp(127.0.0.1:3306)/reservation", dsn, err)
 		}
@@ -154,6 +162,45 @@ func TestRedisDownAtStart(t *testing.T) {
 	for _, want := range []string{"WARN redis does not answer at start", "WARN redis unavailable; locks fail fast"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("log lacks %q:\n%s", want, joined)
+		}
+	}
+}
+
+// TestOneLogFormatWithRedisDown: the binary started with Redis down says so at start, serves,
+// and every line it logs, go-redis's and the lock's among them, is JSON; its migration line
+// says what it applied.
+func TestOneLogFormatWithRedisDown(t *testing.T) {
+	_, dsn := repotest.NewDB(t) // migrated already: the daemon applies nothing
+	d := startDaemon(t, "RESERVATION_MYSQL_DSN="+dsn, "RESERVATION_REDIS_ADDR="+locktest.ClosedAddr(t), "RESERVATION_LOCK=redis")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn := d.dial(t)
+	d.waitServing(t, ctx, conn)
+	start := time.Date(2032, 1, 1, 10, 0, 0, 0, time.UTC)
+	if _, err := pb.NewReservationServiceClient(conn).Reserve(ctx, &pb.ReserveRequest{Reservation: &pb.Reservation{UserId: "op", ResourceId: "room-1",
+		Start: timestamppb.New(start), End: timestamppb.New(start.Add(time.Hour))}}); err != nil {
+		t.Errorf("Reserve with Redis down: %v; want it made under the database guard", err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-d.exited; err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+	var msgs []string
+	for _, line := range strings.Split(strings.TrimSpace(d.logs.String()), "\n") {
+		var rec struct{ Level, Msg, Component string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("a log line is not JSON: %q", line)
+			continue
+		}
+		msgs = append(msgs, rec.Level+" "+rec.Component+" "+rec.Msg)
+	}
+	all := strings.Join(msgs, "\n")
+	for _, want := range []string{"WARN  redis does not answer at start", "WARN go-redis ", "WARN  redis unavailable; locks fail fast",
+		"INFO  schema up to date at version "} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no log line %q in:\n%s", want, all)
 		}
 	}
 }
