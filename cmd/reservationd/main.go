@@ -39,6 +39,11 @@ import (
 func main() {
 	if err := run(os.Args[1:], os.Stdout, processLogger); err != nil {
 		fmt.Fprintln(os.Stderr, "reservationd:", err)
+		if errors.Is(err, errUsage) {
+			// As rsvctl: a command line that cannot run exits 2, pointing at the help.
+			fmt.Fprintln(os.Stderr, "Run 'reservationd help' for usage.")
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
@@ -103,7 +108,7 @@ func dispatch(args []string, stdout io.Writer, setLogger func(*slog.Logger)) err
 	defer stop()
 
 	if cfg.MySQLDSN == "" {
-		return errors.New("--mysql-dsn (RESERVATION_MYSQL_DSN) is required, e.g. root@tcp(127.0.0.1:3306)/reservation (reservationd help lists every setting)")
+		return usageError{errors.New("--mysql-dsn (RESERVATION_MYSQL_DSN) is required, e.g. root@tcp(127.0.0.1:3306)/reservation")}
 	}
 	db, err := repo.Open(ctx, cfg.MySQLDSN)
 	if err != nil {

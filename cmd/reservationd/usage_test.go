@@ -69,16 +69,17 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestHelpExitCode: the process's help exits 0 and writes to stdout alone; a bad flag exits 1
-// and points to the help instead of printing it. Needs no server.
+// TestHelpExitCode: the process's help exits 0 and writes to stdout alone; a bad flag, a bad
+// value and a missing DSN exit 2, as in rsvctl, and point to the help instead of printing it.
+// Needs no server.
 func TestHelpExitCode(t *testing.T) {
 	bin, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	command := func(arg string) *exec.Cmd {
-		cmd := exec.Command(bin, arg)
-		cmd.Env = append(os.Environ(), asMainEnv+"=1")
+	command := func(args ...string) *exec.Cmd {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), asMainEnv+"=1", "RESERVATION_MYSQL_DSN=")
 		return cmd
 	}
 	for _, arg := range []string{"help", "--help", "-h"} {
@@ -89,10 +90,12 @@ func TestHelpExitCode(t *testing.T) {
 			t.Errorf("reservationd %s: %v (want exit 0), stderr %q, stdout %d bytes", arg, err, stderr.String(), stdout.Len())
 		}
 	}
-	out, err := command("--no-such-flag").CombinedOutput()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "reservationd help") || strings.Contains(string(out), "Usage:") {
-		t.Errorf("reservationd --no-such-flag: %v: %q; want exit 1 and a pointer to the help", err, out)
+	for _, args := range [][]string{{"--no-such-flag"}, {"--drain", "soon"}, {"extra"}, {"--lock", "local"}} {
+		out, err := command(args...).CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "Run 'reservationd help' for usage.") || strings.Contains(string(out), "Usage:") {
+			t.Errorf("reservationd %q: %v: %q; want exit 2 and a pointer to the help", args, err, out)
+		}
 	}
 }
 
