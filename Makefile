@@ -1,4 +1,5 @@
-# Developer entry points. `make test` is what CI runs (.ci/run).
+# Developer entry points. `make check` is the quick check before pushing (no server needed);
+# `make test` is what CI runs (.ci/run), after `make check`.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := test
@@ -31,7 +32,7 @@ leg = echo "==== $(1): start $$(date -u +%FT%TZ)"; leg_t0=$$(date +%s); \
   echo "==== $(1): $$(( $$(date +%s) - leg_t0 )) s wall, exit $$leg_rc"; \
   exit $$leg_rc
 
-.PHONY: alerts run reset test test-mariadb test-mysql97 test-vitess test-galera galera-stop test-gr gr-stop fuzz chaos build lint proto services services-stop
+.PHONY: alerts run reset check buf-lint buf-breaking test test-mariadb test-mysql97 test-vitess test-galera galera-stop test-gr gr-stop fuzz chaos build lint proto services services-stop
 
 ## run: start the server locally against MySQL/Redis from scripts/services.sh --run
 # A RESERVATION_MYSQL_DSN or RESERVATION_REDIS_ADDR set by the user is used as
@@ -49,14 +50,37 @@ run:
 reset:
 	bash scripts/services.sh reset
 
-## test: vet, all tests on MariaDB (services.sh), the database tests on MySQL 9.7, then fuzz
-# Every leg runs even when an earlier one fails, so that one CI run shows every
-# engine; the target fails if any did. -race needs cgo: GOTEST forces it on.
-# Under CI=true the servers the legs started (private MariaDB/Redis, MySQL 9.7)
-# are stopped at the end, whatever calls make; outside CI they are kept for the
-# next run (`make services-stop` stops them).
+## check: gofmt, go vet, buf lint, and every test that needs no server (under a minute once built)
+# The tests that need a server (MySQL, Redis, a private MariaDB, the built daemon) skip under
+# -short: the test helpers (repotest, locktest, redistest, startDaemon) skip before they start
+# anything. make test never passes -short, so there each of them runs or fails. ./chaos is left
+# out: each of its tests starts servers.
+CHECK_PACKAGES = $(GO) list ./... | grep -v '/chaos$$'
+check:
+	@unformatted=$$(gofmt -l .); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	bash scripts/buf.sh lint
+	pkgs=$$($(CHECK_PACKAGES)) && $(GO) test -short -count=1 $$pkgs
+
+## buf-lint: buf lint of proto/ (buf.yaml: STANDARD, with the design document's names excepted)
+buf-lint:
+	bash scripts/buf.sh lint
+
+## buf-breaking: buf breaking of proto/ against the previous commit on main (scripts/buf.sh says which)
+buf-breaking:
+	bash scripts/buf.sh breaking
+
+## test: go vet, buf lint and breaking, then every leg: all tests on MariaDB (services.sh), the
+## database tests on MySQL 9.7, Vitess, failover, Galera, Group Replication, NATS, then fuzz
+# Every leg runs even when one before it failed, so that one CI run shows every engine; the
+# target fails if any did. -race needs cgo: GOTEST forces it on. Under CI=true the servers the
+# legs started (private MariaDB/Redis, MySQL 9.7) are stopped at the end, whatever calls make;
+# outside CI they are kept for the next run (`make services-stop` stops them).
 test:
 	$(GO) vet ./...
+	bash scripts/buf.sh lint
+	bash scripts/buf.sh breaking
 	if [ "$${CI:-}" = true ]; then \
 	  trap 'bash scripts/services.sh stop || true; bash scripts/mysql97.sh stop || true' EXIT; \
 	fi; \

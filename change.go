@@ -148,6 +148,11 @@ type Feed interface {
 type Subscription interface {
 	// After is the seq the subscription has delivered up to: where a reconnect resumes.
 	After() uint64
+	// Position is After with the fingerprint of its change: the cursor a listener resumes
+	// from, verified against the feed it resumes on. Its Fingerprint is 0 when the change is
+	// not known (a subscription at the start of an empty feed, or one that cannot tell): such
+	// a cursor is not given out.
+	Position() FeedCursor
 	// Next waits for the next changes the filter selects and returns them in seq order. It
 	// fails with EEXHAUSTED when the listener fell too far behind the live feed.
 	Next(ctx context.Context) ([]*Change, error)

@@ -6,7 +6,9 @@ import (
 )
 
 // Sleep pauses for d or until ctx ends, whichever comes first, and returns ctx's error if it
-// ended: the one pause of the service's loops and retries (lock, queue, cache, repo).
+// ended: the pause the service's loops and retries use between attempts (lock, queue, cache,
+// repo), so that each of them stops waiting when its context ends. (Loops that also wait for
+// a nudge or a tick select on their own timers.)
 func Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()

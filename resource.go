@@ -3,6 +3,8 @@ package reservation
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 	_ "time/tzdata" // time zone names are checked the same on every host, with or without a zoneinfo
@@ -178,7 +180,9 @@ func (r *Resource) Validate(prefix string) error {
 	if len(r.Labels) > MaxLabels {
 		v.Add(prefix+"labels", fmt.Sprintf("at most %d labels, got %d", MaxLabels, len(r.Labels)))
 	}
-	for k, val := range r.Labels {
+	// In key order, so that the label named is the same on every call (a map's order is not).
+	for _, k := range slices.Sorted(maps.Keys(r.Labels)) {
+		val := r.Labels[k]
 		if k == "" || len(k) > MaxLabelLen || len(val) > MaxLabelLen || !utf8.ValidString(k) || !utf8.ValidString(val) {
 			v.Add(prefix+"labels", fmt.Sprintf("keys must be 1 to %d bytes and values at most %d, of UTF-8, got key %q", MaxLabelLen, MaxLabelLen, clipText(k)))
 			break

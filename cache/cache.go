@@ -210,12 +210,10 @@ func (c *Cache) Follow(ctx context.Context, feed reservation.Feed) {
 				sub.Close()
 				if reservation.ErrorCode(err) == reservation.EEXHAUSTED {
 					after, resume = &cursor, nil
-					if p, ok := sub.(interface{ Position() reservation.FeedCursor }); ok {
-						if pos := p.Position(); pos.Fingerprint != 0 {
-							// A failover meanwhile that lost changes this cache holds makes
-							// the resume fail with FEED_DIVERGED, and the cache start over.
-							after, resume = nil, &pos
-						}
+					if pos := sub.Position(); pos.Fingerprint != 0 {
+						// A failover meanwhile that lost changes this cache holds makes
+						// the resume fail with FEED_DIVERGED, and the cache start over.
+						after, resume = nil, &pos
 					}
 					break
 				}

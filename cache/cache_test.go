@@ -237,6 +237,9 @@ func (s *fakeSub) After() uint64 {
 	return s.after
 }
 
+// Position knows no fingerprint: the cache resumes after the seq alone.
+func (s *fakeSub) Position() reservation.FeedCursor { return reservation.FeedCursor{Seq: s.After()} }
+
 func (s *fakeSub) Next(ctx context.Context) ([]*reservation.Change, error) {
 	select {
 	case <-ctx.Done():

@@ -101,12 +101,17 @@ func New(ctx context.Context, opts Options) (http.Handler, error) {
 	return mux, nil
 }
 
-// strict refuses the query parameters a route does not take, and keeps a stream's error from
-// setting the status of a response whose header is already sent.
+// strict refuses the query parameters a route does not take and the times and durations that
+// do not parse (times.go), and keeps a stream's error from setting the status of a response
+// whose header is already sent.
 func (rs routeSet) strict(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
 		if rt := rs.of(r); rt != nil {
 			if err := rt.checkQuery(r); err != nil {
+				rs.writeError(w, r, err)
+				return
+			}
+			if err := rt.checkTimes(r); err != nil {
 				rs.writeError(w, r, err)
 				return
 			}

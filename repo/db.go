@@ -30,11 +30,11 @@ import (
 func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
 	single, hosts, err := splitHosts(dsn)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (%s)", err, DSNForm)
 	}
 	cfg, err := mysql.ParseDSN(single)
 	if err != nil {
-		return nil, fmt.Errorf("parse mysql dsn: %w", err)
+		return nil, fmt.Errorf("parse mysql dsn: %w (%s)", err, DSNForm)
 	}
 	cfg.ParseTime = true
 	cfg.Loc = time.UTC
@@ -94,6 +94,10 @@ func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
 	return nil, last
 }
 
+// DSNForm is the hint an unparsable DSN gets: the driver's form, which is not a URL and puts
+// the address in tcp(…).
+const DSNForm = "the form is user[:password]@tcp(host:port)/database, e.g. root@tcp(127.0.0.1:3306)/reservation"
+
 // Galera reports whether db's server is a Galera cluster node with replication on: a Store on
 // it needs Options.OneStatementPerTrip.
 func Galera(ctx context.Context, db *sqlx.DB) (bool, error) {
@@ -103,7 +107,9 @@ func Galera(ctx context.Context, db *sqlx.DB) (bool, error) {
 		return false, nil // MySQL, TiDB: no such variable
 	}
 	if err != nil {
-		return false, fmt.Errorf("ask whether the server is a Galera node: %w", err)
+		// Worded for any server: most are not Galera nodes, and the error is most often
+		// the connection's own.
+		return false, fmt.Errorf("SHOW VARIABLES LIKE 'wsrep_on': %w", err)
 	}
 	return strings.EqualFold(value, "ON"), nil
 }
@@ -134,11 +140,15 @@ func probeCluster(ctx context.Context, cfg *mysql.Config, hosts []string) (galer
 	}
 	db := sqlx.NewDb(sql.OpenDB(connector), "mysql")
 	defer db.Close()
-	if galera, err = Galera(ctx, db); err != nil {
+	// A server that cannot be reached is told as such, before any question about it.
+	if err := db.PingContext(ctx); err != nil {
 		return false, false, fmt.Errorf("connect to mysql %s: %w", addrs(cfg, hosts), err)
 	}
+	if galera, err = Galera(ctx, db); err != nil {
+		return false, false, fmt.Errorf("mysql %s: %w", addrs(cfg, hosts), err)
+	}
 	if group, err = GroupReplication(ctx, db); err != nil {
-		return false, false, fmt.Errorf("connect to mysql %s: %w", addrs(cfg, hosts), err)
+		return false, false, fmt.Errorf("mysql %s: %w", addrs(cfg, hosts), err)
 	}
 	return galera, group, nil
 }
@@ -191,13 +201,27 @@ func setDefault(m map[string]string, k, v string) {
 // lease (lease.go), so each migration runs once on any topology: a named lock would be per
 // node on Galera, and tied to one connection, which Vitess does not keep.
 func Migrate(ctx context.Context, db *sql.DB) error {
+	_, err := MigrateUp(ctx, db)
+	return err
+}
+
+// Migrated is what MigrateUp did: how many migrations it applied (none when another replica
+// or an earlier start had), and the schema's version afterwards.
+type Migrated struct {
+	Applied int
+	Version int64
+}
+
+// MigrateUp is Migrate, and says what it applied, for the log.
+func MigrateUp(ctx context.Context, db *sql.DB) (Migrated, error) {
+	var done Migrated
 	x := sqlx.NewDb(db, "mysql")
 	if err := ensureLeaseRow(ctx, x, "migrate"); err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return done, fmt.Errorf("migrate: %w", err)
 	}
 	l := newLease(x, "migrate", migrateLeaseTTL)
 	if err := waitLease(ctx, l, migrateWait); err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return done, fmt.Errorf("migrate: %w", err)
 	}
 	defer l.release(context.WithoutCancel(ctx))
 	// Keep the lease while the migrations run, however long they take.
@@ -214,16 +238,21 @@ func Migrate(ctx context.Context, db *sql.DB) error {
 
 	store, err := database.NewStore(database.DialectMySQL, goose.DefaultTablename)
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return done, fmt.Errorf("migrate: %w", err)
 	}
 	p, err := goose.NewProvider(goose.DialectCustom, db, migrations.FS, goose.WithStore(versionStore{store}))
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return done, fmt.Errorf("migrate: %w", err)
 	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("migrate: %w", err)
+	applied, err := p.Up(ctx)
+	if err != nil {
+		return done, fmt.Errorf("migrate: %w", err)
 	}
-	return nil
+	done.Applied = len(applied)
+	if done.Version, err = p.GetDBVersion(ctx); err != nil {
+		return done, fmt.Errorf("migrate: read the schema version: %w", err)
+	}
+	return done, nil
 }
 
 const (

@@ -25,6 +25,9 @@ func (stalledFeed) Subscribe(context.Context, reservation.ChangeFilter) (reserva
 type stalledSub struct{}
 
 func (stalledSub) After() uint64 { return 0 }
+func (stalledSub) Position() reservation.FeedCursor {
+	return reservation.FeedCursor{}
+}
 func (stalledSub) Next(ctx context.Context) ([]*reservation.Change, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()

@@ -128,11 +128,17 @@ type Daemon struct {
 }
 
 // New builds a replica on db, whose writers queue on locker (nil: the database alone
-// serialises them), and binds its two ports. ctx bounds only what New itself does.
-func New(ctx context.Context, db *sqlx.DB, locker reservation.Locker, opts Options) (*Daemon, error) {
+// serialises them), and binds its two ports. ctx bounds only what New itself does. When it
+// fails, it has closed everything it made (the caller's db and locker are left open).
+func New(ctx context.Context, db *sqlx.DB, locker reservation.Locker, opts Options) (_ *Daemon, err error) {
 	opts = withDefaults(opts)
 	log := opts.Logger
 	d := &Daemon{opts: opts, log: log, db: db, locker: locker, metrics: metrics.New(), served: make(chan error, 3)}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, d.release())
+		}
+	}()
 
 	opts.Feed.Logger = orLogger(opts.Feed.Logger, log)
 	d.feed = queue.New(repo.NewChanges(db), repo.NewLeader(db), opts.Feed)
@@ -164,8 +170,15 @@ func New(ctx context.Context, db *sqlx.DB, locker reservation.Locker, opts Optio
 	// Tracing first: the RPC's span covers the other interceptors.
 	serverOpts := append(opts.Tracing.ServerOptions(), d.serverOptions()...)
 	apiOpts := opts.API
-	apiOpts.Feed, apiOpts.Logger = d.feed, orLogger(apiOpts.Logger, log)
-	api := service.New(d.store, apiOpts)
+	apiOpts.Logger = orLogger(apiOpts.Logger, log)
+	// Every capability of the API, named here: a store wrapped for metrics, say, would have
+	// to keep them all to compile, and Check refuses a missing one now rather than answering
+	// UNIMPLEMENTED later.
+	caps := service.All(d.store, d.feed)
+	if err := caps.Check(); err != nil {
+		return nil, err
+	}
+	api := service.New(caps, apiOpts)
 	d.grpc = grpc.NewServer(append(serverOpts, grpc.Creds(transportCredentials(opts.TLS)))...)
 	api.Register(d.grpc)
 	d.health = health.NewServer()
@@ -177,7 +190,6 @@ func New(ctx context.Context, db *sqlx.DB, locker reservation.Locker, opts Optio
 	d.inner = grpc.NewServer(serverOpts...)
 	api.Register(d.inner)
 	d.mem = bufconn.Listen(1 << 20)
-	var err error
 	d.conn, err = grpc.NewClient("passthrough:///gateway", append(opts.Tracing.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return d.mem.DialContext(ctx) }),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.MaxMsgSize)))...)
@@ -186,21 +198,50 @@ func New(ctx context.Context, db *sqlx.DB, locker reservation.Locker, opts Optio
 	}
 	handler, err := gateway.New(ctx, gateway.Options{Conn: d.conn, Metrics: d.metrics.Handler(), Ready: d.readyz, FeedReady: d.feed.Stalled, Profile: opts.Pprof})
 	if err != nil {
-		d.conn.Close()
 		return nil, err
 	}
 	d.web = &http.Server{Handler: opts.Tracing.HTTP(handler), TLSConfig: opts.TLS, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 	if d.lis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
-		d.conn.Close()
 		return nil, fmt.Errorf("listen on %s: %w", opts.GRPCAddr, err)
 	}
 	if d.httpLis, err = net.Listen("tcp", opts.HTTPAddr); err != nil {
-		d.conn.Close()
-		d.lis.Close()
 		return nil, fmt.Errorf("listen on %s: %w", opts.HTTPAddr, err)
 	}
 	return d, nil
+}
+
+// release frees what New made of a Daemon that never started, whatever New got to: the
+// gateway's connection and in-memory listener, the ports, the gRPC servers. It returns what
+// failed to close.
+func (d *Daemon) release() error {
+	var errs []error
+	if d.conn != nil {
+		errs = append(errs, d.conn.Close())
+	}
+	if d.mem != nil {
+		errs = append(errs, closeListener("the gateway's in-memory listener", d.mem))
+	}
+	if d.lis != nil {
+		errs = append(errs, closeListener("the gRPC port", d.lis))
+	}
+	if d.httpLis != nil {
+		errs = append(errs, closeListener("the HTTP port", d.httpLis))
+	}
+	for _, g := range []*grpc.Server{d.grpc, d.inner} {
+		if g != nil {
+			g.Stop()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// closeListener closes l, which what; one already closed (by a server's Stop) is no failure.
+func closeListener(what string, l net.Listener) error {
+	if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("close %s: %w", what, err)
+	}
+	return nil
 }
 
 func withDefaults(o Options) Options {
@@ -301,19 +342,20 @@ func (d *Daemon) readyz(ctx context.Context) error {
 //  3. the loops stop (cache follower, reaper, database and feed watchers);
 //  4. Close waits for every goroutine the Daemon started.
 //
-// Calling Close more than once is harmless.
+// It returns what failed: a drain that reached its bound (calls were cut), the HTTP server's
+// shutdown, the gateway's connection. Calling Close more than once is harmless; the later
+// calls return nil.
 func (d *Daemon) Close() error {
-	d.closing.Do(d.close)
-	return nil
+	var err error
+	d.closing.Do(func() { err = d.close() })
+	return err
 }
 
-func (d *Daemon) close() {
-	if d.stop == nil { // never started: only the ports and the gateway's connection are held
-		d.lis.Close()
-		d.httpLis.Close()
-		d.conn.Close()
-		return
+func (d *Daemon) close() error {
+	if d.stop == nil { // never started: only what New made is held
+		return d.release()
 	}
+	var errs []error
 	d.ready.Store(false)
 	d.health.Shutdown()
 	d.log.Info("draining in-flight calls", "bound", d.opts.Drain.String())
@@ -324,22 +366,32 @@ func (d *Daemon) close() {
 	defer cancel()
 	var drain sync.WaitGroup
 	drain.Go(d.grpc.GracefulStop)
-	drain.Go(func() { d.web.Shutdown(drainCtx) })
+	var shutdownErr error
+	drain.Go(func() { shutdownErr = d.web.Shutdown(drainCtx) })
 	drained := make(chan struct{})
 	go func() { drain.Wait(); d.inner.GracefulStop(); close(drained) }()
 	select {
 	case <-drained:
 	case <-drainCtx.Done():
 		d.log.Warn("drain bound reached, stopping")
+		errs = append(errs, fmt.Errorf("drain: bound %s reached, in-flight calls cut", d.opts.Drain))
 		d.grpc.Stop()
 		d.inner.Stop()
-		d.web.Close()
+		if err := d.web.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close the HTTP server: %w", err))
+		}
 		<-drained
+	}
+	if shutdownErr != nil && !errors.Is(shutdownErr, context.DeadlineExceeded) { // the bound is reported above
+		errs = append(errs, fmt.Errorf("shut the HTTP server down: %w", shutdownErr))
 	}
 	d.stop()
 	d.loops.Wait()
-	d.conn.Close()
+	if err := d.conn.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close the gateway's connection: %w", err))
+	}
 	d.log.Info("stopped")
+	return errors.Join(errs...)
 }
 
 // serverOptions are what both gRPC servers share: limits, metrics, auth, and the service's

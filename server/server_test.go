@@ -5,8 +5,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	"github.com/jmoiron/sqlx"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -113,10 +117,90 @@ func TestCloseWithoutStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := d.GRPCAddr()
-	d.Close()
+	if err := d.Close(); err != nil {
+		t.Errorf("Close of a Daemon never started: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Errorf("a second Close: %v", err)
+	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("the port is still held after Close: %v", err)
 	}
 	lis.Close()
+}
+
+// TestNewFailureReleasesWhatItMade: New that fails (here the HTTP port is taken) returns the
+// error and lets go of what it had made, the gRPC port among them. Needs no server: New
+// opens no connection to the database.
+func TestNewFailureReleasesWhatItMade(t *testing.T) {
+	db, err := sqlx.Open("mysql", "root@tcp(127.0.0.1:1)/none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcAddr := free.Addr().String()
+	free.Close()
+	d, err := New(t.Context(), db, nil, Options{GRPCAddr: grpcAddr, HTTPAddr: taken.Addr().String(), Logger: slog.New(slog.DiscardHandler)})
+	if err == nil {
+		d.Close()
+		t.Fatal("New succeeded on a taken HTTP port")
+	}
+	if !strings.Contains(err.Error(), "listen on "+taken.Addr().String()) {
+		t.Errorf("New: %v; want the HTTP address named", err)
+	}
+	lis, err := net.Listen("tcp", grpcAddr)
+	if err != nil {
+		t.Fatalf("the gRPC port is still held after New failed: %v", err)
+	}
+	lis.Close()
+}
+
+// TestCloseReportsACutDrain: a call still in flight when the drain bound passes is cut, and
+// Close says so. The bound is 200ms (the default is 20s) so that the test does not wait for it;
+// TestCloseOrder drains with the default.
+func TestCloseReportsACutDrain(t *testing.T) {
+	db, _ := repotest.NewDB(t)
+	local := lock.NewLocal(0) // the default wait, 5s: the Reserve below outlives the drain bound
+	locker := &signalLocker{Locker: local, called: make(chan struct{}, 1)}
+	d, err := New(t.Context(), db, locker, Options{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		Drain: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Start()
+	conn, err := grpc.NewClient(d.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	unlock, err := local.Lock(t.Context(), "room")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock(context.Background())
+	start := time.Date(2031, 1, 1, 9, 0, 0, 0, time.UTC)
+	reserved := make(chan error, 1)
+	go func() {
+		_, err := pb.NewReservationServiceClient(conn).Reserve(context.Background(), &pb.ReserveRequest{Reservation: &pb.Reservation{
+			UserId: "u", ResourceId: "room", Start: timestamppb.New(start), End: timestamppb.New(start.Add(time.Hour))}})
+		reserved <- err
+	}()
+	<-locker.called
+	err = d.Close()
+	if err == nil || !strings.Contains(err.Error(), "drain: bound 200ms reached") {
+		t.Errorf("Close with a call in flight past the bound: %v; want the cut drain reported", err)
+	}
+	if err := <-reserved; err == nil {
+		t.Error("the Reserve cut at the drain bound succeeded")
+	}
 }

@@ -248,7 +248,7 @@ func TestGetOfRemovedReservation(t *testing.T) {
 	ctx := context.Background()
 	clk := &feedClock{now: time.Date(2030, 2, 1, 9, 0, 0, 0, time.UTC)}
 	store := repo.New(newDB(t), repo.Options{Logger: quiet, Now: clk.Now})
-	api := service.New(store, service.Options{Logger: quiet})
+	api := service.New(service.All(store, nil), service.Options{Logger: quiet})
 	held, err := api.Reserve(ctx, &pb.ReserveRequest{Reservation: booking("room-1", 0, 1), Hold: durationpb.New(10 * time.Minute)})
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +271,7 @@ func TestGetOfRemovedReservation(t *testing.T) {
 		t.Errorf("Get of an id never used: %v, want a plain NOT_FOUND", st.Details())
 	}
 
-	forgetful := service.New(struct{ reservation.Service }{store}, service.Options{Logger: quiet})
+	forgetful := service.New(service.Capabilities{Service: store}, service.Options{Logger: quiet})
 	_, err = forgetful.History(ctx, &pb.HistoryRequest{ReservationId: id})
 	wantCode(t, err, codes.Unimplemented)
 	_, err = forgetful.Get(ctx, &pb.GetRequest{Id: id})

@@ -323,7 +323,7 @@ func TestFreeSlotsOfAResourceThatTakesNoReservation(t *testing.T) {
 	t.Parallel()
 	db, _ := repotest.NewDB(t)
 	store := repo.New(db, repo.Options{Logger: quiet, StrictCatalogue: true})
-	api := service.New(store, service.Options{Logger: quiet})
+	api := service.New(service.All(store, nil), service.Options{Logger: quiet})
 	ctx := context.Background()
 	if _, err := api.PutResource(ctx, &pb.PutResourceRequest{Resource: &pb.Resource{Id: "room", Disabled: true}}); err != nil {
 		t.Fatal(err)

@@ -93,7 +93,7 @@ func FuzzReserve(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte, batch bool) {
 		store := &recorder{}
-		s := New(store, Options{Logger: slog.New(slog.DiscardHandler)})
+		s := New(Capabilities{Service: store}, Options{Logger: slog.New(slog.DiscardHandler)})
 		var err error
 		if batch {
 			var req pb.ReserveBatchRequest

@@ -16,8 +16,8 @@ import (
 // snapshots); admins see every one. The changes carry seq 0 and no cursor: the history does
 // not keep the feed's seq.
 func (s *Server) History(ctx context.Context, req *pb.HistoryRequest) (*pb.HistoryResponse, error) {
-	h, ok := s.svc.(reservation.Historian)
-	if !ok {
+	h := s.caps.History
+	if h == nil {
 		return nil, status.Error(codes.Unimplemented, "this server keeps no history")
 	}
 	var check fieldCheck
@@ -45,8 +45,8 @@ func (s *Server) History(ctx context.Context, req *pb.HistoryRequest) (*pb.Histo
 // see, removed it; else err as it was. (A hold that lapsed and was removed is reported the
 // same way, by reservation.ActorSystem for reservation.LapsedHold.)
 func (s *Server) cancelled(ctx context.Context, id string, err error) error {
-	h, ok := s.svc.(reservation.Historian)
-	if !ok || reservation.ErrorCode(err) != reservation.ENOTFOUND {
+	h := s.caps.History
+	if h == nil || reservation.ErrorCode(err) != reservation.ENOTFOUND {
 		return err
 	}
 	cs, herr := h.History(ctx, id)

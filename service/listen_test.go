@@ -148,7 +148,7 @@ func TestListenBadRequests(t *testing.T) {
 func TestListenWithoutFeedIsUnimplemented(t *testing.T) {
 	t.Parallel()
 	g := grpc.NewServer()
-	service.New(nil, service.Options{Logger: quiet}).Register(g)
+	service.New(service.Capabilities{}, service.Options{Logger: quiet}).Register(g)
 	lis := listenLoopback(t)
 	go g.Serve(lis)
 	defer g.Stop()

@@ -321,7 +321,7 @@ func TestMoveOfALapsedHold(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	db := newDB(t)
-	api := service.New(repo.New(db, repo.Options{Logger: quiet, Now: clock}), service.Options{Logger: quiet})
+	api := service.New(service.All(repo.New(db, repo.Options{Logger: quiet, Now: clock}), nil), service.Options{Logger: quiet})
 	ctx := context.Background()
 	resp, err := api.Reserve(ctx, &pb.ReserveRequest{Reservation: booking("room", 0, 1), Hold: durationpb.New(time.Minute)})
 	if err != nil {
@@ -342,7 +342,7 @@ func TestMoveOfALapsedHold(t *testing.T) {
 func TestMoveFollowsOwnership(t *testing.T) {
 	t.Parallel()
 	db := newDB(t)
-	api := service.New(repo.New(db, repo.Options{Logger: quiet}), service.Options{Logger: quiet})
+	api := service.New(service.All(repo.New(db, repo.Options{Logger: quiet}), nil), service.Options{Logger: quiet})
 	alice := reservation.WithCaller(context.Background(), reservation.Caller{UserID: "alice"})
 	bob := reservation.WithCaller(context.Background(), reservation.Caller{UserID: "bob"})
 	admin := reservation.WithCaller(context.Background(), reservation.Caller{UserID: "root", Admin: true})
@@ -372,7 +372,7 @@ func TestMoveToAResourceNotInAStrictCatalogue(t *testing.T) {
 	t.Parallel()
 	db, _ := repotest.NewDB(t)
 	store := repo.New(db, repo.Options{Logger: quiet, StrictCatalogue: true})
-	api := service.New(store, service.Options{Logger: quiet})
+	api := service.New(service.All(store, nil), service.Options{Logger: quiet})
 	ctx := context.Background()
 	if _, err := api.PutResource(ctx, &pb.PutResourceRequest{Resource: &pb.Resource{Id: "room"}}); err != nil {
 		t.Fatal(err)

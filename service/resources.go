@@ -17,14 +17,13 @@ import (
 )
 
 // The catalogue's handlers: Get and List are open to every caller, Put (with auth on) to
-// admins alone. A Store that keeps no catalogue answers UNIMPLEMENTED.
+// admins alone. A Server given no Catalogue answers UNIMPLEMENTED.
 
 func (s *Server) catalogue() (reservation.Catalogue, error) {
-	c, ok := s.svc.(reservation.Catalogue)
-	if !ok {
+	if s.caps.Catalogue == nil {
 		return nil, status.Error(codes.Unimplemented, "this server keeps no resource catalogue")
 	}
-	return c, nil
+	return s.caps.Catalogue, nil
 }
 
 func (s *Server) PutResource(ctx context.Context, req *pb.PutResourceRequest) (*pb.PutResourceResponse, error) {

@@ -112,7 +112,7 @@ func TestResourceCatalogueRPCs(t *testing.T) {
 func TestPutResourceIsForAdmins(t *testing.T) {
 	t.Parallel()
 	store := repo.New(newDB(t), repo.Options{Logger: quiet})
-	api := service.New(store, service.Options{Logger: quiet})
+	api := service.New(service.All(store, nil), service.Options{Logger: quiet})
 	user := reservation.WithCaller(context.Background(), reservation.Caller{UserID: "bob"})
 	admin := reservation.WithCaller(context.Background(), reservation.Caller{UserID: "root", Admin: true})
 	_, err := api.PutResource(user, &pb.PutResourceRequest{Resource: &pb.Resource{Id: "room-1"}})

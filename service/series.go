@@ -15,14 +15,13 @@ import (
 // The series' handlers. A series is checked as a Reserve is: first (as "first."), the hold
 // and the request id, and the rule, which the server expands here so that a rule making
 // more than SeriesMax occurrences is INVALID_ARGUMENT on rrule before anything is locked. An
-// empty time_zone is UTC. A Store that books no series answers UNIMPLEMENTED.
+// empty time_zone is UTC. A Server given no SeriesBooker answers UNIMPLEMENTED.
 
 func (s *Server) seriesBooker() (reservation.SeriesBooker, error) {
-	b, ok := s.svc.(reservation.SeriesBooker)
-	if !ok {
+	if s.caps.Series == nil {
 		return nil, status.Error(codes.Unimplemented, "this server books no series")
 	}
-	return b, nil
+	return s.caps.Series, nil
 }
 
 // ReserveSeries makes the occurrences of a recurring booking: all or none, or the free ones.

@@ -260,7 +260,7 @@ func TestSeriesOnAPoolAndRetry(t *testing.T) {
 func TestSeriesAuth(t *testing.T) {
 	t.Parallel()
 	store := repo.New(newDB(t), repo.Options{Logger: quiet})
-	api := service.New(store, service.Options{Logger: quiet})
+	api := service.New(service.All(store, nil), service.Options{Logger: quiet})
 	ann := reservation.WithCaller(context.Background(), reservation.Caller{UserID: "ann"})
 	bob := reservation.WithCaller(context.Background(), reservation.Caller{UserID: "bob"})
 	admin := reservation.WithCaller(context.Background(), reservation.Caller{UserID: "root", Admin: true})

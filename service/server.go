@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -34,9 +35,7 @@ type Options struct {
 	MaxFreeWindow time.Duration
 	// SeriesMax bounds the occurrences of one ReserveSeries (default reservation.DefaultSeriesMax).
 	SeriesMax int
-	// Feed serves Listen; without one, Listen answers UNIMPLEMENTED.
-	Feed   reservation.Feed
-	Logger *slog.Logger
+	Logger    *slog.Logger
 	// Now is the clock a window is found in the past by; nil means time.Now.
 	Now func() time.Time
 	// AllowPast admits windows whose end is not after now. By default they are refused
@@ -54,16 +53,69 @@ const (
 	DefaultMaxFreeWindow = 366 * 24 * time.Hour
 )
 
+// Capabilities are what a Server serves, each an interface of package reservation, given
+// explicitly: the reservation service, and the parts of the API beside it. They used to be
+// found by type assertion on the service at run time, where wrapping the store (for metrics,
+// say) silently turned them into UNIMPLEMENTED. A nil one is a part this Server does not serve
+// (its RPCs answer UNIMPLEMENTED); Check says which are missing, and a daemon, which serves
+// the whole API, refuses to be built without one (server.New).
+type Capabilities struct {
+	Service reservation.Service
+	// Catalogue serves PutResource, GetResource and ListResources.
+	Catalogue reservation.Catalogue
+	// Series serves ReserveSeries and CancelSeries.
+	Series reservation.SeriesBooker
+	// History serves History, and names who cancelled a reservation a Get finds gone.
+	History reservation.Historian
+	// Feed serves Listen.
+	Feed reservation.Feed
+}
+
+// Store is a service that has every capability but the feed: repo.Store.
+type Store interface {
+	reservation.Service
+	reservation.Catalogue
+	reservation.SeriesBooker
+	reservation.Historian
+}
+
+// All is every capability of store, with feed for Listen (nil: none). The compiler checks
+// that store has them.
+func All(store Store, feed reservation.Feed) Capabilities {
+	return Capabilities{Service: store, Catalogue: store, Series: store, History: store, Feed: feed}
+}
+
+// Check names every capability c lacks.
+func (c Capabilities) Check() error {
+	var missing []string
+	for _, k := range []struct {
+		name string
+		set  bool
+	}{
+		{"Service", c.Service != nil}, {"Catalogue", c.Catalogue != nil}, {"Series", c.Series != nil},
+		{"History", c.History != nil}, {"Feed", c.Feed != nil},
+	} {
+		if !k.set {
+			missing = append(missing, k.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("service capabilities missing: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
 // Server implements the ReservationService gRPC API.
 type Server struct {
 	pb.UnimplementedReservationServiceServer
 	svc  reservation.Service
+	caps Capabilities
 	opts Options
 	log  *slog.Logger
 }
 
-// New returns a Server that serves svc.
-func New(svc reservation.Service, opts Options) *Server {
+// New returns a Server that serves caps: what it lacks answers UNIMPLEMENTED.
+func New(caps Capabilities, opts Options) *Server {
 	opts.MaxDuration = reservation.OrDefault(opts.MaxDuration, DefaultMaxDuration)
 	opts.MinHold = reservation.OrDefault(opts.MinHold, DefaultMinHold)
 	opts.MaxHold = reservation.OrDefault(opts.MaxHold, DefaultMaxHold)
@@ -76,7 +128,7 @@ func New(svc reservation.Service, opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Server{svc: svc, opts: opts, log: opts.Logger}
+	return &Server{svc: caps.Service, caps: caps, opts: opts, log: opts.Logger}
 }
 
 // Register adds the API to g.
@@ -399,7 +451,7 @@ const AfterCursorHeader = "reservation-after-cursor"
 // Listen streams committed changes in seq order, resuming after after_seq when given.
 func (s *Server) Listen(req *pb.ListenRequest, stream grpc.ServerStreamingServer[pb.ListenResponse]) error {
 	ctx := stream.Context()
-	if s.opts.Feed == nil {
+	if s.caps.Feed == nil {
 		return status.Error(codes.Unimplemented, "the change feed is not enabled on this server")
 	}
 	f := reservation.ChangeFilter{ResourceID: req.GetResourceId(), UserID: owner(ctx), After: req.AfterSeq}
@@ -418,16 +470,14 @@ func (s *Server) Listen(req *pb.ListenRequest, stream grpc.ServerStreamingServer
 	if err := check.Err(); err != nil {
 		return s.status(ctx, err)
 	}
-	sub, err := s.opts.Feed.Subscribe(ctx, f)
+	sub, err := s.caps.Feed.Subscribe(ctx, f)
 	if err != nil {
 		return s.status(ctx, err)
 	}
 	defer sub.Close()
 	md := metadata.Pairs(AfterSeqHeader, strconv.FormatUint(sub.After(), 10))
-	if p, ok := sub.(interface{ Position() reservation.FeedCursor }); ok {
-		if c := p.Position(); c.Seq == 0 || c.Fingerprint != 0 {
-			md.Set(AfterCursorHeader, c.String())
-		}
+	if c := sub.Position(); c.Seq == 0 || c.Fingerprint != 0 {
+		md.Set(AfterCursorHeader, c.String())
 	}
 	if err := stream.SendHeader(md); err != nil {
 		return err

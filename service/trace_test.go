@@ -48,7 +48,7 @@ func startTraced(t *testing.T) *tracedReplica {
 	t.Cleanup(func() { cancel(); <-followed })
 	store := repo.New(db, repo.Options{Locker: lock.NewLocal(5 * time.Second), Logger: quiet, Committed: feed.Nudge, Taken: taken})
 	g := grpc.NewServer(append(tr.ServerOptions(), service.ServerOptions(quiet)...)...)
-	service.New(store, service.Options{Feed: feed, Logger: quiet}).Register(g)
+	service.New(service.All(store, feed), service.Options{Logger: quiet}).Register(g)
 	lis := listenLoopback(t)
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)

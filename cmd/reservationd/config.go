@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -208,11 +209,18 @@ func parseFlags(args []string) (Config, error) {
 	c := DefaultConfig()
 	fs := c.flags()
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " (" + envName(f.Name) + ")" })
+	// The help is printUsage's, on stdout, when run sees flag.ErrHelp; a bad flag is an error
+	// pointing to it, not 100 lines of usage on stderr.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, usageError{err}
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return c, usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -226,13 +234,28 @@ func parseFlags(args []string) (Config, error) {
 		}
 	})
 	if err := errors.Join(errs...); err != nil {
-		return c, err
+		return c, usageError{err}
 	}
 	c.Server.Feed.StampInterval = c.Server.Feed.PollInterval
 	c.RedisLock.Wait = c.LockWait
 	c.Server.Store.StrictCatalogue = c.Catalogue == "strict"
-	return c, c.Validate()
+	if err := c.Validate(); err != nil {
+		return c, usageError{err}
+	}
+	return c, nil
 }
+
+// usageError is a command line or environment that cannot run: reservationd exits 2 on it,
+// as rsvctl does, pointing at its help.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// errUsage matches every usageError with errors.Is.
+var errUsage = errors.New("usage")
+
+func (e usageError) Is(target error) bool { return target == errUsage }
 
 // Validate names every bad setting of c, each with its flag and environment variable.
 func (c *Config) Validate() error {

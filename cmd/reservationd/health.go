@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 // host means this machine) for its gRPC health, prints the answer, and fails unless SERVING.
 // It is the container's probe: the distroless image has no shell or curl. It reads the same
 // flags and environment as the server, so it finds the port and TLS the server uses.
-func probeHealth(ctx context.Context, args []string) error {
+func probeHealth(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg, err := parseFlags(args)
 	if err != nil {
 		return err
@@ -50,6 +51,6 @@ func probeHealth(ctx context.Context, args []string) error {
 	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		return fmt.Errorf("health of %s: %v", conn.Target(), resp.GetStatus())
 	}
-	fmt.Println(resp.GetStatus())
+	fmt.Fprintln(stdout, resp.GetStatus())
 	return nil
 }

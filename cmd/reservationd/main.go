@@ -2,13 +2,14 @@
 //
 //	reservationd [flags]          migrate the schema (unless --migrate=false) and serve
 //	reservationd migrate [flags]  migrate the schema and exit
-//	reservationd --version        print the build: version, VCS revision, Go version
 //	reservationd health [flags]   exit 0 if the replica on --grpc-addr is SERVING, 1 if not
 //	reservationd export status|reset [flags]
 //	                              the change feed's export to NATS JetStream: where it is, and
 //	                              the way out of a halted one (docs/nats.md)
+//	reservationd --version        print the build: version, VCS revision, Go version
+//	reservationd help             the subcommands, the required settings and every flag
 //
-// Every flag falls back to an environment variable, named in its help.
+// Every flag falls back to an environment variable, named in its help (usage.go).
 package main
 
 import (
@@ -16,7 +17,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -25,6 +28,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/redis/go-redis/v9"
 
 	"reservation"
 	"reservation/auth"
@@ -37,23 +41,56 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:], os.Stdout, processLogger); err != nil {
 		fmt.Fprintln(os.Stderr, "reservationd:", err)
+		if errors.Is(err, errUsage) {
+			// As rsvctl: a command line that cannot run exits 2, pointing at the help.
+			fmt.Fprintln(os.Stderr, "Run 'reservationd help' for usage.")
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+// processLogger makes log the process's one log. Code that logs to the default logger rather
+// than one it was given (repo's failover and migration lease) and go-redis, whose logger is
+// process-wide with no per-client option, then write through it, in its format. Only main
+// calls it, once, before anything runs: tests of run pass their own hook, and leave the
+// process's loggers alone.
+func processLogger(log *slog.Logger) {
+	slog.SetDefault(log)
+	redis.SetLogger(lock.RedisLogger(log))
+}
+
+// run is one invocation; the help and the version go to stdout. setLogger, when not nil, is
+// given the log once it is made (main's is processLogger).
+func run(args []string, stdout io.Writer, setLogger func(*slog.Logger)) error {
 	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
-		fmt.Println("reservationd", buildinfo.Read())
+		fmt.Fprintln(stdout, "reservationd", buildinfo.Read())
 		return nil
 	}
+	if len(args) > 0 && isHelp(args[0]) {
+		c := DefaultConfig()
+		printUsage(stdout, &c)
+		return nil
+	}
+	err := dispatch(args, stdout, setLogger)
+	if errors.Is(err, flag.ErrHelp) { // --help or -h after a subcommand or a flag
+		c := DefaultConfig()
+		printUsage(stdout, &c)
+		return nil
+	}
+	return err
+}
+
+// dispatch runs the subcommand args name: health, export, migrate, or (none) serve.
+func dispatch(args []string, stdout io.Writer, setLogger func(*slog.Logger)) error {
 	cmd := "serve"
 	if len(args) > 0 && args[0] == "health" {
-		return probeHealth(context.Background(), args[1:])
+		return probeHealth(context.Background(), args[1:], stdout)
 	}
 	if len(args) > 0 && args[0] == "export" {
-		return exportCommand(context.Background(), os.Stdout, args[1:])
+		return exportCommand(context.Background(), stdout, args[1:])
 	}
 	if len(args) > 0 && args[0] == "migrate" {
 		cmd, args = "migrate", args[1:]
@@ -67,6 +104,9 @@ func run(args []string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+	if setLogger != nil {
+		setLogger(log)
+	}
 	for _, name := range unknownEnv(os.Environ()) {
 		log.Warn("unknown environment variable: no flag reads it", "name", name)
 	}
@@ -75,18 +115,19 @@ func run(args []string) error {
 	defer stop()
 
 	if cfg.MySQLDSN == "" {
-		return errors.New("--mysql-dsn (RESERVATION_MYSQL_DSN) is required")
+		return usageError{errors.New("--mysql-dsn (RESERVATION_MYSQL_DSN) is required, e.g. root@tcp(127.0.0.1:3306)/reservation")}
 	}
 	db, err := repo.Open(ctx, cfg.MySQLDSN)
 	if err != nil {
-		return err
+		return fmt.Errorf("--mysql-dsn: %w", err)
 	}
 	defer db.Close()
 	if cmd == "migrate" || cfg.Migrate {
-		if err := repo.Migrate(ctx, db.DB); err != nil {
+		done, err := repo.MigrateUp(ctx, db.DB)
+		if err != nil {
 			return err
 		}
-		log.Info("schema up to date")
+		log.Info(migratedMessage(done), "applied", done.Applied, "version", done.Version)
 	}
 	if cmd == "migrate" {
 		return nil
@@ -100,6 +141,17 @@ func run(args []string) error {
 	return serve(ctx, cfg, db, log, tracing)
 }
 
+// migratedMessage says what a migration did.
+func migratedMessage(m repo.Migrated) string {
+	switch m.Applied {
+	case 0:
+		return fmt.Sprintf("schema up to date at version %d: no migration to apply", m.Version)
+	case 1:
+		return fmt.Sprintf("applied 1 migration, now at version %d", m.Version)
+	}
+	return fmt.Sprintf("applied %d migrations, now at version %d", m.Applied, m.Version)
+}
+
 // flushTraces exports the spans not yet sent, within a bound, at exit.
 func flushTraces(t *telemetry.Tracing, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -111,7 +163,7 @@ func flushTraces(t *telemetry.Tracing, log *slog.Logger) {
 
 // serve runs a replica on db until ctx ends, then closes it in its documented order.
 func serve(ctx context.Context, cfg Config, db *sqlx.DB, log *slog.Logger, tracing *telemetry.Tracing) error {
-	locker, closeLocker, err := newLocker(cfg)
+	locker, closeLocker, err := newLocker(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -155,13 +207,16 @@ func serve(ctx context.Context, cfg Config, db *sqlx.DB, log *slog.Logger, traci
 	}
 	log.Info("writer lock", "lock", cfg.Lock)
 	d.Start()
-	defer d.Close()
 	select {
-	case err := <-d.Failed():
-		return err
+	case err = <-d.Failed():
 	case <-ctx.Done():
-		return nil
 	}
+	// What went wrong while closing (a drain cut at its bound, say) is logged: the replica
+	// stopped as asked, and the exit status says only whether it failed while serving.
+	if cerr := d.Close(); cerr != nil {
+		log.Warn("closing the replica", "err", cerr)
+	}
+	return err
 }
 
 // serverTLS is the TLS configuration of both ports, or nil without --tls-cert.
@@ -197,7 +252,10 @@ func readPool(file, flag string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-func newLocker(cfg Config) (reservation.Locker, func(), error) {
+// newLocker makes the writer lock of cfg, logging to log. A Redis that does not answer at
+// start is a WARN, not a failure: the replica serves, its locks fail fast until Redis is back,
+// and the database is the final guard of every write.
+func newLocker(ctx context.Context, cfg Config, log *slog.Logger) (reservation.Locker, func(), error) {
 	switch cfg.Lock {
 	case "local":
 		return lock.NewLocal(cfg.LockWait), func() {}, nil
@@ -210,7 +268,16 @@ func newLocker(cfg Config) (reservation.Locker, func(), error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		l := lock.NewRedis(client, cfg.RedisLock)
+		pingCtx, cancel := context.WithTimeout(ctx, redisStartPing)
+		err = client.Ping(pingCtx).Err()
+		cancel()
+		if err != nil {
+			log.Warn("redis does not answer at start: the replica serves, its locks fail fast until redis is back, and the database guards every write",
+				"redis_addr", cfg.Redis.Addr, "redis_mode", cfg.Redis.Mode, "err", err)
+		}
+		opts := cfg.RedisLock
+		opts.Logger = log
+		l := lock.NewRedis(client, opts)
 		return l, func() { client.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("--lock must be redis or local, got %q", cfg.Lock)
@@ -261,6 +328,9 @@ func exportOptions(cfg Config, getenv func(string) string) (*jetstream.Options, 
 	}
 	return o, nil
 }
+
+// redisStartPing bounds the ping of Redis at start: a few of the client's 250ms timeouts.
+const redisStartPing = time.Second
 
 // redisPasswordEnv holds the Redis password; there is no flag for it, so that it never shows in
 // a process listing.

@@ -105,6 +105,9 @@ type daemon struct {
 // test's environment. The process is killed when the test ends, if it is still running.
 func startDaemon(t testing.TB, env ...string) *daemon {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs reservationd against a database: not run under -short (make check); make test runs it")
+	}
 	bin := filepath.Join(t.TempDir(), "reservationd")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)

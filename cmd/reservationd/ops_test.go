@@ -197,6 +197,9 @@ func TestHTTPGateway(t *testing.T) {
 // TestHealthFollowsTheDatabase stops a private MariaDB under a running replica: health turns
 // NOT_SERVING and /readyz 503, then back when the database returns.
 func TestHealthFollowsTheDatabase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a MariaDB of its own: not run under -short (make check); make test runs it")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,7 +23,7 @@ func redisLocker(t *testing.T, args []string, env map[string]string) reservation
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, closeLocker, err := newLocker(cfg)
+	l, closeLocker, err := newLocker(t.Context(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

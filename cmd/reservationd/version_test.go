@@ -20,6 +20,9 @@ import (
 // The binary says which build it is: version, VCS revision and the Go version, on the command
 // line, in reservation_build_info and as the OpenAPI document's info.version.
 func TestVersion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds reservationd and runs it against a database: not run under -short (make check); make test runs it")
+	}
 	bin := filepath.Join(t.TempDir(), "reservationd")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)

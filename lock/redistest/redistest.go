@@ -43,6 +43,9 @@ type Options struct {
 // accepts connections.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs Redis: not run under -short (make check runs only what needs no server; make test runs it)")
+	}
 	port := FreePort(t)
 	for opts.ClusterBus && (port+10000 > 65535 || !portFree(port+10000)) {
 		port = FreePort(t)
@@ -162,6 +165,9 @@ const NodeTimeout = 1000 * time.Millisecond
 // create, and waits until every node reports the cluster ok.
 func StartCluster(t testing.TB, masters, replicas int) *Cluster {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs Redis: not run under -short (make check runs only what needs no server; make test runs it)")
+	}
 	c := &Cluster{}
 	var addrs []string
 	for range masters * (1 + replicas) {
@@ -259,6 +265,9 @@ const MasterName = "mymaster"
 // the replica is in sync and every sentinel knows it.
 func StartSentinel(t testing.TB) *Sentinel {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs Redis: not run under -short (make check runs only what needs no server; make test runs it)")
+	}
 	d := &Sentinel{Master: Start(t, Options{})}
 	d.Replica = Start(t, Options{Args: []string{"--replicaof", "127.0.0.1", strconv.Itoa(d.Master.Port)}})
 	bin := binary(t, "redis-sentinel")
