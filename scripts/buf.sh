@@ -78,6 +78,11 @@ lint)
 breaking)
   tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
   ref=$(base)
+  if ! git rev-parse -q --verify "$ref^{commit}" >/dev/null &&
+    [ "$(git rev-parse --is-shallow-repository)" = true ]; then
+    # A shallow clone: deepen it from its remote when it has one, so that the base is there.
+    git fetch -q --deepen=50 origin 2>/dev/null || true
+  fi
   if ! git rev-parse -q --verify "$ref^{commit}" >/dev/null; then
     echo "buf.sh breaking: base $ref is not in this clone (a shallow clone? fetch with --depth 2 or more)" >&2
     exit 1
