@@ -263,14 +263,22 @@ func sessionLine(got, want string, ids map[string]string) error {
 	}
 	// A time printed that is within a day of now is the time of a booking from now on, or of a
 	// change: the doc's time at its place stands for it.
-	wantTimes, gotTimes := shownTime.FindAllString(want, -1), shownTime.FindAllString(got, -1)
-	if len(wantTimes) == len(gotTimes) {
+	// Each is replaced at its own place, in one pass: a doc's time may read like another
+	// printed one (15:30 standing for 16:30 while 16:30 stands for 17:30).
+	wantAt, gotTimes := shownTime.FindAllStringIndex(want, -1), shownTime.FindAllString(got, -1)
+	if len(wantAt) == len(gotTimes) {
+		var b strings.Builder
+		last := 0
 		for k, g := range gotTimes {
 			at, err := time.Parse("2006-01-02 15:04", g[:16])
 			if err == nil && at.Sub(time.Now()).Abs() < 24*time.Hour {
-				want = strings.Replace(want, wantTimes[k], g, 1)
+				b.WriteString(want[last:wantAt[k][0]])
+				b.WriteString(g)
+				last = wantAt[k][1]
 			}
 		}
+		b.WriteString(want[last:])
+		want = b.String()
 	}
 	got, want = strings.TrimRight(got, " "), strings.TrimRight(want, " ")
 	if got == want || strings.Contains(want, "…") && wildcard(want).MatchString(got) {
@@ -410,5 +418,20 @@ func TestREADMELayoutListsEachFolder(t *testing.T) {
 		if !tracked[dir] {
 			t.Errorf("README.md's layout table lists %s/, which the repository does not have", dir)
 		}
+	}
+}
+
+// TestSessionLineTimesInOnePass: the doc's times stand for the printed ones place by place,
+// also when a doc's time reads like another printed one (the doc written an hour earlier).
+func TestSessionLineTimesInOnePass(t *testing.T) {
+	h := time.Now().UTC().Truncate(time.Hour)
+	f := func(t time.Time) string { return t.Format("2006-01-02 15:04") + " UTC" }
+	want := "from " + f(h.Add(-30*time.Minute)) + " to " + f(h.Add(30*time.Minute))
+	got := "from " + f(h.Add(30*time.Minute)) + " to " + f(h.Add(90*time.Minute))
+	if err := sessionLine(got, want, map[string]string{}); err != nil {
+		t.Error(err)
+	}
+	if err := sessionLine("from "+f(h)+" UTC", want, map[string]string{}); err == nil {
+		t.Error("a line with fewer times matched")
 	}
 }
