@@ -36,10 +36,6 @@ type Series struct {
 	Actor string
 	// Max bounds the occurrences (0: DefaultSeriesMax); more is EINVALID on rrule.
 	Max int
-	// Expanded, when not nil, is what Occurrences returned for this series: a caller that
-	// expanded it to check it passes the occurrences on, so that the rule is expanded once
-	// per request.
-	Expanded []*Reservation
 }
 
 // Occurrences expands s: a copy of First for each occurrence, with its window, in order of

@@ -389,34 +389,3 @@ func BenchmarkReserveSeries(b *testing.B) {
 		})
 	}
 }
-
-// TestSeriesBooksTheOccurrencesItIsGiven: a series whose caller expanded it (the service, to
-// check it) is booked as expanded, and its rule is not expanded again: here the rule would
-// make six weekly occurrences, and the three given are those written.
-func TestSeriesBooksTheOccurrencesItIsGiven(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	db, _ := repotest.NewDB(t)
-	s := repo.New(db, repo.Options{})
-	series := weekly("room", 10, 11, 6)
-	occ, err := series.Occurrences()
-	if err != nil {
-		t.Fatal(err)
-	}
-	series.Expanded = occ[:3]
-	out, err := s.ReserveSeries(ctx, series)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(out.Reservations) != 3 {
-		t.Fatalf("%d occurrences made, want the 3 given", len(out.Reservations))
-	}
-	for i, r := range out.Reservations {
-		if !r.Start.Equal(week(i, 10)) || r.SeriesID != out.ID {
-			t.Errorf("occurrence %d: %+v", i, r)
-		}
-	}
-	if n := count(t, db, "SELECT COUNT(*) FROM reservations"); n != 3 {
-		t.Errorf("%d reservations stored, want 3", n)
-	}
-}

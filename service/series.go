@@ -58,9 +58,8 @@ func (s *Server) ReserveSeries(ctx context.Context, req *pb.ReserveSeriesRequest
 	}
 	if first != nil && !check.has("first.start") && !check.has("first.end") {
 		// The rule, the zone and the number of occurrences (which needs first's window).
-		occ, err := series.Occurrences()
+		_, err := series.Occurrences()
 		check.merge("", err)
-		series.Expanded = occ // the store books these: the rule is expanded once
 	} else if _, err := reservation.ParseRule(series.Rule); err != nil {
 		check.Add("rrule", err.Error())
 	}
