@@ -318,3 +318,38 @@ func TestSeriesOccurrences(t *testing.T) {
 		}
 	}
 }
+
+// TestSeriesExpandsOnce: a series and its copies (the server checks one, the store books
+// another) share one expansion while its inputs stay; a changed input expands again.
+func TestSeriesExpandsOnce(t *testing.T) {
+	first := &Reservation{UserID: "u", ResourceID: "room", Start: at(t, time.UTC, "2026-03-23 09:00"), End: at(t, time.UTC, "2026-03-23 10:00")}
+	s := Series{First: first, Rule: "FREQ=MONTHLY;BYDAY=5MO;BYMONTHDAY=1;COUNT=2"}
+	if _, err := s.Occurrences(); err == nil {
+		t.Fatal("a rule with no further occurrence was expanded without error")
+	}
+	made := s.expanded
+	c := s // as ReserveSeries passes it to the store
+	if _, err := c.Occurrences(); err == nil || c.expanded != made {
+		t.Errorf("the copy expanded again (or lost the error %v)", err)
+	}
+	for name, change := range map[string]func(*Series){
+		"rule":    func(s *Series) { s.Rule = "FREQ=DAILY;COUNT=3" },
+		"zone":    func(s *Series) { s.TimeZone = "Europe/Paris" },
+		"start":   func(s *Series) { f := *s.First; f.Start = f.Start.Add(time.Minute); s.First = &f },
+		"exdates": func(s *Series) { s.Exdates = []time.Time{first.Start.AddDate(0, 1, 0)} },
+		"max":     func(s *Series) { s.Max = 3 },
+	} {
+		c := s
+		change(&c)
+		c.Occurrences()
+		if c.expanded == made {
+			t.Errorf("%s changed, and the old expansion was used", name)
+		}
+	}
+	d := Series{First: first, Rule: "FREQ=DAILY;COUNT=3"}
+	rs, err := d.Occurrences()
+	again, err2 := d.Occurrences()
+	if err != nil || err2 != nil || len(rs) != 3 || len(again) != 3 || rs[1] == again[1] || !rs[2].Start.Equal(again[2].Start) {
+		t.Errorf("expanded twice: %v %v, %d and %d occurrences, shared %v", err, err2, len(rs), len(again), rs[1] == again[1])
+	}
+}

@@ -3,6 +3,7 @@ package reservation
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -36,14 +37,42 @@ type Series struct {
 	Actor string
 	// Max bounds the occurrences (0: DefaultSeriesMax); more is EINVALID on rrule.
 	Max int
+
+	// expanded is the last expansion of the rule, kept so that a request expands it once
+	// though the server checks it and the store books it: copies of s share it. It is
+	// replaced, never changed, and used only while the inputs it was made from are unchanged.
+	expanded *expansion
+}
+
+// expansion is the starts a Series' rule made, and the inputs it made them from.
+type expansion struct {
+	rule, zone string
+	start      time.Time
+	exdates    []time.Time
+	max        int
+	starts     []time.Time
+	err        error
+}
+
+// of reports whether e was made from the inputs of s.
+func (e *expansion) of(s *Series, start time.Time, exdates []time.Time) bool {
+	return e != nil && e.rule == s.Rule && e.zone == s.TimeZone && e.start.Equal(start) &&
+		e.max == s.Max && slices.EqualFunc(e.exdates, exdates, time.Time.Equal)
 }
 
 // Occurrences expands s: a copy of First for each occurrence, with its window, in order of
 // start. Each lasts as long as First does in absolute time (a 1-hour meeting is 1 hour on the
 // night clocks change; an overnight booking then ends an hour earlier or later by the
 // clock). An empty TimeZone is UTC. A rule, zone or count that is wrong is EINVALID naming
-// rrule or time_zone.
+// rrule or time_zone; so is a rule that makes no further occurrence (ErrNoFurther). The rule
+// is expanded once for s and its copies while Rule, TimeZone, First.Start, Exdates and Max
+// stay as they were.
 func (s *Series) Occurrences() ([]*Reservation, error) {
+	if s.First != nil {
+		if e := s.expanded; e.of(s, Truncate(s.First.Start), truncated(s.Exdates)) {
+			return s.occurrences(e.starts, e.err)
+		}
+	}
 	var v Violations
 	rule, err := ParseRule(s.Rule)
 	if err != nil {
@@ -61,15 +90,32 @@ func (s *Series) Occurrences() ([]*Reservation, error) {
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	exdates := make([]time.Time, len(s.Exdates))
-	for i, t := range s.Exdates {
-		exdates[i] = Truncate(t) // compared as stored
-	}
-	starts, err := rule.Expand(Truncate(s.First.Start), loc, exdates, OrDefault(s.Max, DefaultSeriesMax))
+	exdates := truncated(s.Exdates)
+	start := Truncate(s.First.Start)
+	starts, err := rule.Expand(start, loc, exdates, OrDefault(s.Max, DefaultSeriesMax))
 	if err != nil {
 		v.Add("rrule", err.Error())
-		return nil, v.Err()
+		err = v.Err()
 	}
+	s.expanded = &expansion{rule: s.Rule, zone: s.TimeZone, start: start, exdates: exdates, max: s.Max, starts: starts, err: err}
+	return s.occurrences(starts, err)
+}
+
+// truncated is ts as stored (exdates are compared with starts as stored).
+func truncated(ts []time.Time) []time.Time {
+	out := make([]time.Time, len(ts))
+	for i, t := range ts {
+		out[i] = Truncate(t)
+	}
+	return out
+}
+
+// occurrences is a copy of s.First at each of starts, or the expansion's error.
+func (s *Series) occurrences(starts []time.Time, err error) ([]*Reservation, error) {
+	if err != nil {
+		return nil, err
+	}
+	var v Violations
 	if len(starts) == 0 {
 		v.Add("exdates", "leave out every occurrence of the rule")
 		return nil, v.Err()
