@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -154,7 +155,9 @@ func (s *Store) commitGroup(ctx context.Context, jobs []*job) {
 	release, err := s.lock(lockCtx, keys)
 	if err != nil {
 		for _, j := range jobs {
-			j.err = err
+			// The lock wait ends when the last call does; each such call hears its own
+			// context's error (DEADLINE_EXCEEDED, not the group's cancellation).
+			j.err = cmp.Or(j.ctx.Err(), err)
 			close(j.done)
 		}
 		return

@@ -307,3 +307,28 @@ func TestGroupsLongerThanTheQueueAllFinish(t *testing.T) {
 		t.Errorf("%d pairs overlap", n)
 	}
 }
+
+// TestLockWaitPastDeadlineIsDeadlineExceeded: a call whose deadline passes while it waits for
+// a resource's lock ends with its own context's error. The group's lock wait is cancelled when
+// its last call ends, and that cancellation must not reach the caller as context.Canceled
+// (CANCELLED on the wire, where DEADLINE_EXCEEDED is the truth).
+func TestLockWaitPastDeadlineIsDeadlineExceeded(t *testing.T) {
+	t.Parallel()
+	db, _ := repotest.NewDB(t)
+	locker := lock.NewLocal(30 * time.Second) // longer than the call's deadline, so the deadline ends the wait
+	s := repo.New(db, repo.Options{Locker: locker})
+	ctx := context.Background()
+	unlock, err := locker.Lock(ctx, "room")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock(ctx)
+	for i := range 5 {
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		_, err = s.Reserve(wctx, reservation.Book(window("room", 10+i, 11+i)))
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			t.Fatalf("call %d: got %v, want the call's own deadline exceeded", i, err)
+		}
+	}
+}
