@@ -3,13 +3,20 @@ package repo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// The group commit's hand-off, without a database: commit is a function of the test.
+// The group commit's hand-off, without a database: the groups are written by a function of
+// the test.
+
+// writeFunc writes groups as the test says.
+type writeFunc func(ctx context.Context, jobs []*job)
+
+func (f writeFunc) writeGroup(ctx context.Context, jobs []*job) { f(ctx, jobs) }
 
 // TestGrouperGivesEachJobItsOutcome: many concurrent callers; each job is committed exactly
 // once, in a group no larger than the size, one group at a time, and its caller gets the
@@ -24,7 +31,7 @@ func TestGrouperGivesEachJobItsOutcome(t *testing.T) {
 		largest   atomic.Int32
 	)
 	refused := errors.New("refused")
-	g := &grouper{size: size, commit: func(_ context.Context, jobs []*job) {
+	g := &committer{size: size, write: writeFunc(func(_ context.Context, jobs []*job) {
 		if running.Add(1) > groupWriters {
 			overlap.Store(true)
 		}
@@ -42,13 +49,13 @@ func TestGrouperGivesEachJobItsOutcome(t *testing.T) {
 			}
 			close(j.done)
 		}
-	}}
+	})}
 	var wg sync.WaitGroup
 	errs := make([]error, callers)
 	jobs := make([]*job, callers)
 	for i := range callers {
 		jobs[i] = &job{ctx: t.Context(), hold: time.Duration(i%3 - 1)} // -1, 0, 1
-		wg.Go(func() { errs[i] = g.Do(t.Context(), jobs[i]) })
+		wg.Go(func() { errs[i] = g.do(t.Context(), jobs[i]) })
 	}
 	wg.Wait()
 	for i, j := range jobs {
@@ -76,7 +83,7 @@ func TestGrouperCallerGone(t *testing.T) {
 	release := make(chan struct{})
 	first := make(chan struct{})
 	var committed sync.Map
-	g := &grouper{size: 64, commit: func(_ context.Context, jobs []*job) {
+	g := &committer{size: 64, write: writeFunc(func(_ context.Context, jobs []*job) {
 		for _, j := range jobs {
 			committed.Store(j, true)
 		}
@@ -88,18 +95,18 @@ func TestGrouperCallerGone(t *testing.T) {
 		for _, j := range dropEnded(jobs) {
 			close(j.done)
 		}
-	}}
+	})}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := g.Do(t.Context(), &job{ctx: t.Context()}); err != nil {
+		if err := g.do(t.Context(), &job{ctx: t.Context(), keys: []string{"room"}}); err != nil {
 			t.Errorf("the leader's job: %v", err)
 		}
 	})
 	<-first // the leader is writing; what comes now waits in the queue
 	ctx, cancel := context.WithCancel(t.Context())
-	gone := &job{ctx: ctx}
+	gone := &job{ctx: ctx, keys: []string{"room"}} // the leader's resource: it waits for that group
 	done := make(chan error)
-	go func() { done <- g.Do(ctx, gone) }()
+	go func() { done <- g.do(ctx, gone) }()
 	for {
 		g.mu.Lock()
 		queued := len(g.queue)
@@ -117,5 +124,34 @@ func TestGrouperCallerGone(t *testing.T) {
 	wg.Wait()
 	if _, ok := committed.Load(gone); ok {
 		t.Error("the gone caller's job was committed")
+	}
+}
+
+// TestCommitterFreesWhatItTook: a job that picks other resources as soon as it is done (a
+// pool call whose units were taken meanwhile) and queues again leaves none of the resources
+// its groups took held: every job is written, and nothing stays busy.
+func TestCommitterFreesWhatItTook(t *testing.T) {
+	const callers, rounds = 32, 20
+	g := &committer{size: 4, write: writeFunc(func(_ context.Context, jobs []*job) {
+		for _, j := range jobs {
+			close(j.done)
+		}
+	})}
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			j := &job{ctx: t.Context()}
+			for r := range rounds {
+				j.keys = []string{fmt.Sprint("unit-", (i+r)%5), fmt.Sprint("unit-", (i+r+1)%5)}
+				if err := g.do(t.Context(), j); err != nil {
+					t.Errorf("caller %d, round %d: %v", i, r, err)
+				}
+				j.keys = []string{"elsewhere"} // picked again, at once
+			}
+		})
+	}
+	wg.Wait()
+	if len(g.busy) != 0 || g.leaders != 0 || len(g.queue) != 0 {
+		t.Errorf("busy %v, %d leaders, %d queued; want none", g.busy, g.leaders, len(g.queue))
 	}
 }

@@ -85,16 +85,25 @@ func (s *Store) lookup(ctx context.Context, q sqlx.ExtContext, req *request, now
 // saveOutcome records what a call with a request id came to. A concurrent call with the same
 // id that saved first makes it fail with a duplicate key.
 func saveOutcome(ctx context.Context, e sqlx.ExecerContext, req *request, o outcome, now time.Time) error {
-	b, err := json.Marshal(toStored(o))
+	st, err := outcomeStmt(req, o, now)
 	if err != nil {
-		return fmt.Errorf("encode outcome of request %q: %w", req.id, err)
+		return err
 	}
-	_, err = e.ExecContext(ctx, "INSERT INTO reservation_requests (id, fingerprint, outcome, created_at) VALUES (?, ?, ?, ?)",
-		req.id, req.fingerprint[:], b, now)
-	if err != nil {
+	if _, err = e.ExecContext(ctx, st.query, st.args...); err != nil {
 		return fmt.Errorf("save outcome of request %q: %w", req.id, err)
 	}
 	return nil
+}
+
+// outcomeStmt is the statement that saves o as the outcome of req's call: in the write's
+// transaction and round trip, or on its own (saveOutcome).
+func outcomeStmt(req *request, o outcome, now time.Time) (stmt, error) {
+	b, err := json.Marshal(toStored(o))
+	if err != nil {
+		return stmt{}, fmt.Errorf("encode outcome of request %q: %w", req.id, err)
+	}
+	return stmt{"INSERT INTO reservation_requests (id, fingerprint, outcome, created_at) VALUES (?, ?, ?, ?)",
+		[]any{req.id, req.fingerprint[:], b, now}}, nil
 }
 
 func isDupKey(err error) bool {

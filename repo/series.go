@@ -18,7 +18,7 @@ import (
 )
 
 // Series: ReserveSeries expands the rule (reservation.Series.Occurrences) and books the
-// occurrences through the same path as Reserve (reserve), so that pools, holds, request ids
+// occurrences through the same path as Reserve (the write pipeline: Store.run), so that pools, holds, request ids
 // and admission apply to them as to a batch. ALL_OR_NOTHING is one booking of every
 // occurrence. SKIP_CONFLICTS books in rounds: each round tries the occurrences still in as
 // one booking; a refusal names the items in the way (the conflicts, a full pool, a disabled
@@ -41,7 +41,8 @@ const (
 	SkipOccurrence = "OCCURRENCE_CONFLICT"
 )
 
-// ReserveSeries expands s and makes its occurrences as s.Mode says, in order of start.
+// ReserveSeries expands s (once per request: the series keeps its expansion) and makes its
+// occurrences as s.Mode says, in order of start.
 func (s *Store) ReserveSeries(ctx context.Context, series reservation.Series) (*reservation.SeriesOutcome, error) {
 	occ, err := series.Occurrences()
 	if err != nil {
@@ -68,7 +69,7 @@ func (s *Store) ReserveSeries(ctx context.Context, series reservation.Series) (*
 	}
 	b := reservation.Booking{Reservations: occ, Hold: series.Hold, RequestID: series.RequestID, Actor: series.Actor}
 	if mode == reservation.SeriesAllOrNothing {
-		made, err := s.reserve(ctx, b, req)
+		made, err := s.run(ctx, b, req)
 		if err != nil {
 			return nil, err
 		}
@@ -131,7 +132,7 @@ func (s *Store) skipConflicts(ctx context.Context, b reservation.Booking, id str
 				return skippedList(occ, skipped, inWayOf, made)
 			}
 		}
-		made, err := s.reserve(ctx, round, req)
+		made, err := s.run(ctx, round, req)
 		if err == nil {
 			if req != nil && req.out != nil {
 				return fromOutcome(req.out), nil // a concurrent call with the request id was first

@@ -5,12 +5,10 @@ package repo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -88,7 +86,7 @@ type Store struct {
 	opts   Options
 	log    *slog.Logger
 	stats  struct{ retries, lockDown, conflicts atomic.Int64 }
-	groups grouper
+	groups committer
 	// readBack confirms the conflict cache's proposals, in one statement for concurrent calls.
 	readBack readBack
 }
@@ -110,7 +108,7 @@ func New(db *sqlx.DB, opts Options) *Store {
 	opts.GroupCommit = reservation.OrDefault(opts.GroupCommit, DefaultGroupCommit)
 	opts.HistoryRetention = reservation.OrDefault(opts.HistoryRetention, reservation.DefaultHistoryRetention)
 	s := &Store{db: db, opts: opts, log: opts.Logger}
-	s.groups.size, s.groups.commit = opts.GroupCommit, s.commitGroup
+	s.groups = committer{size: opts.GroupCommit, write: s}
 	return s
 }
 
@@ -128,126 +126,13 @@ func (s *Store) Stats() Stats {
 
 func (s *Store) now() time.Time { return reservation.Truncate(s.opts.Now()) }
 
-// Reserve makes the booking's reservations all or none. Callers validate them first; Reserve
-// assigns ids, timestamps, versions and hold expiries, and returns the stored reservations in
-// the order given. A booking with a request id that was seen before gets that call's outcome.
-func (s *Store) Reserve(ctx context.Context, b reservation.Booking) ([]*reservation.Reservation, error) {
-	return s.reserve(ctx, b, nil)
-}
-
-// reserve is Reserve. req, when not nil, is the request the call is made under instead of
-// one of b's request id: a series' (series.go), whose parameters and outcome are the series'.
-func (s *Store) reserve(ctx context.Context, b reservation.Booking, req *request) ([]*reservation.Reservation, error) {
-	if len(b.Reservations) == 0 {
-		return nil, reservation.Errorf(reservation.EINVALID, "no reservation to make")
-	}
-	out, keys, err := newReservations(b.Reservations)
+// newID is a new reservation's id: a UUIDv7, so that ids grow with time.
+func newID() (string, error) {
+	id, err := uuid.NewV7()
 	if err != nil {
-		return nil, err
+		return "", fmt.Errorf("new reservation id: %w", err)
 	}
-	if req == nil && b.RequestID != "" {
-		made := reservation.Booking{Reservations: out, Hold: b.Hold} // normalized, before any unit is chosen
-		req = &request{id: b.RequestID, fingerprint: made.Fingerprint()}
-	}
-	if pooled := poolItems(out); pooled != nil {
-		return s.reservePool(ctx, b, out, pooled, req)
-	}
-	if req != nil {
-		return s.reserveOnce(ctx, req, out, keys, b.Hold, b.Actor)
-	}
-	// A window already taken by a committed reservation is refused before any lock is
-	// taken: that answer is as true as one given under the lock, and it keeps the queue
-	// for a hot resource short. (With a request id, the call's stored outcome comes first.)
-	if err := s.precheck(ctx, out); err != nil {
-		return nil, err
-	}
-	if s.opts.GroupCommit > 1 {
-		err = s.groups.Do(ctx, &job{ctx: ctx, rs: out, hold: b.Hold, actor: b.Actor})
-	} else {
-		err = s.write(ctx, keys, func(w *writeTx) error { return s.admit(ctx, w, out, b.Hold, b.Actor) })
-	}
-	if reservation.ErrorCode(err) == reservation.ECONFLICT && s.opts.GroupCommit <= 1 {
-		s.stats.conflicts.Add(1)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// newReservations copies rs, normalized, with new ids at version 1, and returns them with
-// their resources (resourcesOf).
-func newReservations(rs []*reservation.Reservation) ([]*reservation.Reservation, []string, error) {
-	out := make([]*reservation.Reservation, len(rs))
-	for i, r := range rs {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return nil, nil, fmt.Errorf("new reservation id: %w", err)
-		}
-		c := *r
-		c.Normalize()
-		c.ID, c.Version = id.String(), 1
-		out[i] = &c
-	}
-	return out, resourcesOf(out), nil
-}
-
-// admit writes rs in w, made by actor ("" for each one's user), or fails with their conflict
-// when stored reservations, or earlier items of rs, are in the way.
-func (s *Store) admit(ctx context.Context, w *writeTx, rs []*reservation.Reservation, hold time.Duration, actor string) error {
-	if err := w.refuseResources(rs); err != nil {
-		return err
-	}
-	stored, err := w.findInTheWay(ctx, rs)
-	if err != nil {
-		return err
-	}
-	if conflicts, truncated := s.inTheWay(rs, stored, nil, w.policy); len(conflicts) > 0 {
-		return conflictError(rs, conflicts, truncated)
-	}
-	w.create(rs, hold, actor)
-	return w.flush(ctx, insertReservations(rs))
-}
-
-// reserveOnce makes out (a booking under the request req, made by actor: "" for each one's
-// user) unless a call with the same id was made before, whose outcome it returns instead: the
-// same reservations, or the same conflict.
-func (s *Store) reserveOnce(ctx context.Context, req *request, out []*reservation.Reservation, keys []string, hold time.Duration, actor string) ([]*reservation.Reservation, error) {
-	// A retry of a call that is done needs no lock.
-	if done, err := s.lookup(ctx, s.db, req, s.now()); err != nil {
-		return nil, err
-	} else if done {
-		return req.result()
-	}
-	err := s.write(ctx, keys, func(w *writeTx) error {
-		// Under the locks, a concurrent call with the same request id has either committed
-		// its outcome or not started.
-		if done, err := s.lookup(ctx, w.tx, req, w.now); done || err != nil {
-			return err
-		}
-		if err := s.admit(ctx, w, out, hold, actor); err != nil {
-			return err
-		}
-		return saveOutcome(ctx, w.tx, req, req.made(out), w.now)
-	})
-	if reservation.ErrorCode(err) == reservation.ECONFLICT {
-		s.stats.conflicts.Add(1)
-		if req.out == nil && !req.rounds {
-			// The same call again must meet the same conflict, even once the way is clear.
-			var e *reservation.Error
-			errors.As(err, &e)
-			if serr := saveOutcome(ctx, s.db, req, outcome{Conflict: e, SeriesID: req.seriesID}, s.now()); serr != nil && !isDupKey(serr) {
-				s.log.WarnContext(ctx, "saving the outcome of a request failed", "request_id", req.id, "err", serr)
-			}
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	if req.out != nil {
-		return req.result()
-	}
-	return out, nil
+	return id.String(), nil
 }
 
 // precheck refuses rs, without locking anything, when committed reservations are in their
@@ -380,7 +265,6 @@ func (s *Store) refuseTaken(ctx context.Context, rs []*reservation.Reservation, 
 	if !hasStored(found, rs) {
 		return nil // only items of the call in each other's way: the write path says so
 	}
-	s.stats.conflicts.Add(1)
 	return conflictError(rs, found, truncated)
 }
 
@@ -567,43 +451,4 @@ func (s *Store) busy(ctx context.Context, id string, q reservation.SlotQuery, p 
 		return nil, tooBusy("resource " + id)
 	}
 	return rs, err
-}
-
-// stmt is one SQL statement and its arguments.
-type stmt struct {
-	query string
-	args  []any
-}
-
-// exec runs a write's statements in order: together in one round trip, or one per round trip
-// where Options.OneStatementPerTrip says so.
-func (s *Store) exec(ctx context.Context, tx *sqlx.Tx, stmts ...stmt) error {
-	if s.opts.OneStatementPerTrip {
-		return execEach(ctx, tx, stmts...)
-	}
-	return execAll(ctx, tx, stmts...)
-}
-
-// execEach runs statements in order, one round trip each; the first that fails stops the rest.
-func execEach(ctx context.Context, tx *sqlx.Tx, stmts ...stmt) error {
-	for i, st := range stmts {
-		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
-			return fmt.Errorf("write statement %d of %d: %w", i+1, len(stmts), err)
-		}
-	}
-	return nil
-}
-
-// execAll runs statements in order, in one round trip; the first that fails stops the rest.
-func execAll(ctx context.Context, tx *sqlx.Tx, stmts ...stmt) error {
-	queries := make([]string, len(stmts))
-	var args []any
-	for i, st := range stmts {
-		queries[i] = st.query
-		args = append(args, st.args...)
-	}
-	if _, err := tx.ExecContext(ctx, strings.Join(queries, "; "), args...); err != nil {
-		return fmt.Errorf("write %d statements: %w", len(stmts), err)
-	}
-	return nil
 }

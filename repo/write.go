@@ -322,3 +322,42 @@ func insertReservations(rs []*reservation.Reservation) stmt {
 	}
 	return stmt{query, args}
 }
+
+// stmt is one SQL statement and its arguments.
+type stmt struct {
+	query string
+	args  []any
+}
+
+// exec runs a write's statements in order: together in one round trip, or one per round trip
+// where Options.OneStatementPerTrip says so.
+func (s *Store) exec(ctx context.Context, tx *sqlx.Tx, stmts ...stmt) error {
+	if s.opts.OneStatementPerTrip {
+		return execEach(ctx, tx, stmts...)
+	}
+	return execAll(ctx, tx, stmts...)
+}
+
+// execEach runs statements in order, one round trip each; the first that fails stops the rest.
+func execEach(ctx context.Context, tx *sqlx.Tx, stmts ...stmt) error {
+	for i, st := range stmts {
+		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
+			return fmt.Errorf("write statement %d of %d: %w", i+1, len(stmts), err)
+		}
+	}
+	return nil
+}
+
+// execAll runs statements in order, in one round trip; the first that fails stops the rest.
+func execAll(ctx context.Context, tx *sqlx.Tx, stmts ...stmt) error {
+	queries := make([]string, len(stmts))
+	var args []any
+	for i, st := range stmts {
+		queries[i] = st.query
+		args = append(args, st.args...)
+	}
+	if _, err := tx.ExecContext(ctx, strings.Join(queries, "; "), args...); err != nil {
+		return fmt.Errorf("write %d statements: %w", len(stmts), err)
+	}
+	return nil
+}

@@ -58,7 +58,7 @@ func (s *Server) ReserveSeries(ctx context.Context, req *pb.ReserveSeriesRequest
 	}
 	if first != nil && !check.has("first.start") && !check.has("first.end") {
 		// The rule, the zone and the number of occurrences (which needs first's window).
-		_, err := series.Occurrences()
+		_, err := series.Occurrences() // kept by series: the store books the same expansion
 		check.merge("", err)
 	} else if _, err := reservation.ParseRule(series.Rule); err != nil {
 		check.Add("rrule", err.Error())

@@ -115,8 +115,8 @@ func childOf(t *testing.T, child, parent sdktrace.ReadOnlySpan) {
 }
 
 // A Reserve is one trace under the caller's span: the RPC, and below it the group commit
-// that wrote it, which waited for the lock and then ran the transaction. With a request id
-// the call is written on its own: lock wait and transaction sit right under the RPC.
+// that wrote it, which waited for the lock and then ran the transaction. A call with a request
+// id is written by the same group commit as any other (the one write pipeline).
 func TestReserveSpanTree(t *testing.T) {
 	t.Parallel()
 	r := startTraced(t)
@@ -124,7 +124,7 @@ func TestReserveSpanTree(t *testing.T) {
 		name      string
 		requestID string
 		group     bool
-	}{{"grouped", "", true}, {"with request id", "trace-req-1", false}} {
+	}{{"grouped", "", true}, {"with request id", "trace-req-1", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, caller := r.tracer.Start(ctxFor(t), "caller")
 			_, err := r.client.Reserve(ctx, &pb.ReserveRequest{Reservation: booking("traced-"+tc.name, 0, 1), RequestId: tc.requestID})
