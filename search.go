@@ -30,8 +30,10 @@ const (
 	// MaxSearchRows bounds the reservations one call reads, as MaxFreeSlotsRows bounds
 	// FreeSlots': past it the call is INVALID_ARGUMENT on the window's end.
 	MaxSearchRows = 50_000
-	// searchBatch is how many catalogue entries one read of the source returns.
-	searchBatch = 500
+	// searchBatch is the most catalogue entries one read of the source returns, and
+	// minSearchBatch the fewest the first read asks for.
+	searchBatch    = 500
+	minSearchBatch = 32
 )
 
 // SearchQuery asks where a booking could be made now.
@@ -158,8 +160,8 @@ type AvailabilitySource interface {
 }
 
 // Search answers q from src at now (the clock the rules are read by, as a write reads it).
-// It reads the catalogue searchBatch entries at a time, by id, from q.After on, and the
-// reservations of the candidates of each batch in one read; it stops at a full page, at the
+// It reads the catalogue by id from q.After on, in batches that grow from twice the page to
+// searchBatch entries, and the reservations of the candidates of each batch in one read; it stops at a full page, at the
 // catalogue's end, or after MaxSearchExamined entries.
 func Search(ctx context.Context, src AvailabilitySource, q SearchQuery, now time.Time) (*SearchPage, error) {
 	if err := q.Validate(); err != nil {
@@ -172,8 +174,16 @@ func Search(ctx context.Context, src AvailabilitySource, q SearchQuery, now time
 		return page, nil // a window in the past: Reserve would refuse it
 	}
 	after := q.After
+	// The first read is twice the page (at least minSearchBatch entries), and each one after
+	// it twice the one before, up to searchBatch: a selector that matches much reads little
+	// more than the page, one that matches little reaches full batches soon.
+	batch := min(max(2*size, minSearchBatch), searchBatch)
+	if q.PoolID != "" {
+		batch = minSearchBatch
+	}
 	for page.Examined < MaxSearchExamined {
-		limit := min(searchBatch, MaxSearchExamined-page.Examined)
+		limit := min(batch, MaxSearchExamined-page.Examined)
+		batch = min(2*batch, searchBatch)
 		rs, err := src.SearchResources(ctx, q.PoolID, after, limit)
 		if err != nil {
 			return nil, err

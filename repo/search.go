@@ -3,7 +3,6 @@ package repo
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -28,45 +27,57 @@ func (s *Store) SearchResources(ctx context.Context, pool, after string, limit i
 	return rs, nil
 }
 
+// sqlMaxSpans reads the longest reservation each resource ever stored, which bounds how far
+// before a window the reservations that meet it start.
+const sqlMaxSpans = "SELECT id, max_span_us FROM resources WHERE id IN (?)"
+
 // Booked returns the reservations live at now on each span's resource whose booked window
-// overlaps the span, by resource, start and id, in one statement: one range of the
-// (resource_id, start_at) index per span, bounded below by the resource's longest stored
-// reservation (its row, joined as a constant, as findQuery bounds a Find), each limited to
-// limit+1 rows, so that the whole answer stops soon past limit.
+// overlaps the span, by resource, start and id, in two statements whatever the number of
+// spans: one reads the resources' longest reservations, one the reservations, in one range of
+// the (resource_id, start_at) index per span, from its start less the resource's longest
+// reservation (as poolFree reads a pool's), at most limit+1 of them.
 func (s *Store) Booked(ctx context.Context, spans []reservation.Span, now time.Time, limit int) ([]*reservation.Reservation, error) {
 	if len(spans) == 0 {
 		return nil, nil
 	}
-	parts := make([]string, len(spans))
-	args := make([]any, 0, 7*len(spans))
+	ids := make([]string, len(spans))
 	for i, sp := range spans {
-		parts[i] = "(SELECT " + prefixed("r.", columns) + " FROM reservations r JOIN resources s ON s.id = r.resource_id" +
-			" WHERE s.id = ? AND r.resource_id = ? AND r.start_at >= ? - INTERVAL s.max_span_us MICROSECOND" +
-			" AND r.start_at < ? AND r.end_at > ? AND " + notLapsed("r.") + " ORDER BY r.start_at, r.id LIMIT ?)"
-		args = append(args, sp.ResourceID, sp.ResourceID, sp.Start, sp.End, sp.Start, now, limit+1)
+		ids[i] = sp.ResourceID
 	}
-	query := strings.Join(parts, " UNION ALL ")
-	if len(parts) == 1 {
-		query = strings.TrimSuffix(strings.TrimPrefix(query, "("), ")")
+	query, args, err := sqlx.In(sqlMaxSpans, ids)
+	if err != nil {
+		return nil, err
 	}
-	var rows []row
+	var rows []struct {
+		ID      string `db:"id"`
+		MaxSpan int64  `db:"max_span_us"`
+	}
 	if err := sqlx.SelectContext(ctx, s.db, &rows, query, args...); err != nil {
+		return nil, classify(fmt.Errorf("longest reservations of %d resources searched: %w", len(ids), err))
+	}
+	maxSpan := make(map[string]time.Duration, len(rows))
+	for _, r := range rows {
+		maxSpan[r.ID] = time.Duration(r.MaxSpan) * time.Microsecond
+	}
+	var where []string
+	args = []any{now}
+	for _, sp := range spans {
+		span, ok := maxSpan[sp.ResourceID]
+		if !ok {
+			continue // no row, no reservation
+		}
+		where = append(where, "(r.resource_id = ? AND r.start_at >= ? AND r.start_at < ? AND r.end_at > ?)")
+		args = append(args, sp.ResourceID, sp.Start.Add(-span), sp.End, sp.Start)
+	}
+	if len(where) == 0 {
+		return nil, nil
+	}
+	query = "SELECT " + prefixed("r.", columns) + " FROM reservations r WHERE " + notLapsed("r.") +
+		" AND (" + strings.Join(where, " OR ") + ") ORDER BY r.resource_id, r.start_at, r.id LIMIT ?"
+	out, err := selectRows(ctx, s.db, query, append(args, limit+1)...)
+	if err != nil {
 		return nil, classify(fmt.Errorf("reservations of %d resources searched: %w", len(spans), err))
 	}
-	out := make([]*reservation.Reservation, len(rows))
-	for i := range rows {
-		out[i] = rows[i].reservation()
-	}
-	// UNION ALL keeps no order across its parts.
-	slices.SortFunc(out, func(a, b *reservation.Reservation) int {
-		if c := strings.Compare(a.ResourceID, b.ResourceID); c != 0 {
-			return c
-		}
-		if c := a.Start.Compare(b.Start); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
 	return out, nil
 }
 

@@ -333,8 +333,9 @@ func searchAgainstBruteForce(t *testing.T, seed uint64) {
 	t.Logf("seed %d: %d resources checked, %d offers booked for real", seed, checked, offered)
 }
 
-// TestSearchReadsAreBounded: a search reads the catalogue 500 entries a statement and the
-// reservations of each batch's candidates in one statement, and stops at a full page; a
+// TestSearchReadsAreBounded: a search reads the catalogue in batches growing from twice the
+// page to 500 entries, and the reservations of each batch's candidates in one read (two
+// statements), and stops at a full page; a
 // window that meets more than MaxSearchRows reservations is INVALID_ARGUMENT on end.
 func TestSearchReadsAreBounded(t *testing.T) {
 	t.Parallel()
@@ -371,20 +372,21 @@ func TestSearchReadsAreBounded(t *testing.T) {
 		}
 		q.After = page.Next
 	}
-	// 400 matches: the first page fills with the 500th match... of 400: one page, reading the
-	// whole catalogue in 3 statements, and 3 reads of reservations (one per batch).
+	// 400 matches, a page of 500: one page, reading the whole catalogue in 3 batches of at
+	// most 500, and the reservations in 3 reads (one per batch).
 	if len(all) != 400 || pages != 1 || src.catalogue != 3 || src.booked != 3 || src.rows != 0 {
 		t.Errorf("%d offers in %d pages, %d catalogue reads, %d reservation reads, %d rows; want 400, 1, 3, 3, 0", len(all), pages, src.catalogue, src.booked, src.rows)
 	}
-	// A page of 50 stops in the first batch: one read of each.
+	// A page of 50 reads 100 entries (34 matches), then 200, and stops at the 50th match:
+	// two reads of each, 300 entries.
 	*src = countingSource{s: s}
 	q.PageSize, q.After = 50, ""
 	page, err := reservation.Search(ctx, src, q, base.Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(page.Offers) != 50 || page.Next != "room-0147" || src.catalogue != 1 || src.booked != 1 {
-		t.Errorf("%d offers, next %q, %d catalogue reads, %d reservation reads; want 50, room-0147, 1, 1", len(page.Offers), page.Next, src.catalogue, src.booked)
+	if len(page.Offers) != 50 || page.Next != "room-0147" || src.catalogue != 2 || src.booked != 2 || page.Examined != 300 {
+		t.Errorf("%d offers, next %q, %d catalogue reads, %d reservation reads, %d examined; want 50, room-0147, 2, 2, 300", len(page.Offers), page.Next, src.catalogue, src.booked, page.Examined)
 	}
 
 	// More than MaxSearchRows reservations on the candidates: refused, having read at most one more.
