@@ -88,8 +88,10 @@ var searchTerms = []searchTerm{
 //     pool books that very unit.
 //
 // Broken on purpose, it fails: with the buffers left out of the search's policy (offerAt
-// weighing PolicyOf without BufferBefore and BufferAfter), seeds 1-4 offered windows that
-// Reserve refused and that the brute force does not find.
+// weighing PolicyOf without BufferBefore and BufferAfter), it offered windows that Reserve
+// refused and that the brute force does not find, and pools' wrong first units; with lapsed
+// holds counted as live (Booked without notLapsed, and Search without its Expired filter), it
+// left out resources that the brute force finds free and Reserve booked.
 func TestSearchAgainstBruteForce(t *testing.T) {
 	t.Parallel()
 	for seed := uint64(1); seed <= 4; seed++ {
