@@ -57,8 +57,10 @@ type SearchQuery struct {
 	// cut to it). After goes on after this resource id (SearchPage.Next).
 	PageSize int
 	After    string
-	// NotPast, when set, is the instant every window offered ends after, as Reserve refuses
-	// a window that does not (outside BLOCKED ones).
+	// NotPast, when set, is now for the rule that refuses windows in the past: a window
+	// searched must end after it (as Reserve refuses one that does not, BLOCKED ones
+	// excepted), and with a range, every window offered starts at or after it (as FreeSlots'
+	// windows do).
 	NotPast time.Time
 
 	sel Selector // Selector, parsed by Validate
@@ -289,8 +291,8 @@ func (q *SearchQuery) offer(r *Resource, busy []*Reservation, now time.Time) (Of
 		return q.offerAt(r, q.Start, q.End, busy, now)
 	}
 	// The earliest start that fits is the first of these that does, each put on the grid:
-	// the range's start, the rules' earliest start, the first start whose window ends after
-	// NotPast, and the instants where a reservation stops blocking (its end plus the gap).
+	// the range's start, the rules' earliest start, NotPast, and the instants where a
+	// reservation stops blocking (its end plus the gap).
 	// Between two of them the reservations a window meets only grow, so none starts earlier.
 	p := PolicyOf(r)
 	g := p.Gap()
@@ -298,10 +300,8 @@ func (q *SearchQuery) offer(r *Resource, busy []*Reservation, now time.Time) (Of
 	if e := r.Rules.Starts(now).Earliest; e.After(from) {
 		from = e
 	}
-	if !q.NotPast.IsZero() {
-		if e := q.NotPast.Add(-q.Duration + time.Microsecond); e.After(from) {
-			from = e
-		}
+	if q.NotPast.After(from) {
+		from = q.NotPast // as FreeSlots answers: a window that began before now is no offer
 	}
 	starts := []time.Time{q.onGrid(from)}
 	for _, b := range busy {

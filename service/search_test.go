@@ -75,6 +75,17 @@ func TestSearchAvailability(t *testing.T) {
 			t.Errorf("search %v:\ngot  %v\nwant %v", c.req, got, c.want)
 		}
 	}
+	// Nothing in the past: a window that ended is no offer, and a range that began before now
+	// offers windows from now on.
+	before := time.Now().Truncate(time.Microsecond)
+	if got := search(&pb.SearchAvailabilityRequest{Selector: "beds=1", Start: timestamppb.New(before.Add(-2 * time.Hour)), End: timestamppb.New(before.Add(-time.Hour))}); got != nil {
+		t.Errorf("a window in the past: %v", got)
+	}
+	resp, err := r.client.SearchAvailability(ctx, &pb.SearchAvailabilityRequest{Selector: "beds=1", Duration: durationpb.New(time.Hour),
+		RangeStart: timestamppb.New(before.Add(-2 * time.Hour)), RangeEnd: timestamppb.New(before.Add(5 * time.Hour))})
+	if err != nil || len(resp.GetOffers()) != 1 || resp.GetOffers()[0].GetStart().AsTime().Before(before) {
+		t.Errorf("a range from the past: %v, %v; want room-5 from now (%s) on", resp, err, before)
+	}
 	// The pool's unit offered is the one Reserve books.
 	made, err := r.client.Reserve(ctx, &pb.ReserveRequest{Reservation: &pb.Reservation{UserId: "alice", PoolId: "deluxe", Start: at(1), End: at(2)}})
 	if err != nil || made.GetReservation().GetResourceId() != "room-2" {
