@@ -163,8 +163,8 @@ type AvailabilitySource interface {
 
 // Search answers q from src at now (the clock the rules are read by, as a write reads it).
 // It reads the catalogue by id from q.After on, in batches that grow from twice the page to
-// searchBatch entries, and the reservations of the candidates of each batch in one read; it stops at a full page, at the
-// catalogue's end, or after MaxSearchExamined entries.
+// searchBatch entries, and the reservations of the candidates of each batch in one read; it
+// stops at a full page, at the catalogue's end, or after MaxSearchExamined entries.
 func Search(ctx context.Context, src AvailabilitySource, q SearchQuery, now time.Time) (*SearchPage, error) {
 	if err := q.Validate(); err != nil {
 		return nil, err
