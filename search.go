@@ -3,6 +3,7 @@ package reservation
 import (
 	"context"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sort"
 	"time"
@@ -30,6 +31,11 @@ const (
 	// MaxSearchRows bounds the reservations one call reads, as MaxFreeSlotsRows bounds
 	// FreeSlots': past it the call is INVALID_ARGUMENT on the window's end.
 	MaxSearchRows = 50_000
+	// MaxSearchWork bounds the weighing one call does: each window judged costs the
+	// reservations it is weighed beside (their square, on a resource of capacity above 1,
+	// where the peak is sought). Past it the call is INVALID_ARGUMENT on the window's end, as
+	// for MaxSearchRows: a long range over a resource crowded with reservations.
+	MaxSearchWork = 50_000_000
 	// searchBatch is the most catalogue entries one read of the source returns, and
 	// minSearchBatch the fewest the first read asks for.
 	searchBatch    = 500
@@ -176,6 +182,7 @@ func Search(ctx context.Context, src AvailabilitySource, q SearchQuery, now time
 		return page, nil // a window in the past: Reserve would refuse it
 	}
 	after := q.After
+	work := 0 // the weighing done: MaxSearchWork
 	// The first read is twice the page (at least minSearchBatch entries), and each one after
 	// it twice the one before, up to searchBatch: a selector that matches much reads little
 	// more than the page, one that matches little reaches full batches soon.
@@ -208,13 +215,7 @@ func Search(ctx context.Context, src AvailabilitySource, q SearchQuery, now time
 				return nil, err
 			}
 			if page.Rows += len(busy); page.Rows > MaxSearchRows {
-				field := "end"
-				if q.Ranged() {
-					field = "range_end"
-				}
-				var v Violations
-				v.Add(field, fmt.Sprintf("the search meets more than %d reservations, more than one call reads: ask for a shorter window, fewer resources or a smaller page", MaxSearchRows))
-				return nil, v.Err()
+				return nil, q.tooMuch(fmt.Sprintf("the search meets more than %d reservations, more than one call reads", MaxSearchRows))
 			}
 			byResource := map[string][]*Reservation{}
 			for _, b := range busy {
@@ -223,7 +224,10 @@ func Search(ctx context.Context, src AvailabilitySource, q SearchQuery, now time
 				}
 			}
 			for i, r := range cands {
-				o, ok := q.offer(r, byResource[r.ID], now)
+				o, ok := q.offer(r, byResource[r.ID], now, &work)
+				if work > MaxSearchWork {
+					return nil, q.tooMuch(fmt.Sprintf("the search weighs more windows beside more reservations than one call does (%d)", MaxSearchWork))
+				}
 				if !ok {
 					continue
 				}
@@ -246,6 +250,17 @@ func Search(ctx context.Context, src AvailabilitySource, q SearchQuery, now time
 	}
 	page.Next = after
 	return page, nil
+}
+
+// tooMuch is the error of a search that would cost more than one call does, on its end.
+func (q *SearchQuery) tooMuch(why string) error {
+	field := "end"
+	if q.Ranged() {
+		field = "range_end"
+	}
+	var v Violations
+	v.Add(field, why+": ask for a shorter window or range, fewer resources or a smaller page")
+	return v.Err()
 }
 
 // places is how many places q asks for.
@@ -286,9 +301,9 @@ func (q *SearchQuery) candidate(r *Resource, start, end time.Time) *Reservation 
 
 // offer returns what r offers for q beside busy (its live reservations the span read, by
 // start), and false when nothing.
-func (q *SearchQuery) offer(r *Resource, busy []*Reservation, now time.Time) (Offer, bool) {
+func (q *SearchQuery) offer(r *Resource, busy []*Reservation, now time.Time, work *int) (Offer, bool) {
 	if !q.Ranged() {
-		return q.offerAt(r, q.Start, q.End, busy, now)
+		return q.offerAt(r, q.Start, q.End, busy, now, work)
 	}
 	// The earliest start that fits is the first of these that does, each put on the grid:
 	// the range's start, the rules' earliest start, NotPast, and the instants where a
@@ -316,8 +331,11 @@ func (q *SearchQuery) offer(r *Resource, busy []*Reservation, now time.Time) (Of
 		if e.After(q.End) || (!latest.IsZero() && s.After(latest)) {
 			break
 		}
-		if o, ok := q.offerAt(r, s, e, busy, now); ok {
+		if o, ok := q.offerAt(r, s, e, busy, now, work); ok {
 			return o, true
+		}
+		if *work > MaxSearchWork {
+			break
 		}
 	}
 	return Offer{}, false
@@ -333,9 +351,10 @@ func (q *SearchQuery) onGrid(t time.Time) time.Time {
 }
 
 // offerAt judges a booking of [start, end) on r, as Reserve judges it: r enabled, its rules
-// (Rules.Check) admit it at now, and q's places of it fit one after the other beside busy
-// (Fits, as a batch of that many is admitted).
-func (q *SearchQuery) offerAt(r *Resource, start, end time.Time, busy []*Reservation, now time.Time) (Offer, bool) {
+// (Rules.Check) admit it at now, it fits beside busy (Fits), and the places left throughout
+// its blocked window (available, from FirstFull) are at least q's places, as a batch of that
+// many copies is admitted. It adds the weighing it did to work.
+func (q *SearchQuery) offerAt(r *Resource, start, end time.Time, busy []*Reservation, now time.Time, work *int) (Offer, bool) {
 	if r.Disabled {
 		return Offer{}, false
 	}
@@ -345,14 +364,23 @@ func (q *SearchQuery) offerAt(r *Resource, start, end time.Time, busy []*Reserva
 	}
 	p := PolicyOf(r)
 	held := meeting(busy, start, end, p.Gap())
-	for range q.places() {
-		c := *c
-		if !Fits(&c, p, held) {
-			return Offer{}, false
-		}
-		held = append(held, &c)
+	n := len(held)
+	*work += n + 1
+	if p.Capacity > 1 {
+		*work += n * n // the peak Fits seeks
 	}
-	return Offer{ResourceID: r.ID, PoolID: r.PoolID, Start: start, End: end, Available: available(c, p, meeting(busy, start, end, p.Gap()))}, true
+	if !Fits(c, p, held) {
+		return Offer{}, false
+	}
+	left := 1
+	if p.Capacity > 1 {
+		*work += n * n * bits.Len(uint(n)) // available halves the count
+		left = available(c, p, held)
+	}
+	if left < q.places() {
+		return Offer{}, false
+	}
+	return Offer{ResourceID: r.ID, PoolID: r.PoolID, Start: start, End: end, Available: left}, true
 }
 
 // meeting narrows busy (by start) to those that may block [start, end) on a resource whose

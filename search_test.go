@@ -117,6 +117,8 @@ func TestSearchValidate(t *testing.T) {
 // database's side is in repo's TestSearchReadsAreBounded).
 type fakeSource struct {
 	n, reads int
+	capacity int                        // of every resource; 0 means 1
+	busy     []*reservation.Reservation // on every resource
 }
 
 func (f *fakeSource) SearchResources(_ context.Context, _, after string, limit int) ([]*reservation.Resource, error) {
@@ -124,14 +126,47 @@ func (f *fakeSource) SearchResources(_ context.Context, _, after string, limit i
 	var out []*reservation.Resource
 	for i := range f.n {
 		if id := fmt.Sprintf("r%06d", i); id > after && len(out) < limit {
-			out = append(out, &reservation.Resource{ID: id, Labels: map[string]string{"even": fmt.Sprint(i%2 == 0)}})
+			out = append(out, &reservation.Resource{ID: id, Capacity: f.capacity, Labels: map[string]string{"even": fmt.Sprint(i%2 == 0)}})
 		}
 	}
 	return out, nil
 }
 
-func (f *fakeSource) Booked(context.Context, []reservation.Span, time.Time, int) ([]*reservation.Reservation, error) {
-	return nil, nil
+func (f *fakeSource) Booked(_ context.Context, spans []reservation.Span, _ time.Time, _ int) ([]*reservation.Reservation, error) {
+	var out []*reservation.Reservation
+	for _, sp := range spans {
+		for _, b := range f.busy {
+			c := *b
+			c.ResourceID = sp.ResourceID
+			out = append(out, &c)
+		}
+	}
+	return out, nil
+}
+
+// TestSearchWeighingIsBounded: a range over a resource of capacity 2 crowded with 3,000
+// overlapping reservations would weigh each of thousands of starts beside all of them: past
+// MaxSearchWork it is INVALID_ARGUMENT on range_end, not a call that runs for minutes. (With
+// places larger than the capacity it is no offer, at once.)
+func TestSearchWeighingIsBounded(t *testing.T) {
+	t0 := time.Date(2030, 3, 1, 0, 0, 0, 0, time.UTC)
+	src := &fakeSource{n: 1, capacity: 2}
+	for i := range 3000 {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		src.busy = append(src.busy, &reservation.Reservation{ID: fmt.Sprint(i), Start: at, End: at.Add(100 * 24 * time.Hour)})
+	}
+	q := reservation.SearchQuery{Selector: "even", Start: t0, End: t0.Add(366 * 24 * time.Hour), Duration: 200 * 24 * time.Hour}
+	_, err := reservation.Search(context.Background(), src, q, t0)
+	var e *reservation.Error
+	if !errors.As(err, &e) || e.Code != reservation.EINVALID || e.Fields[0].Field != "range_end" {
+		t.Fatalf("a crowded range: %v; want INVALID on range_end", err)
+	}
+	q = reservation.SearchQuery{Selector: "even", Start: t0, End: t0.Add(time.Hour), Places: reservation.MaxCapacity}
+	src.busy = nil
+	page, err := reservation.Search(context.Background(), src, q, t0)
+	if err != nil || len(page.Offers) != 0 {
+		t.Errorf("a million places on a resource of 2: %v, %v; want no offer", page, err)
+	}
 }
 
 // TestSearchExaminesABoundedCatalogue: a selector that matches nothing in a catalogue larger
