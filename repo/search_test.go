@@ -91,7 +91,8 @@ var searchTerms = []searchTerm{
 // weighing PolicyOf without BufferBefore and BufferAfter), it offered windows that Reserve
 // refused and that the brute force does not find, and pools' wrong first units; with lapsed
 // holds counted as live (Booked without notLapsed, and Search without its Expired filter), it
-// left out resources that the brute force finds free and Reserve booked.
+// left out resources that the brute force finds free and Reserve booked; with places ignored
+// (one place enough), it offered resources of too few places.
 func TestSearchAgainstBruteForce(t *testing.T) {
 	t.Parallel()
 	for seed := uint64(1); seed <= 4; seed++ {
