@@ -64,8 +64,8 @@ func call(t *testing.T, h http.Handler, method, target, body string) (int, apiEr
 func TestUnknownQueryParameters(t *testing.T) {
 	h := handler(t)
 	rs := routes()
-	if len(rs) != 17 {
-		t.Fatalf("%d routes read from the proto, want 17", len(rs))
+	if len(rs) != 18 {
+		t.Fatalf("%d routes read from the proto, want 18", len(rs))
 	}
 	for _, rt := range rs {
 		target := strings.NewReplacer("{id}", "01a204ab-6318-7baf-a7ed-a35f0ef10590", "{resource_id}", "room-1", "{resource.id}", "room-1", "{pool_id}", "deluxe",
@@ -103,6 +103,7 @@ func TestUnknownQueryParameters(t *testing.T) {
 		"/v1/changes?after_seq=3&resource_id=room-1",
 		"/v1/resources/room-1/free?start=2030-01-01T00:00:00Z&end=2030-01-02T00:00:00Z&min_duration=3600s",
 		"/v1/pools/deluxe/free?start=2030-01-01T00:00:00Z&end=2030-01-02T00:00:00Z&minDuration=3600s",
+		"/v1/availability:search?selector=view%3Dsea&duration=86400s&range_start=2030-01-01T00:00:00Z&rangeEnd=2030-01-09T00:00:00Z&step=3600s&places=2&page_size=5",
 		"/v1/reservations/01a204ab-6318-7baf-a7ed-a35f0ef10590?expected_version=2&reason=guest%20called",
 	} {
 		method := "GET"
@@ -242,7 +243,7 @@ func TestOpenAPIErrorShape(t *testing.T) {
 			}
 		}
 	}
-	if n != 17 || d.Definitions["v1Error"].Properties["error"]["$ref"] != "#/definitions/rpcStatus" {
+	if n != 18 || d.Definitions["v1Error"].Properties["error"]["$ref"] != "#/definitions/rpcStatus" {
 		t.Errorf("%d operations; v1Error %v", n, d.Definitions["v1Error"])
 	}
 }

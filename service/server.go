@@ -69,6 +69,8 @@ type Capabilities struct {
 	History reservation.Historian
 	// Feed serves Listen.
 	Feed reservation.Feed
+	// Search serves SearchAvailability.
+	Search reservation.Searcher
 }
 
 // Store is a service that has every capability but the feed: repo.Store.
@@ -77,12 +79,13 @@ type Store interface {
 	reservation.Catalogue
 	reservation.SeriesBooker
 	reservation.Historian
+	reservation.Searcher
 }
 
 // All is every capability of store, with feed for Listen (nil: none). The compiler checks
 // that store has them.
 func All(store Store, feed reservation.Feed) Capabilities {
-	return Capabilities{Service: store, Catalogue: store, Series: store, History: store, Feed: feed}
+	return Capabilities{Service: store, Catalogue: store, Series: store, History: store, Feed: feed, Search: store}
 }
 
 // Check names every capability c lacks.
@@ -93,7 +96,7 @@ func (c Capabilities) Check() error {
 		set  bool
 	}{
 		{"Service", c.Service != nil}, {"Catalogue", c.Catalogue != nil}, {"Series", c.Series != nil},
-		{"History", c.History != nil}, {"Feed", c.Feed != nil},
+		{"History", c.History != nil}, {"Feed", c.Feed != nil}, {"Search", c.Search != nil},
 	} {
 		if !k.set {
 			missing = append(missing, k.name)

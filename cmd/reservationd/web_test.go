@@ -302,3 +302,56 @@ func TestTimelinePageSignsInAndScales(t *testing.T) {
 	}
 	within(t, page, pageWait, "Enter on a focused bar opens its details", `document.getElementById('details').open`)
 }
+
+// TestTimelineFindsAFreeResource: the timeline's "find a free …" box lists the resources a
+// selector picks that are free for the night asked (SearchAvailability over HTTP), an offer
+// opens the new-booking dialog for that window, and a malformed selector is explained.
+func TestTimelineFindsAFreeResource(t *testing.T) {
+	_, dsn := repotest.NewDB(t)
+	d := startDaemon(t, "RESERVATION_MYSQL_DSN="+dsn, "RESERVATION_LOCK=local")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	d.waitServing(t, ctx, d.dial(t))
+	c := pb.NewReservationServiceClient(d.dial(t))
+	for _, r := range []*pb.Resource{
+		{Id: "room-1", PoolId: "double", Labels: map[string]string{"view": "sea"}},
+		{Id: "room-2", PoolId: "double", Labels: map[string]string{"view": "sea"}},
+		{Id: "room-3", Labels: map[string]string{"view": "city"}},
+	} {
+		if _, err := c.PutResource(ctx, &pb.PutResourceRequest{Resource: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	night := time.Date(2030, 3, 5, 15, 0, 0, 0, time.UTC)
+	if _, err := c.Reserve(ctx, &pb.ReserveRequest{Reservation: &pb.Reservation{UserId: "bob", ResourceId: "room-1",
+		Start: timestamppb.New(night), End: timestamppb.New(night.Add(20 * time.Hour))}}); err != nil {
+		t.Fatal(err)
+	}
+
+	page := browser(t)
+	if err := chromedp.Do(page, chromedp.Navigate("http://"+d.http+"/?view=week&start=2030-03-04")); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, pageWait, "the page is live", `document.getElementById('conn').textContent === 'live'`)
+	// The window in the browser's own zone, as the inputs take it.
+	set := fmt.Sprintf(`(() => { document.getElementById('find-selector').value = 'view=sea';
+		document.getElementById('find-start').value = localInput(%q); document.getElementById('find-end').value = localInput(%q);
+		document.getElementById('find-submit').click(); return true; })()`, night.Format(time.RFC3339), night.Add(20*time.Hour).Format(time.RFC3339))
+	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](set)); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, pageWait, "room-2 alone offered", `(() => { const o = [...document.querySelectorAll('#find-results .offer')].map(b => b.dataset.resource);
+		return o.length === 1 && o[0] === 'room-2'; })()`)
+	if err := chromedp.Do(page, chromedp.Click(`#find-results .offer`)); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, pageWait, "the offer opens the new booking for its window", fmt.Sprintf(
+		`document.getElementById('new').open && document.getElementById('new-what').textContent === 'room-2' && new Date(document.getElementById('new-start').value).toISOString() === %q`,
+		night.Format("2006-01-02T15:04:05.000Z")))
+	if _, err := chromedp.Run(page, chromedp.Evaluate[bool](`(() => { document.getElementById('new').close();
+		document.getElementById('find-selector').value = 'view in (sea'; document.getElementById('find-submit').click(); return true; })()`)); err != nil {
+		t.Fatal(err)
+	}
+	within(t, page, pageWait, "a malformed selector explained", `(() => { const e = document.getElementById('find-error');
+		return !e.hidden && e.textContent.includes('selector') && e.textContent.includes('at byte 13'); })()`)
+}

@@ -11,7 +11,9 @@
 // one-week Query and FreeSlots on one resource, on a pre-filled table), pool (bookings of a pool
 // of --resources 10 units, put in the catalogue first: the service assigns a unit or answers
 // POOL_FULL) and capacity (bookings of --resources 1 resource of --capacity 20, put first), both
-// on a calendar that rolls forward as they book, asking for --load 0.7 of the places. A
+// on a calendar that rolls forward as they book, asking for --load 0.7 of the places; search
+// (SearchAvailability by a label selector over --resources 10,000 labelled resources in pools
+// of 100, for 1–3-night windows within the span; --prefill books random nights first). A
 // comma-separated list runs each workload in turn and closes with each one's ok/s and p99
 // beside the first's. After each run it checks with SQL that no resource ever held more
 // reservations at once than its capacity. --clients 16,64 runs the whole list at each count.
@@ -66,6 +68,7 @@ type booking struct {
 type resourceSpec struct {
 	id, pool string
 	capacity int
+	labels   map[string]string
 }
 
 // target is what a workload runs against: the service, or a database floor.
@@ -124,7 +127,7 @@ func (r result) refusals() int {
 	return n
 }
 
-var knownWorkloads = []string{"spread", "hot", "mixed", "read", "pool", "capacity"}
+var knownWorkloads = []string{"spread", "hot", "mixed", "read", "pool", "capacity", "search"}
 
 func main() {
 	var cfg config
@@ -134,7 +137,7 @@ func main() {
 	mysqlDSN := flag.String("mysql-dsn", "root@tcp(127.0.0.1:3306)/", "MySQL server for --floor-mysql (a database rsvbench_floor is made)")
 	floorPG := flag.Bool("floor-postgres", false, "also run it against PostgreSQL with the RFC's design (EXCLUDE USING gist and a change trigger; not pool or capacity)")
 	pgDSN := flag.String("pg-dsn", "postgres://postgres@127.0.0.1:5432/postgres", "PostgreSQL server for --floor-postgres (a database rsvbench_floor is made)")
-	workloads := flag.String("workload", "spread", "spread, hot, mixed, read, pool or capacity; a comma-separated list runs each in turn")
+	workloads := flag.String("workload", "spread", "spread, hot, mixed, read, pool, capacity or search; a comma-separated list runs each in turn")
 	clientsFlag := flag.String("clients", "16", "concurrent clients; a comma-separated list (16,64) runs each workload at each, in turn")
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long each workload runs on each target")
 	flag.IntVar(&cfg.resources, "resources", 0, "resources to spread over, or the pool's units (default: 10000 for spread, mixed and read, 1 for hot and capacity, 10 for pool)")
@@ -143,7 +146,7 @@ func main() {
 	flag.Float64Var(&cfg.load, "load", 0.7, "pool and capacity: the bookings asked for at an instant, as a share of the places (units, or resources times capacity)")
 	flag.Uint64Var(&cfg.seed, "seed", 1, "random seed")
 	flag.StringVar(&cfg.prefix, "resource-prefix", "", "resource ids are this prefix and a number below --resources (default: a prefix new to the run)")
-	flag.IntVar(&cfg.prefill, "prefill", 100000, "read: reservations stored before the run; 0 reads up to 100,000 stored ids through --verify-dsn instead (for a table filled by other means)")
+	flag.IntVar(&cfg.prefill, "prefill", 100000, "read and search: reservations stored before the run; 0 reads up to 100,000 stored ids through --verify-dsn instead (for a table filled by other means)")
 	flag.Parse()
 	for _, w := range strings.Split(*workloads, ",") {
 		if w = strings.TrimSpace(w); !slices.Contains(knownWorkloads, w) {
@@ -280,6 +283,20 @@ func planFor(cfg config, w, prefix string) plan {
 		for i := range n {
 			p.catalogue = append(p.catalogue, resourceSpec{id: fmt.Sprintf("%scap%d", prefix, i), capacity: cfg.capacity})
 		}
+	case "search":
+		// Pools of 100 units, each labelled with a view and a number of beds; each call asks
+		// for 1 to 3 nights, from 15:00 to 11:00, starting on a day within the span.
+		for i := range n {
+			p.catalogue = append(p.catalogue, resourceSpec{id: fmt.Sprintf("%sroom%05d", prefix, i), pool: fmt.Sprintf("%spool%03d", prefix, i/100), capacity: 1,
+				labels: map[string]string{"view": searchViews[i%len(searchViews)], "beds": fmt.Sprint(1 + i/len(searchViews)%3)}})
+		}
+		days := max(int(span/(24*time.Hour)), 1)
+		p.pick = func(rng *rand.Rand) booking {
+			start := year.AddDate(0, 0, rng.IntN(days)).Add(15 * time.Hour)
+			end := start.AddDate(0, 0, 1+rng.IntN(3)).Add(-4 * time.Hour)
+			return booking{resource: p.catalogue[rng.IntN(len(p.catalogue))].id, start: start, end: end}
+		}
+		return p
 	}
 	p.pick = func(rng *rand.Rand) booking {
 		s, e := window(rng)
@@ -321,7 +338,7 @@ func runWorkload(ctx context.Context, t target, cfg config, w string) (result, b
 			}
 		}
 	}
-	if w == "read" && cfg.prefill > 0 {
+	if (w == "read" || w == "search") && cfg.prefill > 0 {
 		fmt.Fprintf(os.Stderr, "rsvbench: storing %d reservations first...\n", cfg.prefill)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -370,6 +387,8 @@ func runWorkload(ctx context.Context, t target, cfg config, w string) (result, b
 					}
 				case "read":
 					kind = [...]string{"get", "query", "free"}[rng.IntN(3)]
+				case "search":
+					kind = "search"
 				}
 				b := p.pick(rng)
 				t0 := time.Now()
@@ -391,9 +410,12 @@ func runWorkload(ctx context.Context, t target, cfg config, w string) (result, b
 					case len(mine) > 0:
 						id = mine[rng.IntN(len(mine))]
 					}
-					day := b.start.Truncate(24 * time.Hour)
+					from, to := b.start.Truncate(24*time.Hour), b.start.Truncate(24*time.Hour).Add(7*24*time.Hour)
+					if kind == "search" {
+						from, to = b.start, b.end
+					}
 					var supported bool
-					if out, code, supported = t.other(ctx, kind, id, b.resource, day, day.Add(7*24*time.Hour)); !supported {
+					if out, code, supported = t.other(ctx, kind, id, b.resource, from, to); !supported {
 						continue
 					}
 					if kind == "cancel" && out == ok {
@@ -440,6 +462,18 @@ func runWorkload(ctx context.Context, t target, cfg config, w string) (result, b
 	}
 	res.over = n
 	return res, true, nil
+}
+
+// searchViews are the views of the search workload's resources, and searchSelectors the
+// selectors it asks with, one picked by the window's start (so that both targets ask alike).
+var (
+	searchViews     = []string{"sea", "garden", "city"}
+	searchSelectors = []string{"view=sea,beds>=2", "view in (sea,garden)", "beds=3", "view!=city,beds<3"}
+)
+
+// searchSelector is the selector a search for a window starting at start asks with.
+func searchSelector(start time.Time) string {
+	return searchSelectors[start.YearDay()%len(searchSelectors)]
 }
 
 // quantile is the q-quantile of d, which is sorted.
@@ -528,7 +562,7 @@ func reportWorkload(w io.Writer, cfg config, results []result) {
 		if len(r.refused) > 0 {
 			fmt.Fprintf(w, "%s refusals: %s\n", r.target, counts(r.refused))
 		}
-		for _, k := range []string{"get", "query", "free"} {
+		for _, k := range []string{"get", "query", "free", "search"} {
 			if d := r.reads[k]; len(d) > 0 {
 				slices.Sort(d)
 				fmt.Fprintf(w, "%s %s: %d calls, p50 %s ms, p99 %s ms\n", r.target, k, len(d), ms(quantile(d, .5)), ms(quantile(d, .99)))

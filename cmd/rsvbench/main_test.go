@@ -233,3 +233,52 @@ func check(t *testing.T, db *sqlx.DB, dest any, query string, args ...any) {
 		t.Fatal(err)
 	}
 }
+
+// TestSearchWorkload: the search workload puts a labelled catalogue in pools, books nights on
+// it, then searches by selector, on the service and straight on the store; every search
+// answers, and the report shows their latencies.
+func TestSearchWorkload(t *testing.T) {
+	db, dsn := repotest.NewDB(t)
+	d, err := server.New(t.Context(), db, nil, server.Options{
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		Feed: queue.Options{PollInterval: queue.DefaultPollInterval},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Start()
+	t.Cleanup(func() { d.Close() })
+	ctx := context.Background()
+	var results []result
+	for _, name := range []string{"service", "mysql-floor"} {
+		var tg target
+		if name == "service" {
+			tg, err = newService(ctx, d.GRPCAddr(), dsn)
+		} else {
+			var floor *sqlx.DB
+			floor, err = repo.Open(ctx, dsn)
+			tg = mysqlFloorOn(floor)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := config{clients: 2, duration: time.Second, seed: 1, resources: 300, prefill: 100, span: 30 * 24 * time.Hour, prefix: "t-" + name + "-"}
+		r, ran, err := runWorkload(ctx, tg, cfg, "search")
+		tg.close()
+		if err != nil || !ran {
+			t.Fatalf("%s: ran %v, %v", name, ran, err)
+		}
+		if r.ok == 0 || len(r.errs) != 0 || len(r.reads["search"]) != r.ok || r.over != 0 {
+			t.Errorf("%s: %d ok, %d searches, errors %v, %d overbooked", name, r.ok, len(r.reads["search"]), r.errs, r.over)
+		}
+		results = append(results, r)
+	}
+	var out bytes.Buffer
+	report(&out, config{clients: 2, duration: time.Second, seed: 1}, results)
+	for _, want := range []string{"workload search, 2 clients", "service search: ", "mysql-floor search: "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	t.Log(out.String())
+}

@@ -114,7 +114,7 @@ func grpcOutcome(err error) (outcome, string) {
 func (s *service) catalogue(ctx context.Context, rs []resourceSpec) (bool, error) {
 	c := s.client()
 	for _, r := range rs {
-		if _, err := c.PutResource(ctx, &pb.PutResourceRequest{Resource: &pb.Resource{Id: r.id, PoolId: r.pool, Capacity: int32(r.capacity)}}); err != nil {
+		if _, err := c.PutResource(ctx, &pb.PutResourceRequest{Resource: &pb.Resource{Id: r.id, PoolId: r.pool, Capacity: int32(r.capacity), Labels: r.labels}}); err != nil {
 			return true, fmt.Errorf("PutResource %s: %w", r.id, err)
 		}
 	}
@@ -153,6 +153,8 @@ func (s *service) other(ctx context.Context, kind, id, resource string, start, e
 	case "free":
 		_, err = c.FreeSlots(ctx, &pb.FreeSlotsRequest{ResourceId: resource, Start: timestamppb.New(start), End: timestamppb.New(end),
 			MinDuration: durationpb.New(time.Hour)})
+	case "search":
+		_, err = c.SearchAvailability(ctx, &pb.SearchAvailabilityRequest{Selector: searchSelector(start), Start: timestamppb.New(start), End: timestamppb.New(end)})
 	}
 	out, code := grpcOutcome(err)
 	return out, code, true
@@ -228,7 +230,7 @@ func (m *mysqlFloor) statusDB() *sqlx.DB { return m.db }
 
 func (m *mysqlFloor) catalogue(ctx context.Context, rs []resourceSpec) (bool, error) {
 	for _, r := range rs {
-		if _, err := m.store.PutResource(ctx, &reservation.Resource{ID: r.id, PoolID: r.pool, Capacity: r.capacity}, 0); err != nil {
+		if _, err := m.store.PutResource(ctx, &reservation.Resource{ID: r.id, PoolID: r.pool, Capacity: r.capacity, Labels: r.labels}, 0); err != nil {
 			return true, fmt.Errorf("PutResource %s: %w", r.id, err)
 		}
 	}
@@ -251,8 +253,17 @@ func (m *mysqlFloor) reserve(ctx context.Context, b booking) (string, string, ou
 	}
 }
 
-func (m *mysqlFloor) other(context.Context, string, string, string, time.Time, time.Time) (outcome, string, bool) {
-	return ok, "", false
+// other runs the search workload's searches through the store, with no gRPC in front; the
+// other kinds are not run on the floor.
+func (m *mysqlFloor) other(ctx context.Context, kind, _, _ string, start, end time.Time) (outcome, string, bool) {
+	if kind != "search" {
+		return ok, "", false
+	}
+	_, err := m.store.SearchAvailability(ctx, reservation.SearchQuery{Selector: searchSelector(start), Start: start, End: end})
+	if err != nil {
+		return failed, reservation.ErrorCode(err), true
+	}
+	return ok, "", true
 }
 
 func (m *mysqlFloor) overbooked(ctx context.Context) (int, error) { return overbooked(ctx, m.db) }

@@ -118,7 +118,7 @@ Exit codes: 0 ok; 1 anything else; 2 bad command line or invalid request; 3 not 
 		sub.GroupID = "write"
 		root.AddCommand(sub)
 	}
-	for _, sub := range []*cobra.Command{c.getCmd(), c.historyCmd(), c.queryCmd(), c.freeCmd(), c.listenCmd()} {
+	for _, sub := range []*cobra.Command{c.getCmd(), c.historyCmd(), c.queryCmd(), c.freeCmd(), c.searchCmd(), c.listenCmd()} {
 		sub.GroupID = "read"
 		root.AddCommand(sub)
 	}

@@ -746,6 +746,40 @@ async function submitNew() {
     $("new-submit").disabled = false;
   }
 }
+// find asks SearchAvailability which resources the selector picks (every one, when it is
+// empty) are free from find-start to find-end, and lists them; each opens the new-booking
+// dialog for that window. An offer is as of the call: the booking may still be refused.
+async function find() {
+  const err = $("find-error"), list = $("find-results");
+  err.hidden = true;
+  list.replaceChildren();
+  const start = new Date($("find-start").value), end = new Date($("find-end").value);
+  const q = new URLSearchParams({ selector: $("find-selector").value.trim() || "!no-such-label", page_size: 20 });
+  if (!isNaN(start)) q.set("start", start.toISOString());
+  if (!isNaN(end)) q.set("end", end.toISOString());
+  try {
+    const out = await api("GET", "/v1/availability:search?" + q);
+    const offers = out.offers || [];
+    for (const o of offers) {
+      const li = document.createElement("li"), b = document.createElement("button");
+      b.type = "button";
+      b.className = "offer";
+      b.dataset.resource = o.resource_id;
+      const places = Number(o.available || 1);
+      b.textContent = `${o.resource_id}${o.pool_id ? " (" + o.pool_id + ")" : ""}${places > 1 ? ", " + places + " places" : ""}`;
+      b.onclick = () => openNew({ res: o.resource_id }, o.start, o.end);
+      li.append(b);
+      list.append(li);
+    }
+    if (!offers.length) list.append(Object.assign(document.createElement("li"), { textContent: "Nothing is free for all of that time." }));
+    else if (out.next_page_token) list.append(Object.assign(document.createElement("li"), { textContent: "…and more: narrow the selector." }));
+    list.hidden = false;
+  } catch (e) {
+    err.textContent = explain(e);
+    err.hidden = false;
+  }
+}
+
 // showErrors writes err beside the field it is about, in the dialog named prefix: a
 // BadRequest's fields each beside its own input, a conflict beside the times, the rest under
 // the form. null clears them.
@@ -877,6 +911,7 @@ $("next").onclick = () => move(1);
 $("today").onclick = () => { state.start = state.view === "day" ? startOfDay(new Date()) : startOfWeek(new Date()); changed(); };
 $("view").onchange = () => { state.view = $("view").value; state.start = state.view === "day" ? startOfDay(state.start) : startOfWeek(state.start); changed(); };
 $("filter").oninput = () => { state.filter = $("filter").value; writeURL(); draw(); };
+$("find").onsubmit = (e) => { e.preventDefault(); find(); };
 $("new-form").onsubmit = (e) => { if (e.submitter && e.submitter.value === "default") { e.preventDefault(); submitNew(); } };
 $("cancel-form").onsubmit = (e) => { if (e.submitter && e.submitter.value === "default") { e.preventDefault(); doCancel(); } };
 $("details-confirm").onclick = () => act((r) => api("POST", `/v1/reservations/${r.id}:confirm`, { expected_version: r.version }));
@@ -916,6 +951,9 @@ setInterval(drawSoon, 30e3); // the now line and the holds' time left
 setInterval(listCatalogue, 30e3);
 
 readURL();
+// The find box starts on a night in the shown week: its second day's 15:00 to the third's 11:00.
+$("find-start").value = localInput(new Date(state.start.getTime() + DAY + 15 * HOUR));
+$("find-end").value = localInput(new Date(state.start.getTime() + 2 * DAY + 11 * HOUR));
 draw();
 listCatalogue();
 follow();

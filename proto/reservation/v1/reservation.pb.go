@@ -2464,6 +2464,283 @@ func (x *HistoryResponse) GetChanges() []*ListenResponse {
 	return nil
 }
 
+// SearchAvailability: where a booking could be made now, across the catalogue.
+//
+// Give either a window (start and end) or a length within a range (duration, range_start,
+// range_end, and optionally step); and either pool_id or selector. Every window offered is one
+// Reserve would accept at the call's moment, one that is not BLOCKED: the resource is enabled
+// and in the catalogue, its booking rules admit the window (min_notice, max_advance,
+// min_duration, max_duration), and `places` reservations of it fit beside those it holds,
+// buffers and capacity counted; lapsed holds take nothing; no window ends by now unless the
+// server allows past windows. It is an answer as of the call, not a promise: book it to hold it.
+//
+// Results are by resource id and paged by page_token. A call reads at most 5,000 catalogue
+// entries: past that it answers what it found (maybe nothing) with a next_page_token to go on
+// from. A call that meets more than 50,000 reservations is INVALID_ARGUMENT on end (range_end).
+type SearchAvailabilityRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The window to book, [start, end): at most 366 days.
+	Start *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	End   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
+	// Or a window this long inside [range_start, range_end) (at most 366 days): each resource's
+	// earliest. Its start is on range_start + k * step when step is set (at least 1 minute);
+	// any instant otherwise.
+	Duration   *durationpb.Duration   `protobuf:"bytes,3,opt,name=duration,proto3" json:"duration,omitempty"`
+	RangeStart *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=range_start,json=rangeStart,proto3" json:"range_start,omitempty"`
+	RangeEnd   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=range_end,json=rangeEnd,proto3" json:"range_end,omitempty"`
+	Step       *durationpb.Duration   `protobuf:"bytes,6,opt,name=step,proto3" json:"step,omitempty"`
+	// The pool whose first unit, by id, that fits is answered (the unit Reserve would book).
+	PoolId string `protobuf:"bytes,7,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	// Or a label selector over the catalogue (Kubernetes' grammar: k=v, k!=v, k in (a,b),
+	// k notin (a,b), k, !k, and k>n, k>=n, k<n, k<=n on integer labels; terms joined by commas
+	// all hold): at most 1,024 bytes and 32 terms.
+	Selector string `protobuf:"bytes,8,opt,name=selector,proto3" json:"selector,omitempty"`
+	// How many reservations of the window the resource must take beside what it holds; 0 means 1.
+	Places int32 `protobuf:"varint,9,opt,name=places,proto3" json:"places,omitempty"`
+	// Default 50, at most 500.
+	PageSize      int32  `protobuf:"varint,10,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,11,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"` // Field 15 is kept for the read options (consistency) to come.
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchAvailabilityRequest) Reset() {
+	*x = SearchAvailabilityRequest{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchAvailabilityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchAvailabilityRequest) ProtoMessage() {}
+
+func (x *SearchAvailabilityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchAvailabilityRequest.ProtoReflect.Descriptor instead.
+func (*SearchAvailabilityRequest) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SearchAvailabilityRequest) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *SearchAvailabilityRequest) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *SearchAvailabilityRequest) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *SearchAvailabilityRequest) GetRangeStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RangeStart
+	}
+	return nil
+}
+
+func (x *SearchAvailabilityRequest) GetRangeEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RangeEnd
+	}
+	return nil
+}
+
+func (x *SearchAvailabilityRequest) GetStep() *durationpb.Duration {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
+func (x *SearchAvailabilityRequest) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+func (x *SearchAvailabilityRequest) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *SearchAvailabilityRequest) GetPlaces() int32 {
+	if x != nil {
+		return x.Places
+	}
+	return 0
+}
+
+func (x *SearchAvailabilityRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *SearchAvailabilityRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// A window a search offers.
+type AvailabilityOffer struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ResourceId string                 `protobuf:"bytes,1,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	PoolId     string                 `protobuf:"bytes,2,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"` // the resource's pool, if any
+	Start      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=start,proto3" json:"start,omitempty"`
+	End        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=end,proto3" json:"end,omitempty"`
+	// Places free throughout the window (its blocked window): at least the places asked for.
+	Available     int32 `protobuf:"varint,5,opt,name=available,proto3" json:"available,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AvailabilityOffer) Reset() {
+	*x = AvailabilityOffer{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AvailabilityOffer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AvailabilityOffer) ProtoMessage() {}
+
+func (x *AvailabilityOffer) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AvailabilityOffer.ProtoReflect.Descriptor instead.
+func (*AvailabilityOffer) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *AvailabilityOffer) GetResourceId() string {
+	if x != nil {
+		return x.ResourceId
+	}
+	return ""
+}
+
+func (x *AvailabilityOffer) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+func (x *AvailabilityOffer) GetStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *AvailabilityOffer) GetEnd() *timestamppb.Timestamp {
+	if x != nil {
+		return x.End
+	}
+	return nil
+}
+
+func (x *AvailabilityOffer) GetAvailable() int32 {
+	if x != nil {
+		return x.Available
+	}
+	return 0
+}
+
+type SearchAvailabilityResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Offers        []*AvailabilityOffer   `protobuf:"bytes,1,rep,name=offers,proto3" json:"offers,omitempty"`                                      // by resource id
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"` // "" when the search is done
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchAvailabilityResponse) Reset() {
+	*x = SearchAvailabilityResponse{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchAvailabilityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchAvailabilityResponse) ProtoMessage() {}
+
+func (x *SearchAvailabilityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchAvailabilityResponse.ProtoReflect.Descriptor instead.
+func (*SearchAvailabilityResponse) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *SearchAvailabilityResponse) GetOffers() []*AvailabilityOffer {
+	if x != nil {
+		return x.Offers
+	}
+	return nil
+}
+
+func (x *SearchAvailabilityResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_reservation_v1_reservation_proto protoreflect.FileDescriptor
 
 const file_reservation_v1_reservation_proto_rawDesc = "" +
@@ -2652,7 +2929,32 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x0eHistoryRequest\x12%\n" +
 	"\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\"K\n" +
 	"\x0fHistoryResponse\x128\n" +
-	"\achanges\x18\x01 \x03(\v2\x1e.reservation.v1.ListenResponseR\achanges*\x95\x01\n" +
+	"\achanges\x18\x01 \x03(\v2\x1e.reservation.v1.ListenResponseR\achanges\"\xe0\x03\n" +
+	"\x19SearchAvailabilityRequest\x120\n" +
+	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x125\n" +
+	"\bduration\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12;\n" +
+	"\vrange_start\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"rangeStart\x127\n" +
+	"\trange_end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\brangeEnd\x12-\n" +
+	"\x04step\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x04step\x12\x17\n" +
+	"\apool_id\x18\a \x01(\tR\x06poolId\x12\x1a\n" +
+	"\bselector\x18\b \x01(\tR\bselector\x12\x16\n" +
+	"\x06places\x18\t \x01(\x05R\x06places\x12\x1b\n" +
+	"\tpage_size\x18\n" +
+	" \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\v \x01(\tR\tpageToken\"\xcb\x01\n" +
+	"\x11AvailabilityOffer\x12\x1f\n" +
+	"\vresource_id\x18\x01 \x01(\tR\n" +
+	"resourceId\x12\x17\n" +
+	"\apool_id\x18\x02 \x01(\tR\x06poolId\x120\n" +
+	"\x05start\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
+	"\x03end\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x1c\n" +
+	"\tavailable\x18\x05 \x01(\x05R\tavailable\"\x7f\n" +
+	"\x1aSearchAvailabilityResponse\x129\n" +
+	"\x06offers\x18\x01 \x03(\v2!.reservation.v1.AvailabilityOfferR\x06offers\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x95\x01\n" +
 	"\x11ReservationStatus\x12\x1e\n" +
 	"\x1aRESERVATION_STATUS_UNKNOWN\x10\x00\x12\x1e\n" +
 	"\x1aRESERVATION_STATUS_PENDING\x10\x01\x12 \n" +
@@ -2667,7 +2969,7 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"SeriesMode\x12\x17\n" +
 	"\x13SERIES_MODE_UNKNOWN\x10\x00\x12\x1e\n" +
 	"\x1aSERIES_MODE_ALL_OR_NOTHING\x10\x01\x12\x1e\n" +
-	"\x1aSERIES_MODE_SKIP_CONFLICTS\x10\x022\xd6\x0e\n" +
+	"\x1aSERIES_MODE_SKIP_CONFLICTS\x10\x022\xe5\x0f\n" +
 	"\x12ReservationService\x12g\n" +
 	"\aReserve\x12\x1e.reservation.v1.ReserveRequest\x1a\x1f.reservation.v1.ReserveResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/reservations\x12t\n" +
 	"\aConfirm\x12\x1e.reservation.v1.ConfirmRequest\x1a\x1f.reservation.v1.ConfirmResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/reservations/{id}:confirm\x12i\n" +
@@ -2684,7 +2986,8 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\rListResources\x12$.reservation.v1.ListResourcesRequest\x1a%.reservation.v1.ListResourcesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/resources\x12\x80\x01\n" +
 	"\rReserveSeries\x12$.reservation.v1.ReserveSeriesRequest\x1a%.reservation.v1.ReserveSeriesResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/reservations:series\x12\x83\x01\n" +
 	"\fCancelSeries\x12#.reservation.v1.CancelSeriesRequest\x1a$.reservation.v1.CancelSeriesResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/series/{series_id}:cancel\x12}\n" +
-	"\aHistory\x12\x1e.reservation.v1.HistoryRequest\x1a\x1f.reservation.v1.HistoryResponse\"1\x82\xd3\xe4\x93\x02+\x12)/v1/reservations/{reservation_id}/historyB0Z.reservation/proto/reservation/v1;reservationv1b\x06proto3"
+	"\aHistory\x12\x1e.reservation.v1.HistoryRequest\x1a\x1f.reservation.v1.HistoryResponse\"1\x82\xd3\xe4\x93\x02+\x12)/v1/reservations/{reservation_id}/history\x12\x8c\x01\n" +
+	"\x12SearchAvailability\x12).reservation.v1.SearchAvailabilityRequest\x1a*.reservation.v1.SearchAvailabilityResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/availability:searchB0Z.reservation/proto/reservation/v1;reservationv1b\x06proto3"
 
 var (
 	file_reservation_v1_reservation_proto_rawDescOnce sync.Once
@@ -2699,147 +3002,161 @@ func file_reservation_v1_reservation_proto_rawDescGZIP() []byte {
 }
 
 var file_reservation_v1_reservation_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_reservation_v1_reservation_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_reservation_v1_reservation_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_reservation_v1_reservation_proto_goTypes = []any{
-	(ReservationStatus)(0),        // 0: reservation.v1.ReservationStatus
-	(ReservationUpdateType)(0),    // 1: reservation.v1.ReservationUpdateType
-	(SeriesMode)(0),               // 2: reservation.v1.SeriesMode
-	(*Reservation)(nil),           // 3: reservation.v1.Reservation
-	(*ReserveRequest)(nil),        // 4: reservation.v1.ReserveRequest
-	(*ReserveResponse)(nil),       // 5: reservation.v1.ReserveResponse
-	(*ConfirmRequest)(nil),        // 6: reservation.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),       // 7: reservation.v1.ConfirmResponse
-	(*UpdateRequest)(nil),         // 8: reservation.v1.UpdateRequest
-	(*UpdateResponse)(nil),        // 9: reservation.v1.UpdateResponse
-	(*CancelRequest)(nil),         // 10: reservation.v1.CancelRequest
-	(*CancelResponse)(nil),        // 11: reservation.v1.CancelResponse
-	(*GetRequest)(nil),            // 12: reservation.v1.GetRequest
-	(*GetResponse)(nil),           // 13: reservation.v1.GetResponse
-	(*QueryRequest)(nil),          // 14: reservation.v1.QueryRequest
-	(*FilterRequest)(nil),         // 15: reservation.v1.FilterRequest
-	(*FilterResponse)(nil),        // 16: reservation.v1.FilterResponse
-	(*ReserveBatchRequest)(nil),   // 17: reservation.v1.ReserveBatchRequest
-	(*ReserveBatchResponse)(nil),  // 18: reservation.v1.ReserveBatchResponse
-	(*TimeWindow)(nil),            // 19: reservation.v1.TimeWindow
-	(*FreeSlotsRequest)(nil),      // 20: reservation.v1.FreeSlotsRequest
-	(*FreeSlotsResponse)(nil),     // 21: reservation.v1.FreeSlotsResponse
-	(*ListenRequest)(nil),         // 22: reservation.v1.ListenRequest
-	(*ListenResponse)(nil),        // 23: reservation.v1.ListenResponse
-	(*Resource)(nil),              // 24: reservation.v1.Resource
-	(*PutResourceRequest)(nil),    // 25: reservation.v1.PutResourceRequest
-	(*PutResourceResponse)(nil),   // 26: reservation.v1.PutResourceResponse
-	(*GetResourceRequest)(nil),    // 27: reservation.v1.GetResourceRequest
-	(*GetResourceResponse)(nil),   // 28: reservation.v1.GetResourceResponse
-	(*ListResourcesRequest)(nil),  // 29: reservation.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil), // 30: reservation.v1.ListResourcesResponse
-	(*ReserveSeriesRequest)(nil),  // 31: reservation.v1.ReserveSeriesRequest
-	(*SkippedOccurrence)(nil),     // 32: reservation.v1.SkippedOccurrence
-	(*ReserveSeriesResponse)(nil), // 33: reservation.v1.ReserveSeriesResponse
-	(*CancelSeriesRequest)(nil),   // 34: reservation.v1.CancelSeriesRequest
-	(*CancelSeriesResponse)(nil),  // 35: reservation.v1.CancelSeriesResponse
-	(*HistoryRequest)(nil),        // 36: reservation.v1.HistoryRequest
-	(*HistoryResponse)(nil),       // 37: reservation.v1.HistoryResponse
-	nil,                           // 38: reservation.v1.Resource.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 40: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil), // 41: google.protobuf.FieldMask
+	(ReservationStatus)(0),             // 0: reservation.v1.ReservationStatus
+	(ReservationUpdateType)(0),         // 1: reservation.v1.ReservationUpdateType
+	(SeriesMode)(0),                    // 2: reservation.v1.SeriesMode
+	(*Reservation)(nil),                // 3: reservation.v1.Reservation
+	(*ReserveRequest)(nil),             // 4: reservation.v1.ReserveRequest
+	(*ReserveResponse)(nil),            // 5: reservation.v1.ReserveResponse
+	(*ConfirmRequest)(nil),             // 6: reservation.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),            // 7: reservation.v1.ConfirmResponse
+	(*UpdateRequest)(nil),              // 8: reservation.v1.UpdateRequest
+	(*UpdateResponse)(nil),             // 9: reservation.v1.UpdateResponse
+	(*CancelRequest)(nil),              // 10: reservation.v1.CancelRequest
+	(*CancelResponse)(nil),             // 11: reservation.v1.CancelResponse
+	(*GetRequest)(nil),                 // 12: reservation.v1.GetRequest
+	(*GetResponse)(nil),                // 13: reservation.v1.GetResponse
+	(*QueryRequest)(nil),               // 14: reservation.v1.QueryRequest
+	(*FilterRequest)(nil),              // 15: reservation.v1.FilterRequest
+	(*FilterResponse)(nil),             // 16: reservation.v1.FilterResponse
+	(*ReserveBatchRequest)(nil),        // 17: reservation.v1.ReserveBatchRequest
+	(*ReserveBatchResponse)(nil),       // 18: reservation.v1.ReserveBatchResponse
+	(*TimeWindow)(nil),                 // 19: reservation.v1.TimeWindow
+	(*FreeSlotsRequest)(nil),           // 20: reservation.v1.FreeSlotsRequest
+	(*FreeSlotsResponse)(nil),          // 21: reservation.v1.FreeSlotsResponse
+	(*ListenRequest)(nil),              // 22: reservation.v1.ListenRequest
+	(*ListenResponse)(nil),             // 23: reservation.v1.ListenResponse
+	(*Resource)(nil),                   // 24: reservation.v1.Resource
+	(*PutResourceRequest)(nil),         // 25: reservation.v1.PutResourceRequest
+	(*PutResourceResponse)(nil),        // 26: reservation.v1.PutResourceResponse
+	(*GetResourceRequest)(nil),         // 27: reservation.v1.GetResourceRequest
+	(*GetResourceResponse)(nil),        // 28: reservation.v1.GetResourceResponse
+	(*ListResourcesRequest)(nil),       // 29: reservation.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),      // 30: reservation.v1.ListResourcesResponse
+	(*ReserveSeriesRequest)(nil),       // 31: reservation.v1.ReserveSeriesRequest
+	(*SkippedOccurrence)(nil),          // 32: reservation.v1.SkippedOccurrence
+	(*ReserveSeriesResponse)(nil),      // 33: reservation.v1.ReserveSeriesResponse
+	(*CancelSeriesRequest)(nil),        // 34: reservation.v1.CancelSeriesRequest
+	(*CancelSeriesResponse)(nil),       // 35: reservation.v1.CancelSeriesResponse
+	(*HistoryRequest)(nil),             // 36: reservation.v1.HistoryRequest
+	(*HistoryResponse)(nil),            // 37: reservation.v1.HistoryResponse
+	(*SearchAvailabilityRequest)(nil),  // 38: reservation.v1.SearchAvailabilityRequest
+	(*AvailabilityOffer)(nil),          // 39: reservation.v1.AvailabilityOffer
+	(*SearchAvailabilityResponse)(nil), // 40: reservation.v1.SearchAvailabilityResponse
+	nil,                                // 41: reservation.v1.Resource.LabelsEntry
+	(*timestamppb.Timestamp)(nil),      // 42: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 43: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),      // 44: google.protobuf.FieldMask
 }
 var file_reservation_v1_reservation_proto_depIdxs = []int32{
 	0,  // 0: reservation.v1.Reservation.status:type_name -> reservation.v1.ReservationStatus
-	39, // 1: reservation.v1.Reservation.start:type_name -> google.protobuf.Timestamp
-	39, // 2: reservation.v1.Reservation.end:type_name -> google.protobuf.Timestamp
-	39, // 3: reservation.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
-	39, // 4: reservation.v1.Reservation.updated_at:type_name -> google.protobuf.Timestamp
-	39, // 5: reservation.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	42, // 1: reservation.v1.Reservation.start:type_name -> google.protobuf.Timestamp
+	42, // 2: reservation.v1.Reservation.end:type_name -> google.protobuf.Timestamp
+	42, // 3: reservation.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
+	42, // 4: reservation.v1.Reservation.updated_at:type_name -> google.protobuf.Timestamp
+	42, // 5: reservation.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
 	3,  // 6: reservation.v1.ReserveRequest.reservation:type_name -> reservation.v1.Reservation
-	40, // 7: reservation.v1.ReserveRequest.hold:type_name -> google.protobuf.Duration
+	43, // 7: reservation.v1.ReserveRequest.hold:type_name -> google.protobuf.Duration
 	3,  // 8: reservation.v1.ReserveResponse.reservation:type_name -> reservation.v1.Reservation
 	3,  // 9: reservation.v1.ConfirmResponse.reservation:type_name -> reservation.v1.Reservation
-	39, // 10: reservation.v1.UpdateRequest.start:type_name -> google.protobuf.Timestamp
-	39, // 11: reservation.v1.UpdateRequest.end:type_name -> google.protobuf.Timestamp
-	41, // 12: reservation.v1.UpdateRequest.update_mask:type_name -> google.protobuf.FieldMask
+	42, // 10: reservation.v1.UpdateRequest.start:type_name -> google.protobuf.Timestamp
+	42, // 11: reservation.v1.UpdateRequest.end:type_name -> google.protobuf.Timestamp
+	44, // 12: reservation.v1.UpdateRequest.update_mask:type_name -> google.protobuf.FieldMask
 	3,  // 13: reservation.v1.UpdateResponse.reservation:type_name -> reservation.v1.Reservation
 	3,  // 14: reservation.v1.CancelResponse.reservation:type_name -> reservation.v1.Reservation
 	3,  // 15: reservation.v1.GetResponse.reservation:type_name -> reservation.v1.Reservation
 	0,  // 16: reservation.v1.QueryRequest.status:type_name -> reservation.v1.ReservationStatus
-	39, // 17: reservation.v1.QueryRequest.start:type_name -> google.protobuf.Timestamp
-	39, // 18: reservation.v1.QueryRequest.end:type_name -> google.protobuf.Timestamp
+	42, // 17: reservation.v1.QueryRequest.start:type_name -> google.protobuf.Timestamp
+	42, // 18: reservation.v1.QueryRequest.end:type_name -> google.protobuf.Timestamp
 	0,  // 19: reservation.v1.FilterRequest.status:type_name -> reservation.v1.ReservationStatus
-	39, // 20: reservation.v1.FilterRequest.start:type_name -> google.protobuf.Timestamp
-	39, // 21: reservation.v1.FilterRequest.end:type_name -> google.protobuf.Timestamp
+	42, // 20: reservation.v1.FilterRequest.start:type_name -> google.protobuf.Timestamp
+	42, // 21: reservation.v1.FilterRequest.end:type_name -> google.protobuf.Timestamp
 	3,  // 22: reservation.v1.FilterResponse.reservations:type_name -> reservation.v1.Reservation
 	3,  // 23: reservation.v1.ReserveBatchRequest.reservations:type_name -> reservation.v1.Reservation
-	40, // 24: reservation.v1.ReserveBatchRequest.hold:type_name -> google.protobuf.Duration
+	43, // 24: reservation.v1.ReserveBatchRequest.hold:type_name -> google.protobuf.Duration
 	3,  // 25: reservation.v1.ReserveBatchResponse.reservations:type_name -> reservation.v1.Reservation
-	39, // 26: reservation.v1.TimeWindow.start:type_name -> google.protobuf.Timestamp
-	39, // 27: reservation.v1.TimeWindow.end:type_name -> google.protobuf.Timestamp
-	39, // 28: reservation.v1.FreeSlotsRequest.start:type_name -> google.protobuf.Timestamp
-	39, // 29: reservation.v1.FreeSlotsRequest.end:type_name -> google.protobuf.Timestamp
-	40, // 30: reservation.v1.FreeSlotsRequest.min_duration:type_name -> google.protobuf.Duration
+	42, // 26: reservation.v1.TimeWindow.start:type_name -> google.protobuf.Timestamp
+	42, // 27: reservation.v1.TimeWindow.end:type_name -> google.protobuf.Timestamp
+	42, // 28: reservation.v1.FreeSlotsRequest.start:type_name -> google.protobuf.Timestamp
+	42, // 29: reservation.v1.FreeSlotsRequest.end:type_name -> google.protobuf.Timestamp
+	43, // 30: reservation.v1.FreeSlotsRequest.min_duration:type_name -> google.protobuf.Duration
 	19, // 31: reservation.v1.FreeSlotsResponse.free:type_name -> reservation.v1.TimeWindow
 	1,  // 32: reservation.v1.ListenResponse.op:type_name -> reservation.v1.ReservationUpdateType
 	3,  // 33: reservation.v1.ListenResponse.reservation:type_name -> reservation.v1.Reservation
-	39, // 34: reservation.v1.ListenResponse.committed_at:type_name -> google.protobuf.Timestamp
-	38, // 35: reservation.v1.Resource.labels:type_name -> reservation.v1.Resource.LabelsEntry
-	39, // 36: reservation.v1.Resource.created_at:type_name -> google.protobuf.Timestamp
-	39, // 37: reservation.v1.Resource.updated_at:type_name -> google.protobuf.Timestamp
-	40, // 38: reservation.v1.Resource.buffer_before:type_name -> google.protobuf.Duration
-	40, // 39: reservation.v1.Resource.buffer_after:type_name -> google.protobuf.Duration
-	40, // 40: reservation.v1.Resource.min_duration:type_name -> google.protobuf.Duration
-	40, // 41: reservation.v1.Resource.max_duration:type_name -> google.protobuf.Duration
-	40, // 42: reservation.v1.Resource.min_notice:type_name -> google.protobuf.Duration
-	40, // 43: reservation.v1.Resource.max_advance:type_name -> google.protobuf.Duration
+	42, // 34: reservation.v1.ListenResponse.committed_at:type_name -> google.protobuf.Timestamp
+	41, // 35: reservation.v1.Resource.labels:type_name -> reservation.v1.Resource.LabelsEntry
+	42, // 36: reservation.v1.Resource.created_at:type_name -> google.protobuf.Timestamp
+	42, // 37: reservation.v1.Resource.updated_at:type_name -> google.protobuf.Timestamp
+	43, // 38: reservation.v1.Resource.buffer_before:type_name -> google.protobuf.Duration
+	43, // 39: reservation.v1.Resource.buffer_after:type_name -> google.protobuf.Duration
+	43, // 40: reservation.v1.Resource.min_duration:type_name -> google.protobuf.Duration
+	43, // 41: reservation.v1.Resource.max_duration:type_name -> google.protobuf.Duration
+	43, // 42: reservation.v1.Resource.min_notice:type_name -> google.protobuf.Duration
+	43, // 43: reservation.v1.Resource.max_advance:type_name -> google.protobuf.Duration
 	24, // 44: reservation.v1.PutResourceRequest.resource:type_name -> reservation.v1.Resource
 	24, // 45: reservation.v1.PutResourceResponse.resource:type_name -> reservation.v1.Resource
 	24, // 46: reservation.v1.GetResourceResponse.resource:type_name -> reservation.v1.Resource
 	24, // 47: reservation.v1.ListResourcesResponse.resources:type_name -> reservation.v1.Resource
 	3,  // 48: reservation.v1.ReserveSeriesRequest.first:type_name -> reservation.v1.Reservation
-	39, // 49: reservation.v1.ReserveSeriesRequest.exdates:type_name -> google.protobuf.Timestamp
+	42, // 49: reservation.v1.ReserveSeriesRequest.exdates:type_name -> google.protobuf.Timestamp
 	2,  // 50: reservation.v1.ReserveSeriesRequest.mode:type_name -> reservation.v1.SeriesMode
-	40, // 51: reservation.v1.ReserveSeriesRequest.hold:type_name -> google.protobuf.Duration
+	43, // 51: reservation.v1.ReserveSeriesRequest.hold:type_name -> google.protobuf.Duration
 	19, // 52: reservation.v1.SkippedOccurrence.window:type_name -> reservation.v1.TimeWindow
 	3,  // 53: reservation.v1.ReserveSeriesResponse.reservations:type_name -> reservation.v1.Reservation
 	32, // 54: reservation.v1.ReserveSeriesResponse.skipped:type_name -> reservation.v1.SkippedOccurrence
-	39, // 55: reservation.v1.CancelSeriesRequest.from:type_name -> google.protobuf.Timestamp
+	42, // 55: reservation.v1.CancelSeriesRequest.from:type_name -> google.protobuf.Timestamp
 	3,  // 56: reservation.v1.CancelSeriesResponse.reservations:type_name -> reservation.v1.Reservation
 	23, // 57: reservation.v1.HistoryResponse.changes:type_name -> reservation.v1.ListenResponse
-	4,  // 58: reservation.v1.ReservationService.Reserve:input_type -> reservation.v1.ReserveRequest
-	6,  // 59: reservation.v1.ReservationService.Confirm:input_type -> reservation.v1.ConfirmRequest
-	8,  // 60: reservation.v1.ReservationService.Update:input_type -> reservation.v1.UpdateRequest
-	10, // 61: reservation.v1.ReservationService.Cancel:input_type -> reservation.v1.CancelRequest
-	12, // 62: reservation.v1.ReservationService.Get:input_type -> reservation.v1.GetRequest
-	14, // 63: reservation.v1.ReservationService.Query:input_type -> reservation.v1.QueryRequest
-	15, // 64: reservation.v1.ReservationService.Filter:input_type -> reservation.v1.FilterRequest
-	22, // 65: reservation.v1.ReservationService.Listen:input_type -> reservation.v1.ListenRequest
-	17, // 66: reservation.v1.ReservationService.ReserveBatch:input_type -> reservation.v1.ReserveBatchRequest
-	20, // 67: reservation.v1.ReservationService.FreeSlots:input_type -> reservation.v1.FreeSlotsRequest
-	25, // 68: reservation.v1.ReservationService.PutResource:input_type -> reservation.v1.PutResourceRequest
-	27, // 69: reservation.v1.ReservationService.GetResource:input_type -> reservation.v1.GetResourceRequest
-	29, // 70: reservation.v1.ReservationService.ListResources:input_type -> reservation.v1.ListResourcesRequest
-	31, // 71: reservation.v1.ReservationService.ReserveSeries:input_type -> reservation.v1.ReserveSeriesRequest
-	34, // 72: reservation.v1.ReservationService.CancelSeries:input_type -> reservation.v1.CancelSeriesRequest
-	36, // 73: reservation.v1.ReservationService.History:input_type -> reservation.v1.HistoryRequest
-	5,  // 74: reservation.v1.ReservationService.Reserve:output_type -> reservation.v1.ReserveResponse
-	7,  // 75: reservation.v1.ReservationService.Confirm:output_type -> reservation.v1.ConfirmResponse
-	9,  // 76: reservation.v1.ReservationService.Update:output_type -> reservation.v1.UpdateResponse
-	11, // 77: reservation.v1.ReservationService.Cancel:output_type -> reservation.v1.CancelResponse
-	13, // 78: reservation.v1.ReservationService.Get:output_type -> reservation.v1.GetResponse
-	3,  // 79: reservation.v1.ReservationService.Query:output_type -> reservation.v1.Reservation
-	16, // 80: reservation.v1.ReservationService.Filter:output_type -> reservation.v1.FilterResponse
-	23, // 81: reservation.v1.ReservationService.Listen:output_type -> reservation.v1.ListenResponse
-	18, // 82: reservation.v1.ReservationService.ReserveBatch:output_type -> reservation.v1.ReserveBatchResponse
-	21, // 83: reservation.v1.ReservationService.FreeSlots:output_type -> reservation.v1.FreeSlotsResponse
-	26, // 84: reservation.v1.ReservationService.PutResource:output_type -> reservation.v1.PutResourceResponse
-	28, // 85: reservation.v1.ReservationService.GetResource:output_type -> reservation.v1.GetResourceResponse
-	30, // 86: reservation.v1.ReservationService.ListResources:output_type -> reservation.v1.ListResourcesResponse
-	33, // 87: reservation.v1.ReservationService.ReserveSeries:output_type -> reservation.v1.ReserveSeriesResponse
-	35, // 88: reservation.v1.ReservationService.CancelSeries:output_type -> reservation.v1.CancelSeriesResponse
-	37, // 89: reservation.v1.ReservationService.History:output_type -> reservation.v1.HistoryResponse
-	74, // [74:90] is the sub-list for method output_type
-	58, // [58:74] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	42, // 58: reservation.v1.SearchAvailabilityRequest.start:type_name -> google.protobuf.Timestamp
+	42, // 59: reservation.v1.SearchAvailabilityRequest.end:type_name -> google.protobuf.Timestamp
+	43, // 60: reservation.v1.SearchAvailabilityRequest.duration:type_name -> google.protobuf.Duration
+	42, // 61: reservation.v1.SearchAvailabilityRequest.range_start:type_name -> google.protobuf.Timestamp
+	42, // 62: reservation.v1.SearchAvailabilityRequest.range_end:type_name -> google.protobuf.Timestamp
+	43, // 63: reservation.v1.SearchAvailabilityRequest.step:type_name -> google.protobuf.Duration
+	42, // 64: reservation.v1.AvailabilityOffer.start:type_name -> google.protobuf.Timestamp
+	42, // 65: reservation.v1.AvailabilityOffer.end:type_name -> google.protobuf.Timestamp
+	39, // 66: reservation.v1.SearchAvailabilityResponse.offers:type_name -> reservation.v1.AvailabilityOffer
+	4,  // 67: reservation.v1.ReservationService.Reserve:input_type -> reservation.v1.ReserveRequest
+	6,  // 68: reservation.v1.ReservationService.Confirm:input_type -> reservation.v1.ConfirmRequest
+	8,  // 69: reservation.v1.ReservationService.Update:input_type -> reservation.v1.UpdateRequest
+	10, // 70: reservation.v1.ReservationService.Cancel:input_type -> reservation.v1.CancelRequest
+	12, // 71: reservation.v1.ReservationService.Get:input_type -> reservation.v1.GetRequest
+	14, // 72: reservation.v1.ReservationService.Query:input_type -> reservation.v1.QueryRequest
+	15, // 73: reservation.v1.ReservationService.Filter:input_type -> reservation.v1.FilterRequest
+	22, // 74: reservation.v1.ReservationService.Listen:input_type -> reservation.v1.ListenRequest
+	17, // 75: reservation.v1.ReservationService.ReserveBatch:input_type -> reservation.v1.ReserveBatchRequest
+	20, // 76: reservation.v1.ReservationService.FreeSlots:input_type -> reservation.v1.FreeSlotsRequest
+	25, // 77: reservation.v1.ReservationService.PutResource:input_type -> reservation.v1.PutResourceRequest
+	27, // 78: reservation.v1.ReservationService.GetResource:input_type -> reservation.v1.GetResourceRequest
+	29, // 79: reservation.v1.ReservationService.ListResources:input_type -> reservation.v1.ListResourcesRequest
+	31, // 80: reservation.v1.ReservationService.ReserveSeries:input_type -> reservation.v1.ReserveSeriesRequest
+	34, // 81: reservation.v1.ReservationService.CancelSeries:input_type -> reservation.v1.CancelSeriesRequest
+	36, // 82: reservation.v1.ReservationService.History:input_type -> reservation.v1.HistoryRequest
+	38, // 83: reservation.v1.ReservationService.SearchAvailability:input_type -> reservation.v1.SearchAvailabilityRequest
+	5,  // 84: reservation.v1.ReservationService.Reserve:output_type -> reservation.v1.ReserveResponse
+	7,  // 85: reservation.v1.ReservationService.Confirm:output_type -> reservation.v1.ConfirmResponse
+	9,  // 86: reservation.v1.ReservationService.Update:output_type -> reservation.v1.UpdateResponse
+	11, // 87: reservation.v1.ReservationService.Cancel:output_type -> reservation.v1.CancelResponse
+	13, // 88: reservation.v1.ReservationService.Get:output_type -> reservation.v1.GetResponse
+	3,  // 89: reservation.v1.ReservationService.Query:output_type -> reservation.v1.Reservation
+	16, // 90: reservation.v1.ReservationService.Filter:output_type -> reservation.v1.FilterResponse
+	23, // 91: reservation.v1.ReservationService.Listen:output_type -> reservation.v1.ListenResponse
+	18, // 92: reservation.v1.ReservationService.ReserveBatch:output_type -> reservation.v1.ReserveBatchResponse
+	21, // 93: reservation.v1.ReservationService.FreeSlots:output_type -> reservation.v1.FreeSlotsResponse
+	26, // 94: reservation.v1.ReservationService.PutResource:output_type -> reservation.v1.PutResourceResponse
+	28, // 95: reservation.v1.ReservationService.GetResource:output_type -> reservation.v1.GetResourceResponse
+	30, // 96: reservation.v1.ReservationService.ListResources:output_type -> reservation.v1.ListResourcesResponse
+	33, // 97: reservation.v1.ReservationService.ReserveSeries:output_type -> reservation.v1.ReserveSeriesResponse
+	35, // 98: reservation.v1.ReservationService.CancelSeries:output_type -> reservation.v1.CancelSeriesResponse
+	37, // 99: reservation.v1.ReservationService.History:output_type -> reservation.v1.HistoryResponse
+	40, // 100: reservation.v1.ReservationService.SearchAvailability:output_type -> reservation.v1.SearchAvailabilityResponse
+	84, // [84:101] is the sub-list for method output_type
+	67, // [67:84] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_reservation_v1_reservation_proto_init() }
@@ -2854,7 +3171,7 @@ func file_reservation_v1_reservation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reservation_v1_reservation_proto_rawDesc), len(file_reservation_v1_reservation_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   36,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

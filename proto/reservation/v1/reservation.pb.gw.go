@@ -698,6 +698,41 @@ func local_request_ReservationService_History_0(ctx context.Context, marshaler r
 	return msg, metadata, err
 }
 
+var filter_ReservationService_SearchAvailability_0 = &utilities.DoubleArray{Encoding: map[string]int{}, Base: []int(nil), Check: []int(nil)}
+
+func request_ReservationService_SearchAvailability_0(ctx context.Context, marshaler runtime.Marshaler, client ReservationServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq SearchAvailabilityRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_ReservationService_SearchAvailability_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.SearchAvailability(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_ReservationService_SearchAvailability_0(ctx context.Context, marshaler runtime.Marshaler, server ReservationServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq SearchAvailabilityRequest
+		metadata runtime.ServerMetadata
+	)
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_ReservationService_SearchAvailability_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.SearchAvailability(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 // RegisterReservationServiceHandlerServer registers the http handlers for service ReservationService to "mux".
 // UnaryRPC     :call ReservationServiceServer directly.
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
@@ -1017,6 +1052,26 @@ func RegisterReservationServiceHandlerServer(ctx context.Context, mux *runtime.S
 			return
 		}
 		forward_ReservationService_History_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_ReservationService_SearchAvailability_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/reservation.v1.ReservationService/SearchAvailability", runtime.WithHTTPPathPattern("/v1/availability:search"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_ReservationService_SearchAvailability_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_ReservationService_SearchAvailability_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
 
 	return nil
@@ -1347,45 +1402,64 @@ func RegisterReservationServiceHandlerClient(ctx context.Context, mux *runtime.S
 		}
 		forward_ReservationService_History_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_ReservationService_SearchAvailability_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/reservation.v1.ReservationService/SearchAvailability", runtime.WithHTTPPathPattern("/v1/availability:search"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_ReservationService_SearchAvailability_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_ReservationService_SearchAvailability_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	return nil
 }
 
 var (
-	pattern_ReservationService_Reserve_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "reservations"}, ""))
-	pattern_ReservationService_Confirm_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "reservations", "id"}, "confirm"))
-	pattern_ReservationService_Update_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "reservations", "id"}, ""))
-	pattern_ReservationService_Cancel_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "reservations", "id"}, ""))
-	pattern_ReservationService_Get_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "reservations", "id"}, ""))
-	pattern_ReservationService_Query_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "reservations"}, "query"))
-	pattern_ReservationService_Filter_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "reservations"}, ""))
-	pattern_ReservationService_Listen_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "changes"}, ""))
-	pattern_ReservationService_ReserveBatch_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "reservations"}, "batch"))
-	pattern_ReservationService_FreeSlots_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "resources", "resource_id", "free"}, ""))
-	pattern_ReservationService_FreeSlots_1     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "pools", "pool_id", "free"}, ""))
-	pattern_ReservationService_PutResource_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "resources", "resource.id"}, ""))
-	pattern_ReservationService_GetResource_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "resources", "id"}, ""))
-	pattern_ReservationService_ListResources_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "resources"}, ""))
-	pattern_ReservationService_ReserveSeries_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "reservations"}, "series"))
-	pattern_ReservationService_CancelSeries_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "series", "series_id"}, "cancel"))
-	pattern_ReservationService_History_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "reservations", "reservation_id", "history"}, ""))
+	pattern_ReservationService_Reserve_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "reservations"}, ""))
+	pattern_ReservationService_Confirm_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "reservations", "id"}, "confirm"))
+	pattern_ReservationService_Update_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "reservations", "id"}, ""))
+	pattern_ReservationService_Cancel_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "reservations", "id"}, ""))
+	pattern_ReservationService_Get_0                = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "reservations", "id"}, ""))
+	pattern_ReservationService_Query_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "reservations"}, "query"))
+	pattern_ReservationService_Filter_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "reservations"}, ""))
+	pattern_ReservationService_Listen_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "changes"}, ""))
+	pattern_ReservationService_ReserveBatch_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "reservations"}, "batch"))
+	pattern_ReservationService_FreeSlots_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "resources", "resource_id", "free"}, ""))
+	pattern_ReservationService_FreeSlots_1          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "pools", "pool_id", "free"}, ""))
+	pattern_ReservationService_PutResource_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "resources", "resource.id"}, ""))
+	pattern_ReservationService_GetResource_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "resources", "id"}, ""))
+	pattern_ReservationService_ListResources_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "resources"}, ""))
+	pattern_ReservationService_ReserveSeries_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "reservations"}, "series"))
+	pattern_ReservationService_CancelSeries_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "series", "series_id"}, "cancel"))
+	pattern_ReservationService_History_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "reservations", "reservation_id", "history"}, ""))
+	pattern_ReservationService_SearchAvailability_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "availability"}, "search"))
 )
 
 var (
-	forward_ReservationService_Reserve_0       = runtime.ForwardResponseMessage
-	forward_ReservationService_Confirm_0       = runtime.ForwardResponseMessage
-	forward_ReservationService_Update_0        = runtime.ForwardResponseMessage
-	forward_ReservationService_Cancel_0        = runtime.ForwardResponseMessage
-	forward_ReservationService_Get_0           = runtime.ForwardResponseMessage
-	forward_ReservationService_Query_0         = runtime.ForwardResponseStream
-	forward_ReservationService_Filter_0        = runtime.ForwardResponseMessage
-	forward_ReservationService_Listen_0        = runtime.ForwardResponseStream
-	forward_ReservationService_ReserveBatch_0  = runtime.ForwardResponseMessage
-	forward_ReservationService_FreeSlots_0     = runtime.ForwardResponseMessage
-	forward_ReservationService_FreeSlots_1     = runtime.ForwardResponseMessage
-	forward_ReservationService_PutResource_0   = runtime.ForwardResponseMessage
-	forward_ReservationService_GetResource_0   = runtime.ForwardResponseMessage
-	forward_ReservationService_ListResources_0 = runtime.ForwardResponseMessage
-	forward_ReservationService_ReserveSeries_0 = runtime.ForwardResponseMessage
-	forward_ReservationService_CancelSeries_0  = runtime.ForwardResponseMessage
-	forward_ReservationService_History_0       = runtime.ForwardResponseMessage
+	forward_ReservationService_Reserve_0            = runtime.ForwardResponseMessage
+	forward_ReservationService_Confirm_0            = runtime.ForwardResponseMessage
+	forward_ReservationService_Update_0             = runtime.ForwardResponseMessage
+	forward_ReservationService_Cancel_0             = runtime.ForwardResponseMessage
+	forward_ReservationService_Get_0                = runtime.ForwardResponseMessage
+	forward_ReservationService_Query_0              = runtime.ForwardResponseStream
+	forward_ReservationService_Filter_0             = runtime.ForwardResponseMessage
+	forward_ReservationService_Listen_0             = runtime.ForwardResponseStream
+	forward_ReservationService_ReserveBatch_0       = runtime.ForwardResponseMessage
+	forward_ReservationService_FreeSlots_0          = runtime.ForwardResponseMessage
+	forward_ReservationService_FreeSlots_1          = runtime.ForwardResponseMessage
+	forward_ReservationService_PutResource_0        = runtime.ForwardResponseMessage
+	forward_ReservationService_GetResource_0        = runtime.ForwardResponseMessage
+	forward_ReservationService_ListResources_0      = runtime.ForwardResponseMessage
+	forward_ReservationService_ReserveSeries_0      = runtime.ForwardResponseMessage
+	forward_ReservationService_CancelSeries_0       = runtime.ForwardResponseMessage
+	forward_ReservationService_History_0            = runtime.ForwardResponseMessage
+	forward_ReservationService_SearchAvailability_0 = runtime.ForwardResponseMessage
 )

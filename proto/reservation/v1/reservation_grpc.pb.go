@@ -21,22 +21,23 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ReservationService_Reserve_FullMethodName       = "/reservation.v1.ReservationService/Reserve"
-	ReservationService_Confirm_FullMethodName       = "/reservation.v1.ReservationService/Confirm"
-	ReservationService_Update_FullMethodName        = "/reservation.v1.ReservationService/Update"
-	ReservationService_Cancel_FullMethodName        = "/reservation.v1.ReservationService/Cancel"
-	ReservationService_Get_FullMethodName           = "/reservation.v1.ReservationService/Get"
-	ReservationService_Query_FullMethodName         = "/reservation.v1.ReservationService/Query"
-	ReservationService_Filter_FullMethodName        = "/reservation.v1.ReservationService/Filter"
-	ReservationService_Listen_FullMethodName        = "/reservation.v1.ReservationService/Listen"
-	ReservationService_ReserveBatch_FullMethodName  = "/reservation.v1.ReservationService/ReserveBatch"
-	ReservationService_FreeSlots_FullMethodName     = "/reservation.v1.ReservationService/FreeSlots"
-	ReservationService_PutResource_FullMethodName   = "/reservation.v1.ReservationService/PutResource"
-	ReservationService_GetResource_FullMethodName   = "/reservation.v1.ReservationService/GetResource"
-	ReservationService_ListResources_FullMethodName = "/reservation.v1.ReservationService/ListResources"
-	ReservationService_ReserveSeries_FullMethodName = "/reservation.v1.ReservationService/ReserveSeries"
-	ReservationService_CancelSeries_FullMethodName  = "/reservation.v1.ReservationService/CancelSeries"
-	ReservationService_History_FullMethodName       = "/reservation.v1.ReservationService/History"
+	ReservationService_Reserve_FullMethodName            = "/reservation.v1.ReservationService/Reserve"
+	ReservationService_Confirm_FullMethodName            = "/reservation.v1.ReservationService/Confirm"
+	ReservationService_Update_FullMethodName             = "/reservation.v1.ReservationService/Update"
+	ReservationService_Cancel_FullMethodName             = "/reservation.v1.ReservationService/Cancel"
+	ReservationService_Get_FullMethodName                = "/reservation.v1.ReservationService/Get"
+	ReservationService_Query_FullMethodName              = "/reservation.v1.ReservationService/Query"
+	ReservationService_Filter_FullMethodName             = "/reservation.v1.ReservationService/Filter"
+	ReservationService_Listen_FullMethodName             = "/reservation.v1.ReservationService/Listen"
+	ReservationService_ReserveBatch_FullMethodName       = "/reservation.v1.ReservationService/ReserveBatch"
+	ReservationService_FreeSlots_FullMethodName          = "/reservation.v1.ReservationService/FreeSlots"
+	ReservationService_PutResource_FullMethodName        = "/reservation.v1.ReservationService/PutResource"
+	ReservationService_GetResource_FullMethodName        = "/reservation.v1.ReservationService/GetResource"
+	ReservationService_ListResources_FullMethodName      = "/reservation.v1.ReservationService/ListResources"
+	ReservationService_ReserveSeries_FullMethodName      = "/reservation.v1.ReservationService/ReserveSeries"
+	ReservationService_CancelSeries_FullMethodName       = "/reservation.v1.ReservationService/CancelSeries"
+	ReservationService_History_FullMethodName            = "/reservation.v1.ReservationService/History"
+	ReservationService_SearchAvailability_FullMethodName = "/reservation.v1.ReservationService/SearchAvailability"
 )
 
 // ReservationServiceClient is the client API for ReservationService service.
@@ -60,6 +61,9 @@ type ReservationServiceClient interface {
 	ReserveSeries(ctx context.Context, in *ReserveSeriesRequest, opts ...grpc.CallOption) (*ReserveSeriesResponse, error)
 	CancelSeries(ctx context.Context, in *CancelSeriesRequest, opts ...grpc.CallOption) (*CancelSeriesResponse, error)
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
+	// Which resources a label selector picks, or which unit of a pool, could be booked for a
+	// window, or offer a window of a length within a range (docs/api.md, "Searching").
+	SearchAvailability(ctx context.Context, in *SearchAvailabilityRequest, opts ...grpc.CallOption) (*SearchAvailabilityResponse, error)
 }
 
 type reservationServiceClient struct {
@@ -248,6 +252,16 @@ func (c *reservationServiceClient) History(ctx context.Context, in *HistoryReque
 	return out, nil
 }
 
+func (c *reservationServiceClient) SearchAvailability(ctx context.Context, in *SearchAvailabilityRequest, opts ...grpc.CallOption) (*SearchAvailabilityResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SearchAvailabilityResponse)
+	err := c.cc.Invoke(ctx, ReservationService_SearchAvailability_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReservationServiceServer is the server API for ReservationService service.
 // All implementations must embed UnimplementedReservationServiceServer
 // for forward compatibility.
@@ -269,6 +283,9 @@ type ReservationServiceServer interface {
 	ReserveSeries(context.Context, *ReserveSeriesRequest) (*ReserveSeriesResponse, error)
 	CancelSeries(context.Context, *CancelSeriesRequest) (*CancelSeriesResponse, error)
 	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
+	// Which resources a label selector picks, or which unit of a pool, could be booked for a
+	// window, or offer a window of a length within a range (docs/api.md, "Searching").
+	SearchAvailability(context.Context, *SearchAvailabilityRequest) (*SearchAvailabilityResponse, error)
 	mustEmbedUnimplementedReservationServiceServer()
 }
 
@@ -326,6 +343,9 @@ func (UnimplementedReservationServiceServer) CancelSeries(context.Context, *Canc
 }
 func (UnimplementedReservationServiceServer) History(context.Context, *HistoryRequest) (*HistoryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method History not implemented")
+}
+func (UnimplementedReservationServiceServer) SearchAvailability(context.Context, *SearchAvailabilityRequest) (*SearchAvailabilityResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SearchAvailability not implemented")
 }
 func (UnimplementedReservationServiceServer) mustEmbedUnimplementedReservationServiceServer() {}
 func (UnimplementedReservationServiceServer) testEmbeddedByValue()                            {}
@@ -622,6 +642,24 @@ func _ReservationService_History_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReservationService_SearchAvailability_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SearchAvailabilityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReservationServiceServer).SearchAvailability(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReservationService_SearchAvailability_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReservationServiceServer).SearchAvailability(ctx, req.(*SearchAvailabilityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReservationService_ServiceDesc is the grpc.ServiceDesc for ReservationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -684,6 +722,10 @@ var ReservationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "History",
 			Handler:    _ReservationService_History_Handler,
+		},
+		{
+			MethodName: "SearchAvailability",
+			Handler:    _ReservationService_SearchAvailability_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
