@@ -20,6 +20,7 @@ func (q *Queue) poll(ctx context.Context) {
 	}
 	backoff := newBackoff(q.opts.PollInterval)
 	for {
+		began := q.opts.Now()
 		n, err := q.read(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -31,6 +32,10 @@ func (q *Queue) poll(ctx context.Context) {
 			if n == pollBatch {
 				continue // more are waiting
 			}
+			q.mu.Lock()
+			head := q.head
+			q.mu.Unlock()
+			q.mark(head, began)
 		}
 		select {
 		case <-ctx.Done():
@@ -74,6 +79,9 @@ func (q *Queue) restart(ctx context.Context, diverged bool) error {
 			fp = c.Fingerprint()
 		}
 	}
+	q.marksMu.Lock()
+	q.marks = nil // seqs of another history, maybe
+	q.marksMu.Unlock()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.head, q.headFP, q.held = last, fp, 0

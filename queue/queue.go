@@ -122,6 +122,51 @@ type Queue struct {
 	stamped, pruned, cutOff, subCount atomic.Int64
 	diverged                          atomic.Int64
 	lag                               atomic.Int64 // nanoseconds: see Stats.Lag
+
+	// marks are the last moments a poll found the ring at the head of the stored feed,
+	// oldest first, by seq: see MarkAt.
+	marksMu sync.Mutex
+	marks   []HeadMark
+}
+
+// HeadMark is a moment the poller found itself at the head of the stored feed: every change
+// stamped before At has a seq up to Seq.
+type HeadMark struct {
+	Seq uint64
+	At  time.Time
+}
+
+// maxMarks is how many HeadMarks a queue keeps: a reader at most that many polls behind the
+// newest still finds the mark of its position.
+const maxMarks = 256
+
+// mark records that a poll that began at at found the ring's head, seq, to be the head of the
+// stored feed.
+func (q *Queue) mark(seq uint64, at time.Time) {
+	q.marksMu.Lock()
+	defer q.marksMu.Unlock()
+	if n := len(q.marks); n > 0 && q.marks[n-1].Seq == seq {
+		q.marks[n-1].At = at
+		return
+	}
+	q.marks = append(q.marks, HeadMark{seq, at})
+	if len(q.marks) > maxMarks {
+		q.marks = append(q.marks[:0], q.marks[len(q.marks)-maxMarks/2:]...)
+	}
+}
+
+// MarkAt returns the newest moment a poll found the head of the stored feed at or before seq,
+// by Options.Now: a reader that has applied every change up to seq holds every change
+// stamped before At. The zero HeadMark means none is known.
+func (q *Queue) MarkAt(seq uint64) HeadMark {
+	q.marksMu.Lock()
+	defer q.marksMu.Unlock()
+	for i := len(q.marks) - 1; i >= 0; i-- {
+		if q.marks[i].Seq <= seq {
+			return q.marks[i]
+		}
+	}
+	return HeadMark{}
 }
 
 var _ reservation.Feed = (*Queue)(nil)
