@@ -2671,8 +2671,9 @@ func (x *HistoryResponse) GetChanges() []*ListenResponse {
 type ReadOptions struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Consistency Consistency            `protobuf:"varint,1,opt,name=consistency,proto3,enum=reservation.v1.Consistency" json:"consistency,omitempty"`
-	// With READ_YOUR_WRITES: the consistency_token of a write response (of any replica). Several
-	// writes: pass the newest token of each. Empty: as STRONG.
+	// With READ_YOUR_WRITES: the consistency_token of a write response (of any replica); to see
+	// several writes, their tokens joined by commas. Empty: as STRONG. A token this service did
+	// not give out is INVALID_ARGUMENT on read.consistency_token.
 	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
 	// With BOUNDED: the oldest view acceptable (required, positive).
 	MaxStaleness  *durationpb.Duration `protobuf:"bytes,3,opt,name=max_staleness,json=maxStaleness,proto3" json:"max_staleness,omitempty"`
