@@ -1,0 +1,303 @@
+package service_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "reservation/proto/reservation/v1"
+	"reservation/queue"
+	"reservation/readindex"
+	"reservation/repo"
+	"reservation/repo/repotest"
+	"reservation/server"
+	"reservation/service"
+)
+
+// indexed is a replica that runs a read index.
+type indexed struct {
+	client pb.ReservationServiceClient
+	d      *server.Daemon
+}
+
+// testClock is a settable clock shared by a replica's parts.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// startIndexed starts a replica on dsn with a read index (production defaults but for the
+// feed's 5ms polls, as startReplicaWith explains); clock, when set, is every part's clock, and
+// hold the index's test hook.
+func startIndexed(t testing.TB, dsn string, clock func() time.Time, hold func(context.Context), reap time.Duration) *indexed {
+	t.Helper()
+	pool, err := repo.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() })
+	opts := server.Options{
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ReapInterval: reap, Logger: quiet,
+		Feed:      queue.Options{PollInterval: 5 * time.Millisecond, StampInterval: 5 * time.Millisecond, Now: clock},
+		Store:     repo.Options{Now: clock},
+		API:       service.Options{Now: clock, AllowPast: true},
+		ReadIndex: readindex.Options{MaxReservations: readindex.DefaultMaxReservations, Now: clock, Hold: hold},
+	}
+	d, err := server.New(t.Context(), pool, nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Start()
+	t.Cleanup(func() { d.Close() })
+	return &indexed{client: pb.NewReservationServiceClient(dial(t, d.GRPCAddr())), d: d}
+}
+
+func ryw(token string) *pb.ReadOptions {
+	return &pb.ReadOptions{Consistency: pb.Consistency_CONSISTENCY_READ_YOUR_WRITES, ConsistencyToken: token}
+}
+
+func bounded(d time.Duration) *pb.ReadOptions {
+	return &pb.ReadOptions{Consistency: pb.Consistency_CONSISTENCY_BOUNDED, MaxStaleness: durationpb.New(d)}
+}
+
+// reply is one read a writer made with its write's token, as the SQL check confirms it.
+type reply struct {
+	id         string
+	version    int64  // the version the write left
+	gotVersion int64  // the version the read returned (0: not found)
+	gotNote    string // the note it returned
+	memory     bool
+	cancelled  bool // the write was the cancel: the read must not find it
+}
+
+// Writers book on one replica and read with the write's token on another, while the third
+// replica's read index is held back for stretches longer than the token's wait. Every read
+// must reflect its write: a Get returns the version written (or later) and the note; a Filter
+// after a cancel leaves the reservation out. The replies are then confirmed by SQL: each
+// version and note a read returned is one the reservation's history holds.
+func TestReadYourWritesAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("three replicas, 24 writers")
+	}
+	db, dsn := repotest.NewDB(t)
+	var held atomic.Bool
+	hold := func(ctx context.Context) {
+		for held.Load() && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	replicas := []*indexed{
+		startIndexed(t, dsn, nil, nil, 0),
+		startIndexed(t, dsn, nil, nil, 0),
+		startIndexed(t, dsn, nil, hold, 0),
+	}
+	ctx := ctxFor(t)
+	for _, r := range replicas {
+		waitUntil(t, "the read indexes to be current", func() bool { return r.d.Index().Stats().Ready })
+	}
+	stop := make(chan struct{})
+	var toggles sync.WaitGroup
+	toggles.Go(func() {
+		for {
+			held.Store(true)
+			select {
+			case <-stop:
+				held.Store(false)
+				return
+			case <-time.After(1500 * time.Millisecond): // past the token's 1s wait: some reads go to the database
+			}
+			held.Store(false)
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	})
+	const writers, rounds = 24, 4
+	var mu sync.Mutex
+	var replies []reply
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			on, read := replicas[w%3].client, replicas[(w+1)%3].client
+			record := func(r reply) {
+				mu.Lock()
+				replies = append(replies, r)
+				mu.Unlock()
+			}
+			for i := range rounds {
+				res := fmt.Sprintf("ryw-%d", rng.IntN(6))
+				start := base.Add(time.Duration(w*rounds+i) * 3 * time.Hour)
+				made, err := on.Reserve(ctx, &pb.ReserveRequest{Reservation: &pb.Reservation{UserId: fmt.Sprintf("u%d", w), ResourceId: res,
+					Start: timestamppb.New(start), End: timestamppb.New(start.Add(time.Hour))}})
+				if err != nil {
+					errs <- fmt.Errorf("writer %d reserve: %w", w, err)
+					return
+				}
+				id := made.GetReservation().GetId()
+				got, memory, err := getWithPosition(ctx, read, id, made.GetConsistencyToken())
+				if err != nil {
+					errs <- fmt.Errorf("writer %d get after reserve: %w", w, err)
+					return
+				}
+				record(reply{id: id, version: 1, gotVersion: got.GetVersion(), gotNote: got.GetNote(), memory: memory})
+				note := fmt.Sprintf("note %d/%d", w, i)
+				upd, err := on.Update(ctx, &pb.UpdateRequest{Id: id, Note: note, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"note"}}})
+				if err != nil {
+					errs <- fmt.Errorf("writer %d update: %w", w, err)
+					return
+				}
+				got, memory, err = getWithPosition(ctx, read, id, upd.GetConsistencyToken())
+				if err != nil {
+					errs <- fmt.Errorf("writer %d get after update: %w", w, err)
+					return
+				}
+				record(reply{id: id, version: upd.GetReservation().GetVersion(), gotVersion: got.GetVersion(), gotNote: got.GetNote(), memory: memory})
+				can, err := on.Cancel(ctx, &pb.CancelRequest{Id: id})
+				if err != nil {
+					errs <- fmt.Errorf("writer %d cancel: %w", w, err)
+					return
+				}
+				page, err := read.Filter(ctx, &pb.FilterRequest{ResourceId: res, Start: timestamppb.New(start), End: timestamppb.New(start.Add(time.Hour)),
+					Read: ryw(can.GetConsistencyToken())})
+				if err != nil {
+					errs <- fmt.Errorf("writer %d filter after cancel: %w", w, err)
+					return
+				}
+				r := reply{id: id, version: can.GetReservation().GetVersion(), cancelled: true, memory: page.GetPosition().GetFromMemory()}
+				for _, f := range page.GetReservations() {
+					if f.GetId() == id {
+						r.gotVersion, r.gotNote = f.GetVersion(), f.GetNote()
+					}
+				}
+				record(r)
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	toggles.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	fromMemory := 0
+	for _, r := range replies {
+		if r.memory {
+			fromMemory++
+		}
+		switch {
+		case r.cancelled && r.gotVersion != 0:
+			t.Errorf("reservation %s: a read with its cancel's token found it, at version %d", r.id, r.gotVersion)
+		case !r.cancelled && r.gotVersion < r.version:
+			t.Errorf("reservation %s: a read with the token of version %d returned version %d (from memory: %t)", r.id, r.version, r.gotVersion, r.memory)
+		}
+	}
+	checkRepliesBySQL(t, db, replies)
+	t.Logf("%d reads, %d answered from memory", len(replies), fromMemory)
+	if fromMemory == 0 {
+		t.Error("no read was answered from a read index")
+	}
+}
+
+// getWithPosition gets id with READ_YOUR_WRITES and token, and says whether memory answered.
+func getWithPosition(ctx context.Context, c pb.ReservationServiceClient, id, token string) (*pb.Reservation, bool, error) {
+	var header metadata.MD
+	resp, err := c.Get(ctx, &pb.GetRequest{Id: id, Read: ryw(token)}, grpc.Header(&header))
+	if err != nil {
+		return nil, false, err
+	}
+	if h := header.Get(service.ReadPositionHeader); len(h) != 1 || !strings.Contains(h[0], fmt.Sprintf("from_memory=%t", resp.GetPosition().GetFromMemory())) {
+		return nil, false, fmt.Errorf("header %s = %q, position %v", service.ReadPositionHeader, h, resp.GetPosition())
+	}
+	return resp.GetReservation(), resp.GetPosition().GetFromMemory(), nil
+}
+
+// checkRepliesBySQL confirms each reply against the stored history: the version and note a
+// read returned are those of one of the reservation's stored changes, and no later than its
+// cancel.
+func checkRepliesBySQL(t *testing.T, db *sqlx.DB, replies []reply) {
+	t.Helper()
+	for _, r := range replies {
+		if r.gotVersion == 0 {
+			continue
+		}
+		var snaps [][]byte
+		if err := db.Select(&snaps, "SELECT snapshot FROM reservation_history WHERE reservation_id = ? ORDER BY id", r.id); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, s := range snaps {
+			var row struct {
+				Version int64  `json:"version"`
+				Note    string `json:"note"`
+			}
+			if err := json.Unmarshal(s, &row); err != nil {
+				t.Fatal(err)
+			}
+			if row.Version == r.gotVersion && row.Note == r.gotNote {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("reservation %s: a read returned version %d with note %q, which its history (%d changes) does not hold", r.id, r.gotVersion, r.gotNote, len(snaps))
+		}
+	}
+}
+
+// A consistency token that this service did not give out is INVALID_ARGUMENT naming
+// read.consistency_token; BOUNDED needs a positive max_staleness.
+func TestBadReadOptions(t *testing.T) {
+	t.Parallel()
+	_, dsn := repotest.NewDB(t)
+	c := startIndexed(t, dsn, nil, nil, 0).client
+	ctx := ctxFor(t)
+	for name, tc := range map[string]struct {
+		read  *pb.ReadOptions
+		field string
+	}{
+		"garbage token":         {ryw("nope"), "read.consistency_token"},
+		"truncated token":       {ryw("t1.AQ"), "read.consistency_token"},
+		"token without RYW":     {&pb.ReadOptions{Consistency: pb.Consistency_CONSISTENCY_STRONG, ConsistencyToken: "t1.AA"}, "read.consistency_token"},
+		"bounded without max":   {&pb.ReadOptions{Consistency: pb.Consistency_CONSISTENCY_BOUNDED}, "read.max_staleness"},
+		"unknown consistency":   {&pb.ReadOptions{Consistency: 9}, "read.consistency"},
+		"negative staleness":    {bounded(-time.Second), "read.max_staleness"},
+		"staleness not bounded": {&pb.ReadOptions{MaxStaleness: durationpb.New(time.Second)}, "read.max_staleness"},
+	} {
+		_, err := c.Get(ctx, &pb.GetRequest{Id: "00000000-0000-7000-8000-000000000000", Read: tc.read})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: got %v, want INVALID_ARGUMENT on %s", name, err, tc.field)
+		}
+	}
+}
