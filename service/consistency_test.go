@@ -301,3 +301,74 @@ func TestBadReadOptions(t *testing.T) {
 		}
 	}
 }
+
+// BOUNDED: a reply's position is never older than max_staleness by the replica's clock (a
+// settable one, moved by the test), while the feed runs and while the replica's index is held
+// back; and what memory answers holds every write acknowledged before its as_of. Held back
+// long enough, the database answers.
+func TestBoundedStaleness(t *testing.T) {
+	t.Parallel()
+	_, dsn := repotest.NewDB(t)
+	clock := &testClock{now: time.Now().UTC().Truncate(time.Second)}
+	var held atomic.Bool
+	hold := func(ctx context.Context) {
+		for held.Load() && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	r := startIndexed(t, dsn, clock.Now, hold, time.Hour)
+	ctx := ctxFor(t)
+	// Current once a poll that began after the load ended reached the head: by the clock.
+	waitUntil(t, "the read index to be current", func() bool { clock.Add(time.Millisecond); return r.d.Index().Stats().Ready })
+	const maxStale = 500 * time.Millisecond
+	type write struct {
+		id string
+		at time.Time // the clock when the write was acknowledged
+	}
+	var writes []write
+	memory, database := map[bool]int{}, map[bool]int{}
+	for i := range 60 {
+		stalled := i >= 30
+		held.Store(stalled)
+		start := base.Add(time.Duration(i) * time.Hour)
+		made, err := r.client.Reserve(ctx, &pb.ReserveRequest{Reservation: &pb.Reservation{UserId: "u", ResourceId: "bounded",
+			Start: timestamppb.New(start), End: timestamppb.New(start.Add(time.Hour))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		writes = append(writes, write{made.GetReservation().GetId(), clock.Now()})
+		clock.Add(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the poller runs (by the real clock), or the held index waits
+		page, err := r.client.Filter(ctx, &pb.FilterRequest{ResourceId: "bounded", Start: timestamppb.New(base), PageSize: 100, Read: bounded(maxStale)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pos, now := page.GetPosition(), clock.Now()
+		if age := now.Sub(pos.GetAsOf().AsTime()); age > maxStale {
+			t.Errorf("round %d (stalled %t): position %v is %s old by the replica's clock, over %s", i, stalled, pos, age, maxStale)
+		}
+		if pos.GetFromMemory() {
+			memory[stalled]++
+		} else {
+			database[stalled]++
+		}
+		got := map[string]bool{}
+		for _, g := range page.GetReservations() {
+			got[g.GetId()] = true
+		}
+		for _, w := range writes {
+			if w.at.Before(pos.GetAsOf().AsTime()) && !got[w.id] {
+				t.Errorf("round %d (stalled %t): %s, acknowledged at %s, missing from an answer as of %s (from memory %t)",
+					i, stalled, w.id, w.at.Format(time.RFC3339Nano), pos.GetAsOf().AsTime().Format(time.RFC3339Nano), pos.GetFromMemory())
+			}
+		}
+	}
+	held.Store(false)
+	t.Logf("feed running: %d from memory, %d from the database; index held: %d from memory, %d from the database", memory[false], database[false], memory[true], database[true])
+	if memory[false] == 0 {
+		t.Error("no BOUNDED read was answered from memory while the feed ran")
+	}
+	if database[true] == 0 {
+		t.Error("no BOUNDED read went to the database while the index was held back")
+	}
+}
