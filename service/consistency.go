@@ -77,4 +77,3 @@ func setPosition(ctx context.Context, p reservation.ReadPosition) {
 func token(rs []*reservation.Reservation, resources ...*reservation.Resource) string {
 	return reservation.TokenOf(rs, resources...).String()
 }
-
