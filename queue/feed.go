@@ -21,6 +21,11 @@ func (q *Queue) poll(ctx context.Context) {
 	backoff := newBackoff(q.opts.PollInterval)
 	for {
 		began := q.opts.Now()
+		var oldest, newest int64
+		var uerr error
+		if q.opts.Marks {
+			oldest, newest, uerr = q.stored.Unstamped(ctx)
+		}
 		n, err := q.read(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -32,10 +37,12 @@ func (q *Queue) poll(ctx context.Context) {
 			if n == pollBatch {
 				continue // more are waiting
 			}
-			q.mu.Lock()
-			head := q.head
-			q.mu.Unlock()
-			q.mark(head, began)
+			if q.opts.Marks && uerr == nil {
+				q.mu.Lock()
+				head := q.head
+				q.mu.Unlock()
+				q.markHead(head, began, oldest, newest)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -80,7 +87,7 @@ func (q *Queue) restart(ctx context.Context, diverged bool) error {
 		}
 	}
 	q.marksMu.Lock()
-	q.marks = nil // seqs of another history, maybe
+	q.marks, q.pending = nil, nil // seqs of another history, maybe
 	q.marksMu.Unlock()
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -69,6 +69,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock pruning reads; nil means time.Now.
 	Now func() time.Time
+	// Marks, when true, has the poller record when it found the head of the stored feed with
+	// every earlier commit stamped (MarkAt), at the cost of one more statement per poll: a
+	// read index needs them.
+	Marks bool
 }
 
 // The defaults of Options, which reservationd's flags show too.
@@ -127,6 +131,15 @@ type Queue struct {
 	// oldest first, by seq: see MarkAt.
 	marksMu sync.Mutex
 	marks   []HeadMark
+	pending *pendingMark // changes that waited for their seq when a poll began
+}
+
+// pendingMark is a poll's start while changes waited for their seq, the newest of them
+// newest: once none up to newest waits, and the ring has read the stored feed to its end,
+// every change committed before at is in the ring.
+type pendingMark struct {
+	at     time.Time
+	newest int64
 }
 
 // HeadMark is a moment the poller found itself at the head of the stored feed: every change
@@ -140,13 +153,33 @@ type HeadMark struct {
 // newest still finds the mark of its position.
 const maxMarks = 256
 
-// mark records that a poll that began at at found the ring's head, seq, to be the head of the
-// stored feed.
-func (q *Queue) mark(seq uint64, at time.Time) {
+// markHead is called after a poll read the stored feed to its end, up to seq; the poll began
+// at began, when the changes without a seq had ids from oldest to newest (0, 0: none). It
+// records a HeadMark for the earliest instant before which every committed change is known
+// to be read: began itself when none waited, else the start of an earlier poll whose waiting
+// changes have all had their seq since.
+func (q *Queue) markHead(seq uint64, began time.Time, oldest, newest int64) {
 	q.marksMu.Lock()
 	defer q.marksMu.Unlock()
+	if p := q.pending; p != nil && (oldest == 0 || oldest > p.newest) {
+		q.mark(seq, p.at)
+		q.pending = nil
+	}
+	switch {
+	case oldest == 0:
+		q.mark(seq, began)
+	case q.pending == nil:
+		q.pending = &pendingMark{began, newest}
+	}
+}
+
+// mark records that every change committed before at is in the ring, up to seq. The caller
+// holds q.marksMu.
+func (q *Queue) mark(seq uint64, at time.Time) {
 	if n := len(q.marks); n > 0 && q.marks[n-1].Seq == seq {
-		q.marks[n-1].At = at
+		if at.After(q.marks[n-1].At) {
+			q.marks[n-1].At = at
+		}
 		return
 	}
 	q.marks = append(q.marks, HeadMark{seq, at})
@@ -161,12 +194,13 @@ func (q *Queue) mark(seq uint64, at time.Time) {
 func (q *Queue) MarkAt(seq uint64) HeadMark {
 	q.marksMu.Lock()
 	defer q.marksMu.Unlock()
-	for i := len(q.marks) - 1; i >= 0; i-- {
-		if q.marks[i].Seq <= seq {
-			return q.marks[i]
+	best := HeadMark{}
+	for _, m := range q.marks {
+		if m.Seq <= seq && m.At.After(best.At) {
+			best = m
 		}
 	}
-	return HeadMark{}
+	return best
 }
 
 var _ reservation.Feed = (*Queue)(nil)

@@ -146,6 +146,7 @@ func New(ctx context.Context, db *sqlx.DB, locker reservation.Locker, opts Optio
 	}()
 
 	opts.Feed.Logger = orLogger(opts.Feed.Logger, log)
+	opts.Feed.Marks = opts.Feed.Marks || opts.ReadIndex.MaxReservations > 0 // the read index's view is as of them
 	d.feed = queue.New(repo.NewChanges(db), repo.NewLeader(db), opts.Feed)
 	storeOpts := opts.Store
 	storeOpts.Logger = orLogger(storeOpts.Logger, log)
