@@ -200,3 +200,71 @@ func sortedTimes(ts []time.Time) []time.Time {
 	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
 	return slices.CompactFunc(ts, func(a, b time.Time) bool { return a.Equal(b) })
 }
+
+// UnitQuery narrows q to a resource of the catalogue at now, as FreeSlots answers it: its
+// booking rules (Bookable) and its admission policy. ok is false when the resource offers
+// nothing: it is disabled, or the rules leave the window empty. Both the database's
+// FreeSlots and the read index's answer through it and ResourceFree, so that the rule is one.
+func UnitQuery(q SlotQuery, res *Resource, now time.Time) (uq SlotQuery, p Policy, ok bool) {
+	if res.Disabled {
+		return q, Policy{}, false
+	}
+	uq = q.Bookable(res.Rules, now)
+	return uq, PolicyOf(res), !uq.Empty()
+}
+
+// ResourceFree is the free windows of one resource of policy p beside busy (its live
+// reservations within p's buffers of q's window, by start): FreePlaces above capacity 1,
+// FreeWindows at 1.
+func ResourceFree(q SlotQuery, p Policy, busy []*Reservation) []Window {
+	if p.Capacity > 1 {
+		return FreePlaces(q, p, busy)
+	}
+	return FreeWindows(q, p.Gap(), busy)
+}
+
+// MaxFreeSlotsRows bounds the reservations one FreeSlots reads, of one resource or of all the
+// units of a pool: see repo.MaxFreeSlotsRows.
+const MaxFreeSlotsRows = 50_000
+
+// SlotsFrom answers the FreeSlots query q from a read index's view, as the database's
+// FreeSlots answers it (through UnitQuery and ResourceFree, the same rule); false when the
+// view cannot (a resource it does not hold, a window before its horizon, more than
+// MaxFreeSlotsRows reservations), and the database must.
+func SlotsFrom(v ReadView, q SlotQuery) ([]Window, bool) {
+	now := v.Now()
+	if q.ResourceID != "" || q.PoolID == "" {
+		res, ok := v.Resource(q.ResourceID)
+		if !ok {
+			return nil, false // the database knows what an unknown resource is (open or strict catalogue)
+		}
+		uq, p, ok := UnitQuery(q, res, now)
+		if !ok {
+			return nil, true
+		}
+		g := p.Gap()
+		busy, ok := v.Overlapping([]string{res.ID}, uq.Start.Add(-g), uq.End.Add(g))
+		if !ok || len(busy[res.ID]) > MaxFreeSlotsRows {
+			return nil, false
+		}
+		return ResourceFree(uq, p, busy[res.ID]), true
+	}
+	var out []Window
+	rows := 0
+	for _, u := range v.Pool(q.PoolID) {
+		uq, p, ok := UnitQuery(q, u, now)
+		if !ok {
+			continue
+		}
+		g := p.Gap()
+		busy, ok := v.Overlapping([]string{u.ID}, uq.Start.Add(-g), uq.End.Add(g))
+		if rows += len(busy[u.ID]); !ok || rows > MaxFreeSlotsRows {
+			return nil, false
+		}
+		for _, w := range FreePlaces(uq, p, busy[u.ID]) {
+			w.ResourceID = u.ID
+			out = append(out, w)
+		}
+	}
+	return out, true
+}

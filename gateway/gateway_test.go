@@ -82,7 +82,7 @@ func TestUnknownQueryParameters(t *testing.T) {
 
 	// The issue's case: ?resource= for resource_id listed every resource.
 	code, e, _ := call(t, h, "GET", "/v1/reservations:query?resource=room-101&user=frank&start=2030-01-01T00:00:00Z", "")
-	want := `unknown query parameters "resource", "user": GET /v1/reservations:query takes desc, end, resource_id, start, status, user_id`
+	want := `unknown query parameters "resource", "user": GET /v1/reservations:query takes desc, end, read.consistency, read.consistency_token, read.max_staleness, resource_id, start, status, user_id`
 	if code != 400 || e.Error.Message != want {
 		t.Errorf("got %d %q\nwant 400 %q", code, e.Error.Message, want)
 	}
@@ -132,7 +132,7 @@ func TestBindingsOfOneRPC(t *testing.T) {
 		}
 	}
 	_, e, _ := call(t, h, "GET", "/v1/pools/deluxe/free?colour=red", "")
-	if want := `unknown query parameter "colour": GET /v1/pools/{pool_id}/free takes end, min_duration, start`; e.Error.Message != want {
+	if want := `unknown query parameter "colour": GET /v1/pools/{pool_id}/free takes end, min_duration, read.consistency, read.consistency_token, read.max_staleness, start`; e.Error.Message != want {
 		t.Errorf("got %q\nwant %q", e.Error.Message, want)
 	}
 
@@ -147,8 +147,8 @@ func TestBindingsOfOneRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]string{
-		"/v1/pools/{poolId}/free":         "poolId in path, start in query, end in query, minDuration in query",
-		"/v1/resources/{resourceId}/free": "resourceId in path, start in query, end in query, minDuration in query",
+		"/v1/pools/{poolId}/free":         "poolId in path, start in query, end in query, minDuration in query, read.consistency in query, read.consistencyToken in query, read.maxStaleness in query",
+		"/v1/resources/{resourceId}/free": "resourceId in path, start in query, end in query, minDuration in query, read.consistency in query, read.consistencyToken in query, read.maxStaleness in query",
 	} {
 		var got []string
 		for _, p := range d.Paths[path]["get"].Parameters {

@@ -20,6 +20,12 @@ func (q *Queue) poll(ctx context.Context) {
 	}
 	backoff := newBackoff(q.opts.PollInterval)
 	for {
+		began := q.opts.Now()
+		var oldest, newest int64
+		var uerr error
+		if q.opts.Marks {
+			oldest, newest, uerr = q.stored.Unstamped(ctx)
+		}
 		n, err := q.read(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -30,6 +36,12 @@ func (q *Queue) poll(ctx context.Context) {
 			backoff.reset()
 			if n == pollBatch {
 				continue // more are waiting
+			}
+			if q.opts.Marks && uerr == nil {
+				q.mu.Lock()
+				head := q.head
+				q.mu.Unlock()
+				q.markHead(head, began, oldest, newest)
 			}
 		}
 		select {
@@ -74,6 +86,9 @@ func (q *Queue) restart(ctx context.Context, diverged bool) error {
 			fp = c.Fingerprint()
 		}
 	}
+	q.marksMu.Lock()
+	q.marks, q.pending = nil, nil // seqs of another history, maybe
+	q.marksMu.Unlock()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.head, q.headFP, q.held = last, fp, 0

@@ -24,6 +24,20 @@ type Health struct {
 	Behind     uint64
 	// Err is why the last look failed, if it did.
 	Err error
+	// LookedAt is when the look was made, by Options.Now; WaitingSince when it first saw the
+	// oldest change still waiting for its seq (zero when none waits).
+	LookedAt, WaitingSince time.Time
+}
+
+// Floor is the instant before which every committed change had a seq, as far as the look
+// could tell: when a change waited, the interval between looks before it was first seen
+// waiting (it may have committed any time since the look before); zero when none waited. A
+// read index's view is no newer than it (readindex).
+func (h Health) Floor() time.Time {
+	if h.WaitingSince.IsZero() {
+		return time.Time{}
+	}
+	return h.WaitingSince.Add(-healthInterval)
 }
 
 // progress is the watchdog's memory: when each newest waiting change was first seen, so the
@@ -61,7 +75,7 @@ func (q *Queue) CheckHealth(ctx context.Context) Health {
 		q.health.Err = fmt.Errorf("look at the feed's progress: %w", err)
 		return q.health
 	}
-	h := Health{StoredHead: head}
+	h := Health{StoredHead: head, LookedAt: now}
 	if oldest == 0 {
 		p.seen = p.seen[:0]
 	} else {
@@ -74,7 +88,7 @@ func (q *Queue) CheckHealth(ctx context.Context) Health {
 			p.seen = append(p.seen, sighting{newest, now})
 		}
 		if len(p.seen) > 0 && p.seen[0].newest >= oldest {
-			h.UnstampedAge = now.Sub(p.seen[0].at)
+			h.UnstampedAge, h.WaitingSince = now.Sub(p.seen[0].at), p.seen[0].at
 		}
 		if len(p.seen) > 64 { // a flood: merge, keeping the oldest sighting's time
 			p.seen = append(p.seen[:1], p.seen[len(p.seen)-32:]...)

@@ -69,6 +69,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock pruning reads; nil means time.Now.
 	Now func() time.Time
+	// Marks, when true, has the poller record when it found the head of the stored feed with
+	// every earlier commit stamped (MarkAt), at the cost of one more statement per poll: a
+	// read index needs them.
+	Marks bool
 }
 
 // The defaults of Options, which reservationd's flags show too.
@@ -122,6 +126,81 @@ type Queue struct {
 	stamped, pruned, cutOff, subCount atomic.Int64
 	diverged                          atomic.Int64
 	lag                               atomic.Int64 // nanoseconds: see Stats.Lag
+
+	// marks are the last moments a poll found the ring at the head of the stored feed,
+	// oldest first, by seq: see MarkAt.
+	marksMu sync.Mutex
+	marks   []HeadMark
+	pending *pendingMark // changes that waited for their seq when a poll began
+}
+
+// pendingMark is a poll's start while changes waited for their seq, the newest of them
+// newest: once none up to newest waits, and the ring has read the stored feed to its end,
+// every change committed before at is in the ring.
+type pendingMark struct {
+	at     time.Time
+	newest int64
+}
+
+// HeadMark is a moment the poller found itself at the head of the stored feed: every change
+// stamped before At has a seq up to Seq.
+type HeadMark struct {
+	Seq uint64
+	At  time.Time
+}
+
+// maxMarks is how many HeadMarks a queue keeps: a reader at most that many polls behind the
+// newest still finds the mark of its position.
+const maxMarks = 256
+
+// markHead is called after a poll read the stored feed to its end, up to seq; the poll began
+// at began, when the changes without a seq had ids from oldest to newest (0, 0: none). It
+// records a HeadMark for the earliest instant before which every committed change is known
+// to be read: began itself when none waited, else the start of an earlier poll whose waiting
+// changes have all had their seq since.
+func (q *Queue) markHead(seq uint64, began time.Time, oldest, newest int64) {
+	q.marksMu.Lock()
+	defer q.marksMu.Unlock()
+	if p := q.pending; p != nil && (oldest == 0 || oldest > p.newest) {
+		q.mark(seq, p.at)
+		q.pending = nil
+	}
+	switch {
+	case oldest == 0:
+		q.mark(seq, began)
+	case q.pending == nil:
+		q.pending = &pendingMark{began, newest}
+	}
+}
+
+// mark records that every change committed before at is in the ring, up to seq. The caller
+// holds q.marksMu.
+func (q *Queue) mark(seq uint64, at time.Time) {
+	if n := len(q.marks); n > 0 && q.marks[n-1].Seq == seq {
+		if at.After(q.marks[n-1].At) {
+			q.marks[n-1].At = at
+		}
+		return
+	}
+	q.marks = append(q.marks, HeadMark{seq, at})
+	if len(q.marks) > maxMarks {
+		q.marks = append(q.marks[:0], q.marks[len(q.marks)-maxMarks/2:]...)
+	}
+}
+
+// MarkAt returns the newest moment a poll found the head of the stored feed at or before seq,
+// by Options.Now: a reader that has applied every change up to seq holds every change
+// stamped before At. The zero HeadMark means none is known.
+func (q *Queue) MarkAt(seq uint64) HeadMark {
+	q.marksMu.Lock()
+	defer q.marksMu.Unlock()
+	best := HeadMark{}
+	for _, m := range q.marks {
+		if m.Seq <= seq && m.At.After(best.At) {
+			best = m
+		}
+	}
+	return best
 }
 
 var _ reservation.Feed = (*Queue)(nil)

@@ -16,7 +16,7 @@ import (
 // the bookings in its window: a year on a pool of 1,000 units booked night by night is
 // 366,000 rows, and an answer far past what a gRPC message carries. More is EINVALID on end:
 // the caller asks for a shorter window.
-const MaxFreeSlotsRows = 50_000
+const MaxFreeSlotsRows = reservation.MaxFreeSlotsRows
 
 // tooBusy is the error of a FreeSlots whose window holds more than MaxFreeSlotsRows
 // reservations.
@@ -58,11 +58,10 @@ func (s *Store) poolFree(ctx context.Context, q reservation.SlotQuery, now time.
 		if err != nil {
 			return nil, err
 		}
-		uq := q.Bookable(u.Rules, now)
-		if u.Disabled || uq.Empty() {
+		uq, p, ok := reservation.UnitQuery(q, u, now)
+		if !ok {
 			continue
 		}
-		p := reservation.PolicyOf(u)
 		g := p.Gap()
 		units = append(units, unit{u.ID, uq, p})
 		// The reservations of the unit whose window meets uq's widened by g: each one's own

@@ -418,11 +418,11 @@ func (s *Store) FreeSlots(ctx context.Context, q reservation.SlotQuery) ([]reser
 	p := reservation.Policy{Capacity: 1}
 	res, err := s.GetResource(ctx, q.ResourceID)
 	switch {
-	case err == nil && res.Disabled:
-		return nil, nil // it takes no reservation: nothing to offer
 	case err == nil:
-		p = reservation.PolicyOf(res)
-		q = q.Bookable(res.Rules, now)
+		var ok bool
+		if q, p, ok = reservation.UnitQuery(q, res, now); !ok {
+			return nil, nil // disabled (it takes no reservation), or nothing the rules admit
+		}
 	case reservation.ErrorCode(err) != reservation.ENOTFOUND:
 		return nil, err
 	case s.opts.StrictCatalogue:
@@ -435,10 +435,7 @@ func (s *Store) FreeSlots(ctx context.Context, q reservation.SlotQuery) ([]reser
 	if err != nil {
 		return nil, err
 	}
-	if p.Capacity > 1 {
-		return reservation.FreePlaces(q, p, busy), nil
-	}
-	return reservation.FreeWindows(q, p.Gap(), busy), nil
+	return reservation.ResourceFree(q, p, busy), nil
 }
 
 // busy reads the live reservations of the resource id whose blocked windows may meet that of a

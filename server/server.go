@@ -36,6 +36,7 @@ import (
 	"reservation/lock"
 	"reservation/metrics"
 	"reservation/queue"
+	"reservation/readindex"
 	"reservation/repo"
 	"reservation/service"
 	"reservation/telemetry"
@@ -86,6 +87,9 @@ type Options struct {
 	API   service.Options
 	// Cache configures the conflict cache; MaxEntries 0 means no cache.
 	Cache cache.Options
+	// ReadIndex configures the in-memory read index that answers READ_YOUR_WRITES and BOUNDED
+	// reads; MaxReservations 0 means no index (every read goes to the database).
+	ReadIndex readindex.Options
 	// Export, when set, exports the change feed to a NATS JetStream stream (package
 	// jetstream); its Encode and Logger are set by New.
 	Export *jetstream.Options
@@ -104,6 +108,7 @@ type Daemon struct {
 	metrics *metrics.Metrics
 	feed    *queue.Queue
 	taken   *cache.Cache        // nil without a cache
+	index   *readindex.Index    // nil without a read index
 	export  *jetstream.Exporter // nil without an export
 	store   *repo.Store
 
@@ -141,6 +146,7 @@ func New(ctx context.Context, db *sqlx.DB, locker reservation.Locker, opts Optio
 	}()
 
 	opts.Feed.Logger = orLogger(opts.Feed.Logger, log)
+	opts.Feed.Marks = opts.Feed.Marks || opts.ReadIndex.MaxReservations > 0 // the read index's view is as of them
 	d.feed = queue.New(repo.NewChanges(db), repo.NewLeader(db), opts.Feed)
 	storeOpts := opts.Store
 	storeOpts.Logger = orLogger(storeOpts.Logger, log)
@@ -177,6 +183,13 @@ func New(ctx context.Context, db *sqlx.DB, locker reservation.Locker, opts Optio
 	caps := service.All(d.store, d.feed)
 	if err := caps.Check(); err != nil {
 		return nil, err
+	}
+	if opts.ReadIndex.MaxReservations > 0 {
+		ro := opts.ReadIndex
+		ro.Logger = orLogger(ro.Logger, log)
+		d.index = readindex.New(d.store, d.feed, ro)
+		caps.Index = d.index
+		d.indexMetrics()
 	}
 	api := service.New(caps, apiOpts)
 	d.grpc = grpc.NewServer(append(serverOpts, grpc.Creds(transportCredentials(opts.TLS)))...)
@@ -282,6 +295,24 @@ func (d *Daemon) Feed() *queue.Queue { return d.feed }
 // Cache is the replica's conflict cache; nil when Options.Cache.MaxEntries is 0.
 func (d *Daemon) Cache() *cache.Cache { return d.taken }
 
+// Index is the replica's read index; nil when Options.ReadIndex.MaxReservations is 0.
+func (d *Daemon) Index() *readindex.Index { return d.index }
+
+// indexMetrics makes the read index's figures into metrics.
+func (d *Daemon) indexMetrics() {
+	x, m := d.index, d.metrics
+	m.Gauge("readindex_reservations", "Live reservations the read index holds.", func() float64 { return float64(x.Stats().Reservations) })
+	m.Gauge("readindex_ready", "1 while the read index is current and answers reads.", func() float64 {
+		if x.Stats().Ready {
+			return 1
+		}
+		return 0
+	})
+	m.Gauge("readindex_applied_seq", "The feed seq the read index applied last.", func() float64 { return float64(x.Stats().Applied) })
+	m.Counter("readindex_served_total", "Reads the read index answered.", func() float64 { return float64(x.Stats().Served) })
+	m.Counter("readindex_overflows_total", "Times the read index held more than its limit and let go.", func() float64 { return float64(x.Stats().Overflows) })
+}
+
 // Failed delivers the error of a server that stopped by itself, before Close.
 func (d *Daemon) Failed() <-chan error { return d.served }
 
@@ -294,6 +325,9 @@ func (d *Daemon) Start() {
 	d.feedDone.Go(func() { d.feed.Run(feedCtx) })
 	if d.taken != nil {
 		d.loops.Go(func() { d.taken.Follow(feedCtx, d.feed) })
+	}
+	if d.index != nil {
+		d.loops.Go(func() { d.index.Run(feedCtx) })
 	}
 	d.loops.Go(func() { d.store.RunReaper(ctx, d.opts.ReapInterval) })
 	d.loops.Go(func() { d.watchDatabase(ctx) })

@@ -63,7 +63,7 @@ func (s *Server) PutResource(ctx context.Context, req *pb.PutResourceRequest) (*
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
-	return &pb.PutResourceResponse{Resource: resourceProto(out)}, nil
+	return &pb.PutResourceResponse{Resource: resourceProto(out), ConsistencyToken: token(nil, out)}, nil
 }
 
 func (s *Server) GetResource(ctx context.Context, req *pb.GetResourceRequest) (*pb.GetResourceResponse, error) {

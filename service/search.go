@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -57,6 +58,7 @@ func (s *Server) SearchAvailability(ctx context.Context, req *pb.SearchAvailabil
 		}
 		q.After = after
 	}
+	opt := check.readOptions(req.GetRead())
 	check.merge("", q.Validate())
 	if err := check.Err(); err != nil {
 		return nil, s.status(ctx, err)
@@ -64,11 +66,12 @@ func (s *Server) SearchAvailability(ctx context.Context, req *pb.SearchAvailabil
 	if now, ok := s.firstStart(); ok {
 		q.NotPast = now
 	}
-	page, err := s.caps.Search.SearchAvailability(ctx, q)
+	page, pos, err := s.search(ctx, q, opt)
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
-	resp := &pb.SearchAvailabilityResponse{Offers: make([]*pb.AvailabilityOffer, len(page.Offers))}
+	setPosition(ctx, pos)
+	resp := &pb.SearchAvailabilityResponse{Offers: make([]*pb.AvailabilityOffer, len(page.Offers)), Position: positionProto(pos)}
 	for i, o := range page.Offers {
 		resp.Offers[i] = &pb.AvailabilityOffer{ResourceId: o.ResourceID, PoolId: o.PoolID, Start: timestamppb.New(o.Start),
 			End: timestamppb.New(o.End), Available: int32(min(o.Available, math.MaxInt32))}
@@ -77,6 +80,20 @@ func (s *Server) SearchAvailability(ctx context.Context, req *pb.SearchAvailabil
 		resp.NextPageToken = encodeSearchToken(&q, page.Next)
 	}
 	return resp, nil
+}
+
+// search answers q from the read index's view when opt lets it and the view holds the
+// window, judged at the view's clock; else from the database (STRONG).
+func (s *Server) search(ctx context.Context, q reservation.SearchQuery, opt reservation.ReadOptions) (*reservation.SearchPage, reservation.ReadPosition, error) {
+	pos := dbPosition(s.opts.Now())
+	if v, ok := s.view(ctx, opt, true); ok {
+		page, err := reservation.Search(ctx, reservation.ViewSource(v), q, v.Now())
+		if !errors.Is(err, reservation.ErrOutsideView) {
+			return page, v.Position(), err
+		}
+	}
+	page, err := s.caps.Search.SearchAvailability(ctx, q)
+	return page, pos, err
 }
 
 // A search's page token is the resource id it goes on after, with a fingerprint of the

@@ -70,7 +70,7 @@ func (s *Server) ReserveSeries(ctx context.Context, req *pb.ReserveSeriesRequest
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
-	resp := &pb.ReserveSeriesResponse{SeriesId: out.ID, Reservations: make([]*pb.Reservation, len(out.Reservations))}
+	resp := &pb.ReserveSeriesResponse{SeriesId: out.ID, Reservations: make([]*pb.Reservation, len(out.Reservations)), ConsistencyToken: token(out.Reservations)}
 	for i, r := range out.Reservations {
 		resp.Reservations[i] = toProto(r)
 	}
@@ -104,7 +104,7 @@ func (s *Server) CancelSeries(ctx context.Context, req *pb.CancelSeriesRequest) 
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
-	resp := &pb.CancelSeriesResponse{Reservations: make([]*pb.Reservation, len(rs))}
+	resp := &pb.CancelSeriesResponse{Reservations: make([]*pb.Reservation, len(rs)), ConsistencyToken: token(rs)}
 	for i, r := range rs {
 		resp.Reservations[i] = toProto(r)
 	}

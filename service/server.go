@@ -71,6 +71,9 @@ type Capabilities struct {
 	Feed reservation.Feed
 	// Search serves SearchAvailability.
 	Search reservation.Searcher
+	// Index, optional, answers the reads whose consistency lets it (readindex.Index); nil:
+	// the database answers every read.
+	Index reservation.ReadIndex
 }
 
 // Store is a service that has every capability but the feed: repo.Store.
@@ -157,7 +160,7 @@ func (s *Server) Reserve(ctx context.Context, req *pb.ReserveRequest) (*pb.Reser
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
-	return &pb.ReserveResponse{Reservation: toProto(out[0])}, nil
+	return &pb.ReserveResponse{Reservation: toProto(out[0]), ConsistencyToken: token(out)}, nil
 }
 
 // ReserveBatch makes all the reservations asked for, or none.
@@ -186,7 +189,7 @@ func (s *Server) ReserveBatch(ctx context.Context, req *pb.ReserveBatchRequest) 
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
-	resp := &pb.ReserveBatchResponse{Reservations: make([]*pb.Reservation, len(out))}
+	resp := &pb.ReserveBatchResponse{Reservations: make([]*pb.Reservation, len(out)), ConsistencyToken: token(out)}
 	for i, r := range out {
 		resp.Reservations[i] = toProto(r)
 	}
@@ -272,7 +275,7 @@ func (s *Server) Confirm(ctx context.Context, req *pb.ConfirmRequest) (*pb.Confi
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
-	return &pb.ConfirmResponse{Reservation: toProto(r)}, nil
+	return &pb.ConfirmResponse{Reservation: toProto(r), ConsistencyToken: token([]*reservation.Reservation{r})}, nil
 }
 
 // Update changes the note, or moves the reservation when update_mask names start, end or
@@ -292,7 +295,7 @@ func (s *Server) Update(ctx context.Context, req *pb.UpdateRequest) (*pb.UpdateR
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
-	return &pb.UpdateResponse{Reservation: toProto(r)}, nil
+	return &pb.UpdateResponse{Reservation: toProto(r), ConsistencyToken: token([]*reservation.Reservation{r})}, nil
 }
 
 // movesToPast refuses a move whose new end is not after now, as newReservation refuses such a
@@ -322,16 +325,31 @@ func (s *Server) Cancel(ctx context.Context, req *pb.CancelRequest) (*pb.CancelR
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
-	return &pb.CancelResponse{Reservation: toProto(r)}, nil
+	return &pb.CancelResponse{Reservation: toProto(r), ConsistencyToken: token([]*reservation.Reservation{r})}, nil
 }
 
 func (s *Server) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, error) {
 	var check fieldCheck
 	id := check.id("id", req.GetId())
+	opt := check.readOptions(req.GetRead())
 	if err := check.Err(); err != nil {
 		return nil, s.status(ctx, err)
 	}
-	r, err := s.svc.Get(ctx, id)
+	pos := dbPosition(s.opts.Now())
+	var r *reservation.Reservation
+	var err error
+	found := false
+	if v, ok := s.view(ctx, opt, false); ok {
+		// Only a reservation the index holds: one it lacks may be cancelled (the history
+		// says by whom) or older than its horizon, which the database tells.
+		if r, found = v.Get(id); found {
+			pos = v.Position()
+		}
+	}
+	if !found {
+		r, err = s.svc.Get(ctx, id)
+	}
+	setPosition(ctx, pos)
 	if err == nil && !reservation.Owns(owner(ctx), r.UserID) {
 		err = reservation.NotFound(id)
 	} else if err != nil {
@@ -340,7 +358,7 @@ func (s *Server) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, 
 	if err != nil {
 		return nil, s.status(ctx, err)
 	}
-	return &pb.GetResponse{Reservation: toProto(r)}, nil
+	return &pb.GetResponse{Reservation: toProto(r), Position: positionProto(pos)}, nil
 }
 
 // Query streams every match, reading the database a batch at a time so that a slow reader
@@ -348,6 +366,7 @@ func (s *Server) Get(ctx context.Context, req *pb.GetRequest) (*pb.GetResponse, 
 func (s *Server) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[pb.Reservation]) error {
 	ctx := stream.Context()
 	f, check := s.filter(req)
+	opt := check.readOptions(req.GetRead())
 	if err := check.Err(); err != nil {
 		return s.status(ctx, err)
 	}
@@ -355,8 +374,25 @@ func (s *Server) Query(req *pb.QueryRequest, stream grpc.ServerStreamingServer[p
 		return s.status(ctx, err)
 	}
 	f.Limit = queryBatch
+	pos := dbPosition(s.opts.Now())
+	v, memory := s.view(ctx, opt, false)
+	if memory {
+		if _, memory = v.Find(reservation.Filter{ResourceID: f.ResourceID, UserID: f.UserID, Start: f.Start, End: f.End, Limit: 1}); memory {
+			pos = v.Position()
+		}
+	}
+	if err := stream.SetHeader(metadata.Pairs(ReadPositionHeader, pos.String())); err != nil {
+		return err
+	}
 	for {
-		rs, err := s.svc.Find(ctx, f)
+		var rs []*reservation.Reservation
+		var err error
+		if memory {
+			rs, memory = v.Find(f)
+		}
+		if !memory { // the database; from memory, unless the index's horizon moved meanwhile
+			rs, err = s.svc.Find(ctx, f)
+		}
 		if err != nil {
 			return s.status(ctx, err)
 		}
@@ -379,6 +415,7 @@ func (s *Server) Filter(ctx context.Context, req *pb.FilterRequest) (*pb.FilterR
 		return nil, s.status(ctx, err)
 	}
 	size := check.pageSize(req.GetPageSize())
+	opt := check.readOptions(req.GetRead())
 	if t := req.GetPageToken(); t != "" {
 		if f.After, _ = decodeToken(&f, t); f.After == nil {
 			check.Add("page_token", "is malformed or belongs to another filter: pass next_page_token unchanged, with the same filter")
@@ -388,11 +425,22 @@ func (s *Server) Filter(ctx context.Context, req *pb.FilterRequest) (*pb.FilterR
 		return nil, s.status(ctx, err)
 	}
 	f.Limit = size + 1 // one more, to know whether another page follows
-	rs, err := s.svc.Find(ctx, f)
-	if err != nil {
-		return nil, s.status(ctx, err)
+	pos := dbPosition(s.opts.Now())
+	var rs []*reservation.Reservation
+	var err error
+	memory := false
+	if v, ok := s.view(ctx, opt, false); ok {
+		if rs, memory = v.Find(f); memory {
+			pos = v.Position()
+		}
 	}
-	resp := &pb.FilterResponse{}
+	if !memory {
+		if rs, err = s.svc.Find(ctx, f); err != nil {
+			return nil, s.status(ctx, err)
+		}
+	}
+	setPosition(ctx, pos)
+	resp := &pb.FilterResponse{Position: positionProto(pos)}
 	if len(rs) > size {
 		rs = rs[:size]
 		if resp.NextPageToken, err = encodeToken(&f, rs[size-1]); err != nil {
@@ -417,6 +465,7 @@ func (s *Server) FreeSlots(ctx context.Context, req *pb.FreeSlotsRequest) (*pb.F
 		End:         check.time("end", req.GetEnd()),
 		MinDuration: check.duration("min_duration", req.GetMinDuration()),
 	}
+	opt := check.readOptions(req.GetRead())
 	check.merge("", sq.Validate())
 	if d := sq.End.Sub(sq.Start); d > s.opts.MaxFreeWindow && !check.has("start") && !check.has("end") {
 		check.Add("end", fmt.Sprintf("window lasts %s, longer than the %s allowed", d, s.opts.MaxFreeWindow))
@@ -427,14 +476,26 @@ func (s *Server) FreeSlots(ctx context.Context, req *pb.FreeSlotsRequest) (*pb.F
 	if from, ok := s.firstStart(); ok && from.After(sq.Start) {
 		sq.Start = from
 	}
+	pos := dbPosition(s.opts.Now())
 	if sq.Empty() { // a window wholly in the past
-		return &pb.FreeSlotsResponse{}, nil
+		setPosition(ctx, pos)
+		return &pb.FreeSlotsResponse{Position: positionProto(pos)}, nil
 	}
-	free, err := s.svc.FreeSlots(ctx, sq)
-	if err != nil {
-		return nil, s.status(ctx, err)
+	var free []reservation.Window
+	var err error
+	memory := false
+	if v, ok := s.view(ctx, opt, true); ok {
+		if free, memory = reservation.SlotsFrom(v, sq); memory {
+			pos = v.Position()
+		}
 	}
-	resp := &pb.FreeSlotsResponse{Free: make([]*pb.TimeWindow, len(free))}
+	if !memory {
+		if free, err = s.svc.FreeSlots(ctx, sq); err != nil {
+			return nil, s.status(ctx, err)
+		}
+	}
+	setPosition(ctx, pos)
+	resp := &pb.FreeSlotsResponse{Free: make([]*pb.TimeWindow, len(free)), Position: positionProto(pos)}
 	for i, w := range free {
 		// Available 0 is a resource of capacity 1: one place, free.
 		resp.Free[i] = &pb.TimeWindow{Start: timestamppb.New(w.Start), End: timestamppb.New(w.End), Available: int32(max(w.Available, 1)), ResourceId: w.ResourceID}

@@ -15,6 +15,7 @@ import (
 	"reservation/jetstream"
 	"reservation/lock"
 	"reservation/queue"
+	"reservation/readindex"
 	"reservation/repo"
 	"reservation/server"
 	"reservation/service"
@@ -100,6 +101,10 @@ func DefaultConfig() Config {
 				SeriesMax: reservation.DefaultSeriesMax,
 			},
 			Cache: cache.Options{MaxEntries: cache.DefaultMaxEntries},
+			ReadIndex: readindex.Options{
+				MaxReservations: readindex.DefaultMaxReservations, Horizon: readindex.DefaultHorizon,
+				Wait: readindex.DefaultWait, CatalogueInterval: readindex.DefaultCatalogueInterval,
+			},
 		},
 		NATS: NATSConfig{Stream: jetstream.DefaultStream, SubjectPrefix: jetstream.DefaultSubjectPrefix, Replicas: jetstream.DefaultReplicas},
 	}
@@ -184,6 +189,10 @@ func (c *Config) flags() *flagSet {
 	fs.BoolVar(&s.Pprof, "pprof", s.Pprof, "serve Go's profiles under /debug/pprof/ on the HTTP port")
 	fs.positiveInt(&s.Store.GroupCommit, "group-commit", "most concurrent Reserve calls written in one transaction (1: each on its own)")
 	fs.BoolVar(&s.Store.Precheck, "precheck", s.Store.Precheck, "refuse a window taken by a committed reservation before taking any lock (helps hot resources, costs a query per Reserve)")
+	fs.nonNegative(&s.ReadIndex.MaxReservations, "read-index-max", "most live reservations the in-memory read index holds; past it, READ_YOUR_WRITES and BOUNDED reads go to the database (0: no read index)")
+	fs.positive(&s.ReadIndex.Horizon, "read-index-horizon", "how far into the past the read index holds reservations: reads about earlier times go to the database")
+	fs.positive(&s.ReadIndex.Wait, "read-index-wait", "longest wait of a READ_YOUR_WRITES read for the feed to bring its token's writes before the database answers")
+	fs.positive(&s.ReadIndex.CatalogueInterval, "read-index-catalogue-interval", "how often the read index looks for catalogue changes: the catalogue's part of a BOUNDED read is at most this old")
 	fs.nonNegative(&s.Cache.MaxEntries, "cache-entries", "committed reservations kept in memory to refuse a taken window without a lock or a query (0: no cache)")
 	fs.StringVar(&c.OneStatementPerTrip, "one-statement-per-trip", c.OneStatementPerTrip, "send a write's statements one round trip each instead of together: auto (on for a Galera node, which needs it), on, or off")
 	fs.BoolVar(&s.API.AllowPast, "allow-past-windows", s.API.AllowPast, "admit reservations whose window ends before now (by default refused with INVALID_ARGUMENT, BLOCKED ones excepted)")

@@ -99,6 +99,8 @@ type config struct {
 	seed      uint64
 	prefill   int
 	prefix    string
+	// consistency is how the service's reads ask to be answered (--consistency).
+	consistency string
 }
 
 // result is one run's figures.
@@ -147,7 +149,12 @@ func main() {
 	flag.Uint64Var(&cfg.seed, "seed", 1, "random seed")
 	flag.StringVar(&cfg.prefix, "resource-prefix", "", "resource ids are this prefix and a number below --resources (default: a prefix new to the run)")
 	flag.IntVar(&cfg.prefill, "prefill", 100000, "read and search: reservations stored before the run; 0 reads up to 100,000 stored ids through --verify-dsn instead (for a table filled by other means)")
+	flag.StringVar(&cfg.consistency, "consistency", "strong", "read, mixed and search: how the service's reads ask to be answered: strong (the database), ryw (READ_YOUR_WRITES with the token of a write made first) or bounded (BOUNDED, max_staleness 1s)")
 	flag.Parse()
+	if !slices.Contains(consistencies, cfg.consistency) {
+		fmt.Fprintf(os.Stderr, "rsvbench: --consistency: %q is not one of %s\n", cfg.consistency, strings.Join(consistencies, ", "))
+		os.Exit(2)
+	}
 	for _, w := range strings.Split(*workloads, ",") {
 		if w = strings.TrimSpace(w); !slices.Contains(knownWorkloads, w) {
 			fmt.Fprintf(os.Stderr, "rsvbench: --workload: %q is not one of %s\n", w, strings.Join(knownWorkloads, ", "))
@@ -169,7 +176,13 @@ func main() {
 	type opener func() (target, error)
 	var targets []opener
 	if *addr != "" {
-		targets = append(targets, func() (target, error) { return newService(ctx, *addr, *verify) })
+		targets = append(targets, func() (target, error) {
+			t, err := newService(ctx, *addr, *verify)
+			if s, ok := t.(*service); ok {
+				s.consistency = cfg.consistency
+			}
+			return t, err
+		})
 	}
 	if *floorMySQL {
 		targets = append(targets, func() (target, error) { return newMySQLFloor(ctx, *mysqlDSN) })
@@ -550,7 +563,11 @@ func reportWorkload(w io.Writer, cfg config, results []result) {
 	if clients == 0 {
 		clients = cfg.clients
 	}
-	fmt.Fprintf(w, "\nworkload %s, %d clients, %s per target, %d resources, seed %d\n\n", r0.workload, clients, cfg.duration, r0.resources, cfg.seed)
+	reads := ""
+	if cfg.consistency != "" {
+		reads = ", reads " + cfg.consistency
+	}
+	fmt.Fprintf(w, "\nworkload %s, %d clients, %s per target, %d resources, seed %d%s\n\n", r0.workload, clients, cfg.duration, r0.resources, cfg.seed, reads)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\tok/s\trefusals/s\terrors\tp50 ms\tp99 ms\tp99.9 ms\toverbooked\tcpu µs/ok\t")
 	for _, r := range results {
@@ -565,7 +582,7 @@ func reportWorkload(w io.Writer, cfg config, results []result) {
 		for _, k := range []string{"get", "query", "free", "search"} {
 			if d := r.reads[k]; len(d) > 0 {
 				slices.Sort(d)
-				fmt.Fprintf(w, "%s %s: %d calls, p50 %s ms, p99 %s ms\n", r.target, k, len(d), ms(quantile(d, .5)), ms(quantile(d, .99)))
+				fmt.Fprintf(w, "%s %s: %d calls, %.0f/s, p50 %s ms, p99 %s ms\n", r.target, k, len(d), perSecond(len(d), r.elapsed), ms(quantile(d, .5)), ms(quantile(d, .99)))
 			}
 		}
 		if c := r.countersPerOK(); c != "" {

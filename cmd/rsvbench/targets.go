@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -57,6 +58,34 @@ type service struct {
 	conns  []*grpc.ClientConn
 	next   chan int
 	verify *sqlx.DB
+	// consistency is how the reads ask to be answered: strong, ryw or bounded (--consistency).
+	consistency string
+	tokenOnce   sync.Once
+	token       string // ryw: the token of the one write the reads name
+	tokenErr    error
+}
+
+// The consistencies --consistency takes, and BOUNDED's bound.
+var consistencies = []string{"strong", "ryw", "bounded"}
+
+const boundedStaleness = time.Second
+
+// readOptions are the reads' ReadOptions: READ_YOUR_WRITES names one write this run made first
+// (so every read is one a client that just wrote makes).
+func (s *service) readOptions(ctx context.Context) (*pb.ReadOptions, error) {
+	switch s.consistency {
+	case "ryw":
+		s.tokenOnce.Do(func() {
+			start := time.Date(2035, 1, 1, 0, 0, 0, 0, time.UTC)
+			resp, err := s.client().Reserve(ctx, &pb.ReserveRequest{Reservation: &pb.Reservation{UserId: "bench", ResourceId: fmt.Sprintf("ryw-%d", time.Now().UnixNano()),
+				Start: timestamppb.New(start), End: timestamppb.New(start.Add(time.Hour))}})
+			s.token, s.tokenErr = resp.GetConsistencyToken(), err
+		})
+		return &pb.ReadOptions{Consistency: pb.Consistency_CONSISTENCY_READ_YOUR_WRITES, ConsistencyToken: s.token}, s.tokenErr
+	case "bounded":
+		return &pb.ReadOptions{Consistency: pb.Consistency_CONSISTENCY_BOUNDED, MaxStaleness: durationpb.New(boundedStaleness)}, nil
+	}
+	return nil, nil
 }
 
 func newService(ctx context.Context, addr, verifyDSN string) (target, error) {
@@ -130,7 +159,11 @@ func (s *service) reserve(ctx context.Context, b booking) (string, string, outco
 
 func (s *service) other(ctx context.Context, kind, id, resource string, start, end time.Time) (outcome, string, bool) {
 	c := s.client()
-	var err error
+	read, err := s.readOptions(ctx)
+	if err != nil {
+		out, code := grpcOutcome(err)
+		return out, code, true
+	}
 	switch kind {
 	case "confirm":
 		_, err = c.Confirm(ctx, &pb.ConfirmRequest{Id: id})
@@ -140,10 +173,10 @@ func (s *service) other(ctx context.Context, kind, id, resource string, start, e
 		if id == "" {
 			return ok, "", false
 		}
-		_, err = c.Get(ctx, &pb.GetRequest{Id: id})
+		_, err = c.Get(ctx, &pb.GetRequest{Id: id, Read: read})
 	case "query":
 		var stream grpc.ServerStreamingClient[pb.Reservation]
-		stream, err = c.Query(ctx, &pb.QueryRequest{ResourceId: resource, Start: timestamppb.New(start), End: timestamppb.New(end)})
+		stream, err = c.Query(ctx, &pb.QueryRequest{ResourceId: resource, Start: timestamppb.New(start), End: timestamppb.New(end), Read: read})
 		for err == nil {
 			_, err = stream.Recv()
 		}
@@ -152,9 +185,9 @@ func (s *service) other(ctx context.Context, kind, id, resource string, start, e
 		}
 	case "free":
 		_, err = c.FreeSlots(ctx, &pb.FreeSlotsRequest{ResourceId: resource, Start: timestamppb.New(start), End: timestamppb.New(end),
-			MinDuration: durationpb.New(time.Hour)})
+			MinDuration: durationpb.New(time.Hour), Read: read})
 	case "search":
-		_, err = c.SearchAvailability(ctx, &pb.SearchAvailabilityRequest{Selector: searchSelector(start), Start: timestamppb.New(start), End: timestamppb.New(end)})
+		_, err = c.SearchAvailability(ctx, &pb.SearchAvailabilityRequest{Selector: searchSelector(start), Start: timestamppb.New(start), End: timestamppb.New(end), Read: read})
 	}
 	out, code := grpcOutcome(err)
 	return out, code, true

@@ -180,6 +180,66 @@ func (SeriesMode) EnumDescriptor() ([]byte, []int) {
 	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{2}
 }
 
+// Read consistency (docs/consistency.md). A read's consistency says where it may be answered
+// from: the database (STRONG), or this replica's in-memory read index, which the change feed
+// keeps up to date, when the index is known to be fresh enough.
+type Consistency int32
+
+const (
+	// STRONG.
+	Consistency_CONSISTENCY_UNKNOWN Consistency = 0
+	// The database answers: every write acknowledged before the call is seen.
+	Consistency_CONSISTENCY_STRONG Consistency = 1
+	// The writes consistency_token names are seen: the replica's index answers once its feed
+	// has applied them (waiting a bounded time for it), else the database does.
+	Consistency_CONSISTENCY_READ_YOUR_WRITES Consistency = 2
+	// The index answers when its view is no older than max_staleness, else the database does.
+	Consistency_CONSISTENCY_BOUNDED Consistency = 3
+)
+
+// Enum value maps for Consistency.
+var (
+	Consistency_name = map[int32]string{
+		0: "CONSISTENCY_UNKNOWN",
+		1: "CONSISTENCY_STRONG",
+		2: "CONSISTENCY_READ_YOUR_WRITES",
+		3: "CONSISTENCY_BOUNDED",
+	}
+	Consistency_value = map[string]int32{
+		"CONSISTENCY_UNKNOWN":          0,
+		"CONSISTENCY_STRONG":           1,
+		"CONSISTENCY_READ_YOUR_WRITES": 2,
+		"CONSISTENCY_BOUNDED":          3,
+	}
+)
+
+func (x Consistency) Enum() *Consistency {
+	p := new(Consistency)
+	*p = x
+	return p
+}
+
+func (x Consistency) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Consistency) Descriptor() protoreflect.EnumDescriptor {
+	return file_reservation_v1_reservation_proto_enumTypes[3].Descriptor()
+}
+
+func (Consistency) Type() protoreflect.EnumType {
+	return &file_reservation_v1_reservation_proto_enumTypes[3]
+}
+
+func (x Consistency) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Consistency.Descriptor instead.
+func (Consistency) EnumDescriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{3}
+}
+
 // A booking of one resource for the half-open window [start, end).
 type Reservation struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -388,10 +448,13 @@ func (x *ReserveRequest) GetHold() *durationpb.Duration {
 }
 
 type ReserveResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reservation   *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Reservation *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	// Names what this write produced, for a later read with consistency READ_YOUR_WRITES
+	// (ReadOptions): opaque, see docs/consistency.md.
+	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReserveResponse) Reset() {
@@ -429,6 +492,13 @@ func (x *ReserveResponse) GetReservation() *Reservation {
 		return x.Reservation
 	}
 	return nil
+}
+
+func (x *ReserveResponse) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
 }
 
 type ConfirmRequest struct {
@@ -485,10 +555,13 @@ func (x *ConfirmRequest) GetExpectedVersion() int64 {
 }
 
 type ConfirmResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reservation   *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Reservation *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	// Names what this write produced, for a later read with consistency READ_YOUR_WRITES
+	// (ReadOptions): opaque, see docs/consistency.md.
+	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ConfirmResponse) Reset() {
@@ -526,6 +599,13 @@ func (x *ConfirmResponse) GetReservation() *Reservation {
 		return x.Reservation
 	}
 	return nil
+}
+
+func (x *ConfirmResponse) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
 }
 
 // Changes what update_mask names (AIP-134): paths note, start, end and resource_id. An empty
@@ -633,10 +713,13 @@ func (x *UpdateRequest) GetReason() string {
 }
 
 type UpdateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reservation   *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Reservation *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	// Names what this write produced, for a later read with consistency READ_YOUR_WRITES
+	// (ReadOptions): opaque, see docs/consistency.md.
+	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *UpdateResponse) Reset() {
@@ -674,6 +757,13 @@ func (x *UpdateResponse) GetReservation() *Reservation {
 		return x.Reservation
 	}
 	return nil
+}
+
+func (x *UpdateResponse) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
 }
 
 type CancelRequest struct {
@@ -738,10 +828,13 @@ func (x *CancelRequest) GetReason() string {
 }
 
 type CancelResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reservation   *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Reservation *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	// Names what this write produced, for a later read with consistency READ_YOUR_WRITES
+	// (ReadOptions): opaque, see docs/consistency.md.
+	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CancelResponse) Reset() {
@@ -781,9 +874,18 @@ func (x *CancelResponse) GetReservation() *Reservation {
 	return nil
 }
 
+func (x *CancelResponse) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
+}
+
 type GetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// How fresh the answer must be; unset is STRONG (the database answers).
+	Read          *ReadOptions `protobuf:"bytes,2,opt,name=read,proto3" json:"read,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -825,9 +927,18 @@ func (x *GetRequest) GetId() string {
 	return ""
 }
 
+func (x *GetRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
 type GetResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reservation   *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Reservation *Reservation           `protobuf:"bytes,1,opt,name=reservation,proto3" json:"reservation,omitempty"`
+	// The feed position the answer reflects (also the x-reservation-read-position header).
+	Position      *ReadPosition `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -869,15 +980,24 @@ func (x *GetResponse) GetReservation() *Reservation {
 	return nil
 }
 
+func (x *GetResponse) GetPosition() *ReadPosition {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
 // Reservations overlapping [start, end) (a missing bound is unbounded), ordered by start then id.
 type QueryRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ResourceId    string                 `protobuf:"bytes,1,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
-	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Status        ReservationStatus      `protobuf:"varint,3,opt,name=status,proto3,enum=reservation.v1.ReservationStatus" json:"status,omitempty"`
-	Start         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
-	End           *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end,proto3" json:"end,omitempty"`
-	Desc          bool                   `protobuf:"varint,6,opt,name=desc,proto3" json:"desc,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ResourceId string                 `protobuf:"bytes,1,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	UserId     string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Status     ReservationStatus      `protobuf:"varint,3,opt,name=status,proto3,enum=reservation.v1.ReservationStatus" json:"status,omitempty"`
+	Start      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
+	End        *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end,proto3" json:"end,omitempty"`
+	Desc       bool                   `protobuf:"varint,6,opt,name=desc,proto3" json:"desc,omitempty"`
+	// How fresh the answer must be; unset is STRONG (the database answers).
+	Read          *ReadOptions `protobuf:"bytes,7,opt,name=read,proto3" json:"read,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -954,17 +1074,26 @@ func (x *QueryRequest) GetDesc() bool {
 	return false
 }
 
+func (x *QueryRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
 // The same filter as QueryRequest, one page at a time.
 type FilterRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ResourceId    string                 `protobuf:"bytes,1,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
-	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Status        ReservationStatus      `protobuf:"varint,3,opt,name=status,proto3,enum=reservation.v1.ReservationStatus" json:"status,omitempty"`
-	Start         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
-	End           *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end,proto3" json:"end,omitempty"`
-	Desc          bool                   `protobuf:"varint,6,opt,name=desc,proto3" json:"desc,omitempty"`
-	PageSize      int32                  `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ResourceId string                 `protobuf:"bytes,1,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	UserId     string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Status     ReservationStatus      `protobuf:"varint,3,opt,name=status,proto3,enum=reservation.v1.ReservationStatus" json:"status,omitempty"`
+	Start      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=start,proto3" json:"start,omitempty"`
+	End        *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=end,proto3" json:"end,omitempty"`
+	Desc       bool                   `protobuf:"varint,6,opt,name=desc,proto3" json:"desc,omitempty"`
+	PageSize   int32                  `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken  string                 `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// How fresh the answer must be; unset is STRONG (the database answers).
+	Read          *ReadOptions `protobuf:"bytes,9,opt,name=read,proto3" json:"read,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1055,10 +1184,19 @@ func (x *FilterRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *FilterRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
 type FilterResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Reservations  []*Reservation         `protobuf:"bytes,1,rep,name=reservations,proto3" json:"reservations,omitempty"`
 	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// The feed position the answer reflects (also the x-reservation-read-position header).
+	Position      *ReadPosition `protobuf:"bytes,3,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1105,6 +1243,13 @@ func (x *FilterResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *FilterResponse) GetPosition() *ReadPosition {
+	if x != nil {
+		return x.Position
+	}
+	return nil
 }
 
 // Reservations made all or none, across resources and windows.
@@ -1169,10 +1314,13 @@ func (x *ReserveBatchRequest) GetHold() *durationpb.Duration {
 }
 
 type ReserveBatchResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reservations  []*Reservation         `protobuf:"bytes,1,rep,name=reservations,proto3" json:"reservations,omitempty"` // in the order requested
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Reservations []*Reservation         `protobuf:"bytes,1,rep,name=reservations,proto3" json:"reservations,omitempty"` // in the order requested
+	// Names what this write produced, for a later read with consistency READ_YOUR_WRITES
+	// (ReadOptions): opaque, see docs/consistency.md.
+	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReserveBatchResponse) Reset() {
@@ -1210,6 +1358,13 @@ func (x *ReserveBatchResponse) GetReservations() []*Reservation {
 		return x.Reservations
 	}
 	return nil
+}
+
+func (x *ReserveBatchResponse) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
 }
 
 // A half-open window [start, end).
@@ -1303,12 +1458,14 @@ func (x *TimeWindow) GetAvailable() int32 {
 // notice, the advance and the past check, fit every window answered too, but may also go where
 // none is. The answer is as of the call: a window at the notice's edge passes as time does.
 type FreeSlotsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ResourceId    string                 `protobuf:"bytes,1,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
-	Start         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
-	End           *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
-	MinDuration   *durationpb.Duration   `protobuf:"bytes,4,opt,name=min_duration,json=minDuration,proto3" json:"min_duration,omitempty"`
-	PoolId        string                 `protobuf:"bytes,5,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ResourceId  string                 `protobuf:"bytes,1,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	Start       *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	End         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	MinDuration *durationpb.Duration   `protobuf:"bytes,4,opt,name=min_duration,json=minDuration,proto3" json:"min_duration,omitempty"`
+	PoolId      string                 `protobuf:"bytes,5,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	// How fresh the answer must be; unset is STRONG (the database answers).
+	Read          *ReadOptions `protobuf:"bytes,6,opt,name=read,proto3" json:"read,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1378,9 +1535,18 @@ func (x *FreeSlotsRequest) GetPoolId() string {
 	return ""
 }
 
+func (x *FreeSlotsRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
 type FreeSlotsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Free          []*TimeWindow          `protobuf:"bytes,1,rep,name=free,proto3" json:"free,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Free  []*TimeWindow          `protobuf:"bytes,1,rep,name=free,proto3" json:"free,omitempty"`
+	// The feed position the answer reflects (also the x-reservation-read-position header).
+	Position      *ReadPosition `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1418,6 +1584,13 @@ func (*FreeSlotsResponse) Descriptor() ([]byte, []int) {
 func (x *FreeSlotsResponse) GetFree() []*TimeWindow {
 	if x != nil {
 		return x.Free
+	}
+	return nil
+}
+
+func (x *FreeSlotsResponse) GetPosition() *ReadPosition {
+	if x != nil {
+		return x.Position
 	}
 	return nil
 }
@@ -1813,10 +1986,13 @@ func (x *PutResourceRequest) GetExpectedVersion() int64 {
 }
 
 type PutResourceResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Resource      *Resource              `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Resource *Resource              `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	// Names what this write produced, for a later read with consistency READ_YOUR_WRITES
+	// (ReadOptions): opaque, see docs/consistency.md.
+	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *PutResourceResponse) Reset() {
@@ -1854,6 +2030,13 @@ func (x *PutResourceResponse) GetResource() *Resource {
 		return x.Resource
 	}
 	return nil
+}
+
+func (x *PutResourceResponse) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
 }
 
 type GetResourceRequest struct {
@@ -2210,12 +2393,15 @@ func (x *SkippedOccurrence) GetReason() string {
 }
 
 type ReserveSeriesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SeriesId      string                 `protobuf:"bytes,1,opt,name=series_id,json=seriesId,proto3" json:"series_id,omitempty"`
-	Reservations  []*Reservation         `protobuf:"bytes,2,rep,name=reservations,proto3" json:"reservations,omitempty"`
-	Skipped       []*SkippedOccurrence   `protobuf:"bytes,3,rep,name=skipped,proto3" json:"skipped,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	SeriesId     string                 `protobuf:"bytes,1,opt,name=series_id,json=seriesId,proto3" json:"series_id,omitempty"`
+	Reservations []*Reservation         `protobuf:"bytes,2,rep,name=reservations,proto3" json:"reservations,omitempty"`
+	Skipped      []*SkippedOccurrence   `protobuf:"bytes,3,rep,name=skipped,proto3" json:"skipped,omitempty"`
+	// Names what this write produced, for a later read with consistency READ_YOUR_WRITES
+	// (ReadOptions): opaque, see docs/consistency.md.
+	ConsistencyToken string `protobuf:"bytes,4,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReserveSeriesResponse) Reset() {
@@ -2267,6 +2453,13 @@ func (x *ReserveSeriesResponse) GetSkipped() []*SkippedOccurrence {
 		return x.Skipped
 	}
 	return nil
+}
+
+func (x *ReserveSeriesResponse) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
 }
 
 // Cancels the occurrences of a series that start at or after from (all of them when unset).
@@ -2331,10 +2524,13 @@ func (x *CancelSeriesRequest) GetReason() string {
 }
 
 type CancelSeriesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reservations  []*Reservation         `protobuf:"bytes,1,rep,name=reservations,proto3" json:"reservations,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Reservations []*Reservation         `protobuf:"bytes,1,rep,name=reservations,proto3" json:"reservations,omitempty"`
+	// Names what this write produced, for a later read with consistency READ_YOUR_WRITES
+	// (ReadOptions): opaque, see docs/consistency.md.
+	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CancelSeriesResponse) Reset() {
@@ -2372,6 +2568,13 @@ func (x *CancelSeriesResponse) GetReservations() []*Reservation {
 		return x.Reservations
 	}
 	return nil
+}
+
+func (x *CancelSeriesResponse) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
 }
 
 type HistoryRequest struct {
@@ -2464,6 +2667,138 @@ func (x *HistoryResponse) GetChanges() []*ListenResponse {
 	return nil
 }
 
+// How fresh a read's answer must be.
+type ReadOptions struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Consistency Consistency            `protobuf:"varint,1,opt,name=consistency,proto3,enum=reservation.v1.Consistency" json:"consistency,omitempty"`
+	// With READ_YOUR_WRITES: the consistency_token of a write response (of any replica); to see
+	// several writes, their tokens joined by commas. Empty: as STRONG. A token this service did
+	// not give out is INVALID_ARGUMENT on read.consistency_token.
+	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken,proto3" json:"consistency_token,omitempty"`
+	// With BOUNDED: the oldest view acceptable (required, positive).
+	MaxStaleness  *durationpb.Duration `protobuf:"bytes,3,opt,name=max_staleness,json=maxStaleness,proto3" json:"max_staleness,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadOptions) Reset() {
+	*x = ReadOptions{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadOptions) ProtoMessage() {}
+
+func (x *ReadOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadOptions.ProtoReflect.Descriptor instead.
+func (*ReadOptions) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ReadOptions) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNKNOWN
+}
+
+func (x *ReadOptions) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
+}
+
+func (x *ReadOptions) GetMaxStaleness() *durationpb.Duration {
+	if x != nil {
+		return x.MaxStaleness
+	}
+	return nil
+}
+
+// The feed position a read's answer reflects. Query, a stream of Reservation, carries it in its
+// response header x-reservation-read-position instead (seq=N;as_of=RFC3339;from_memory=BOOL),
+// as every read does; over HTTP it is the Grpc-Metadata-X-Reservation-Read-Position header.
+type ReadPosition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The newest feed seq the answer reflects: every change up to it (0 from the database, which
+	// is ahead of every seq given out when the read runs).
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Every write committed before this instant (by the answering replica's clock) is seen.
+	AsOf *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	// Whether the replica's in-memory index answered (false: the database).
+	FromMemory    bool `protobuf:"varint,3,opt,name=from_memory,json=fromMemory,proto3" json:"from_memory,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadPosition) Reset() {
+	*x = ReadPosition{}
+	mi := &file_reservation_v1_reservation_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadPosition) ProtoMessage() {}
+
+func (x *ReadPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_reservation_v1_reservation_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadPosition.ProtoReflect.Descriptor instead.
+func (*ReadPosition) Descriptor() ([]byte, []int) {
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ReadPosition) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ReadPosition) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
+func (x *ReadPosition) GetFromMemory() bool {
+	if x != nil {
+		return x.FromMemory
+	}
+	return false
+}
+
 // SearchAvailability: where a booking could be made now, across the catalogue.
 //
 // Give either a window (start and end) or a length within a range (duration, range_start,
@@ -2498,15 +2833,18 @@ type SearchAvailabilityRequest struct {
 	// How many reservations of the window the resource must take beside what it holds; 0 means 1.
 	Places int32 `protobuf:"varint,9,opt,name=places,proto3" json:"places,omitempty"`
 	// Default 50, at most 500.
-	PageSize      int32  `protobuf:"varint,10,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,11,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"` // Field 15 is kept for the read options (consistency) to come.
+	PageSize  int32  `protobuf:"varint,10,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,11,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// STRONG (the default) reads the database; READ_YOUR_WRITES and BOUNDED the replica's
+	// in-memory index when it can vouch for the view, as for the other reads.
+	Read          *ReadOptions `protobuf:"bytes,15,opt,name=read,proto3" json:"read,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SearchAvailabilityRequest) Reset() {
 	*x = SearchAvailabilityRequest{}
-	mi := &file_reservation_v1_reservation_proto_msgTypes[35]
+	mi := &file_reservation_v1_reservation_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2518,7 +2856,7 @@ func (x *SearchAvailabilityRequest) String() string {
 func (*SearchAvailabilityRequest) ProtoMessage() {}
 
 func (x *SearchAvailabilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_reservation_v1_reservation_proto_msgTypes[35]
+	mi := &file_reservation_v1_reservation_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2531,7 +2869,7 @@ func (x *SearchAvailabilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchAvailabilityRequest.ProtoReflect.Descriptor instead.
 func (*SearchAvailabilityRequest) Descriptor() ([]byte, []int) {
-	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{35}
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SearchAvailabilityRequest) GetStart() *timestamppb.Timestamp {
@@ -2611,6 +2949,13 @@ func (x *SearchAvailabilityRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *SearchAvailabilityRequest) GetRead() *ReadOptions {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
 // A window a search offers.
 type AvailabilityOffer struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -2626,7 +2971,7 @@ type AvailabilityOffer struct {
 
 func (x *AvailabilityOffer) Reset() {
 	*x = AvailabilityOffer{}
-	mi := &file_reservation_v1_reservation_proto_msgTypes[36]
+	mi := &file_reservation_v1_reservation_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2638,7 +2983,7 @@ func (x *AvailabilityOffer) String() string {
 func (*AvailabilityOffer) ProtoMessage() {}
 
 func (x *AvailabilityOffer) ProtoReflect() protoreflect.Message {
-	mi := &file_reservation_v1_reservation_proto_msgTypes[36]
+	mi := &file_reservation_v1_reservation_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2651,7 +2996,7 @@ func (x *AvailabilityOffer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AvailabilityOffer.ProtoReflect.Descriptor instead.
 func (*AvailabilityOffer) Descriptor() ([]byte, []int) {
-	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{36}
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AvailabilityOffer) GetResourceId() string {
@@ -2693,13 +3038,14 @@ type SearchAvailabilityResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Offers        []*AvailabilityOffer   `protobuf:"bytes,1,rep,name=offers,proto3" json:"offers,omitempty"`                                      // by resource id
 	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"` // "" when the search is done
+	Position      *ReadPosition          `protobuf:"bytes,3,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SearchAvailabilityResponse) Reset() {
 	*x = SearchAvailabilityResponse{}
-	mi := &file_reservation_v1_reservation_proto_msgTypes[37]
+	mi := &file_reservation_v1_reservation_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2711,7 +3057,7 @@ func (x *SearchAvailabilityResponse) String() string {
 func (*SearchAvailabilityResponse) ProtoMessage() {}
 
 func (x *SearchAvailabilityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_reservation_v1_reservation_proto_msgTypes[37]
+	mi := &file_reservation_v1_reservation_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2724,7 +3070,7 @@ func (x *SearchAvailabilityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchAvailabilityResponse.ProtoReflect.Descriptor instead.
 func (*SearchAvailabilityResponse) Descriptor() ([]byte, []int) {
-	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{37}
+	return file_reservation_v1_reservation_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SearchAvailabilityResponse) GetOffers() []*AvailabilityOffer {
@@ -2739,6 +3085,13 @@ func (x *SearchAvailabilityResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *SearchAvailabilityResponse) GetPosition() *ReadPosition {
+	if x != nil {
+		return x.Position
+	}
+	return nil
 }
 
 var File_reservation_v1_reservation_proto protoreflect.FileDescriptor
@@ -2769,14 +3122,16 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\x12-\n" +
-	"\x04hold\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04hold\"P\n" +
+	"\x04hold\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04hold\"}\n" +
 	"\x0fReserveResponse\x12=\n" +
-	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"K\n" +
+	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\x12+\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"K\n" +
 	"\x0eConfirmRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
-	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\"P\n" +
+	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\"}\n" +
 	"\x0fConfirmResponse\x12=\n" +
-	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"\xb4\x02\n" +
+	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\x12+\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\xb4\x02\n" +
 	"\rUpdateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04note\x18\x02 \x01(\tR\x04note\x12)\n" +
@@ -2787,20 +3142,24 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"resourceId\x12;\n" +
 	"\vupdate_mask\x18\a \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\x12\x16\n" +
-	"\x06reason\x18\b \x01(\tR\x06reason\"O\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"|\n" +
 	"\x0eUpdateResponse\x12=\n" +
-	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"b\n" +
+	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\x12+\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"b\n" +
 	"\rCancelRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"O\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"|\n" +
 	"\x0eCancelResponse\x12=\n" +
-	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"\x1c\n" +
+	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\x12+\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"M\n" +
 	"\n" +
 	"GetRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"L\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12/\n" +
+	"\x04read\x18\x02 \x01(\v2\x1b.reservation.v1.ReadOptionsR\x04read\"\x86\x01\n" +
 	"\vGetResponse\x12=\n" +
-	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\"\xf7\x01\n" +
+	"\vreservation\x18\x01 \x01(\v2\x1b.reservation.v1.ReservationR\vreservation\x128\n" +
+	"\bposition\x18\x02 \x01(\v2\x1c.reservation.v1.ReadPositionR\bposition\"\xa8\x02\n" +
 	"\fQueryRequest\x12\x1f\n" +
 	"\vresource_id\x18\x01 \x01(\tR\n" +
 	"resourceId\x12\x17\n" +
@@ -2808,7 +3167,8 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x06status\x18\x03 \x01(\x0e2!.reservation.v1.ReservationStatusR\x06status\x120\n" +
 	"\x05start\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
 	"\x03end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x12\n" +
-	"\x04desc\x18\x06 \x01(\bR\x04desc\"\xb4\x02\n" +
+	"\x04desc\x18\x06 \x01(\bR\x04desc\x12/\n" +
+	"\x04read\x18\a \x01(\v2\x1b.reservation.v1.ReadOptionsR\x04read\"\xe5\x02\n" +
 	"\rFilterRequest\x12\x1f\n" +
 	"\vresource_id\x18\x01 \x01(\tR\n" +
 	"resourceId\x12\x17\n" +
@@ -2819,33 +3179,38 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x04desc\x18\x06 \x01(\bR\x04desc\x12\x1b\n" +
 	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\b \x01(\tR\tpageToken\"y\n" +
+	"page_token\x18\b \x01(\tR\tpageToken\x12/\n" +
+	"\x04read\x18\t \x01(\v2\x1b.reservation.v1.ReadOptionsR\x04read\"\xb3\x01\n" +
 	"\x0eFilterResponse\x12?\n" +
 	"\freservations\x18\x01 \x03(\v2\x1b.reservation.v1.ReservationR\freservations\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa4\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x128\n" +
+	"\bposition\x18\x03 \x01(\v2\x1c.reservation.v1.ReadPositionR\bposition\"\xa4\x01\n" +
 	"\x13ReserveBatchRequest\x12?\n" +
 	"\freservations\x18\x01 \x03(\v2\x1b.reservation.v1.ReservationR\freservations\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\x12-\n" +
-	"\x04hold\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04hold\"W\n" +
+	"\x04hold\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04hold\"\x84\x01\n" +
 	"\x14ReserveBatchResponse\x12?\n" +
-	"\freservations\x18\x01 \x03(\v2\x1b.reservation.v1.ReservationR\freservations\"\xab\x01\n" +
+	"\freservations\x18\x01 \x03(\v2\x1b.reservation.v1.ReservationR\freservations\x12+\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\xab\x01\n" +
 	"\n" +
 	"TimeWindow\x120\n" +
 	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
 	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x1f\n" +
 	"\vresource_id\x18\x03 \x01(\tR\n" +
 	"resourceId\x12\x1c\n" +
-	"\tavailable\x18\x04 \x01(\x05R\tavailable\"\xea\x01\n" +
+	"\tavailable\x18\x04 \x01(\x05R\tavailable\"\x9b\x02\n" +
 	"\x10FreeSlotsRequest\x12\x1f\n" +
 	"\vresource_id\x18\x01 \x01(\tR\n" +
 	"resourceId\x120\n" +
 	"\x05start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
 	"\x03end\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12<\n" +
 	"\fmin_duration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\vminDuration\x12\x17\n" +
-	"\apool_id\x18\x05 \x01(\tR\x06poolId\"C\n" +
+	"\apool_id\x18\x05 \x01(\tR\x06poolId\x12/\n" +
+	"\x04read\x18\x06 \x01(\v2\x1b.reservation.v1.ReadOptionsR\x04read\"}\n" +
 	"\x11FreeSlotsResponse\x12.\n" +
-	"\x04free\x18\x01 \x03(\v2\x1a.reservation.v1.TimeWindowR\x04free\"\x85\x01\n" +
+	"\x04free\x18\x01 \x03(\v2\x1a.reservation.v1.TimeWindowR\x04free\x128\n" +
+	"\bposition\x18\x02 \x01(\v2\x1c.reservation.v1.ReadPositionR\bposition\"\x85\x01\n" +
 	"\rListenRequest\x12\x1f\n" +
 	"\vresource_id\x18\x01 \x01(\tR\n" +
 	"resourceId\x12 \n" +
@@ -2888,9 +3253,10 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"u\n" +
 	"\x12PutResourceRequest\x124\n" +
 	"\bresource\x18\x01 \x01(\v2\x18.reservation.v1.ResourceR\bresource\x12)\n" +
-	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\"K\n" +
+	"\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion\"x\n" +
 	"\x13PutResourceResponse\x124\n" +
-	"\bresource\x18\x01 \x01(\v2\x18.reservation.v1.ResourceR\bresource\"$\n" +
+	"\bresource\x18\x01 \x01(\v2\x18.reservation.v1.ResourceR\bresource\x12+\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"$\n" +
 	"\x12GetResourceRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"K\n" +
 	"\x13GetResourceResponse\x124\n" +
@@ -2915,21 +3281,32 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\x11SkippedOccurrence\x122\n" +
 	"\x06window\x18\x01 \x01(\v2\x1a.reservation.v1.TimeWindowR\x06window\x12'\n" +
 	"\x0fconflicting_ids\x18\x02 \x03(\tR\x0econflictingIds\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xb2\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xdf\x01\n" +
 	"\x15ReserveSeriesResponse\x12\x1b\n" +
 	"\tseries_id\x18\x01 \x01(\tR\bseriesId\x12?\n" +
 	"\freservations\x18\x02 \x03(\v2\x1b.reservation.v1.ReservationR\freservations\x12;\n" +
-	"\askipped\x18\x03 \x03(\v2!.reservation.v1.SkippedOccurrenceR\askipped\"z\n" +
+	"\askipped\x18\x03 \x03(\v2!.reservation.v1.SkippedOccurrenceR\askipped\x12+\n" +
+	"\x11consistency_token\x18\x04 \x01(\tR\x10consistencyToken\"z\n" +
 	"\x13CancelSeriesRequest\x12\x1b\n" +
 	"\tseries_id\x18\x01 \x01(\tR\bseriesId\x12.\n" +
 	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"W\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x84\x01\n" +
 	"\x14CancelSeriesResponse\x12?\n" +
-	"\freservations\x18\x01 \x03(\v2\x1b.reservation.v1.ReservationR\freservations\"7\n" +
+	"\freservations\x18\x01 \x03(\v2\x1b.reservation.v1.ReservationR\freservations\x12+\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"7\n" +
 	"\x0eHistoryRequest\x12%\n" +
 	"\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\"K\n" +
 	"\x0fHistoryResponse\x128\n" +
-	"\achanges\x18\x01 \x03(\v2\x1e.reservation.v1.ListenResponseR\achanges\"\xe0\x03\n" +
+	"\achanges\x18\x01 \x03(\v2\x1e.reservation.v1.ListenResponseR\achanges\"\xb9\x01\n" +
+	"\vReadOptions\x12=\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x1b.reservation.v1.ConsistencyR\vconsistency\x12+\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\x12>\n" +
+	"\rmax_staleness\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fmaxStaleness\"r\n" +
+	"\fReadPosition\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12/\n" +
+	"\x05as_of\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\x12\x1f\n" +
+	"\vfrom_memory\x18\x03 \x01(\bR\n" +
+	"fromMemory\"\x91\x04\n" +
 	"\x19SearchAvailabilityRequest\x120\n" +
 	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
 	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x125\n" +
@@ -2944,17 +3321,19 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"\tpage_size\x18\n" +
 	" \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\v \x01(\tR\tpageToken\"\xcb\x01\n" +
+	"page_token\x18\v \x01(\tR\tpageToken\x12/\n" +
+	"\x04read\x18\x0f \x01(\v2\x1b.reservation.v1.ReadOptionsR\x04read\"\xcb\x01\n" +
 	"\x11AvailabilityOffer\x12\x1f\n" +
 	"\vresource_id\x18\x01 \x01(\tR\n" +
 	"resourceId\x12\x17\n" +
 	"\apool_id\x18\x02 \x01(\tR\x06poolId\x120\n" +
 	"\x05start\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
 	"\x03end\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x12\x1c\n" +
-	"\tavailable\x18\x05 \x01(\x05R\tavailable\"\x7f\n" +
+	"\tavailable\x18\x05 \x01(\x05R\tavailable\"\xb9\x01\n" +
 	"\x1aSearchAvailabilityResponse\x129\n" +
 	"\x06offers\x18\x01 \x03(\v2!.reservation.v1.AvailabilityOfferR\x06offers\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x95\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x128\n" +
+	"\bposition\x18\x03 \x01(\v2\x1c.reservation.v1.ReadPositionR\bposition*\x95\x01\n" +
 	"\x11ReservationStatus\x12\x1e\n" +
 	"\x1aRESERVATION_STATUS_UNKNOWN\x10\x00\x12\x1e\n" +
 	"\x1aRESERVATION_STATUS_PENDING\x10\x01\x12 \n" +
@@ -2969,7 +3348,12 @@ const file_reservation_v1_reservation_proto_rawDesc = "" +
 	"SeriesMode\x12\x17\n" +
 	"\x13SERIES_MODE_UNKNOWN\x10\x00\x12\x1e\n" +
 	"\x1aSERIES_MODE_ALL_OR_NOTHING\x10\x01\x12\x1e\n" +
-	"\x1aSERIES_MODE_SKIP_CONFLICTS\x10\x022\xe5\x0f\n" +
+	"\x1aSERIES_MODE_SKIP_CONFLICTS\x10\x02*y\n" +
+	"\vConsistency\x12\x17\n" +
+	"\x13CONSISTENCY_UNKNOWN\x10\x00\x12\x16\n" +
+	"\x12CONSISTENCY_STRONG\x10\x01\x12 \n" +
+	"\x1cCONSISTENCY_READ_YOUR_WRITES\x10\x02\x12\x17\n" +
+	"\x13CONSISTENCY_BOUNDED\x10\x032\xe5\x0f\n" +
 	"\x12ReservationService\x12g\n" +
 	"\aReserve\x12\x1e.reservation.v1.ReserveRequest\x1a\x1f.reservation.v1.ReserveResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/reservations\x12t\n" +
 	"\aConfirm\x12\x1e.reservation.v1.ConfirmRequest\x1a\x1f.reservation.v1.ConfirmResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/reservations/{id}:confirm\x12i\n" +
@@ -3001,162 +3385,177 @@ func file_reservation_v1_reservation_proto_rawDescGZIP() []byte {
 	return file_reservation_v1_reservation_proto_rawDescData
 }
 
-var file_reservation_v1_reservation_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_reservation_v1_reservation_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_reservation_v1_reservation_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_reservation_v1_reservation_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_reservation_v1_reservation_proto_goTypes = []any{
 	(ReservationStatus)(0),             // 0: reservation.v1.ReservationStatus
 	(ReservationUpdateType)(0),         // 1: reservation.v1.ReservationUpdateType
 	(SeriesMode)(0),                    // 2: reservation.v1.SeriesMode
-	(*Reservation)(nil),                // 3: reservation.v1.Reservation
-	(*ReserveRequest)(nil),             // 4: reservation.v1.ReserveRequest
-	(*ReserveResponse)(nil),            // 5: reservation.v1.ReserveResponse
-	(*ConfirmRequest)(nil),             // 6: reservation.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),            // 7: reservation.v1.ConfirmResponse
-	(*UpdateRequest)(nil),              // 8: reservation.v1.UpdateRequest
-	(*UpdateResponse)(nil),             // 9: reservation.v1.UpdateResponse
-	(*CancelRequest)(nil),              // 10: reservation.v1.CancelRequest
-	(*CancelResponse)(nil),             // 11: reservation.v1.CancelResponse
-	(*GetRequest)(nil),                 // 12: reservation.v1.GetRequest
-	(*GetResponse)(nil),                // 13: reservation.v1.GetResponse
-	(*QueryRequest)(nil),               // 14: reservation.v1.QueryRequest
-	(*FilterRequest)(nil),              // 15: reservation.v1.FilterRequest
-	(*FilterResponse)(nil),             // 16: reservation.v1.FilterResponse
-	(*ReserveBatchRequest)(nil),        // 17: reservation.v1.ReserveBatchRequest
-	(*ReserveBatchResponse)(nil),       // 18: reservation.v1.ReserveBatchResponse
-	(*TimeWindow)(nil),                 // 19: reservation.v1.TimeWindow
-	(*FreeSlotsRequest)(nil),           // 20: reservation.v1.FreeSlotsRequest
-	(*FreeSlotsResponse)(nil),          // 21: reservation.v1.FreeSlotsResponse
-	(*ListenRequest)(nil),              // 22: reservation.v1.ListenRequest
-	(*ListenResponse)(nil),             // 23: reservation.v1.ListenResponse
-	(*Resource)(nil),                   // 24: reservation.v1.Resource
-	(*PutResourceRequest)(nil),         // 25: reservation.v1.PutResourceRequest
-	(*PutResourceResponse)(nil),        // 26: reservation.v1.PutResourceResponse
-	(*GetResourceRequest)(nil),         // 27: reservation.v1.GetResourceRequest
-	(*GetResourceResponse)(nil),        // 28: reservation.v1.GetResourceResponse
-	(*ListResourcesRequest)(nil),       // 29: reservation.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil),      // 30: reservation.v1.ListResourcesResponse
-	(*ReserveSeriesRequest)(nil),       // 31: reservation.v1.ReserveSeriesRequest
-	(*SkippedOccurrence)(nil),          // 32: reservation.v1.SkippedOccurrence
-	(*ReserveSeriesResponse)(nil),      // 33: reservation.v1.ReserveSeriesResponse
-	(*CancelSeriesRequest)(nil),        // 34: reservation.v1.CancelSeriesRequest
-	(*CancelSeriesResponse)(nil),       // 35: reservation.v1.CancelSeriesResponse
-	(*HistoryRequest)(nil),             // 36: reservation.v1.HistoryRequest
-	(*HistoryResponse)(nil),            // 37: reservation.v1.HistoryResponse
-	(*SearchAvailabilityRequest)(nil),  // 38: reservation.v1.SearchAvailabilityRequest
-	(*AvailabilityOffer)(nil),          // 39: reservation.v1.AvailabilityOffer
-	(*SearchAvailabilityResponse)(nil), // 40: reservation.v1.SearchAvailabilityResponse
-	nil,                                // 41: reservation.v1.Resource.LabelsEntry
-	(*timestamppb.Timestamp)(nil),      // 42: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 43: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),      // 44: google.protobuf.FieldMask
+	(Consistency)(0),                   // 3: reservation.v1.Consistency
+	(*Reservation)(nil),                // 4: reservation.v1.Reservation
+	(*ReserveRequest)(nil),             // 5: reservation.v1.ReserveRequest
+	(*ReserveResponse)(nil),            // 6: reservation.v1.ReserveResponse
+	(*ConfirmRequest)(nil),             // 7: reservation.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),            // 8: reservation.v1.ConfirmResponse
+	(*UpdateRequest)(nil),              // 9: reservation.v1.UpdateRequest
+	(*UpdateResponse)(nil),             // 10: reservation.v1.UpdateResponse
+	(*CancelRequest)(nil),              // 11: reservation.v1.CancelRequest
+	(*CancelResponse)(nil),             // 12: reservation.v1.CancelResponse
+	(*GetRequest)(nil),                 // 13: reservation.v1.GetRequest
+	(*GetResponse)(nil),                // 14: reservation.v1.GetResponse
+	(*QueryRequest)(nil),               // 15: reservation.v1.QueryRequest
+	(*FilterRequest)(nil),              // 16: reservation.v1.FilterRequest
+	(*FilterResponse)(nil),             // 17: reservation.v1.FilterResponse
+	(*ReserveBatchRequest)(nil),        // 18: reservation.v1.ReserveBatchRequest
+	(*ReserveBatchResponse)(nil),       // 19: reservation.v1.ReserveBatchResponse
+	(*TimeWindow)(nil),                 // 20: reservation.v1.TimeWindow
+	(*FreeSlotsRequest)(nil),           // 21: reservation.v1.FreeSlotsRequest
+	(*FreeSlotsResponse)(nil),          // 22: reservation.v1.FreeSlotsResponse
+	(*ListenRequest)(nil),              // 23: reservation.v1.ListenRequest
+	(*ListenResponse)(nil),             // 24: reservation.v1.ListenResponse
+	(*Resource)(nil),                   // 25: reservation.v1.Resource
+	(*PutResourceRequest)(nil),         // 26: reservation.v1.PutResourceRequest
+	(*PutResourceResponse)(nil),        // 27: reservation.v1.PutResourceResponse
+	(*GetResourceRequest)(nil),         // 28: reservation.v1.GetResourceRequest
+	(*GetResourceResponse)(nil),        // 29: reservation.v1.GetResourceResponse
+	(*ListResourcesRequest)(nil),       // 30: reservation.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),      // 31: reservation.v1.ListResourcesResponse
+	(*ReserveSeriesRequest)(nil),       // 32: reservation.v1.ReserveSeriesRequest
+	(*SkippedOccurrence)(nil),          // 33: reservation.v1.SkippedOccurrence
+	(*ReserveSeriesResponse)(nil),      // 34: reservation.v1.ReserveSeriesResponse
+	(*CancelSeriesRequest)(nil),        // 35: reservation.v1.CancelSeriesRequest
+	(*CancelSeriesResponse)(nil),       // 36: reservation.v1.CancelSeriesResponse
+	(*HistoryRequest)(nil),             // 37: reservation.v1.HistoryRequest
+	(*HistoryResponse)(nil),            // 38: reservation.v1.HistoryResponse
+	(*ReadOptions)(nil),                // 39: reservation.v1.ReadOptions
+	(*ReadPosition)(nil),               // 40: reservation.v1.ReadPosition
+	(*SearchAvailabilityRequest)(nil),  // 41: reservation.v1.SearchAvailabilityRequest
+	(*AvailabilityOffer)(nil),          // 42: reservation.v1.AvailabilityOffer
+	(*SearchAvailabilityResponse)(nil), // 43: reservation.v1.SearchAvailabilityResponse
+	nil,                                // 44: reservation.v1.Resource.LabelsEntry
+	(*timestamppb.Timestamp)(nil),      // 45: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 46: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),      // 47: google.protobuf.FieldMask
 }
 var file_reservation_v1_reservation_proto_depIdxs = []int32{
 	0,  // 0: reservation.v1.Reservation.status:type_name -> reservation.v1.ReservationStatus
-	42, // 1: reservation.v1.Reservation.start:type_name -> google.protobuf.Timestamp
-	42, // 2: reservation.v1.Reservation.end:type_name -> google.protobuf.Timestamp
-	42, // 3: reservation.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
-	42, // 4: reservation.v1.Reservation.updated_at:type_name -> google.protobuf.Timestamp
-	42, // 5: reservation.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
-	3,  // 6: reservation.v1.ReserveRequest.reservation:type_name -> reservation.v1.Reservation
-	43, // 7: reservation.v1.ReserveRequest.hold:type_name -> google.protobuf.Duration
-	3,  // 8: reservation.v1.ReserveResponse.reservation:type_name -> reservation.v1.Reservation
-	3,  // 9: reservation.v1.ConfirmResponse.reservation:type_name -> reservation.v1.Reservation
-	42, // 10: reservation.v1.UpdateRequest.start:type_name -> google.protobuf.Timestamp
-	42, // 11: reservation.v1.UpdateRequest.end:type_name -> google.protobuf.Timestamp
-	44, // 12: reservation.v1.UpdateRequest.update_mask:type_name -> google.protobuf.FieldMask
-	3,  // 13: reservation.v1.UpdateResponse.reservation:type_name -> reservation.v1.Reservation
-	3,  // 14: reservation.v1.CancelResponse.reservation:type_name -> reservation.v1.Reservation
-	3,  // 15: reservation.v1.GetResponse.reservation:type_name -> reservation.v1.Reservation
-	0,  // 16: reservation.v1.QueryRequest.status:type_name -> reservation.v1.ReservationStatus
-	42, // 17: reservation.v1.QueryRequest.start:type_name -> google.protobuf.Timestamp
-	42, // 18: reservation.v1.QueryRequest.end:type_name -> google.protobuf.Timestamp
-	0,  // 19: reservation.v1.FilterRequest.status:type_name -> reservation.v1.ReservationStatus
-	42, // 20: reservation.v1.FilterRequest.start:type_name -> google.protobuf.Timestamp
-	42, // 21: reservation.v1.FilterRequest.end:type_name -> google.protobuf.Timestamp
-	3,  // 22: reservation.v1.FilterResponse.reservations:type_name -> reservation.v1.Reservation
-	3,  // 23: reservation.v1.ReserveBatchRequest.reservations:type_name -> reservation.v1.Reservation
-	43, // 24: reservation.v1.ReserveBatchRequest.hold:type_name -> google.protobuf.Duration
-	3,  // 25: reservation.v1.ReserveBatchResponse.reservations:type_name -> reservation.v1.Reservation
-	42, // 26: reservation.v1.TimeWindow.start:type_name -> google.protobuf.Timestamp
-	42, // 27: reservation.v1.TimeWindow.end:type_name -> google.protobuf.Timestamp
-	42, // 28: reservation.v1.FreeSlotsRequest.start:type_name -> google.protobuf.Timestamp
-	42, // 29: reservation.v1.FreeSlotsRequest.end:type_name -> google.protobuf.Timestamp
-	43, // 30: reservation.v1.FreeSlotsRequest.min_duration:type_name -> google.protobuf.Duration
-	19, // 31: reservation.v1.FreeSlotsResponse.free:type_name -> reservation.v1.TimeWindow
-	1,  // 32: reservation.v1.ListenResponse.op:type_name -> reservation.v1.ReservationUpdateType
-	3,  // 33: reservation.v1.ListenResponse.reservation:type_name -> reservation.v1.Reservation
-	42, // 34: reservation.v1.ListenResponse.committed_at:type_name -> google.protobuf.Timestamp
-	41, // 35: reservation.v1.Resource.labels:type_name -> reservation.v1.Resource.LabelsEntry
-	42, // 36: reservation.v1.Resource.created_at:type_name -> google.protobuf.Timestamp
-	42, // 37: reservation.v1.Resource.updated_at:type_name -> google.protobuf.Timestamp
-	43, // 38: reservation.v1.Resource.buffer_before:type_name -> google.protobuf.Duration
-	43, // 39: reservation.v1.Resource.buffer_after:type_name -> google.protobuf.Duration
-	43, // 40: reservation.v1.Resource.min_duration:type_name -> google.protobuf.Duration
-	43, // 41: reservation.v1.Resource.max_duration:type_name -> google.protobuf.Duration
-	43, // 42: reservation.v1.Resource.min_notice:type_name -> google.protobuf.Duration
-	43, // 43: reservation.v1.Resource.max_advance:type_name -> google.protobuf.Duration
-	24, // 44: reservation.v1.PutResourceRequest.resource:type_name -> reservation.v1.Resource
-	24, // 45: reservation.v1.PutResourceResponse.resource:type_name -> reservation.v1.Resource
-	24, // 46: reservation.v1.GetResourceResponse.resource:type_name -> reservation.v1.Resource
-	24, // 47: reservation.v1.ListResourcesResponse.resources:type_name -> reservation.v1.Resource
-	3,  // 48: reservation.v1.ReserveSeriesRequest.first:type_name -> reservation.v1.Reservation
-	42, // 49: reservation.v1.ReserveSeriesRequest.exdates:type_name -> google.protobuf.Timestamp
-	2,  // 50: reservation.v1.ReserveSeriesRequest.mode:type_name -> reservation.v1.SeriesMode
-	43, // 51: reservation.v1.ReserveSeriesRequest.hold:type_name -> google.protobuf.Duration
-	19, // 52: reservation.v1.SkippedOccurrence.window:type_name -> reservation.v1.TimeWindow
-	3,  // 53: reservation.v1.ReserveSeriesResponse.reservations:type_name -> reservation.v1.Reservation
-	32, // 54: reservation.v1.ReserveSeriesResponse.skipped:type_name -> reservation.v1.SkippedOccurrence
-	42, // 55: reservation.v1.CancelSeriesRequest.from:type_name -> google.protobuf.Timestamp
-	3,  // 56: reservation.v1.CancelSeriesResponse.reservations:type_name -> reservation.v1.Reservation
-	23, // 57: reservation.v1.HistoryResponse.changes:type_name -> reservation.v1.ListenResponse
-	42, // 58: reservation.v1.SearchAvailabilityRequest.start:type_name -> google.protobuf.Timestamp
-	42, // 59: reservation.v1.SearchAvailabilityRequest.end:type_name -> google.protobuf.Timestamp
-	43, // 60: reservation.v1.SearchAvailabilityRequest.duration:type_name -> google.protobuf.Duration
-	42, // 61: reservation.v1.SearchAvailabilityRequest.range_start:type_name -> google.protobuf.Timestamp
-	42, // 62: reservation.v1.SearchAvailabilityRequest.range_end:type_name -> google.protobuf.Timestamp
-	43, // 63: reservation.v1.SearchAvailabilityRequest.step:type_name -> google.protobuf.Duration
-	42, // 64: reservation.v1.AvailabilityOffer.start:type_name -> google.protobuf.Timestamp
-	42, // 65: reservation.v1.AvailabilityOffer.end:type_name -> google.protobuf.Timestamp
-	39, // 66: reservation.v1.SearchAvailabilityResponse.offers:type_name -> reservation.v1.AvailabilityOffer
-	4,  // 67: reservation.v1.ReservationService.Reserve:input_type -> reservation.v1.ReserveRequest
-	6,  // 68: reservation.v1.ReservationService.Confirm:input_type -> reservation.v1.ConfirmRequest
-	8,  // 69: reservation.v1.ReservationService.Update:input_type -> reservation.v1.UpdateRequest
-	10, // 70: reservation.v1.ReservationService.Cancel:input_type -> reservation.v1.CancelRequest
-	12, // 71: reservation.v1.ReservationService.Get:input_type -> reservation.v1.GetRequest
-	14, // 72: reservation.v1.ReservationService.Query:input_type -> reservation.v1.QueryRequest
-	15, // 73: reservation.v1.ReservationService.Filter:input_type -> reservation.v1.FilterRequest
-	22, // 74: reservation.v1.ReservationService.Listen:input_type -> reservation.v1.ListenRequest
-	17, // 75: reservation.v1.ReservationService.ReserveBatch:input_type -> reservation.v1.ReserveBatchRequest
-	20, // 76: reservation.v1.ReservationService.FreeSlots:input_type -> reservation.v1.FreeSlotsRequest
-	25, // 77: reservation.v1.ReservationService.PutResource:input_type -> reservation.v1.PutResourceRequest
-	27, // 78: reservation.v1.ReservationService.GetResource:input_type -> reservation.v1.GetResourceRequest
-	29, // 79: reservation.v1.ReservationService.ListResources:input_type -> reservation.v1.ListResourcesRequest
-	31, // 80: reservation.v1.ReservationService.ReserveSeries:input_type -> reservation.v1.ReserveSeriesRequest
-	34, // 81: reservation.v1.ReservationService.CancelSeries:input_type -> reservation.v1.CancelSeriesRequest
-	36, // 82: reservation.v1.ReservationService.History:input_type -> reservation.v1.HistoryRequest
-	38, // 83: reservation.v1.ReservationService.SearchAvailability:input_type -> reservation.v1.SearchAvailabilityRequest
-	5,  // 84: reservation.v1.ReservationService.Reserve:output_type -> reservation.v1.ReserveResponse
-	7,  // 85: reservation.v1.ReservationService.Confirm:output_type -> reservation.v1.ConfirmResponse
-	9,  // 86: reservation.v1.ReservationService.Update:output_type -> reservation.v1.UpdateResponse
-	11, // 87: reservation.v1.ReservationService.Cancel:output_type -> reservation.v1.CancelResponse
-	13, // 88: reservation.v1.ReservationService.Get:output_type -> reservation.v1.GetResponse
-	3,  // 89: reservation.v1.ReservationService.Query:output_type -> reservation.v1.Reservation
-	16, // 90: reservation.v1.ReservationService.Filter:output_type -> reservation.v1.FilterResponse
-	23, // 91: reservation.v1.ReservationService.Listen:output_type -> reservation.v1.ListenResponse
-	18, // 92: reservation.v1.ReservationService.ReserveBatch:output_type -> reservation.v1.ReserveBatchResponse
-	21, // 93: reservation.v1.ReservationService.FreeSlots:output_type -> reservation.v1.FreeSlotsResponse
-	26, // 94: reservation.v1.ReservationService.PutResource:output_type -> reservation.v1.PutResourceResponse
-	28, // 95: reservation.v1.ReservationService.GetResource:output_type -> reservation.v1.GetResourceResponse
-	30, // 96: reservation.v1.ReservationService.ListResources:output_type -> reservation.v1.ListResourcesResponse
-	33, // 97: reservation.v1.ReservationService.ReserveSeries:output_type -> reservation.v1.ReserveSeriesResponse
-	35, // 98: reservation.v1.ReservationService.CancelSeries:output_type -> reservation.v1.CancelSeriesResponse
-	37, // 99: reservation.v1.ReservationService.History:output_type -> reservation.v1.HistoryResponse
-	40, // 100: reservation.v1.ReservationService.SearchAvailability:output_type -> reservation.v1.SearchAvailabilityResponse
-	84, // [84:101] is the sub-list for method output_type
-	67, // [67:84] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	45, // 1: reservation.v1.Reservation.start:type_name -> google.protobuf.Timestamp
+	45, // 2: reservation.v1.Reservation.end:type_name -> google.protobuf.Timestamp
+	45, // 3: reservation.v1.Reservation.created_at:type_name -> google.protobuf.Timestamp
+	45, // 4: reservation.v1.Reservation.updated_at:type_name -> google.protobuf.Timestamp
+	45, // 5: reservation.v1.Reservation.expires_at:type_name -> google.protobuf.Timestamp
+	4,  // 6: reservation.v1.ReserveRequest.reservation:type_name -> reservation.v1.Reservation
+	46, // 7: reservation.v1.ReserveRequest.hold:type_name -> google.protobuf.Duration
+	4,  // 8: reservation.v1.ReserveResponse.reservation:type_name -> reservation.v1.Reservation
+	4,  // 9: reservation.v1.ConfirmResponse.reservation:type_name -> reservation.v1.Reservation
+	45, // 10: reservation.v1.UpdateRequest.start:type_name -> google.protobuf.Timestamp
+	45, // 11: reservation.v1.UpdateRequest.end:type_name -> google.protobuf.Timestamp
+	47, // 12: reservation.v1.UpdateRequest.update_mask:type_name -> google.protobuf.FieldMask
+	4,  // 13: reservation.v1.UpdateResponse.reservation:type_name -> reservation.v1.Reservation
+	4,  // 14: reservation.v1.CancelResponse.reservation:type_name -> reservation.v1.Reservation
+	39, // 15: reservation.v1.GetRequest.read:type_name -> reservation.v1.ReadOptions
+	4,  // 16: reservation.v1.GetResponse.reservation:type_name -> reservation.v1.Reservation
+	40, // 17: reservation.v1.GetResponse.position:type_name -> reservation.v1.ReadPosition
+	0,  // 18: reservation.v1.QueryRequest.status:type_name -> reservation.v1.ReservationStatus
+	45, // 19: reservation.v1.QueryRequest.start:type_name -> google.protobuf.Timestamp
+	45, // 20: reservation.v1.QueryRequest.end:type_name -> google.protobuf.Timestamp
+	39, // 21: reservation.v1.QueryRequest.read:type_name -> reservation.v1.ReadOptions
+	0,  // 22: reservation.v1.FilterRequest.status:type_name -> reservation.v1.ReservationStatus
+	45, // 23: reservation.v1.FilterRequest.start:type_name -> google.protobuf.Timestamp
+	45, // 24: reservation.v1.FilterRequest.end:type_name -> google.protobuf.Timestamp
+	39, // 25: reservation.v1.FilterRequest.read:type_name -> reservation.v1.ReadOptions
+	4,  // 26: reservation.v1.FilterResponse.reservations:type_name -> reservation.v1.Reservation
+	40, // 27: reservation.v1.FilterResponse.position:type_name -> reservation.v1.ReadPosition
+	4,  // 28: reservation.v1.ReserveBatchRequest.reservations:type_name -> reservation.v1.Reservation
+	46, // 29: reservation.v1.ReserveBatchRequest.hold:type_name -> google.protobuf.Duration
+	4,  // 30: reservation.v1.ReserveBatchResponse.reservations:type_name -> reservation.v1.Reservation
+	45, // 31: reservation.v1.TimeWindow.start:type_name -> google.protobuf.Timestamp
+	45, // 32: reservation.v1.TimeWindow.end:type_name -> google.protobuf.Timestamp
+	45, // 33: reservation.v1.FreeSlotsRequest.start:type_name -> google.protobuf.Timestamp
+	45, // 34: reservation.v1.FreeSlotsRequest.end:type_name -> google.protobuf.Timestamp
+	46, // 35: reservation.v1.FreeSlotsRequest.min_duration:type_name -> google.protobuf.Duration
+	39, // 36: reservation.v1.FreeSlotsRequest.read:type_name -> reservation.v1.ReadOptions
+	20, // 37: reservation.v1.FreeSlotsResponse.free:type_name -> reservation.v1.TimeWindow
+	40, // 38: reservation.v1.FreeSlotsResponse.position:type_name -> reservation.v1.ReadPosition
+	1,  // 39: reservation.v1.ListenResponse.op:type_name -> reservation.v1.ReservationUpdateType
+	4,  // 40: reservation.v1.ListenResponse.reservation:type_name -> reservation.v1.Reservation
+	45, // 41: reservation.v1.ListenResponse.committed_at:type_name -> google.protobuf.Timestamp
+	44, // 42: reservation.v1.Resource.labels:type_name -> reservation.v1.Resource.LabelsEntry
+	45, // 43: reservation.v1.Resource.created_at:type_name -> google.protobuf.Timestamp
+	45, // 44: reservation.v1.Resource.updated_at:type_name -> google.protobuf.Timestamp
+	46, // 45: reservation.v1.Resource.buffer_before:type_name -> google.protobuf.Duration
+	46, // 46: reservation.v1.Resource.buffer_after:type_name -> google.protobuf.Duration
+	46, // 47: reservation.v1.Resource.min_duration:type_name -> google.protobuf.Duration
+	46, // 48: reservation.v1.Resource.max_duration:type_name -> google.protobuf.Duration
+	46, // 49: reservation.v1.Resource.min_notice:type_name -> google.protobuf.Duration
+	46, // 50: reservation.v1.Resource.max_advance:type_name -> google.protobuf.Duration
+	25, // 51: reservation.v1.PutResourceRequest.resource:type_name -> reservation.v1.Resource
+	25, // 52: reservation.v1.PutResourceResponse.resource:type_name -> reservation.v1.Resource
+	25, // 53: reservation.v1.GetResourceResponse.resource:type_name -> reservation.v1.Resource
+	25, // 54: reservation.v1.ListResourcesResponse.resources:type_name -> reservation.v1.Resource
+	4,  // 55: reservation.v1.ReserveSeriesRequest.first:type_name -> reservation.v1.Reservation
+	45, // 56: reservation.v1.ReserveSeriesRequest.exdates:type_name -> google.protobuf.Timestamp
+	2,  // 57: reservation.v1.ReserveSeriesRequest.mode:type_name -> reservation.v1.SeriesMode
+	46, // 58: reservation.v1.ReserveSeriesRequest.hold:type_name -> google.protobuf.Duration
+	20, // 59: reservation.v1.SkippedOccurrence.window:type_name -> reservation.v1.TimeWindow
+	4,  // 60: reservation.v1.ReserveSeriesResponse.reservations:type_name -> reservation.v1.Reservation
+	33, // 61: reservation.v1.ReserveSeriesResponse.skipped:type_name -> reservation.v1.SkippedOccurrence
+	45, // 62: reservation.v1.CancelSeriesRequest.from:type_name -> google.protobuf.Timestamp
+	4,  // 63: reservation.v1.CancelSeriesResponse.reservations:type_name -> reservation.v1.Reservation
+	24, // 64: reservation.v1.HistoryResponse.changes:type_name -> reservation.v1.ListenResponse
+	3,  // 65: reservation.v1.ReadOptions.consistency:type_name -> reservation.v1.Consistency
+	46, // 66: reservation.v1.ReadOptions.max_staleness:type_name -> google.protobuf.Duration
+	45, // 67: reservation.v1.ReadPosition.as_of:type_name -> google.protobuf.Timestamp
+	45, // 68: reservation.v1.SearchAvailabilityRequest.start:type_name -> google.protobuf.Timestamp
+	45, // 69: reservation.v1.SearchAvailabilityRequest.end:type_name -> google.protobuf.Timestamp
+	46, // 70: reservation.v1.SearchAvailabilityRequest.duration:type_name -> google.protobuf.Duration
+	45, // 71: reservation.v1.SearchAvailabilityRequest.range_start:type_name -> google.protobuf.Timestamp
+	45, // 72: reservation.v1.SearchAvailabilityRequest.range_end:type_name -> google.protobuf.Timestamp
+	46, // 73: reservation.v1.SearchAvailabilityRequest.step:type_name -> google.protobuf.Duration
+	39, // 74: reservation.v1.SearchAvailabilityRequest.read:type_name -> reservation.v1.ReadOptions
+	45, // 75: reservation.v1.AvailabilityOffer.start:type_name -> google.protobuf.Timestamp
+	45, // 76: reservation.v1.AvailabilityOffer.end:type_name -> google.protobuf.Timestamp
+	42, // 77: reservation.v1.SearchAvailabilityResponse.offers:type_name -> reservation.v1.AvailabilityOffer
+	40, // 78: reservation.v1.SearchAvailabilityResponse.position:type_name -> reservation.v1.ReadPosition
+	5,  // 79: reservation.v1.ReservationService.Reserve:input_type -> reservation.v1.ReserveRequest
+	7,  // 80: reservation.v1.ReservationService.Confirm:input_type -> reservation.v1.ConfirmRequest
+	9,  // 81: reservation.v1.ReservationService.Update:input_type -> reservation.v1.UpdateRequest
+	11, // 82: reservation.v1.ReservationService.Cancel:input_type -> reservation.v1.CancelRequest
+	13, // 83: reservation.v1.ReservationService.Get:input_type -> reservation.v1.GetRequest
+	15, // 84: reservation.v1.ReservationService.Query:input_type -> reservation.v1.QueryRequest
+	16, // 85: reservation.v1.ReservationService.Filter:input_type -> reservation.v1.FilterRequest
+	23, // 86: reservation.v1.ReservationService.Listen:input_type -> reservation.v1.ListenRequest
+	18, // 87: reservation.v1.ReservationService.ReserveBatch:input_type -> reservation.v1.ReserveBatchRequest
+	21, // 88: reservation.v1.ReservationService.FreeSlots:input_type -> reservation.v1.FreeSlotsRequest
+	26, // 89: reservation.v1.ReservationService.PutResource:input_type -> reservation.v1.PutResourceRequest
+	28, // 90: reservation.v1.ReservationService.GetResource:input_type -> reservation.v1.GetResourceRequest
+	30, // 91: reservation.v1.ReservationService.ListResources:input_type -> reservation.v1.ListResourcesRequest
+	32, // 92: reservation.v1.ReservationService.ReserveSeries:input_type -> reservation.v1.ReserveSeriesRequest
+	35, // 93: reservation.v1.ReservationService.CancelSeries:input_type -> reservation.v1.CancelSeriesRequest
+	37, // 94: reservation.v1.ReservationService.History:input_type -> reservation.v1.HistoryRequest
+	41, // 95: reservation.v1.ReservationService.SearchAvailability:input_type -> reservation.v1.SearchAvailabilityRequest
+	6,  // 96: reservation.v1.ReservationService.Reserve:output_type -> reservation.v1.ReserveResponse
+	8,  // 97: reservation.v1.ReservationService.Confirm:output_type -> reservation.v1.ConfirmResponse
+	10, // 98: reservation.v1.ReservationService.Update:output_type -> reservation.v1.UpdateResponse
+	12, // 99: reservation.v1.ReservationService.Cancel:output_type -> reservation.v1.CancelResponse
+	14, // 100: reservation.v1.ReservationService.Get:output_type -> reservation.v1.GetResponse
+	4,  // 101: reservation.v1.ReservationService.Query:output_type -> reservation.v1.Reservation
+	17, // 102: reservation.v1.ReservationService.Filter:output_type -> reservation.v1.FilterResponse
+	24, // 103: reservation.v1.ReservationService.Listen:output_type -> reservation.v1.ListenResponse
+	19, // 104: reservation.v1.ReservationService.ReserveBatch:output_type -> reservation.v1.ReserveBatchResponse
+	22, // 105: reservation.v1.ReservationService.FreeSlots:output_type -> reservation.v1.FreeSlotsResponse
+	27, // 106: reservation.v1.ReservationService.PutResource:output_type -> reservation.v1.PutResourceResponse
+	29, // 107: reservation.v1.ReservationService.GetResource:output_type -> reservation.v1.GetResourceResponse
+	31, // 108: reservation.v1.ReservationService.ListResources:output_type -> reservation.v1.ListResourcesResponse
+	34, // 109: reservation.v1.ReservationService.ReserveSeries:output_type -> reservation.v1.ReserveSeriesResponse
+	36, // 110: reservation.v1.ReservationService.CancelSeries:output_type -> reservation.v1.CancelSeriesResponse
+	38, // 111: reservation.v1.ReservationService.History:output_type -> reservation.v1.HistoryResponse
+	43, // 112: reservation.v1.ReservationService.SearchAvailability:output_type -> reservation.v1.SearchAvailabilityResponse
+	96, // [96:113] is the sub-list for method output_type
+	79, // [79:96] is the sub-list for method input_type
+	79, // [79:79] is the sub-list for extension type_name
+	79, // [79:79] is the sub-list for extension extendee
+	0,  // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_reservation_v1_reservation_proto_init() }
@@ -3170,8 +3569,8 @@ func file_reservation_v1_reservation_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reservation_v1_reservation_proto_rawDesc), len(file_reservation_v1_reservation_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   39,
+			NumEnums:      4,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,130 @@
+package readindex
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"reservation"
+)
+
+// The catalogue is not on the change feed: the index looks at its mark (count and sum of
+// versions) every CatalogueInterval, and reads it again whenever the mark moved. A look that
+// finds the mark unchanged vouches for the catalogue as of the instant it began.
+
+const cataloguePage = 1000
+
+// watchCatalogue keeps the catalogue up to date until ctx ends, and prunes the reservations
+// past the horizon now and then.
+func (x *Index) watchCatalogue(ctx context.Context) {
+	t := time.NewTicker(x.opts.CatalogueInterval)
+	defer t.Stop()
+	mark := ""
+	lastPrune := x.opts.Now()
+	for {
+		began := x.opts.Now()
+		now, err := x.src.CatalogueMark(ctx)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				x.log.WarnContext(ctx, "read index: looking at the catalogue failed", "err", err)
+			}
+		case now == mark:
+			x.catMu.Lock()
+			x.catAsOf = began
+			x.catMu.Unlock()
+		default:
+			if kept, err := x.loadCatalogue(ctx, now); err != nil {
+				if ctx.Err() == nil {
+					x.log.WarnContext(ctx, "read index: reading the catalogue failed", "err", err)
+				}
+			} else if kept {
+				mark = now
+				x.catMu.Lock()
+				x.catAsOf = began
+				x.catMu.Unlock()
+			}
+		}
+		if began.Sub(lastPrune) > pruneEvery {
+			lastPrune = began
+			x.mu.Lock()
+			x.prune(began)
+			x.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// loadCatalogue reads the whole catalogue, in pages by id, and keeps it if the mark read
+// after it is still before (no resource was put meanwhile, so the pages are of one state);
+// kept says whether it was.
+func (x *Index) loadCatalogue(ctx context.Context, before string) (kept bool, err error) {
+	var all []*reservation.Resource
+	after := ""
+	for {
+		page, err := x.src.ListResources(ctx, reservation.ResourceFilter{After: after, Limit: cataloguePage})
+		if err != nil {
+			return false, err
+		}
+		all = append(all, page...)
+		if len(page) < cataloguePage {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	mark, err := x.src.CatalogueMark(ctx)
+	if err != nil {
+		return false, err
+	}
+	if mark != before {
+		return false, nil // read again at the next look, which finds the mark moved
+	}
+	byID := make(map[string]*reservation.Resource, len(all))
+	for _, r := range all {
+		byID[r.ID] = r
+	}
+	x.catMu.Lock()
+	defer x.catMu.Unlock()
+	// A resource fetched for a token meanwhile may be newer than what was read.
+	for id, r := range x.catalog {
+		if cur := byID[id]; cur == nil || cur.Version < r.Version {
+			byID[id] = r
+		}
+	}
+	x.catalog = byID
+	x.pools = poolsOf(byID)
+	x.catReady = true
+	return true, nil
+}
+
+func poolsOf(byID map[string]*reservation.Resource) map[string][]*reservation.Resource {
+	pools := map[string][]*reservation.Resource{}
+	for _, r := range byID {
+		if r.PoolID != "" {
+			pools[r.PoolID] = append(pools[r.PoolID], r)
+		}
+	}
+	for _, units := range pools {
+		slices.SortFunc(units, func(a, b *reservation.Resource) int { return strings.Compare(a.ID, b.ID) })
+	}
+	return pools
+}
+
+// putResource takes in r, read for a token, if it is newer than what is held.
+func (x *Index) putResource(r *reservation.Resource) {
+	x.catMu.Lock()
+	defer x.catMu.Unlock()
+	if cur := x.catalog[r.ID]; cur != nil && cur.Version >= r.Version {
+		return
+	}
+	if x.catalog == nil {
+		x.catalog = map[string]*reservation.Resource{}
+	}
+	x.catalog[r.ID] = r
+	x.pools = poolsOf(x.catalog)
+}
