@@ -20,7 +20,7 @@ import (
 // asynchronous replica (scripts/replication.sh) export to a 3-node JetStream cluster. The
 // replica stops receiving, more changes are made and exported, then the primary is SIGKILLed
 // and the replica promoted: the stream holds changes the new primary never had, and the
-// service stamps other changes with their seqs. The export must halt (recorded in
+// service stamps other changes with their seqs (the exporters reach NATS again only then). The export must halt (recorded in
 // reservation_exports, every replica's export health NOT_SERVING) with nothing published after
 // the fork: every message of the stream is the old primary's change of that seq. Then
 // reservationd export reset makes the stream again from the new primary, checked whole.
@@ -56,6 +56,15 @@ func TestFailoverNATSExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// NATS is out of the exporters' reach (their proxies hold what they send) until the new
+	// primary has stamped other changes with every exported seq: the export must then tell the
+	// histories apart by the changes' fingerprints, not by a seq the database lacks.
+	var releases []func()
+	for _, ps := range r.proxies {
+		for _, p := range ps {
+			releases = append(releases, p.Hold())
+		}
+	}
 	if err := syscall.Kill(primaryPid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +84,12 @@ func TestFailoverNATSExport(t *testing.T) {
 	// The service writes on the new primary: its seqs pass the stream's last one, each naming
 	// another change.
 	r.write(2000, func(*natsRun) {})
+	if restamped := r.stampedFeed(); restamped[len(restamped)-1].Seq <= forkedAt {
+		t.Fatalf("the new primary's feed ends at seq %d, not past the stream's %d", restamped[len(restamped)-1].Seq, forkedAt)
+	}
+	for _, release := range releases {
+		release()
+	}
 	r.waitHalted()
 	states, err := repo.ExportStates(r.ctx, r.db)
 	if err != nil {
