@@ -258,18 +258,26 @@ func (r *natsRun) call(k int, f func(pb.ReservationServiceClient, context.Contex
 // exporter returns the replica holding the export's lease now, waiting for one.
 func (r *natsRun) exporter() int {
 	for r.ctx.Err() == nil {
-		var holder string
-		err := r.c.Admin.QueryRowContext(r.ctx, "SELECT holder FROM `"+r.c.Database+"`.reservation_leases WHERE name = ? AND expires_at > UTC_TIMESTAMP(6)", "export:"+natsStream).Scan(&holder)
-		if err == nil {
-			for i, rep := range r.c.Replicas {
-				if strings.Contains(holder, fmt.Sprintf("/%d/", rep.Pid())) {
-					return i
-				}
-			}
-		} else if err != sql.ErrNoRows {
-			r.t.Error(err)
+		if i := r.holder(); i >= 0 {
+			return i
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	return -1
+}
+
+// holder returns the replica holding the export's lease now, or -1.
+func (r *natsRun) holder() int {
+	var holder string
+	err := r.c.Admin.QueryRowContext(r.ctx, "SELECT holder FROM `"+r.c.Database+"`.reservation_leases WHERE name = ? AND expires_at > UTC_TIMESTAMP(6)", "export:"+natsStream).Scan(&holder)
+	if err == nil {
+		for i, rep := range r.c.Replicas {
+			if strings.Contains(holder, fmt.Sprintf("/%d/", rep.Pid())) {
+				return i
+			}
+		}
+	} else if err != sql.ErrNoRows {
+		r.t.Error(err)
 	}
 	return -1
 }
@@ -390,10 +398,10 @@ func (r *natsRun) secondExporter() {
 			t.Error(err)
 			return
 		}
-		j, after := r.exporter(), before
-		for (j == i || after <= before) && time.Since(heldAt) < 4*time.Second {
+		j, after := r.holder(), before
+		for (j < 0 || j == i || after <= before) && time.Since(heldAt) < 4*time.Second {
 			time.Sleep(20 * time.Millisecond)
-			j, after = r.exporter(), r.streamLast()
+			j, after = r.holder(), r.streamLast()
 		}
 		// The ids of the held changes leave the duplicate window: the server purges them
 		// within about twice the window.
@@ -456,6 +464,9 @@ func (r *natsRun) checkAll() {
 		}
 		if r.ctx.Err() != nil {
 			t.Fatalf("the stream never caught up with the feed: %v %v %v", err, berr, serr)
+		}
+		if states, err := repo.ExportStates(r.ctx, r.db); err == nil && len(states) == 1 && states[0].Halted != "" {
+			t.Fatalf("the export halted: %s", states[0].Halted)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -520,16 +531,21 @@ func (r *natsRun) waitExported() uint64 {
 }
 
 // waitHalted waits until every replica reports the export halted: its health service
-// NOT_SERVING and reservation_export_halted 1.
+// NOT_SERVING and reservation_export_halted 1. A replica still serving after a minute is an
+// error (a replica finds a halt within its recheck, 10s), and the run goes on to its checks.
 func (r *natsRun) waitHalted() {
+	deadline := time.Now().Add(time.Minute)
 	for i, rep := range r.c.Replicas {
 		for {
-			h, err := healthpb.NewHealthClient(rep.conn).Check(r.ctx, &healthpb.HealthCheckRequest{Service: "reservation.v1.Export"})
+			ctx, cancel := context.WithTimeout(r.ctx, time.Second)
+			h, err := healthpb.NewHealthClient(rep.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "reservation.v1.Export"})
+			cancel()
 			if err == nil && h.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
 				break
 			}
-			if r.ctx.Err() != nil {
-				r.t.Fatalf("replica %d: export health %v, %v; want NOT_SERVING", i, h.GetStatus(), err)
+			if time.Now().After(deadline) {
+				r.t.Errorf("replica %d: export health %v, %v; want NOT_SERVING", i, h.GetStatus(), err)
+				return
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
