@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -111,7 +112,7 @@ func TestFailoverNATSExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	if bad := jstest.Check(msgs, old, rsvjs.DefaultSubjectPrefix); len(bad) > 0 {
-		t.Fatalf("the stream is not the old primary's history (seqs 1 to %d; the new primary's differs after seq %d):\n%s", forkedAt, fork, bad)
+		t.Fatalf("the stream is not the old primary's history (seqs 1 to %d; the new primary's differs after seq %d):\n%s", forkedAt, fork, strings.Join(bad, "\n"))
 	}
 	t.Logf("the new primary's feed agrees with the old to seq %d and goes on to seq %d; the stream holds the old history to seq %d and nothing else", fork, newFeed[len(newFeed)-1].Seq, forkedAt)
 
