@@ -92,7 +92,8 @@ func TestFanoutCost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fanout{t: t, ctx: ctx, nats: n, c: c, changes: repo.NewChanges(db), js: js, rsvbench: rsvbench}
+	f := &fanout{t: t, ctx: ctx, nats: n, c: c, changes: repo.NewChanges(db), js: js, rsvbench: rsvbench,
+		verify: "root@tcp(" + c.MySQL.Addr + ")/" + c.Database, dir: dir}
 	var rows []string
 	for _, role := range []string{"none", "nats", "listen", "nats", "listen"} {
 		rows = append(rows, f.phase(role))
@@ -109,6 +110,8 @@ type fanout struct {
 	changes  *repo.Changes
 	js       jetstream.JetStream
 	rsvbench string
+	verify   string // rsvbench's --verify-dsn: the capacity check after each run
+	dir      string
 }
 
 // phase runs one phase with the subscribers of role (none: no subscriber) and returns its row.
@@ -122,8 +125,12 @@ func (f *fanout) phase(role string) string {
 		child = exec.CommandContext(f.ctx, os.Args[0], "-test.run=^TestFanoutClient$")
 		child.Env = append(os.Environ(), fanoutEnv+"="+role, "RESERVATION_FANOUT_FROM="+strconv.FormatUint(from, 10),
 			"RESERVATION_FANOUT_NATS="+f.nats.URLs(), "RESERVATION_FANOUT_ADDR="+f.c.Replicas[0].Addr)
-		child.Stderr = os.Stderr
-		var err error
+		stderr, err := os.Create(filepath.Join(f.dir, "subscribers-"+role+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stderr.Close()
+		child.Stderr = stderr // nats.go reports each connection's errors there, as it closes at the end
 		if childIn, err = child.StdinPipe(); err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +176,7 @@ func (f *fanout) phase(role string) string {
 		}
 	})
 	start := time.Now()
-	out, err := exec.CommandContext(f.ctx, f.rsvbench, "--addr", f.c.Replicas[0].Addr, "--workload", "spread", "--duration", "10s").CombinedOutput()
+	out, err := exec.CommandContext(f.ctx, f.rsvbench, "--addr", f.c.Replicas[0].Addr, "--workload", "spread", "--duration", "10s", "--verify-dsn", f.verify).CombinedOutput()
 	if err != nil {
 		t.Fatalf("rsvbench: %v\n%s", err, out)
 	}
@@ -207,8 +214,19 @@ func (f *fanout) phase(role string) string {
 	if child != nil {
 		client, clientRSS = fmt.Sprintf("%.1f s", cpu[2]), mb(2)
 	}
+	// The subscribers' process exits; the consumers it left on the stream go within their
+	// inactive threshold.
+	if child != nil {
+		childIn.Close()
+		child.Wait()
+	}
+	for s, err := f.js.Stream(f.ctx, natsStream); err == nil && s.CachedInfo().State.Consumers > 0; s, err = f.js.Stream(f.ctx, natsStream) {
+		time.Sleep(500 * time.Millisecond)
+	}
 	name := map[string]string{"none": "none (baseline)", "nats": "1,000 ordered consumers on the stream", "listen": "1,000 Listen streams on the replica"}[role]
-	return fmt.Sprintf("| %s | %d | %.1f s | %.1f s | %s | %s | %s | %s | %s |", name, changes, cpu[0], cpu[1], client, mb(0), mb(1), clientRSS, elapsed.Round(100*time.Millisecond))
+	row := fmt.Sprintf("| %s | %d | %.1f s | %.1f s | %s | %s | %s | %s | %s |", name, changes, cpu[0], cpu[1], client, mb(0), mb(1), clientRSS, elapsed.Round(100*time.Millisecond))
+	t.Log(row)
+	return row
 }
 
 // exported waits until every change is stamped and exported, and returns the feed's last seq.
@@ -229,13 +247,15 @@ func (f *fanout) exported() uint64 {
 
 // readTagged reads the child's stdout until a line starting with tag, and returns it.
 func readTagged(t *testing.T, r *bufio.Reader, tag string) string {
+	var skipped []string
 	for {
 		line, err := r.ReadString('\n')
 		if strings.HasPrefix(line, tag) {
 			return strings.TrimSpace(line)
 		}
+		skipped = append(skipped, line)
 		if err != nil {
-			t.Fatalf("the subscribers' process ended before %q: %v", tag, err)
+			t.Fatalf("the subscribers' process ended before %q: %v\n%s", tag, err, strings.Join(skipped, ""))
 		}
 	}
 }
@@ -329,7 +349,16 @@ func TestFanoutClient(t *testing.T) {
 		}
 		for i := range subs {
 			subs[i].next = from + 1
-			cons, err := streams[i%len(streams)].OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1})
+			var cons jetstream.Consumer
+			var err error
+			for attempt := 0; attempt < 5; attempt++ { // a busy server times a creation out
+				cons, err = streams[i%len(streams)].OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1,
+					InactiveThreshold: 5 * time.Second}) // gone soon after the phase: the next one makes its own
+				if err == nil {
+					break
+				}
+				time.Sleep(time.Second)
+			}
 			if err != nil {
 				t.Fatalf("consumer %d: %v", i, err)
 			}
