@@ -201,7 +201,9 @@ func (r *natsRun) write(n int, fault func(*natsRun)) {
 			for k := 0; made.Load() < int64(n) && r.ctx.Err() == nil; k++ {
 				req := &pb.ReserveBatchRequest{RequestId: fmt.Sprintf("r%d-g%d-%d", round, g, k)}
 				for j := range 10 {
-					slot := base.Add(time.Duration(((round-1)*16+g)*50_000+k) * time.Hour) // < 2.5M hours: a Duration
+					// Each writer of each round has 100 days of its own (k stays far below 2,400
+					// batches); days, not hours, so that no Duration overflows in later rounds.
+					slot := base.AddDate(0, 0, ((round-1)*16+g)*100).Add(time.Duration(k) * time.Hour)
 					req.Reservations = append(req.Reservations, &pb.Reservation{UserId: "w", ResourceId: fmt.Sprintf("res-%d", (g+j)%32),
 						Start: timestamppb.New(slot), End: timestamppb.New(slot.Add(time.Hour))})
 				}
@@ -353,7 +355,7 @@ func (r *natsRun) pauseExporter() {
 // secondExporterWindow is the second-exporter run's duplicate window.
 const secondExporterWindow = 500 * time.Millisecond
 
-// secondExporter makes a second exporter that believes it leads, three times: the exporter's
+// secondExporter makes a second exporter that believes it leads: the exporter's
 // publishes are held in the network (its proxies stop forwarding what it sends, while the
 // answers to what was sent before still come back), and its lease is broken by hand meanwhile.
 // Another replica takes the export over and stores the held changes itself, while the first
@@ -361,10 +363,17 @@ const secondExporterWindow = 500 * time.Millisecond
 // held ids are out of the duplicate window, the held publishes are let through, within the
 // first exporter's wait for them (5s): the stream must refuse them for not following its last
 // message (Nats-Expected-Last-Sequence), and the first exporter counts the refusal.
+//
+// Each attempt writes changes of its own meanwhile (the run's writers may be done), and the
+// attempts stop once the first exporter counted a refusal, 5 attempts at most: a held publish
+// can miss its mark under load (its acknowledgement given up on before the release).
 func (r *natsRun) secondExporter() {
 	t := r.t
-	for k := range 3 {
+	for k := range 5 {
 		i := r.exporter()
+		refused := r.metric(i, "reservation_export_wrong_sequence_total")
+		var load sync.WaitGroup
+		load.Go(func() { r.write(300, func(*natsRun) {}) })
 		var releases []func()
 		for _, p := range r.proxies[i] {
 			releases = append(releases, p.Hold())
@@ -387,6 +396,7 @@ func (r *natsRun) secondExporter() {
 		heldAt := time.Now()
 		if held() == 0 {
 			release()
+			load.Wait()
 			t.Logf("attempt %d: replica %d, the exporter, sent nothing in 2s", k, i)
 			continue
 		}
@@ -410,7 +420,12 @@ func (r *natsRun) secondExporter() {
 		release()
 		t.Logf("attempt %d: replica %d's publishes held %s (%d bytes) while its lease was broken; replica %d took over and stored the stream from seq %d to %d",
 			k, i, time.Since(heldAt).Round(time.Millisecond), bytes, j, before+1, after)
+		load.Wait()
 		time.Sleep(time.Second)
+		if now := r.metric(i, "reservation_export_wrong_sequence_total"); refused >= 0 && now > refused {
+			t.Logf("attempt %d: the stream refused %v of replica %d's held publishes for a wrong last sequence", k, now-refused, i)
+			return
+		}
 	}
 }
 
