@@ -156,10 +156,13 @@ chaos:
 
 ## test-failover: a primary and a replica (scripts/replication.sh): semi-sync, async and a
 ## switchover; the primary is killed (or set read_only) mid-load and the replica promoted
-## while reservationd keeps running
+## while reservationd keeps running; then the async failover with the change feed exported to
+## NATS JetStream, where the feed diverges (TestFailoverNATSExport: scripts/nats.sh build makes
+## nats-server, the test starts a 3-node cluster of its own)
 .PHONY: test-failover
 test-failover:
-	@$(call leg,Failover leg (scripts/replication.sh),RESERVATION_TEST_FAILOVER=1 $(GOTEST) -v -run TestFailover ./chaos)
+	@$(call leg,Failover leg (scripts/replication.sh),nats_env=$$(bash scripts/nats.sh build) && eval "$$nats_env" && \
+	  RESERVATION_TEST_FAILOVER=1 $(GOTEST) -v -run TestFailover ./chaos)
 
 ## test-nats: the change feed's export to NATS JetStream against a 3-node cluster (scripts/nats.sh
 # builds nats-server v2.15.3 on first use, ~1-2 min, and starts it; `bash scripts/nats.sh stop`

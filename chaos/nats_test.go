@@ -50,6 +50,9 @@ type natsRun struct {
 	db      *sqlx.DB
 	js      jetstream.JetStream
 	rounds  int // calls of write so far: each writes other slots under other request ids
+
+	// duplicates and wrongSeq are the replicas' counters of those paths, as scraped in this run.
+	duplicates, wrongSeq int64
 }
 
 // suiteCounts are the duplicate and wrong-sequence paths taken across the runs.
@@ -67,6 +70,8 @@ func TestNATSExport(t *testing.T) {
 		name       string
 		duplicates time.Duration // the stream's duplicate window; 0: the exporter's default (2m)
 		fault      func(r *natsRun)
+		// wrongSeq: the run must see the stream refuse a publish for a wrong last sequence.
+		wrongSeq bool
 	}{
 		{name: "kill-exporter", fault: (*natsRun).killExporter},
 		{name: "kill-stream-leader", fault: (*natsRun).killStreamLeader},
@@ -74,34 +79,35 @@ func TestNATSExport(t *testing.T) {
 		// The pause must outlast the duplicate window: 2s here rather than 2 minutes, so that
 		// the run stays short. The other runs keep the default window.
 		{name: "pause-exporter-past-duplicate-window", duplicates: 2 * time.Second, fault: (*natsRun).pauseExporter},
-		{name: "second-exporter", fault: (*natsRun).breakLease},
+		// The held publishes must outlast the duplicate window within the exporter's wait for
+		// their acknowledgement (5s): 500ms here rather than 2 minutes (secondExporter).
+		{name: "second-exporter", duplicates: secondExporterWindow, fault: (*natsRun).secondExporter, wrongSeq: true},
 	}
+	// The sixth fault, the async failover where the feed diverges, runs in the failover leg:
+	// TestFailoverNATSExport.
 	ran := 0
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {
 			ran++
-			r := startNATSRun(t, bin, f.duplicates)
+			r := startNATSRun(t, bin, f.duplicates, Options{})
 			r.write(natsChanges, f.fault)
 			r.checkAll()
+			t.Logf("this run: %d publishes acknowledged as duplicates, %d refused for a wrong last sequence", r.duplicates, r.wrongSeq)
+			if f.wrongSeq && r.wrongSeq == 0 {
+				t.Errorf("no publish was refused for a wrong last sequence: the second exporter's held publishes were never fenced by the stream")
+			}
 		})
 	}
-	t.Run("diverge", func(t *testing.T) {
-		ran++
-		r := startNATSRun(t, bin, 0)
-		r.write(natsChanges, func(*natsRun) {})
-		r.diverge()
-		r.checkAll()
-	})
 	d, w := suiteCounts.duplicates.Load(), suiteCounts.wrongSeq.Load()
 	t.Logf("across the runs: %d publishes acknowledged as duplicates, %d refused for a wrong last sequence", d, w)
-	// The wrong-sequence path is taken here only when a paused exporter had a batch read or
-	// buffered at the moment it stopped; TestExportStaleRetryRefused takes it every time.
-	if ran == len(faults)+1 && !t.Failed() && d == 0 {
-		t.Errorf("the duplicate path was never taken (wrong sequence: %d)", w)
+	if ran == len(faults) && !t.Failed() && (d == 0 || w == 0) {
+		t.Errorf("the duplicate path (%d) or the wrong-sequence path (%d) was never taken", d, w)
 	}
 }
 
-func startNATSRun(t *testing.T, bin string, duplicates time.Duration) *natsRun {
+// startNATSRun starts a run: a NATS cluster, and a cluster of three reservationd replicas made
+// from opts (a private MariaDB unless opts names servers) that export to it.
+func startNATSRun(t *testing.T, bin string, duplicates time.Duration, opts Options) *natsRun {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	dir := t.TempDir()
@@ -140,27 +146,42 @@ func startNATSRun(t *testing.T, bin string, duplicates time.Duration) *natsRun {
 			t.Fatal(err)
 		}
 	}
-	r.c, err = NewCluster(ctx, Options{
-		Dir: dir, Replicas: 3, // a private MariaDB, as the other chaos runs have
-		BuildTags: "exportbreak",
-		Env:       []string{"RESERVATION_LOG_LEVEL=info"},
-		ReplicaEnv: func(i int) []string {
-			var urls []string
-			for _, p := range r.proxies[i] {
-				urls = append(urls, "nats://"+p.Addr())
-			}
-			return []string{"RESERVATION_NATS_URL=" + strings.Join(urls, ",")}
-		},
-	})
+	opts.Dir, opts.Replicas = dir, 3
+	opts.BuildTags = "exportbreak"
+	opts.Env = []string{"RESERVATION_LOG_LEVEL=info"}
+	opts.ReplicaEnv = func(i int) []string {
+		var urls []string
+		for _, p := range r.proxies[i] {
+			urls = append(urls, "nats://"+p.Addr())
+		}
+		return []string{"RESERVATION_NATS_URL=" + strings.Join(urls, ",")}
+	}
+	r.c, err = NewCluster(ctx, opts)
 	t.Cleanup(r.c.Close)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.db, err = sqlx.Open("mysql", "root@tcp("+r.c.MySQL.Addr+")/"+r.c.Database+"?parseTime=true"); err != nil {
-		t.Fatal(err)
+	addr := ""
+	if r.c.MySQL != nil {
+		addr = r.c.MySQL.Addr
+	} else {
+		addr = opts.MySQLAddrs[0]
 	}
+	r.useDatabase(addr)
 	t.Cleanup(func() { r.db.Close() })
 	return r
+}
+
+// useDatabase reads the service's database on the MySQL server at addr from now on.
+func (r *natsRun) useDatabase(addr string) {
+	db, err := sqlx.Open("mysql", "root@tcp("+addr+")/"+r.c.Database+"?parseTime=true&timeout=2s")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if r.db != nil {
+		r.db.Close()
+	}
+	r.db = db
 }
 
 // write makes at least n changes through the three replicas from 16 writers (batches of 10
@@ -180,7 +201,9 @@ func (r *natsRun) write(n int, fault func(*natsRun)) {
 			for k := 0; made.Load() < int64(n) && r.ctx.Err() == nil; k++ {
 				req := &pb.ReserveBatchRequest{RequestId: fmt.Sprintf("r%d-g%d-%d", round, g, k)}
 				for j := range 10 {
-					slot := base.Add(time.Duration(((round-1)*16+g)*50_000+k) * time.Hour) // < 2.5M hours: a Duration
+					// Each writer of each round has 100 days of its own (k stays far below 2,400
+					// batches); days, not hours, so that no Duration overflows in later rounds.
+					slot := base.AddDate(0, 0, ((round-1)*16+g)*100).Add(time.Duration(k) * time.Hour)
 					req.Reservations = append(req.Reservations, &pb.Reservation{UserId: "w", ResourceId: fmt.Sprintf("res-%d", (g+j)%32),
 						Start: timestamppb.New(slot), End: timestamppb.New(slot.Add(time.Hour))})
 				}
@@ -237,18 +260,26 @@ func (r *natsRun) call(k int, f func(pb.ReservationServiceClient, context.Contex
 // exporter returns the replica holding the export's lease now, waiting for one.
 func (r *natsRun) exporter() int {
 	for r.ctx.Err() == nil {
-		var holder string
-		err := r.c.Admin.QueryRowContext(r.ctx, "SELECT holder FROM `"+r.c.Database+"`.reservation_leases WHERE name = ? AND expires_at > UTC_TIMESTAMP(6)", "export:"+natsStream).Scan(&holder)
-		if err == nil {
-			for i, rep := range r.c.Replicas {
-				if strings.Contains(holder, fmt.Sprintf("/%d/", rep.Pid())) {
-					return i
-				}
-			}
-		} else if err != sql.ErrNoRows {
-			r.t.Error(err)
+		if i := r.holder(); i >= 0 {
+			return i
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	return -1
+}
+
+// holder returns the replica holding the export's lease now, or -1.
+func (r *natsRun) holder() int {
+	var holder string
+	err := r.c.Admin.QueryRowContext(r.ctx, "SELECT holder FROM `"+r.c.Database+"`.reservation_leases WHERE name = ? AND expires_at > UTC_TIMESTAMP(6)", "export:"+natsStream).Scan(&holder)
+	if err == nil {
+		for i, rep := range r.c.Replicas {
+			if strings.Contains(holder, fmt.Sprintf("/%d/", rep.Pid())) {
+				return i
+			}
+		}
+	} else if err != sql.ErrNoRows {
+		r.t.Error(err)
 	}
 	return -1
 }
@@ -321,21 +352,93 @@ func (r *natsRun) pauseExporter() {
 	}
 }
 
-// breakLease lets the export's lease expire by hand, five times: another replica takes it
-// while the one that held it still believes it exports, until its next record of its position.
-func (r *natsRun) breakLease() {
-	for range 5 {
+// secondExporterWindow is the second-exporter run's duplicate window.
+const secondExporterWindow = 500 * time.Millisecond
+
+// secondExporter makes a second exporter that believes it leads: the exporter's
+// publishes are held in the network (its proxies stop forwarding what it sends, while the
+// answers to what was sent before still come back), and its lease is broken by hand meanwhile.
+// Another replica takes the export over and stores the held changes itself, while the first
+// still waits for its acknowledgements, its lease not looked at before they come. Once the
+// held ids are out of the duplicate window, the held publishes are let through, within the
+// first exporter's wait for them (5s): the stream must refuse them for not following its last
+// message (Nats-Expected-Last-Sequence), and the first exporter counts the refusal.
+//
+// Each attempt writes changes of its own meanwhile (the run's writers may be done), and the
+// attempts stop once the first exporter counted a refusal, 5 attempts at most: a held publish
+// can miss its mark under load (its acknowledgement given up on before the release).
+func (r *natsRun) secondExporter() {
+	t := r.t
+	for k := range 5 {
 		i := r.exporter()
+		refused := r.metric(i, "reservation_export_wrong_sequence_total")
+		var load sync.WaitGroup
+		load.Go(func() { r.write(300, func(*natsRun) {}) })
+		var releases []func()
+		for _, p := range r.proxies[i] {
+			releases = append(releases, p.Hold())
+		}
+		release := func() {
+			for _, f := range releases {
+				f()
+			}
+		}
+		held := func() (n int64) {
+			for _, p := range r.proxies[i] {
+				n += p.Held()
+			}
+			return n
+		}
+		start := time.Now()
+		for held() == 0 && time.Since(start) < 2*time.Second {
+			time.Sleep(5 * time.Millisecond)
+		}
+		heldAt := time.Now()
+		if held() == 0 {
+			release()
+			load.Wait()
+			t.Logf("attempt %d: replica %d, the exporter, sent nothing in 2s", k, i)
+			continue
+		}
+		// What the exporter sent before the hold is stored by now; the held changes come after.
+		time.Sleep(100 * time.Millisecond)
+		before := r.streamLast()
 		if _, err := r.c.Admin.ExecContext(r.ctx, "UPDATE `"+r.c.Database+"`.reservation_leases SET expires_at = '2000-01-01 00:00:00' WHERE name = ?", "export:"+natsStream); err != nil {
-			r.t.Error(err)
+			release()
+			t.Error(err)
 			return
 		}
-		r.t.Logf("broke the export's lease of replica %d", i)
-		time.Sleep(700 * time.Millisecond)
+		j, after := r.holder(), before
+		for (j < 0 || j == i || after <= before) && time.Since(heldAt) < 4*time.Second {
+			time.Sleep(20 * time.Millisecond)
+			j, after = r.holder(), r.streamLast()
+		}
+		// The ids of the held changes leave the duplicate window: the server purges them
+		// within about twice the window.
+		time.Sleep(2*secondExporterWindow + 200*time.Millisecond)
+		bytes := held()
+		release()
+		t.Logf("attempt %d: replica %d's publishes held %s (%d bytes) while its lease was broken; replica %d took over and stored the stream from seq %d to %d",
+			k, i, time.Since(heldAt).Round(time.Millisecond), bytes, j, before+1, after)
+		load.Wait()
+		time.Sleep(time.Second)
+		if now := r.metric(i, "reservation_export_wrong_sequence_total"); refused >= 0 && now > refused {
+			t.Logf("attempt %d: the stream refused %v of replica %d's held publishes for a wrong last sequence", k, now-refused, i)
+			return
+		}
 	}
 }
 
-// scrape adds replica i's duplicate and wrong-sequence counters to the suite's.
+// streamLast is the stream's last sequence now; 0 when it cannot be read.
+func (r *natsRun) streamLast() uint64 {
+	s, err := r.js.Stream(r.ctx, natsStream)
+	if err != nil {
+		return 0
+	}
+	return s.CachedInfo().State.LastSeq
+}
+
+// scrape adds replica i's duplicate and wrong-sequence counters to the run's and the suite's.
 func (r *natsRun) scrape(i int) {
 	resp, err := http.Get("http://" + r.c.Replicas[i].HTTP + "/metrics")
 	if err != nil {
@@ -352,8 +455,10 @@ func (r *natsRun) scrape(i int) {
 		v, _ := strconv.ParseFloat(value, 64)
 		switch name {
 		case "reservation_export_duplicates_total":
+			r.duplicates += int64(v)
 			suiteCounts.duplicates.Add(int64(v))
 		case "reservation_export_wrong_sequence_total":
+			r.wrongSeq += int64(v)
 			suiteCounts.wrongSeq.Add(int64(v))
 		}
 	}
@@ -374,6 +479,9 @@ func (r *natsRun) checkAll() {
 		}
 		if r.ctx.Err() != nil {
 			t.Fatalf("the stream never caught up with the feed: %v %v %v", err, berr, serr)
+		}
+		if states, err := repo.ExportStates(r.ctx, r.db); err == nil && len(states) == 1 && states[0].Halted != "" {
+			t.Fatalf("the export halted: %s", states[0].Halted)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -419,63 +527,59 @@ func (r *natsRun) checkAll() {
 	t.Logf("%d changes, stream seqs %d to %d: every check holds", len(feed), feed[0].Seq, last)
 }
 
-// diverge makes the database's feed lose its newest 100 changes, as a failover to a lagging
-// replica does, and more changes take their seqs. The export must halt with nothing published
-// after the fork, every replica must say so (health, metric), reservationd export status must
-// say why, and after reservationd export reset the stream is made again from the database.
-func (r *natsRun) diverge() {
-	t := r.t
+// waitExported waits until every change is stamped and the stream ends at the feed's last seq,
+// and returns that seq.
+func (r *natsRun) waitExported() uint64 {
 	changes := repo.NewChanges(r.db)
-	var last uint64
 	for {
-		// Every change stamped (no stamp in flight to take seqs above the ones deleted) and
-		// exported.
 		oldest, _, uerr := changes.Unstamped(r.ctx)
 		_, l, err := changes.Bounds(r.ctx)
 		s, serr := r.js.Stream(r.ctx, natsStream)
 		if uerr == nil && oldest == 0 && err == nil && serr == nil && l > 0 && s.CachedInfo().State.LastSeq == l {
-			last = l
-			break
+			return l
 		}
 		if r.ctx.Err() != nil {
-			t.Fatalf("the stream never caught up: %v %v", err, serr)
+			r.t.Fatalf("the stream never caught up with the feed: %v %v %v", uerr, err, serr)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if _, err := r.db.ExecContext(r.ctx, "DELETE FROM reservation_changes WHERE seq > ?", last-100); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("the feed lost seqs %d to %d, which the stream holds", last-99, last)
-	r.write(1000, func(*natsRun) {})
+}
+
+// waitHalted waits until every replica reports the export halted: its health service
+// NOT_SERVING and reservation_export_halted 1. A replica still serving after a minute is an
+// error (a replica finds a halt within its recheck, 10s), and the run goes on to its checks.
+func (r *natsRun) waitHalted() {
+	deadline := time.Now().Add(time.Minute)
 	for i, rep := range r.c.Replicas {
 		for {
-			h, err := healthpb.NewHealthClient(rep.conn).Check(r.ctx, &healthpb.HealthCheckRequest{Service: "reservation.v1.Export"})
+			ctx, cancel := context.WithTimeout(r.ctx, time.Second)
+			h, err := healthpb.NewHealthClient(rep.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "reservation.v1.Export"})
+			cancel()
 			if err == nil && h.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
 				break
 			}
-			if r.ctx.Err() != nil {
-				t.Fatalf("replica %d: export health %v, %v; want NOT_SERVING", i, h.GetStatus(), err)
+			if time.Now().After(deadline) {
+				r.t.Errorf("replica %d: export health %v, %v; want NOT_SERVING", i, h.GetStatus(), err)
+				return
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 		if m := r.metric(i, "reservation_export_halted"); m != 1 {
-			t.Errorf("replica %d: reservation_export_halted %v, want 1", i, m)
+			r.t.Errorf("replica %d: reservation_export_halted %v, want 1", i, m)
 		}
 	}
-	s, err := r.js.Stream(r.ctx, natsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := s.CachedInfo().State.LastSeq; got != last {
-		t.Fatalf("the stream ends at seq %d, want %d: something was published after the fork", got, last)
-	}
+}
+
+// statusAndReset checks that reservationd export status says the export halted and why, then
+// runs reservationd export reset: the next exporter makes the stream again from the database
+// (checkAll then checks it whole).
+func (r *natsRun) statusAndReset() {
 	status := r.reservationd("export", "status")
 	if !strings.Contains(status, "HALTED") || !strings.Contains(status, "diverged") {
-		t.Fatalf("export status does not say the export halted and why:\n%s", status)
+		r.t.Fatalf("export status does not say the export halted and why:\n%s", status)
 	}
-	t.Logf("reservationd export status:\n%s", status)
-	t.Logf("reservationd export reset:\n%s", r.reservationd("export", "reset"))
-	// The next exporter makes the stream again; checkAll then checks it whole.
+	r.t.Logf("reservationd export status:\n%s", status)
+	r.t.Logf("reservationd export reset:\n%s", r.reservationd("export", "reset"))
 }
 
 // reservationd runs the replicas' binary with replica 0's environment and returns its output.

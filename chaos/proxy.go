@@ -14,6 +14,11 @@ type Proxy struct {
 	target  string
 	latency atomic.Int64 // added before each forwarded chunk, in nanoseconds
 
+	// gate, while set, holds what clients send until it is closed (Hold); held counts the
+	// bytes waiting at it.
+	gate atomic.Pointer[gate]
+	held atomic.Int64
+
 	mu    sync.Mutex
 	conns map[net.Conn]net.Conn // accepted connection -> its upstream connection
 }
@@ -34,6 +39,31 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // SetLatency delays every chunk forwarded in either direction by d from now on.
 func (p *Proxy) SetLatency(d time.Duration) { p.latency.Store(int64(d)) }
+
+// Hold stops forwarding what clients send, while the target's answers still flow back, until
+// release is called: a client's requests wait in the network, as over a link that stalls one
+// way. Close lets what is held go too.
+func (p *Proxy) Hold() (release func()) {
+	g := &gate{ch: make(chan struct{})}
+	if old := p.gate.Swap(g); old != nil {
+		old.open()
+	}
+	return func() {
+		p.gate.CompareAndSwap(g, nil)
+		g.open()
+	}
+}
+
+// gate is a Hold: closed once, by its release or by Close.
+type gate struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
+
+// Held is how many bytes clients sent that a Hold keeps from the target now.
+func (p *Proxy) Held() int64 { return p.held.Load() }
 
 // Cut closes every open connection and returns how many there were.
 func (p *Proxy) Cut() int {
@@ -64,6 +94,9 @@ func (p *Proxy) Upstream(addr string) bool {
 // Close stops accepting and cuts what is open.
 func (p *Proxy) Close() {
 	p.ln.Close()
+	if g := p.gate.Swap(nil); g != nil {
+		g.open()
+	}
 	p.Cut()
 }
 
@@ -81,13 +114,14 @@ func (p *Proxy) serve() {
 		p.mu.Lock()
 		p.conns[c] = u
 		p.mu.Unlock()
-		go p.pipe(c, u)
-		go p.pipe(u, c)
+		go p.pipe(c, u, true)
+		go p.pipe(u, c, false)
 	}
 }
 
-// pipe copies from src to dst, chunk by chunk, until either side closes.
-func (p *Proxy) pipe(src, dst net.Conn) {
+// pipe copies from src to dst, chunk by chunk, until either side closes; fromClient is the
+// direction a Hold stops.
+func (p *Proxy) pipe(src, dst net.Conn, fromClient bool) {
 	defer func() {
 		src.Close()
 		dst.Close()
@@ -102,6 +136,11 @@ func (p *Proxy) pipe(src, dst net.Conn) {
 		if n > 0 {
 			if d := time.Duration(p.latency.Load()); d > 0 {
 				time.Sleep(d)
+			}
+			if g := p.gate.Load(); fromClient && g != nil {
+				p.held.Add(int64(n))
+				<-g.ch
+				p.held.Add(-int64(n))
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
