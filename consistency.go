@@ -283,8 +283,9 @@ type ReadView interface {
 	Overlapping(ids []string, start, end time.Time) (map[string][]*Reservation, bool)
 	// Resource returns a resource of the catalogue; false when the view does not hold it.
 	Resource(id string) (*Resource, bool)
-	// Pool returns the units of a pool, by id.
+	// Pool returns the units of a pool, by id (shared: not to be changed).
 	Pool(id string) []*Resource
-	// Resources returns every resource held, by id: the catalogue, for a search.
+	// Resources returns every resource held, by id: the catalogue, for a search (shared: not
+	// to be changed).
 	Resources() []*Resource
 }

@@ -97,9 +97,19 @@ func (x *Index) loadCatalogue(ctx context.Context, before string) (kept bool, er
 		}
 	}
 	x.catalog = byID
-	x.pools = poolsOf(byID)
+	x.sorted, x.pools = sortedOf(byID), poolsOf(byID)
 	x.catReady = true
 	return true, nil
+}
+
+// sortedOf is the catalogue by id, made once per change of it: a search reads it in pages.
+func sortedOf(byID map[string]*reservation.Resource) []*reservation.Resource {
+	out := make([]*reservation.Resource, 0, len(byID))
+	for _, r := range byID {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b *reservation.Resource) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 func poolsOf(byID map[string]*reservation.Resource) map[string][]*reservation.Resource {
@@ -126,5 +136,5 @@ func (x *Index) putResource(r *reservation.Resource) {
 		x.catalog = map[string]*reservation.Resource{}
 	}
 	x.catalog[r.ID] = r
-	x.pools = poolsOf(x.catalog)
+	x.sorted, x.pools = sortedOf(x.catalog), poolsOf(x.catalog)
 }

@@ -101,7 +101,8 @@ type Index struct {
 
 	catMu    sync.RWMutex
 	catalog  map[string]*reservation.Resource
-	pools    map[string][]*reservation.Resource // by id
+	sorted   []*reservation.Resource            // catalog by id; replaced, never changed
+	pools    map[string][]*reservation.Resource // by id; replaced, never changed
 	catAsOf  time.Time
 	catReady bool
 

@@ -266,29 +266,16 @@ func (v *view) Resource(id string) (*reservation.Resource, bool) {
 	return r, r != nil
 }
 
+// Pool and Resources share the index's slices, which are replaced, never changed, when the
+// catalogue is read again: callers must not change them.
 func (v *view) Pool(id string) []*reservation.Resource {
 	v.x.catMu.RLock()
 	defer v.x.catMu.RUnlock()
-	return slices.Clone(v.x.pools[id])
+	return v.x.pools[id]
 }
 
 func (v *view) Resources() []*reservation.Resource {
 	v.x.catMu.RLock()
 	defer v.x.catMu.RUnlock()
-	out := make([]*reservation.Resource, 0, len(v.x.catalog))
-	for _, r := range v.x.catalog {
-		out = append(out, r)
-	}
-	slices.SortFunc(out, func(a, b *reservation.Resource) int { return cmpString(a.ID, b.ID) })
-	return out
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return v.x.sorted
 }
