@@ -59,6 +59,12 @@ func (c *testClock) Add(d time.Duration) {
 // hold the index's test hook.
 func startIndexed(t testing.TB, dsn string, clock func() time.Time, hold func(context.Context), reap time.Duration) *indexed {
 	t.Helper()
+	return startIndexedMax(t, dsn, clock, hold, reap, readindex.DefaultMaxReservations)
+}
+
+// startIndexedMax is startIndexed with the index's limit on the reservations it holds.
+func startIndexedMax(t testing.TB, dsn string, clock func() time.Time, hold func(context.Context), reap time.Duration, max int) *indexed {
+	t.Helper()
 	pool, err := repo.Open(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +75,7 @@ func startIndexed(t testing.TB, dsn string, clock func() time.Time, hold func(co
 		Feed:      queue.Options{PollInterval: 5 * time.Millisecond, StampInterval: 5 * time.Millisecond, Now: clock},
 		Store:     repo.Options{Now: clock},
 		API:       service.Options{Now: clock, AllowPast: true},
-		ReadIndex: readindex.Options{MaxReservations: readindex.DefaultMaxReservations, Now: clock, Hold: hold},
+		ReadIndex: readindex.Options{MaxReservations: max, Now: clock, Hold: hold},
 	}
 	d, err := server.New(t.Context(), pool, nil, opts)
 	if err != nil {
@@ -582,4 +588,60 @@ func TestMemoryAnswersEqualTheDatabase(t *testing.T) {
 		}
 	}
 	t.Logf("%d reservations, %d answers compared", len(ids), compared)
+}
+
+// Past its limit the read index lets go of what it holds, and the reads it would have answered
+// go to the database, with the same answers; below it, it answers them.
+func TestReadIndexPastItsLimit(t *testing.T) {
+	t.Parallel()
+	db, dsn := repotest.NewDB(t)
+	// The default limit is a million reservations, more than a test stores: 5 shows the same.
+	r := startIndexedMax(t, dsn, nil, nil, 0, 5)
+	c, ctx := r.client, ctxFor(t)
+	reserve := func(i int) string {
+		made, err := c.Reserve(ctx, &pb.ReserveRequest{Reservation: booking("limit", float64(i), float64(i+1))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return made.GetReservation().GetId()
+	}
+	applied := func() bool {
+		var head uint64
+		if err := db.Get(&head, "SELECT COALESCE(MAX(seq), 0) FROM reservation_changes"); err != nil {
+			t.Fatal(err)
+		}
+		return r.d.Index().Stats().Applied >= head
+	}
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, reserve(2*i))
+	}
+	waitUntil(t, "the index to hold the first 3", func() bool { return r.d.Index().Stats().Ready && applied() })
+	got, err := c.Get(ctx, &pb.GetRequest{Id: ids[0], Read: bounded(time.Hour)})
+	if err != nil || !got.GetPosition().GetFromMemory() {
+		t.Fatalf("below its limit the index did not answer: %v, %v", got.GetPosition(), err)
+	}
+	for i := 3; i < 8; i++ {
+		ids = append(ids, reserve(2*i))
+	}
+	waitUntil(t, "the index to pass its limit", func() bool { return r.d.Index().Stats().Overflows > 0 })
+	if st := r.d.Index().Stats(); st.Ready || st.Reservations > 5 {
+		t.Errorf("past its limit the index still answers or holds %d: %+v", st.Reservations, st)
+	}
+	for _, id := range ids {
+		m, err := c.Get(ctx, &pb.GetRequest{Id: id, Read: bounded(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := c.Get(ctx, &pb.GetRequest{Id: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.GetPosition().GetFromMemory() {
+			t.Errorf("Get %s answered from memory past the limit", id)
+		}
+		if !proto.Equal(m.GetReservation(), d.GetReservation()) {
+			t.Errorf("Get %s: %v, the database's %v", id, m.GetReservation(), d.GetReservation())
+		}
+	}
 }
