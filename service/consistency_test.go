@@ -645,3 +645,130 @@ func TestReadIndexPastItsLimit(t *testing.T) {
 		}
 	}
 }
+
+// A replica that starts while another one writes loads its index beside the writes: the
+// writers go on (each of their calls succeeds), the new replica answers nothing from memory
+// before it is current, and once current its answers equal the database's, for the
+// reservations written before, during and after its load.
+func TestReadIndexLoadsBesideWrites(t *testing.T) {
+	t.Parallel()
+	_, dsn := repotest.NewDB(t)
+	writer := startIndexed(t, dsn, nil, nil, 0).client
+	ctx := ctxFor(t)
+	const resources = 20
+	book := func(w, i int) (string, error) {
+		start := base.Add(time.Duration(w*10_000+i) * 2 * time.Hour)
+		made, err := writer.Reserve(ctx, &pb.ReserveRequest{Reservation: &pb.Reservation{UserId: fmt.Sprintf("u%d", w),
+			ResourceId: fmt.Sprintf("load-%d", i%resources), Start: timestamppb.New(start), End: timestamppb.New(start.Add(time.Hour))}})
+		return made.GetReservation().GetId(), err
+	}
+	for b := range 60 { // 6,000: more than one page of the load (5,000)
+		var batch []*pb.Reservation
+		for i := b * 100; i < (b+1)*100; i++ {
+			start := base.Add(time.Duration(i) * 2 * time.Hour)
+			batch = append(batch, &pb.Reservation{UserId: "u0", ResourceId: fmt.Sprintf("load-%d", i%resources),
+				Start: timestamppb.New(start), End: timestamppb.New(start.Add(time.Hour))})
+		}
+		if _, err := writer.ReserveBatch(ctx, &pb.ReserveBatchRequest{Reservations: batch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var written atomic.Int64
+	errs := make(chan error, 8)
+	for w := 1; w <= 8; w++ {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id, err := book(w, 100+i)
+				if err == nil && i%3 == 0 {
+					_, err = writer.Cancel(ctx, &pb.CancelRequest{Id: id})
+				}
+				if err != nil {
+					errs <- fmt.Errorf("writer %d: %w", w, err)
+					return
+				}
+				written.Add(1)
+			}
+		})
+	}
+	started := written.Load()
+	late := startIndexed(t, dsn, nil, nil, 0)
+	beforeReady, fromMemoryEarly := 0, 0
+	for !late.d.Index().Stats().Ready {
+		got, err := late.client.Filter(ctx, &pb.FilterRequest{ResourceId: "load-1", Start: timestamppb.New(base), Read: bounded(time.Hour), PageSize: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		beforeReady++
+		if got.GetPosition().GetFromMemory() && !late.d.Index().Stats().Ready {
+			fromMemoryEarly++
+		}
+	}
+	during := written.Load() - started
+	time.Sleep(200 * time.Millisecond) // some writes after the index is current too
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if fromMemoryEarly > 0 {
+		t.Errorf("%d of %d reads before the index was current were answered from memory", fromMemoryEarly, beforeReady)
+	}
+	if during == 0 {
+		t.Error("no write completed while the new replica loaded its index")
+	}
+	waitUntil(t, "the late replica's index to apply every change", func() bool {
+		return late.d.Index().Stats().Applied >= writerHead(t, dsn)
+	})
+	for i := range resources {
+		f := &pb.FilterRequest{ResourceId: fmt.Sprintf("load-%d", i), Start: timestamppb.New(base), PageSize: 1000}
+		for page := 0; ; page++ {
+			mf, df := proto.Clone(f).(*pb.FilterRequest), proto.Clone(f).(*pb.FilterRequest)
+			mf.Read = bounded(time.Hour)
+			m, err := late.client.Filter(ctx, mf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := late.client.Filter(ctx, df)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !m.GetPosition().GetFromMemory() {
+				t.Fatalf("load-%d page %d: the current index did not answer", i, page)
+			}
+			if fmt.Sprint(m.GetReservations(), m.GetNextPageToken()) != fmt.Sprint(d.GetReservations(), d.GetNextPageToken()) {
+				t.Fatalf("load-%d page %d: memory (%d) and database (%d) differ", i, page, len(m.GetReservations()), len(d.GetReservations()))
+			}
+			if d.GetNextPageToken() == "" {
+				break
+			}
+			f.PageToken = d.GetNextPageToken()
+		}
+	}
+	t.Logf("%d writes while the index loaded (%d reads before it was current, none from memory)", during, beforeReady)
+}
+
+// writerHead is the newest seq stored, once no change waits for one.
+func writerHead(t testing.TB, dsn string) uint64 {
+	t.Helper()
+	db := sqlx.MustOpen("mysql", dsn)
+	defer db.Close()
+	var head struct {
+		Seq     uint64 `db:"s"`
+		Waiting int    `db:"w"`
+	}
+	if err := db.Get(&head, "SELECT COALESCE(MAX(seq), 0) AS s, COALESCE(SUM(seq IS NULL), 0) AS w FROM reservation_changes"); err != nil {
+		t.Fatal(err)
+	}
+	if head.Waiting > 0 {
+		return head.Seq + 1 // not yet: a change waits for its seq
+	}
+	return head.Seq
+}
