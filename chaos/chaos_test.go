@@ -325,6 +325,11 @@ func checkPromise(ctx context.Context, t *testing.T, c *Cluster, h *History, lis
 		t.Log("feed unlike the calls: " + d)
 	}
 	report.must("listeners' changes unlike the calls made and their answers (reservation, op, version)", len(unlike))
+	for _, m := range h.OwnReadsMissed {
+		t.Log("read-your-writes reply without its write: " + m)
+	}
+	report.must("reads with a write's consistency token (READ_YOUR_WRITES, on any replica) whose reply missed the write", len(h.OwnReadsMissed))
+	report.info("reads with a write's token: answered / from memory / unanswered", fmt.Sprintf("%d / %d / %d", h.OwnReads, h.OwnReadsFromMemory, h.OwnReadsUnanswered))
 	for _, r := range c.Replicas {
 		if !r.Running() || strings.Contains(r.Log(), "panic") {
 			report.must(r.Name+" crashed or panicked", 1)

@@ -30,6 +30,42 @@ type History struct {
 	Failures      []time.Time // when each call that failed transiently returned
 	// Feed has every call and its answer, for the comparison of what listeners heard.
 	Feed feedtest.Calls
+	// OwnReads counts the reads of a write's own reservation with its consistency token
+	// (READ_YOUR_WRITES) on a random replica; OwnReadsMissed lists those whose answer did not
+	// reflect the write.
+	OwnReads, OwnReadsFromMemory, OwnReadsUnanswered int
+	OwnReadsMissed                                   []string
+}
+
+// readOwn reads reservation id back with a write's token on a random replica and records
+// whether the answer reflects the write: the reservation at version at least version, or,
+// after a cancel (gone), NOT_FOUND.
+func (h *History) readOwn(ctx context.Context, c pb.ReservationServiceClient, id, token string, version int64, gone bool) {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	resp, err := c.Get(cctx, &pb.GetRequest{Id: id, Read: &pb.ReadOptions{Consistency: pb.Consistency_CONSISTENCY_READ_YOUR_WRITES, ConsistencyToken: token}})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var missed string
+	switch {
+	case gone && status.Code(err) == codes.NotFound:
+	case err != nil && (transient(err) || ctx.Err() != nil):
+		h.OwnReadsUnanswered++
+		return
+	case err != nil:
+		missed = fmt.Sprintf("%s: %v", id, err)
+	case gone:
+		missed = fmt.Sprintf("%s: found at version %d after its cancel", id, resp.GetReservation().GetVersion())
+	case resp.GetReservation().GetVersion() < version:
+		missed = fmt.Sprintf("%s: version %d, the write left %d (from memory %t)", id, resp.GetReservation().GetVersion(), version, resp.GetPosition().GetFromMemory())
+	}
+	h.OwnReads++
+	if resp.GetPosition().GetFromMemory() {
+		h.OwnReadsFromMemory++
+	}
+	if missed != "" {
+		h.OwnReadsMissed = append(h.OwnReadsMissed, missed)
+	}
 }
 
 func newHistory() *History {
@@ -110,6 +146,9 @@ func Writer(ctx context.Context, id int, replicas []*Replica, h *History, resour
 				h.Feed.Refused()
 			}
 			h.mu.Unlock()
+			if err == nil {
+				h.readOwn(ctx, client(), resp.GetReservation().GetId(), resp.GetConsistencyToken(), resp.GetReservation().GetVersion(), false)
+			}
 		case k < 8:
 			rid := mine[rng.IntN(len(mine))]
 			resp, err := retry(ctx, h, "Confirm", func(cctx context.Context) (*pb.ConfirmResponse, error) {
@@ -118,6 +157,7 @@ func Writer(ctx context.Context, id int, replicas []*Replica, h *History, resour
 			switch {
 			case err == nil:
 				h.Feed.Acked(feedtest.Update, resp.GetReservation())
+				h.readOwn(ctx, client(), rid, resp.GetConsistencyToken(), resp.GetReservation().GetVersion(), false)
 			case transient(err) || ctx.Err() != nil:
 				h.Feed.Unknown(feedtest.Update, rid, "")
 			default:
@@ -134,6 +174,7 @@ func Writer(ctx context.Context, id int, replicas []*Replica, h *History, resour
 			switch {
 			case err == nil:
 				h.Feed.Acked(feedtest.Delete, resp.GetReservation())
+				h.readOwn(ctx, client(), rid, resp.GetConsistencyToken(), resp.GetReservation().GetVersion(), true)
 			case transient(err) || ctx.Err() != nil || (status.Code(err) == codes.NotFound && tries > 1):
 				h.Feed.Unknown(feedtest.Delete, rid, "")
 			default:
