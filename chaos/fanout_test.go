@@ -33,7 +33,7 @@ import (
 // process of the test binary, whose CPU is measured too):
 //
 //	eval "$(bash scripts/nats.sh build)"
-//	RESERVATION_BENCH_FANOUT=1 go test -count=1 -timeout 30m -v -run '^TestFanoutCost$' ./chaos
+//	go test -count=1 -timeout 30m -v -run '^$' -bench '^BenchmarkFanoutCost$' -benchtime 1x ./chaos
 //
 // One reservationd replica (private MariaDB and Redis, the export on) exports to a 3-node
 // JetStream cluster. Each phase runs `rsvbench --workload spread --duration 10s` against the
@@ -51,10 +51,11 @@ const fanoutSubscribers = 1000
 // fanoutEnv names the subscribers' role in the child process: nats or listen.
 const fanoutEnv = "RESERVATION_FANOUT_ROLE"
 
-func TestFanoutCost(t *testing.T) {
-	if os.Getenv("RESERVATION_BENCH_FANOUT") != "1" {
-		t.Skip("a measurement, run by hand: RESERVATION_BENCH_FANOUT=1 (see fanout_test.go)")
-	}
+// BenchmarkFanoutCost is the measurement: a benchmark, so that only -bench runs it. b.N is
+// not used: each run is one sitting of the phases.
+func BenchmarkFanoutCost(b *testing.B) { fanoutCost(b) }
+
+func fanoutCost(t testing.TB) {
 	bin := os.Getenv("RESERVATION_TEST_NATS_SERVER")
 	if bin == "" {
 		t.Fatal("RESERVATION_TEST_NATS_SERVER is not set: eval \"$(bash scripts/nats.sh build)\"")
@@ -103,7 +104,7 @@ func TestFanoutCost(t *testing.T) {
 }
 
 type fanout struct {
-	t        *testing.T
+	t        testing.TB
 	ctx      context.Context
 	nats     *NATS
 	c        *Cluster
@@ -122,7 +123,7 @@ func (f *fanout) phase(role string) string {
 	var childIn io.WriteCloser
 	var childOut *bufio.Reader
 	if role != "none" {
-		child = exec.CommandContext(f.ctx, os.Args[0], "-test.run=^TestFanoutClient$")
+		child = exec.CommandContext(f.ctx, os.Args[0], "-test.run=^$", "-test.bench=^BenchmarkFanoutClient$", "-test.benchtime=1x")
 		child.Env = append(os.Environ(), fanoutEnv+"="+role, "RESERVATION_FANOUT_FROM="+strconv.FormatUint(from, 10),
 			"RESERVATION_FANOUT_NATS="+f.nats.URLs(), "RESERVATION_FANOUT_ADDR="+f.c.Replicas[0].Addr)
 		stderr, err := os.Create(filepath.Join(f.dir, "subscribers-"+role+".log"))
@@ -246,7 +247,7 @@ func (f *fanout) exported() uint64 {
 }
 
 // readTagged reads the child's stdout until a line starting with tag, and returns it.
-func readTagged(t *testing.T, r *bufio.Reader, tag string) string {
+func readTagged(t testing.TB, r *bufio.Reader, tag string) string {
 	var skipped []string
 	for {
 		line, err := r.ReadString('\n')
@@ -312,14 +313,14 @@ func reservationSleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// TestFanoutClient is TestFanoutCost's child process: it opens the subscribers of its role
+// BenchmarkFanoutClient is BenchmarkFanoutCost's child process: it opens the subscribers of its role
 // after seq RESERVATION_FANOUT_FROM, says "ready", reads the last seq of the phase from stdin,
 // waits until every subscriber received every change through it in seq order, says "done"
 // with the counts, and exits when stdin closes.
-func TestFanoutClient(t *testing.T) {
+func BenchmarkFanoutClient(t *testing.B) {
 	role := os.Getenv(fanoutEnv)
 	if role == "" {
-		t.Skip("TestFanoutCost's subscribers' process")
+		t.Skip("BenchmarkFanoutCost's subscribers' process, started by it alone")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
