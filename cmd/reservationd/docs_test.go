@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -215,7 +216,8 @@ func replay(t *testing.T, s session, env []string) {
 	sh := exec.CommandContext(ctx, "bash", "--norc", "--noprofile")
 	// rsvctl's default address is the documented gRPC port: point it at the daemon's (a session
 	// that sets RSVCTL_ADDR gets the daemon's too, through the mapping above).
-	sh.Env, sh.Stdin = append(env, "RSVCTL_ADDR="+d.addr), strings.NewReader(script.String())
+	// A slice of its own: env is shared by the sessions, which run in parallel.
+	sh.Env, sh.Stdin = slices.Concat(env, []string{"RSVCTL_ADDR=" + d.addr}), strings.NewReader(script.String())
 	out, err := sh.Output()
 	if err != nil {
 		t.Fatalf("bash: %v\n%s", err, out)
