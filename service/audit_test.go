@@ -27,7 +27,8 @@ import (
 	"reservation/service"
 )
 
-// feedClock is a settable clock for the feed's pruning.
+// feedClock is a settable clock: the feed's pruning, and every part of a replica with a read
+// index (consistency_test.go).
 type feedClock struct {
 	mu  sync.Mutex
 	now time.Time

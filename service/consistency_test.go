@@ -36,24 +36,6 @@ type indexed struct {
 	d      *server.Daemon
 }
 
-// testClock is a settable clock shared by a replica's parts.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // startIndexed starts a replica on dsn with a read index (production defaults but for the
 // feed's 5ms polls, as startReplicaWith explains); clock, when set, is every part's clock, and
 // hold the index's test hook.
@@ -316,7 +298,7 @@ func TestBadReadOptions(t *testing.T) {
 func TestBoundedStaleness(t *testing.T) {
 	t.Parallel()
 	_, dsn := repotest.NewDB(t)
-	clock := &testClock{now: time.Now().UTC().Truncate(time.Second)}
+	clock := &feedClock{now: time.Now().UTC().Truncate(time.Second)}
 	var held atomic.Bool
 	hold := func(ctx context.Context) {
 		for held.Load() && ctx.Err() == nil {
@@ -388,7 +370,7 @@ func TestBoundedStaleness(t *testing.T) {
 func TestMemoryAnswersEqualTheDatabase(t *testing.T) {
 	t.Parallel()
 	db, dsn := repotest.NewDB(t)
-	clock := &testClock{now: base.Add(-48 * time.Hour)}
+	clock := &feedClock{now: base.Add(-48 * time.Hour)}
 	// The reaper runs once an hour, so that lapsed holds stay stored, as the database's reads
 	// must leave them out by the clock.
 	r := startIndexed(t, dsn, clock.Now, nil, time.Hour)
