@@ -599,10 +599,16 @@ func TestReadIndexPastItsLimit(t *testing.T) {
 		ids = append(ids, reserve(2*i))
 	}
 	waitUntil(t, "the index to hold the first 3", func() bool { return r.d.Index().Stats().Ready && applied() })
-	got, err := c.Get(ctx, &pb.GetRequest{Id: ids[0], Read: bounded(time.Hour)})
-	if err != nil || !got.GetPosition().GetFromMemory() {
-		t.Fatalf("below its limit the index did not answer: %v, %v", got.GetPosition(), err)
-	}
+	// Below its limit the index answers. It may decline for a moment even when current (a
+	// failed look at the feed's health under a loaded CI did so once), so the test waits for
+	// an answer from memory rather than demanding it of the first call.
+	waitUntil(t, "the index to answer below its limit", func() bool {
+		got, err := c.Get(ctx, &pb.GetRequest{Id: ids[0], Read: bounded(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.GetPosition().GetFromMemory()
+	})
 	for i := 3; i < 8; i++ {
 		ids = append(ids, reserve(2*i))
 	}
