@@ -28,13 +28,9 @@ import (
 // replicas. Connections then go only to the one that is writable (read_only off, and on
 // MySQL super_read_only off), and follow a failover without a restart (failover.go).
 func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
-	single, hosts, err := splitHosts(dsn)
+	cfg, hosts, err := parseDSN(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("%w (%s)", err, DSNForm)
-	}
-	cfg, err := mysql.ParseDSN(single)
-	if err != nil {
-		return nil, fmt.Errorf("parse mysql dsn: %w (%s)", err, DSNForm)
+		return nil, err
 	}
 	cfg.ParseTime = true
 	cfg.Loc = time.UTC
@@ -92,6 +88,27 @@ func Open(ctx context.Context, dsn string) (*sqlx.DB, error) {
 		return db, err
 	}
 	return nil, last
+}
+
+// CheckDSN reports whether dsn is in the form Open reads, without connecting: a command line
+// can refuse a DSN in another form (a URL, host:port without tcp(…)) before it starts.
+func CheckDSN(dsn string) error {
+	_, _, err := parseDSN(dsn)
+	return err
+}
+
+// parseDSN reads dsn, whose address may list several hosts, into the driver's Config (of one
+// address) and the hosts; an error names DSNForm.
+func parseDSN(dsn string) (*mysql.Config, []string, error) {
+	single, hosts, err := splitHosts(dsn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (%s)", err, DSNForm)
+	}
+	cfg, err := mysql.ParseDSN(single)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse mysql dsn: %w (%s)", err, DSNForm)
+	}
+	return cfg, hosts, nil
 }
 
 // DSNForm is the hint an unparsable DSN gets: the driver's form, which is not a URL and puts

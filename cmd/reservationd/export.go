@@ -33,7 +33,10 @@ func exportCommand(ctx context.Context, out io.Writer, args []string) error {
 		return err
 	}
 	if cfg.MySQLDSN == "" {
-		return errors.New("--mysql-dsn (RESERVATION_MYSQL_DSN) is required")
+		return usageError{errors.New("--mysql-dsn (RESERVATION_MYSQL_DSN) is required")}
+	}
+	if err := repo.CheckDSN(cfg.MySQLDSN); err != nil {
+		return usageError{fmt.Errorf("--mysql-dsn: %w", err)}
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

@@ -117,6 +117,9 @@ func dispatch(args []string, stdout io.Writer, setLogger func(*slog.Logger)) err
 	if cfg.MySQLDSN == "" {
 		return usageError{errors.New("--mysql-dsn (RESERVATION_MYSQL_DSN) is required, e.g. root@tcp(127.0.0.1:3306)/reservation")}
 	}
+	if err := repo.CheckDSN(cfg.MySQLDSN); err != nil {
+		return usageError{fmt.Errorf("--mysql-dsn: %w", err)}
+	}
 	db, err := repo.Open(ctx, cfg.MySQLDSN)
 	if err != nil {
 		return fmt.Errorf("--mysql-dsn: %w", err)

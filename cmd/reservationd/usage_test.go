@@ -110,12 +110,15 @@ func TestMissingDSNNamesIt(t *testing.T) {
 }
 
 // TestBadDSNShowsTheForm: reservationd refuses a DSN in URL or host:port form naming the flag,
-// with an example of the form it reads. Needs no server.
+// with an example of the form it reads, as a bad command line (exit 2). Needs no server.
 func TestBadDSNShowsTheForm(t *testing.T) {
 	for _, dsn := range []string{"root@127.0.0.1:3306/reservation", "mysql://root@127.0.0.1:3306/reservation"} {
 		err := run([]string{"--mysql-dsn", dsn, "--lock", "local"}, &bytes.Buffer{}, nil)
 		if err == nil || !strings.HasPrefix(err.Error(), "--mysql-dsn: ") || !strings.Contains(err.Error(), "e.g. root@tcp(127.0.0.1:3306)/reservation") {
 			t.Errorf("--mysql-dsn %s: %v; want the flag named and the example root@tcp(127.0.0.1:3306)/reservation", dsn, err)
+		}
+		if !errors.Is(err, errUsage) {
+			t.Errorf("--mysql-dsn %s: %v is not a usage error: reservationd would exit 1, not 2", dsn, err)
 		}
 	}
 }
