@@ -56,7 +56,8 @@ type Options struct {
 	// writes before the database answers (default DefaultWait).
 	Wait time.Duration
 	// CatalogueInterval is how often the catalogue is looked at for changes (default
-	// DefaultCatalogueInterval): the catalogue's part of the view is that old at most.
+	// DefaultCatalogueInterval): the catalogue's part of the view is that old at most while
+	// it does not change, and up to 16 times that while it keeps changing (catalogue.go).
 	CatalogueInterval time.Duration
 	// Recent is how long the version of each reservation the feed changed is remembered,
 	// held or not (a cancelled one, one outside the horizon), for tokens that name it
