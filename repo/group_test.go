@@ -16,7 +16,10 @@ import (
 // writeFunc writes groups as the test says.
 type writeFunc func(ctx context.Context, jobs []*job)
 
-func (f writeFunc) writeGroup(ctx context.Context, jobs []*job) { f(ctx, jobs) }
+func (f writeFunc) writeGroup(ctx context.Context, jobs []*job) func() {
+	f(ctx, jobs)
+	return func() {}
+}
 
 // TestGrouperGivesEachJobItsOutcome: many concurrent callers; each job is committed exactly
 // once, in a group no larger than the size, one group at a time, and its caller gets the
@@ -153,5 +156,96 @@ func TestCommitterFreesWhatItTook(t *testing.T) {
 	wg.Wait()
 	if len(g.busy) != 0 || g.leaders != 0 || len(g.queue) != 0 {
 		t.Errorf("busy %v, %d leaders, %d queued; want none", g.busy, g.leaders, len(g.queue))
+	}
+}
+
+// unlockingWriter writes groups as the test of the unlock's order says: the group of the job
+// marked first holds its locks until another group has been written.
+type unlockingWriter struct {
+	c       *committer
+	first   *job
+	queued  int           // the first group is written once this many jobs wait in the queue
+	written chan struct{} // closed when a group without the first job has been written
+	mu      sync.Mutex
+	order   []string // "write <key>" and "unlock <key>", as they happen
+	once    sync.Once
+}
+
+func (w *unlockingWriter) note(s string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.order = append(w.order, s)
+}
+
+func (w *unlockingWriter) writeGroup(_ context.Context, jobs []*job) func() {
+	for _, j := range jobs {
+		if j == w.first {
+			for { // the other jobs are queued behind this group before it is written
+				w.c.mu.Lock()
+				n := len(w.c.queue)
+				w.c.mu.Unlock()
+				if n == w.queued {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	first := false
+	for _, j := range jobs {
+		w.note("write " + j.keys[0])
+		first = first || j == w.first
+		close(j.done)
+	}
+	if !first {
+		w.once.Do(func() { close(w.written) })
+		return func() { w.note("unlock " + jobs[0].keys[0]) }
+	}
+	return func() {
+		// Bounded, so that a committer that unlocks before it passes the lead on fails the
+		// test instead of hanging it.
+		select {
+		case <-w.written:
+		case <-time.After(10 * time.Second):
+		}
+		w.note("unlock " + w.first.keys[0])
+	}
+}
+
+// TestCommitterUnlocksAfterPassingTheLead: the leader whose job is done passes the lead on
+// before it releases its group's locks, so the next group, on other resources, is written
+// meanwhile; a job on the group's own resources waits for the release.
+func TestCommitterUnlocksAfterPassingTheLead(t *testing.T) {
+	g := &committer{size: 2}
+	first := &job{ctx: t.Context(), keys: []string{"a"}}
+	w := &unlockingWriter{c: g, first: first, queued: 2, written: make(chan struct{})}
+	g.write = w
+	var wg sync.WaitGroup
+	wg.Go(func() { g.do(t.Context(), first) })
+	for { // first leads, and waits in writeGroup for the others to queue
+		g.mu.Lock()
+		leading := g.leaders == 1
+		g.mu.Unlock()
+		if leading {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	wg.Go(func() { g.do(t.Context(), &job{ctx: t.Context(), keys: []string{"a"}}) })
+	wg.Go(func() { g.do(t.Context(), &job{ctx: t.Context(), keys: []string{"b"}}) })
+	wg.Wait()
+	at := func(s string, nth int) int { // where the nth s happened, -1 if not
+		for i, o := range w.order {
+			if o == s {
+				if nth--; nth == 0 {
+					return i
+				}
+			}
+		}
+		return -1
+	}
+	// b is written before the first a's locks are released, and the second a only after.
+	if len(w.order) != 6 || at("write b", 1) > at("unlock a", 1) || at("write a", 2) < at("unlock a", 1) {
+		t.Errorf("order %v, want b written before the first a's unlock and the second a after it", w.order)
 	}
 }

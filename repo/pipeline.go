@@ -172,9 +172,12 @@ type committer struct {
 	freed   chan struct{}  // closed, and replaced, when a group is written
 }
 
-// groupWriter writes a group: *Store; a test's fake in group_test.go.
+// groupWriter writes a group: *Store; a test's fake in group_test.go. It sets each job's
+// outcome and returns what releases the group's locks (the Locker's), which the committer
+// calls once it no longer holds up the next group: a leader whose job is done passes the lead
+// on first, so that round trip is off the path of every later group.
 type groupWriter interface {
-	writeGroup(ctx context.Context, jobs []*job)
+	writeGroup(ctx context.Context, jobs []*job) (unlock func())
 }
 
 // groupWriters is how many groups are written at once, each on resources none of the others
@@ -190,7 +193,7 @@ const groupWriters = 1
 func (c *committer) do(ctx context.Context, j *job) error {
 	j.done, j.lead, j.leading, j.err = make(chan struct{}), make(chan struct{}), false, nil
 	if c.size <= 1 {
-		c.write.writeGroup(context.WithoutCancel(ctx), []*job{j})
+		c.write.writeGroup(context.WithoutCancel(ctx), []*job{j})()
 		return j.err
 	}
 	c.mu.Lock()
@@ -204,14 +207,19 @@ func (c *committer) do(ctx context.Context, j *job) error {
 		c.leaders++
 		c.mu.Unlock()
 	}
-	// Lead: write groups from the queue until j's is written, then pass the lead on.
+	// Lead: write groups from the queue until j's is written, then pass the lead on. The
+	// resources of a group written stay busy until its locks are released (unlock).
 	for {
 		c.mu.Lock()
 		group, held, freed := c.take()
 		c.mu.Unlock()
+		unlock := func() {}
 		if len(group) > 0 {
-			c.write.writeGroup(context.WithoutCancel(ctx), group)
-			c.release(held)
+			release := c.write.writeGroup(context.WithoutCancel(ctx), group)
+			unlock = func() {
+				release()
+				c.release(held)
+			}
 		} else {
 			select {
 			case <-j.done: // ours is in another leader's group
@@ -239,8 +247,10 @@ func (c *committer) do(ctx context.Context, j *job) error {
 				c.leaders--
 			}
 			c.mu.Unlock()
+			unlock()
 			return j.err
 		default:
+			unlock()
 		}
 	}
 }
@@ -323,14 +333,15 @@ func (c *committer) release(held []string) {
 }
 
 // writeGroup writes the jobs' reservations in one transaction and sets each job's outcome:
-// steps 6 to 8.
-func (s *Store) writeGroup(ctx context.Context, jobs []*job) {
+// steps 6 to 8. It returns what releases the Locker's locks it took.
+func (s *Store) writeGroup(ctx context.Context, jobs []*job) (unlock func()) {
+	unlock = func() {}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	ctx, end := telemetry.StartLinked(ctx, "group.commit", jobs, func(j *job) context.Context { return j.ctx }, attribute.Int("calls", len(jobs)))
 	defer end(nil)
 	if jobs = dropEnded(jobs); len(jobs) == 0 {
-		return
+		return unlock
 	}
 	var keys []string
 	for _, j := range jobs {
@@ -349,11 +360,10 @@ func (s *Store) writeGroup(ctx context.Context, jobs []*job) {
 			}
 			close(j.done)
 		}
-		return
+		return unlock
 	}
-	defer release()
 	if jobs = dropEnded(jobs); len(jobs) == 0 {
-		return
+		return release
 	}
 	changes, err := s.inWriteTx(ctx, keys, func(w *writeTx) error { return s.admit(ctx, w, jobs) })
 	if errors.Is(err, errNothingToWrite) {
@@ -369,6 +379,7 @@ func (s *Store) writeGroup(ctx context.Context, jobs []*job) {
 		}
 		close(j.done)
 	}
+	return release
 }
 
 // admit is the one admission routine (step 7): it writes in w the reservations of those jobs
