@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"reservation"
 	"reservation/queue"
@@ -248,4 +249,36 @@ func TestFakeSlowSubscriber(t *testing.T) {
 	}
 	rest := collect(t, subscribe(t, q, ptr(slow.After()), ""), 60)
 	sameChanges(t, "slow subscriber, resumed", append(head, rest...), stored)
+}
+
+// TestStampGapHoldsStampsBack: a leader starts two stamps at least StampGap apart, however
+// often it is nudged: with an hour's gap, the changes committed after the first stamp stay
+// unstamped through many nudges and looks; with none, they are stamped.
+func TestStampGapHoldsStampsBack(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		gap     time.Duration
+		stamped bool // the later changes are stamped while the test looks
+	}{{"hour", time.Hour, false}, {"none", -1, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := queuetest.New(nil)
+			// The production poll and stamp intervals (20ms): the looks the gap holds back.
+			q, _ := fakeReplica(t, log, "a", queue.Options{StampGap: tc.gap})
+			commit(log, q, "first", "room")
+			for len(log.Stored()) == 0 { // the first stamp takes it: no stamp came before
+				time.Sleep(time.Millisecond)
+			}
+			for i := range 20 {
+				commit(log, q, fmt.Sprint("r", i), "room")
+				time.Sleep(5 * time.Millisecond) // 100ms in all: five stamp intervals
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for tc.stamped && len(log.Stored()) < 21 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if got := len(log.Stored()); (got == 21) != tc.stamped || (!tc.stamped && got != 1) {
+				t.Errorf("%d of 21 changes stamped, want %v", got, map[bool]string{true: "21", false: "1 (the later ones held back by the gap)"}[tc.stamped])
+			}
+		})
+	}
 }

@@ -53,6 +53,11 @@ type Options struct {
 	// StampInterval is how often the leader looks for changes to sequence when no local
 	// writer told it of one (default 20ms).
 	StampInterval time.Duration
+	// StampGap is the least time between the starts of two stamps (default DefaultStampGap;
+	// negative: none). Each stamp is a transaction of its own; while writes keep coming, a
+	// gap lets one stamp take the changes of several commits, at the cost of up to the gap
+	// more before a change reaches the subscribers.
+	StampGap time.Duration
 	// Buffer is how many recent changes a replica keeps in memory (default 4096). A live
 	// subscriber that falls further behind is cut off with EEXHAUSTED.
 	Buffer int
@@ -77,7 +82,10 @@ type Options struct {
 
 // The defaults of Options, which reservationd's flags show too.
 const (
-	DefaultPollInterval  = 20 * time.Millisecond // PollInterval and StampInterval
+	DefaultPollInterval = 20 * time.Millisecond // PollInterval and StampInterval
+	// DefaultStampGap: rsvbench spread (16 clients, about 200 commits/s) with a gap of 10ms
+	// took 0.2-0.4 fewer statements and 0.05 fewer commits per reservation than with none.
+	DefaultStampGap      = 10 * time.Millisecond
 	DefaultBuffer        = 4096
 	DefaultRetention     = 7 * 24 * time.Hour
 	DefaultPruneInterval = time.Minute
@@ -209,6 +217,9 @@ var _ reservation.Feed = (*Queue)(nil)
 func New(stored Log, leader Leader, opts Options) *Queue {
 	opts.PollInterval = reservation.OrDefault(opts.PollInterval, DefaultPollInterval)
 	opts.StampInterval = reservation.OrDefault(opts.StampInterval, DefaultPollInterval)
+	if opts.StampGap == 0 {
+		opts.StampGap = DefaultStampGap
+	}
 	opts.Buffer = reservation.OrDefault(opts.Buffer, DefaultBuffer)
 	opts.Retention = reservation.OrDefault(opts.Retention, DefaultRetention)
 	opts.PruneInterval = reservation.OrDefault(opts.PruneInterval, DefaultPruneInterval)

@@ -45,7 +45,12 @@ func (q *Queue) lead(ctx context.Context) error {
 	go q.pruneEvery(ctx)
 	stamp := time.NewTicker(q.opts.StampInterval)
 	defer stamp.Stop()
+	var began time.Time // of the last stamp
 	for {
+		if wait := q.opts.StampGap - time.Since(began); wait > 0 && !sleep(ctx, wait) {
+			return nil
+		}
+		began = time.Now()
 		span := telemetry.Begin(ctx, "feed.stamp")
 		n, err := q.leader.Stamp(ctx, stampBatch)
 		span.End(n > 0, &err, attribute.Int("changes", n))

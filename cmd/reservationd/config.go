@@ -88,7 +88,7 @@ func DefaultConfig() Config {
 			MaxMsgSize: server.DefaultMaxMsgSize, MaxStreams: server.DefaultMaxStreams,
 			DefaultDeadline: server.DefaultDefaultDeadline,
 			Feed: queue.Options{
-				PollInterval: queue.DefaultPollInterval, StallBound: queue.DefaultStallBound,
+				PollInterval: queue.DefaultPollInterval, StampGap: queue.DefaultStampGap, StallBound: queue.DefaultStallBound,
 				Buffer: queue.DefaultBuffer, Retention: queue.DefaultRetention,
 			},
 			Store: repo.Options{
@@ -167,6 +167,7 @@ func (c *Config) flags() *flagSet {
 	fs.positive(&s.Drain, "drain", "bound on draining in-flight calls at shutdown")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.positive(&s.Feed.PollInterval, "feed-poll", "how often the change feed looks for new changes")
+	fs.positive(&s.Feed.StampGap, "feed-stamp-gap", "least time between two stamps of the feed's sequencer: each is a transaction, and one takes every change committed meanwhile")
 	fs.positive(&s.Feed.StallBound, "feed-stall-bound", "how long a change may wait for its seq before the feed reports itself stalled (health "+server.FeedHealthService+", /readyz?feed=1)")
 	fs.positiveInt(&s.Feed.Buffer, "feed-buffer", "changes kept in memory; a listener further behind is cut off with RESOURCE_EXHAUSTED")
 	fs.positive(&s.Feed.Retention, "feed-retention", "how long changes are kept for listeners that resume")

@@ -27,7 +27,7 @@ func TestDefaultConfigIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{"max-duration": "8784h0m0s", "free-window-max": "8784h0m0s", "group-commit": "64",
-		"cache-entries": "100000", "feed-buffer": "4096", "lock-wait": "5s", "lock-ttl": "2s", "feed-poll": "20ms",
+		"cache-entries": "100000", "feed-buffer": "4096", "lock-wait": "5s", "lock-ttl": "2s", "feed-poll": "20ms", "feed-stamp-gap": "10ms",
 		"history-retention": "9600h0m0s", "feed-retention": "168h0m0s"} // 400 days of history, 7 of feed
 	c.flags().VisitAll(func(f *flag.Flag) {
 		if w, ok := want[f.Name]; ok && f.DefValue != w {
