@@ -24,8 +24,9 @@ import (
 // that answers POOL_FULL, which so means every unit was full at one moment. Either way two
 // pool bookings never take one unit for overlapping windows, a direct booking of a unit waits
 // for the pool booking or goes first, and the unit booked is the first by id that was free
-// when read. Pool calls are not prechecked nor refused from the conflict cache: the read is
-// their precheck.
+// when read. (With a read index, the first try reads from memory, at most
+// poolMemoryStaleness behind: poolmemory.go.) Pool calls are not prechecked nor refused from
+// the conflict cache: the read is their precheck.
 //
 // A unit whose booking rules (Rules.Check) refuse an item's window at the call's time is no
 // candidate for it. When every enabled unit of the pool refuses it so, the call is refused
@@ -75,14 +76,18 @@ func poolItems(rs []*reservation.Reservation) []bool {
 }
 
 // pickUnits is the pipeline's pick step: it chooses the units j's pooled items may take, and
-// so the resources j locks. The first optimisticTries tries read, without locks, the first
-// unitsPerTry units each item looks free on (freeUnits); a try that finds an item none, and
+// so the resources j locks. The first try takes them from the read index when the Store has
+// one (freeUnitsInMemory). The first optimisticTries tries otherwise read, without locks, the
+// first unitsPerTry units each item looks free on (freeUnits); a try that finds an item none, and
 // every try after them, takes every unit of the item's pool, which only then may answer
 // POOL_FULL.
 func (s *Store) pickUnits(ctx context.Context, j *job, try int) error {
 	unassign(j.rs, j.pooled)
 	var p pick
-	if try < optimisticTries {
+	if try == 0 {
+		p.units, _ = s.freeUnitsInMemory(ctx, j.rs, j.pooled)
+	}
+	if p.units == nil && try < optimisticTries {
 		free, err := s.freeUnits(ctx, j.rs, j.pooled)
 		if err != nil {
 			return err

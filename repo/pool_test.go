@@ -147,3 +147,70 @@ func TestPoolBatchFindsAnAssignment(t *testing.T) {
 		t.Errorf("%d overlapping pairs", o)
 	}
 }
+
+// blindIndex is a read index that sees the pool's units and none of their reservations, all
+// enabled: the worst a stale index could offer a pool call.
+type blindIndex struct{ units []*reservation.Resource }
+
+func (x blindIndex) View(context.Context, reservation.ReadOptions, bool) (reservation.ReadView, bool) {
+	return blindView(x), true
+}
+
+type blindView blindIndex
+
+func (blindView) Position() reservation.ReadPosition                         { return reservation.ReadPosition{} }
+func (blindView) Now() time.Time                                             { return time.Now() }
+func (blindView) Get(string) (*reservation.Reservation, bool)                { return nil, false }
+func (blindView) Find(reservation.Filter) ([]*reservation.Reservation, bool) { return nil, false }
+func (blindView) Overlapping(ids []string, _, _ time.Time) (map[string][]*reservation.Reservation, bool) {
+	return map[string][]*reservation.Reservation{}, true
+}
+func (v blindView) Resource(id string) (*reservation.Resource, bool) { return nil, false }
+func (v blindView) Pool(string) []*reservation.Resource              { return v.units }
+func (v blindView) Resources() []*reservation.Resource               { return v.units }
+
+// TestPoolUnitsFromAStaleIndex: the units a read index offers a pool call are checked again
+// under the locks. An index that sees every unit free and enabled offers the booked and the
+// disabled ones; the calls still book the free units by id, then find the pool full, and no
+// unit is booked twice.
+func TestPoolUnitsFromAStaleIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, _ := repotest.NewDB(t)
+	s := repo.New(db, repo.Options{})
+	var units []*reservation.Resource
+	for _, id := range []string{"room-1", "room-2", "room-3", "room-4"} {
+		u := &reservation.Resource{ID: id, PoolID: "deluxe", Disabled: id == "room-2"}
+		if _, err := s.PutResource(ctx, u, 0); err != nil {
+			t.Fatal(err)
+		}
+		enabled := *u
+		enabled.Disabled = false
+		units = append(units, &enabled)
+	}
+	s.UseIndex(blindIndex{units})
+	if _, err := s.Reserve(ctx, reservation.Book(window("room-1", 10, 12))); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for range 2 {
+		out, err := s.Reserve(ctx, reservation.Book(poolBooking("deluxe", 11, 13)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, out[0].ResourceID)
+	}
+	if got[0] != "room-3" || got[1] != "room-4" {
+		t.Errorf("units assigned %v, want room-3 then room-4 (room-1 taken, room-2 disabled)", got)
+	}
+	_, err := s.Reserve(ctx, reservation.Book(poolBooking("deluxe", 11, 14)))
+	if reservation.ErrorCode(err) != reservation.ESTATE {
+		t.Fatalf("a booking of a full pool: %v, want %s", err, reservation.ReasonPoolFull)
+	}
+	if n := s.Stats().UnitsFromMemory; n != 3 {
+		t.Errorf("%d tries took their units from the index, want 3 (each call's first)", n)
+	}
+	if n := count(t, db, "SELECT COUNT(*) FROM reservations"); n != 3 {
+		t.Errorf("%d reservations stored, want 3", n)
+	}
+}

@@ -189,6 +189,7 @@ func New(ctx context.Context, db *sqlx.DB, locker reservation.Locker, opts Optio
 		ro.Logger = orLogger(ro.Logger, log)
 		d.index = readindex.New(d.store, d.feed, ro)
 		caps.Index = d.index
+		d.store.UseIndex(d.index) // a pool call's first try picks its units there
 		d.indexMetrics()
 	}
 	api := service.New(caps, apiOpts)

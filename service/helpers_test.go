@@ -77,6 +77,13 @@ func replicasOn(t testing.TB, dsn string, n int, newLocker func() reservation.Lo
 
 func startReplicaWith(t testing.TB, db *sqlx.DB, locker reservation.Locker, feedOpts queue.Options) *replica {
 	t.Helper()
+	return startReplicaOpts(t, db, locker, replicaOptions(feedOpts))
+}
+
+// replicaOptions are a test replica's: as reservationd runs it, with a cache of committed
+// reservations following the feed (and no read index); the reaper runs every 20ms so that
+// the tests of lapsing holds need not wait a second.
+func replicaOptions(feedOpts queue.Options) server.Options {
 	feedOpts.Logger = quiet
 	if feedOpts.PollInterval == 0 {
 		// The feed polls and stamps every 5ms, not every default interval, so that the Listen
@@ -84,12 +91,10 @@ func startReplicaWith(t testing.TB, db *sqlx.DB, locker reservation.Locker, feed
 		// tests and the chaos suite run the feed with its defaults.
 		feedOpts.PollInterval, feedOpts.StampInterval = 5*time.Millisecond, 5*time.Millisecond
 	}
-	// As reservationd runs it, with a cache of committed reservations following the feed;
-	// the reaper runs every 20ms so that the tests of lapsing holds need not wait a second.
-	return startReplicaOpts(t, db, locker, server.Options{
+	return server.Options{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ReapInterval: 20 * time.Millisecond,
 		Feed: feedOpts, Cache: cache.Options{MaxEntries: cache.DefaultMaxEntries}, Logger: quiet,
-	})
+	}
 }
 
 // startReplicaOpts serves a replica made with opts.

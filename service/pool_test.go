@@ -21,6 +21,9 @@ import (
 	"reservation"
 	"reservation/lock/locktest"
 	pb "reservation/proto/reservation/v1"
+	"reservation/queue"
+	"reservation/readindex"
+	"reservation/repo"
 	"reservation/repo/repotest"
 	"reservation/service"
 )
@@ -37,12 +40,33 @@ func TestPoolAcrossReplicas(t *testing.T) {
 	lockers := concurrentLockers()
 	const slots = 36 // half-hour slots from base: few enough that the pool fills despite the cancels
 	units := []string{"spot-1", "spot-2", "spot-3", "spot-4", "spot-5"}
+	type variant struct {
+		name    string
+		locker  func(t *testing.T, prefix string) reservation.Locker
+		indexed bool // each replica runs a read index, as reservationd does: pool calls take their units from it
+	}
+	variants := []variant{{"redis, read index", lockers["redis"], true}}
 	for name, newLocker := range lockers {
-		t.Run(name, func(t *testing.T) {
+		variants = append(variants, variant{name, newLocker, false})
+	}
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
 			t.Parallel()
 			db, dsn := repotest.NewDB(t)
 			prefix := locktest.Prefix(t, locktest.Client(t))
-			replicas := replicasOn(t, dsn, 3, func() reservation.Locker { return newLocker(t, prefix) })
+			var replicas []*replica
+			for range 3 {
+				pool, err := repo.Open(context.Background(), dsn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { pool.Close() })
+				opts := replicaOptions(queue.Options{})
+				if v.indexed {
+					opts.ReadIndex = readindex.Options{MaxReservations: readindex.DefaultMaxReservations, Logger: quiet}
+				}
+				replicas = append(replicas, startReplicaOpts(t, pool, v.locker(t, prefix), opts))
+			}
 			for _, u := range units {
 				if _, err := replicas[0].client.PutResource(ctxFor(t), &pb.PutResourceRequest{Resource: &pb.Resource{Id: u, PoolId: "level-1"}}); err != nil {
 					t.Fatal(err)
@@ -171,6 +195,14 @@ func TestPoolAcrossReplicas(t *testing.T) {
 			}
 			checkStored(t, history, ids)
 			t.Logf("%d reservations stored", len(stored))
+			var fromMemory int64
+			for _, r := range replicas {
+				fromMemory += r.store.Stats().UnitsFromMemory
+			}
+			t.Logf("%d pool tries took their units from the read index", fromMemory)
+			if (fromMemory > 0) != v.indexed {
+				t.Errorf("%d pool tries took their units from the read index, want them to %s", fromMemory, map[bool]string{true: "(it runs)", false: "not (it does not run)"}[v.indexed])
+			}
 		})
 	}
 }
