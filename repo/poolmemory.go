@@ -22,6 +22,8 @@ const (
 	unitsInMemory = 2 * unitsPerTry
 	// poolMemoryStaleness bounds the age of the index's view a pick is made from.
 	poolMemoryStaleness = time.Second
+	// unitsPerLook is how many units one read of the view looks at.
+	unitsPerLook = 32
 )
 
 // indexRef holds the read index a Store picks pool units from.
@@ -57,23 +59,33 @@ func (s *Store) freeUnitsInMemory(ctx context.Context, rs []*reservation.Reserva
 			continue
 		}
 		n := 0
-		for _, u := range v.Pool(r.PoolID) {
-			if n == unitsInMemory {
-				break
+		units := v.Pool(r.PoolID)
+		// The units are looked at in chunks, each with one read of the view over the widest
+		// blocked window of its units.
+		for from := 0; from < len(units) && n < unitsInMemory; from += unitsPerLook {
+			chunk := units[from:min(from+unitsPerLook, len(units))]
+			ids := make([]string, 0, len(chunk))
+			var gap time.Duration
+			for _, u := range chunk {
+				if !u.Disabled {
+					ids = append(ids, u.ID)
+					gap = max(gap, reservation.PolicyOf(u).Gap())
+				}
 			}
-			c := *r
-			c.ResourceID = u.ID
-			if u.Disabled || u.Check(i, &c, now) != nil {
-				continue
-			}
-			p := reservation.PolicyOf(u)
-			held, ok := v.Overlapping([]string{u.ID}, r.Start.Add(-p.Gap()), r.End.Add(p.Gap()))
+			held, ok := v.Overlapping(ids, r.Start.Add(-gap), r.End.Add(gap))
 			if !ok {
 				return nil, false
 			}
-			if reservation.Fits(&c, p, append(held[u.ID], direct...)) {
-				free[r.PoolID] = append(free[r.PoolID], u.ID)
-				n++
+			for _, u := range chunk {
+				c := *r
+				c.ResourceID = u.ID
+				if n == unitsInMemory || u.Disabled || u.Check(i, &c, now) != nil {
+					continue
+				}
+				if reservation.Fits(&c, reservation.PolicyOf(u), append(held[u.ID], direct...)) {
+					free[r.PoolID] = append(free[r.PoolID], u.ID)
+					n++
+				}
 			}
 		}
 		if n == 0 {
