@@ -48,8 +48,12 @@ type writeTx struct {
 // resource is a locked resources row, as the transaction will leave it, with what the
 // catalogue says of it.
 type resource struct {
-	version  int64
-	maxSpan  time.Duration
+	version int64
+	maxSpan time.Duration
+	read    struct {
+		version int64
+		maxSpan time.Duration
+	} // as locked: a row unchanged is not written back
 	capacity int  // at least 1
 	disabled bool // takes no new reservations
 	absent   bool // not in the catalogue, which is strict: it was not created
@@ -106,7 +110,9 @@ func lockResources(ctx context.Context, tx *sqlx.Tx, ids []string, now time.Time
 	}
 	out := make(map[string]*resource, len(ids))
 	for _, r := range rows {
-		out[r.ID] = &resource{version: r.Version, maxSpan: time.Duration(r.MaxSpan) * time.Microsecond, capacity: max(r.Capacity, 1), disabled: r.Disabled, poolID: r.PoolID, rules: r.rules()}
+		res := &resource{version: r.Version, maxSpan: time.Duration(r.MaxSpan) * time.Microsecond, capacity: max(r.Capacity, 1), disabled: r.Disabled, poolID: r.PoolID, rules: r.rules()}
+		res.read.version, res.read.maxSpan = res.version, res.maxSpan
+		out[r.ID] = res
 	}
 	var missing []any
 	for _, id := range ids {
@@ -274,8 +280,15 @@ func (s *Store) remember(changes []change) {
 // the feed (reservation_changes, until the feed's retention) and in the history
 // (reservation_history, until the history's), both in the write's transaction and round trip.
 func record(resources map[string]*resource, changes []change, now time.Time) ([]stmt, error) {
-	// One statement for every resource: a CASE per column, by id.
-	ids := slices.Sorted(maps.Keys(resources))
+	// One statement for every resource the write changed (a pool call locks units it does not
+	// book): a CASE per column, by id.
+	var ids []string
+	for _, id := range slices.Sorted(maps.Keys(resources)) {
+		if res := resources[id]; res.version != res.read.version || res.maxSpan != res.read.maxSpan {
+			ids = append(ids, id)
+		}
+	}
+	var stmts []stmt
 	var version, span strings.Builder
 	var vargs, sargs, idArgs []any
 	for _, id := range ids {
@@ -286,8 +299,11 @@ func record(resources map[string]*resource, changes []change, now time.Time) ([]
 		sargs = append(sargs, id, res.maxSpan.Microseconds())
 		idArgs = append(idArgs, id)
 	}
-	update := "UPDATE resources SET version = CASE id" + version.String() + " END, max_span_us = CASE id" + span.String() +
-		" END WHERE id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")"
+	if len(ids) > 0 {
+		update := "UPDATE resources SET version = CASE id" + version.String() + " END, max_span_us = CASE id" + span.String() +
+			" END WHERE id IN (?" + strings.Repeat(", ?", len(ids)-1) + ")"
+		stmts = append(stmts, stmt{update, append(append(vargs, sargs...), idArgs...)})
+	}
 	feed, history := sqlRecordChanges, sqlRecordHistory
 	fargs := make([]any, 0, 9*len(changes))
 	hargs := make([]any, 0, 6*len(changes))
@@ -305,7 +321,10 @@ func record(resources map[string]*resource, changes []change, now time.Time) ([]
 		history += "(?, ?, ?, ?, ?, ?)"
 		hargs = append(hargs, c.r.ID, int(c.op), snap, c.actor, c.reason, now)
 	}
-	return []stmt{{update, append(append(vargs, sargs...), idArgs...)}, {feed, fargs}, {history, hargs}}, nil
+	if len(changes) == 0 {
+		return stmts, nil
+	}
+	return append(stmts, stmt{feed, fargs}, stmt{history, hargs}), nil
 }
 
 // insertReservations returns the statement that inserts rs.
