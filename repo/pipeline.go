@@ -126,7 +126,11 @@ func (s *Store) run(ctx context.Context, b reservation.Booking, req *request) ([
 			if err != nil && j.pooled != nil {
 				unassign(j.rs, j.pooled)
 			}
-			if errors.Is(err, errUnitsGone) || errors.Is(err, errAgain) {
+			if errors.Is(err, errUnitsGone) {
+				s.stats.unitsGone.Add(1)
+				continue
+			}
+			if errors.Is(err, errAgain) {
 				continue
 			}
 			if reservation.ErrorCode(err) == reservation.ECONFLICT && j.req != nil && !j.req.rounds && j.pooled == nil {

@@ -82,7 +82,7 @@ func (s *Store) freeUnitsInMemory(ctx context.Context, rs []*reservation.Reserva
 				if n == unitsInMemory || u.Disabled || u.Check(i, &c, now) != nil {
 					continue
 				}
-				if reservation.Fits(&c, reservation.PolicyOf(u), append(held[u.ID], direct...)) {
+				if reservation.Fits(&c, reservation.PolicyOf(u), append(s.alsoTaken(&c, held[u.ID]), direct...)) {
 					free[r.PoolID] = append(free[r.PoolID], u.ID)
 					n++
 				}
@@ -98,4 +98,24 @@ func (s *Store) freeUnitsInMemory(ctx context.Context, rs []*reservation.Reserva
 	}
 	s.stats.unitsFromMemory.Add(1)
 	return free, true
+}
+
+// alsoTaken returns held, the reservations the index holds in the way of c, with those Taken
+// remembers there that held lacks: this replica's own commits reach Taken as they commit, and
+// the index only once the feed brings them, so concurrent pool calls would otherwise be
+// offered the units the calls just before them took.
+func (s *Store) alsoTaken(c *reservation.Reservation, held []*reservation.Reservation) []*reservation.Reservation {
+	if s.opts.Taken == nil {
+		return held
+	}
+	var more []*reservation.Reservation
+	for _, t := range s.opts.Taken.Overlapping(c) {
+		if !slices.ContainsFunc(held, func(h *reservation.Reservation) bool { return h.ID == t.ID }) {
+			more = append(more, t)
+		}
+	}
+	if more == nil {
+		return held
+	}
+	return append(slices.Clone(held), more...)
 }

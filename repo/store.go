@@ -85,7 +85,7 @@ type Store struct {
 	db     *sqlx.DB
 	opts   Options
 	log    *slog.Logger
-	stats  struct{ retries, lockDown, conflicts, unitsFromMemory atomic.Int64 }
+	stats  struct{ retries, lockDown, conflicts, unitsFromMemory, unitsGone atomic.Int64 }
 	groups committer
 	index  atomic.Pointer[indexRef] // where a pool call's first try picks its units; nil: the database
 	// readBack confirms the conflict cache's proposals, in one statement for concurrent calls.
@@ -119,11 +119,12 @@ type Stats struct {
 	LockUnavailable int64 // writes that went ahead on the database guard alone, the Locker being down
 	Conflicts       int64 // Reserve calls rejected for overlap
 	UnitsFromMemory int64 // pool calls' tries whose units the read index chose (UseIndex)
+	UnitsGone       int64 // pool calls' tries whose units were all taken meanwhile: tried again
 }
 
 // Stats returns the counters.
 func (s *Store) Stats() Stats {
-	return Stats{s.stats.retries.Load(), s.stats.lockDown.Load(), s.stats.conflicts.Load(), s.stats.unitsFromMemory.Load()}
+	return Stats{s.stats.retries.Load(), s.stats.lockDown.Load(), s.stats.conflicts.Load(), s.stats.unitsFromMemory.Load(), s.stats.unitsGone.Load()}
 }
 
 func (s *Store) now() time.Time { return reservation.Truncate(s.opts.Now()) }

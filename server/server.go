@@ -470,6 +470,8 @@ func (d *Daemon) exportMetrics() {
 	m.Counter("conflicts_total", "Reserve calls refused for overlap.", func() float64 { return float64(store.Stats().Conflicts) })
 	m.Counter("tx_retries_total", "Transactions run again after a deadlock or lock wait timeout.", func() float64 { return float64(store.Stats().TxRetries) })
 	m.Counter("lock_bypassed_total", "Writes that went ahead on the database guard alone, the lock service being down.", func() float64 { return float64(store.Stats().LockUnavailable) })
+	m.Counter("pool_units_from_memory_total", "Pool calls' tries whose units the read index chose.", func() float64 { return float64(store.Stats().UnitsFromMemory) })
+	m.Counter("pool_units_gone_total", "Pool calls' tries whose units were all taken meanwhile, tried again.", func() float64 { return float64(store.Stats().UnitsGone) })
 	m.Gauge("feed_subscribers", "Open feed subscriptions: Listen streams, and the cache's.", func() float64 { return float64(feed.Stats().Subscribers) })
 	m.Gauge("feed_head_seq", "Newest change seq this replica has read.", func() float64 { return float64(feed.Stats().Head) })
 	m.Gauge("feed_lag_seconds", "Age of the newest change when this replica read it.", func() float64 { return feed.Stats().Lag.Seconds() })
