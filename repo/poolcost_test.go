@@ -223,3 +223,66 @@ func TestConcurrentPoolBookingsReadNotEveryUnit(t *testing.T) {
 		t.Errorf("%d rows read for %d bookings: some call read every one of the %d units", c.rows, calls, units)
 	}
 }
+
+// TestPoolBatchCostDoesNotGrowWithItsUnits: one call of 100 pooled items, one on each of 100
+// pools, costs the store the same statements, transactions and rows read whether each pool has
+// 12 units or 48, the first half of each taken for the window: every item's units come from a
+// bounded page (6 units, full in both), and the call locks and reads 3 of them alone. Counted
+// at the driver, on a real server.
+func TestPoolBatchCostDoesNotGrowWithItsUnits(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db, dsn := repotest.NewDB(t)
+	setup := repo.New(db, repo.Options{})
+	const pools = 100
+	costs := map[int]cost{}
+	for _, units := range []int{12, 48} {
+		var taken, batch []*reservation.Reservation
+		var wg sync.WaitGroup
+		for p := range pools {
+			pool := fmt.Sprintf("pool-%d-%03d", units, p)
+			wg.Go(func() {
+				for i := range units {
+					id := fmt.Sprintf("%s-unit-%02d", pool, i)
+					if _, err := setup.PutResource(ctx, &reservation.Resource{ID: id, PoolID: pool}, 0); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+			for i := range units / 2 {
+				taken = append(taken, window(fmt.Sprintf("%s-unit-%02d", pool, i), 10, 12))
+			}
+			batch = append(batch, poolBooking(pool, 11, 13))
+		}
+		if wg.Wait(); t.Failed() {
+			t.FailNow()
+		}
+		if _, err := setup.Reserve(ctx, reservation.Booking{Reservations: taken}); err != nil {
+			t.Fatal(err)
+		}
+		counted, counts := countingDB(t, dsn)
+		s := repo.New(counted, repo.Options{})
+		counts.reset()
+		out, err := s.Reserve(ctx, reservation.Booking{Reservations: batch})
+		if err != nil {
+			t.Fatalf("pools of %d: %v", units, err)
+		}
+		for p, r := range out {
+			if want := fmt.Sprintf("pool-%d-%03d-unit-%02d", units, p, units/2); r.ResourceID != want {
+				t.Errorf("pools of %d: item %d booked %s, want %s, the first free unit", units, p, r.ResourceID, want)
+			}
+		}
+		costs[units] = counts.load()
+		t.Logf("100 pools of %d units, half taken: %+v", units, costs[units])
+	}
+	small, large := costs[12], costs[48]
+	if large != small {
+		t.Errorf("pools of 48 units: %+v, want the cost with 12 units: %+v", large, small)
+	}
+	// Per item: one read of its pool's free units (a page), and its units' rows locked; then
+	// the batch's one transaction.
+	if small.statements > pools+10 || small.commits != 1 {
+		t.Errorf("a batch of %d pooled items ran %d statements and %d commits, want at most %d and 1", pools, small.statements, small.commits, pools+10)
+	}
+}
