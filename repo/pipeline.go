@@ -30,9 +30,10 @@ package repo
 //     (from step 4); a request's conflict is saved as its outcome (not a pool call's, as
 //     before); a refusal is counted, once.
 //
-// From the gRPC handler to the SQL, six hops over three files: service.Server.Reserve
+// From the gRPC handler to the SQL, seven hops over three files: service.Server.Reserve
 // (service/server.go) → Store.Reserve → Store.run → committer.do → Store.writeGroup →
-// Store.admit (here) → writeTx.flush (write.go), which sends the group's statements.
+// Store.inWriteTx (write.go: the transaction, the resources rows locked) → Store.admit (here)
+// → writeTx.flush (write.go), which sends the group's statements.
 
 import (
 	"context"
