@@ -147,12 +147,7 @@ const (
 // index, and a unit of capacity 1 needs no other read.
 func (s *Store) freeUnits(ctx context.Context, rs []*reservation.Reservation, pooled []bool) (map[string][]string, error) {
 	now := s.now()
-	var direct []*reservation.Reservation
-	for i, r := range rs {
-		if !pooled[i] {
-			direct = append(direct, r)
-		}
-	}
+	direct := directItems(rs, pooled)
 	free := map[string][]string{}
 	for i, r := range rs {
 		if !pooled[i] {
@@ -198,11 +193,27 @@ func (s *Store) freeUnits(ctx context.Context, rs []*reservation.Reservation, po
 			return nil, nil
 		}
 	}
+	sortUnits(free)
+	return free, nil
+}
+
+// directItems are the items of rs booked on a resource they name, not through a pool.
+func directItems(rs []*reservation.Reservation, pooled []bool) []*reservation.Reservation {
+	var direct []*reservation.Reservation
+	for i, r := range rs {
+		if !pooled[i] {
+			direct = append(direct, r)
+		}
+	}
+	return direct
+}
+
+// sortUnits sorts each pool's units in free by id, once each.
+func sortUnits(free map[string][]string) {
 	for pool, us := range free {
 		slices.Sort(us)
 		free[pool] = slices.Compact(us)
 	}
-	return free, nil
 }
 
 // unitRow is a unit sqlFreeUnits read.

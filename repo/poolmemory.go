@@ -47,12 +47,7 @@ func (s *Store) freeUnitsInMemory(ctx context.Context, rs []*reservation.Reserva
 		return nil, false
 	}
 	now := s.now()
-	var direct []*reservation.Reservation
-	for i, r := range rs {
-		if !pooled[i] {
-			direct = append(direct, r)
-		}
-	}
+	direct := directItems(rs, pooled)
 	free = map[string][]string{}
 	for i, r := range rs {
 		if !pooled[i] {
@@ -92,10 +87,7 @@ func (s *Store) freeUnitsInMemory(ctx context.Context, rs []*reservation.Reserva
 			return nil, false
 		}
 	}
-	for pool, us := range free {
-		slices.Sort(us)
-		free[pool] = slices.Compact(us)
-	}
+	sortUnits(free)
 	s.stats.unitsFromMemory.Add(1)
 	return free, true
 }
